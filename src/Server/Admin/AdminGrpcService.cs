@@ -1,0 +1,169 @@
+using Grpc.Core;
+using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Grpc;
+using QuotaLedger.Server.Ledger;
+using QuotaLedger.Server.Posting;
+using QuotaLedger.Server.Rules;
+using QuotaLedger.Server.Storage;
+using QuotaLedger.V1;
+using AccountKind = QuotaLedger.Server.Storage.AccountKind;
+using EntryKind = QuotaLedger.Server.Storage.EntryKind;
+
+namespace QuotaLedger.Server.Admin;
+
+/// <summary>The bureau's calls: the year's policy, funding the pool (Art 6), and the books.</summary>
+internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, TimeProvider time) : AdminService.AdminServiceBase
+{
+    public override Task<YearPolicy> SetYearPolicy(SetYearPolicyRequest request, ServerCallContext context)
+    {
+        var policy = new VoucherPolicy(
+            request.Year,
+            new BasisPoints(request.SelfControllableRatioBp),
+            new BasisPoints(request.OtherRatioBp),
+            new BasisPoints(request.SmeBonusBp),
+            new Fen(request.UnitYearCapFen),
+            new Fen(request.UnitYearFloorFen),
+            new Fen(request.YearTotalFen),
+            request.ValidityMonths);
+        policy.EnsureCoherent();
+
+        return idempotency.RunAsync(Callers.Bureau, request.RequestId, nameof(SetYearPolicy), request, async ct =>
+        {
+            var funded = await LockFundingAsync(policy.Year, ct);
+            if (funded > policy.YearTotal)
+            {
+                throw new LedgerException(Reason.YearTotalExceeded,
+                    $"{policy.Year} is already funded with {funded}; its total cannot be set below that.");
+            }
+
+            var now = time.GetUtcNow();
+            await db.Database.ExecuteSqlAsync(
+                $"""
+                INSERT INTO year_policies (year, self_controllable_ratio_bp, other_ratio_bp, sme_bonus_bp, unit_year_cap_fen,
+                                           unit_year_floor_fen, year_total_fen, validity_months, updated_at)
+                VALUES ({policy.Year}, {policy.SelfControllableRatio.Value}, {policy.OtherRatio.Value}, {policy.SmeBonus.Value},
+                        {policy.UnitYearCap.Value}, {policy.UnitYearFloor.Value}, {policy.YearTotal.Value}, {policy.ValidityMonths}, {now})
+                ON CONFLICT (year) DO UPDATE SET
+                  self_controllable_ratio_bp = excluded.self_controllable_ratio_bp, other_ratio_bp = excluded.other_ratio_bp,
+                  sme_bonus_bp = excluded.sme_bonus_bp, unit_year_cap_fen = excluded.unit_year_cap_fen,
+                  unit_year_floor_fen = excluded.unit_year_floor_fen, year_total_fen = excluded.year_total_fen,
+                  validity_months = excluded.validity_months, updated_at = excluded.updated_at
+                """, ct);
+            return ToApi(policy, now);
+        }, context.CancellationToken);
+    }
+
+    public override async Task<YearPolicy> GetYearPolicy(GetYearPolicyRequest request, ServerCallContext context)
+    {
+        var year = Validate.Year(request.Year);
+        var row = await db.YearPolicies.AsNoTracking().SingleOrDefaultAsync(p => p.Year == year, context.CancellationToken)
+            ?? throw new LedgerException(Reason.InvalidArgument, $"There is no policy for {year}; the bureau sets one with SetYearPolicy.");
+        return ToApi(Policies.ToPolicy(row), row.UpdatedAt);
+    }
+
+    public override Task<ProgramYear> FundBudget(FundBudgetRequest request, ServerCallContext context)
+    {
+        var year = Validate.Year(request.Year);
+        var amount = Validate.Amount(request.AmountFen, "amount_fen");
+
+        return idempotency.RunAsync(Callers.Bureau, request.RequestId, nameof(FundBudget), request, async ct =>
+        {
+            var policy = await Policies.FindAsync(db, year, ct)
+                ?? throw new LedgerException(Reason.YearTotalExceeded, $"There is no policy for {year}, so nothing may be funded; call SetYearPolicy first.");
+
+            await db.Database.ExecuteSqlAsync(
+                $"""
+                INSERT INTO accounts (kind, year, balance_fen)
+                VALUES ({(short)AccountKind.Funding}, {year}, 0), ({(short)AccountKind.Pool}, {year}, 0)
+                ON CONFLICT DO NOTHING
+                """, ct);
+            var funded = await LockFundingAsync(year, ct);
+            if (funded + amount > policy.YearTotal)
+            {
+                throw new LedgerException(Reason.YearTotalExceeded,
+                    $"{year} is funded with {funded} of its {policy.YearTotal} total; {amount} more would exceed it (Art 6).");
+            }
+
+            var accounts = await db.Accounts.AsNoTracking()
+                .Where(a => a.Year == year && (a.Kind == AccountKind.Funding || a.Kind == AccountKind.Pool))
+                .ToDictionaryAsync(a => a.Kind, a => a.Id, ct);
+            await Journal.PostAsync(db, new JournalEntryRow
+            {
+                Kind = EntryKind.Funding,
+                CreatedAt = time.GetUtcNow(),
+                Year = year,
+                RequestId = request.RequestId,
+                Caller = Callers.Bureau,
+                Memo = $"budget funding {year}",
+            },
+            [
+                Leg.Debit(accounts[AccountKind.Pool], AccountKind.Pool, amount),
+                Leg.Credit(accounts[AccountKind.Funding], AccountKind.Funding, amount),
+            ], ct);
+            return await ProgramYearAsync(year, policy, ct);
+        }, context.CancellationToken);
+    }
+
+    public override async Task<ProgramYear> GetProgramYear(GetProgramYearRequest request, ServerCallContext context)
+    {
+        var year = Validate.Year(request.Year);
+        var policy = await Policies.FindAsync(db, year, context.CancellationToken);
+        return await ProgramYearAsync(year, policy, context.CancellationToken);
+    }
+
+    public override Task<TrialBalanceResponse> TrialBalance(TrialBalanceRequest request, ServerCallContext context)
+    {
+        if (request.Year != 0)
+        {
+            Validate.Year(request.Year);
+        }
+
+        return Books.TrialBalanceAsync(db, request.Year, context.CancellationToken);
+    }
+
+    /// <summary>Locks the year's funding account (when there is one) and returns what has been funded.</summary>
+    private async Task<Fen> LockFundingAsync(int year, CancellationToken ct)
+    {
+        var balance = await db.Accounts
+            .FromSql($"SELECT * FROM accounts WHERE kind = {(short)AccountKind.Funding} AND year = {year} AND unit_uscc IS NULL FOR UPDATE")
+            .AsNoTracking()
+            .Select(a => (long?)a.BalanceFen)
+            .SingleOrDefaultAsync(ct);
+        return new Fen(balance ?? 0);
+    }
+
+    /// <summary>The year's figures, each derived from account balances: no city-wide counter is kept per deduction.</summary>
+    private Task<ProgramYear> ProgramYearAsync(int year, VoucherPolicy? policy, CancellationToken ct) =>
+        db.QueryRowAsync(
+            $"""
+            SELECT coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Funding}), 0)::bigint,
+                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Pool}), 0)::bigint,
+                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Grant}), 0)::bigint,
+                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Deducted}), 0)::bigint
+            FROM accounts WHERE year = $1
+            """,
+            r => new ProgramYear
+            {
+                Year = year,
+                FundedFen = r.GetInt64(0),
+                PoolFen = r.GetInt64(1),
+                GrantedOpenFen = r.GetInt64(2),
+                DeductedFen = r.GetInt64(3),
+                YearTotalFen = policy?.YearTotal.Value ?? 0,
+            },
+            ct,
+            year);
+
+    private static YearPolicy ToApi(VoucherPolicy policy, DateTimeOffset updatedAt) => new()
+    {
+        Year = policy.Year,
+        SelfControllableRatioBp = policy.SelfControllableRatio.Value,
+        OtherRatioBp = policy.OtherRatio.Value,
+        SmeBonusBp = policy.SmeBonus.Value,
+        UnitYearCapFen = policy.UnitYearCap.Value,
+        UnitYearFloorFen = policy.UnitYearFloor.Value,
+        YearTotalFen = policy.YearTotal.Value,
+        ValidityMonths = policy.ValidityMonths,
+        UpdatedAt = updatedAt.ToTimestamp(),
+    };
+}

@@ -1,0 +1,67 @@
+using Google.Protobuf.WellKnownTypes;
+using Google.Rpc;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using QuotaLedger.Server.Rules;
+
+namespace QuotaLedger.Server.Grpc;
+
+/// <summary>Turns a <see cref="LedgerException"/> into the gRPC status of its reason, carrying a google.rpc.ErrorInfo
+/// with the reason word; anything unexpected becomes INTERNAL without leaking details.</summary>
+internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Interceptor
+{
+    public const string Domain = "quotaledger.v1";
+
+    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
+        TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            return await continuation(request, context);
+        }
+        catch (Exception e) when (Translate(e, context) is { } rpc)
+        {
+            throw rpc;
+        }
+    }
+
+    public override async Task ServerStreamingServerHandler<TRequest, TResponse>(
+        TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            await continuation(request, responseStream, context);
+        }
+        catch (Exception e) when (Translate(e, context) is { } rpc)
+        {
+            throw rpc;
+        }
+    }
+
+    private RpcException? Translate(Exception exception, ServerCallContext context)
+    {
+        switch (exception)
+        {
+            case RpcException:
+                return null;
+            case LedgerException refusal:
+                return ToRpcException(refusal.Reason, refusal.Message);
+            case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
+                return new RpcException(new global::Grpc.Core.Status(StatusCode.Cancelled, "The call was cancelled."));
+            default:
+                LogUnexpected(logger, exception, context.Method);
+                return new RpcException(new global::Grpc.Core.Status(StatusCode.Internal, "The ledger failed to complete the call; nothing was changed. Retry with the same request_id."));
+        }
+    }
+
+    public static RpcException ToRpcException(Reason reason, string message) =>
+        new Google.Rpc.Status
+        {
+            Code = (int)reason.Status(),
+            Message = message,
+            Details = { Any.Pack(new ErrorInfo { Reason = reason.Word(), Domain = Domain }) },
+        }.ToRpcException();
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Unexpected failure in {Method}")]
+    private static partial void LogUnexpected(ILogger logger, Exception exception, string method);
+}

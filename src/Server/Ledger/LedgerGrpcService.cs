@@ -1,0 +1,292 @@
+using Grpc.Core;
+using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Grpc;
+using QuotaLedger.Server.Posting;
+using QuotaLedger.Server.Rules;
+using QuotaLedger.Server.Storage;
+using QuotaLedger.V1;
+using AccountKind = QuotaLedger.Server.Storage.AccountKind;
+using EntryKind = QuotaLedger.Server.Storage.EntryKind;
+
+namespace QuotaLedger.Server.Ledger;
+
+/// <summary>What provider billing systems call: Grant (Art 9) and Deduct (Art 10), and the reads that go with them.</summary>
+internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, TimeProvider time) : LedgerService.LedgerServiceBase
+{
+    public override Task<GrantResponse> Grant(GrantRequest request, ServerCallContext context)
+    {
+        var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
+        var contractNo = Validate.Text(request.ContractNo, "contract_no", maxLength: 64);
+        var amount = Validate.Amount(request.AmountFen, "amount_fen");
+
+        return idempotency.RunAsync(Callers.Provider(provider), request.RequestId, nameof(Grant), request,
+            ct => GrantAsync(provider, contractNo, amount, request.RequestId, ct), context.CancellationToken);
+    }
+
+    public override Task<DeductResponse> Deduct(DeductRequest request, ServerCallContext context)
+    {
+        var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
+        var grantId = Validate.Id(request.GrantId, "grant_id");
+        var invoiceNo = Validate.Text(request.InvoiceNo, "invoice_no", maxLength: 64);
+        var invoiceAmount = Validate.Amount(request.InvoiceAmountFen, "invoice_amount_fen");
+        var invoiceDate = Validate.Date(request.InvoiceDate, "invoice_date");
+        if (invoiceDate > ChinaCalendar.DateOf(time.GetUtcNow()))
+        {
+            throw new LedgerException(Reason.InvalidArgument, $"invoice_date {request.InvoiceDate} is in the future.");
+        }
+
+        return idempotency.RunAsync(Callers.Provider(provider), request.RequestId, nameof(Deduct), request,
+            ct => DeductAsync(provider, grantId, invoiceNo, invoiceAmount, invoiceDate, request.RequestId, ct), context.CancellationToken);
+    }
+
+    public override async Task<GrantInfo> GetGrant(GetGrantRequest request, ServerCallContext context)
+    {
+        var grantId = Validate.Id(request.GrantId, "grant_id");
+        var ct = context.CancellationToken;
+        var grant = await db.Grants.AsNoTracking().Include(g => g.Account).SingleOrDefaultAsync(g => g.Id == grantId, ct)
+            ?? throw UnknownGrant(grantId);
+        var contractNo = await db.Contracts.Where(c => c.Id == grant.ContractId).Select(c => c.ContractNo).SingleAsync(ct);
+        var remaining = grant.Account!.BalanceFen;
+        return new GrantInfo
+        {
+            GrantId = grant.Id,
+            ProviderUscc = grant.ProviderUscc,
+            UnitUscc = grant.UnitUscc,
+            ContractNo = contractNo,
+            Year = grant.Year,
+            RatioBp = grant.RatioBp,
+            AmountFen = grant.AmountFen,
+            RemainingFen = remaining,
+            DeductedFen = grant.AmountFen - grant.ReturnedFen - remaining,
+            ReturnedFen = grant.ReturnedFen,
+            Status = StatusOf(grant, remaining, time.GetUtcNow()),
+            GrantedAt = grant.GrantedAt.ToTimestamp(),
+            ExpiresAt = grant.ExpiresAt.ToTimestamp(),
+        };
+    }
+
+    public override async Task<V1.UnitYear> GetUnitYear(GetUnitYearRequest request, ServerCallContext context)
+    {
+        var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
+        var year = Validate.Year(request.Year);
+        var ct = context.CancellationToken;
+        if (!await db.Units.AnyAsync(u => u.Uscc == unit, ct))
+        {
+            throw new LedgerException(Reason.UnknownUnit, $"No unit is registered with USCC {unit}.");
+        }
+
+        var cap = (await Policies.FindAsync(db, year, ct))?.UnitYearCap ?? Fen.Zero;
+        return (await UnitYears.FiguresAsync(db, unit, year, cap, time.GetUtcNow(), ct)).ToApi();
+    }
+
+    public override Task ListEntries(ListEntriesRequest request, IServerStreamWriter<JournalEntry> responseStream, ServerCallContext context) =>
+        Statements.StreamAsync(db, request, responseStream, context.CancellationToken);
+
+    private async Task<GrantResponse> GrantAsync(string provider, string contractNo, Fen amount, string requestId, CancellationToken ct)
+    {
+        var contract = await db.Contracts.AsNoTracking().SingleOrDefaultAsync(c => c.ProviderUscc == provider && c.ContractNo == contractNo, ct);
+        if (contract is null)
+        {
+            throw await db.Providers.AnyAsync(p => p.Uscc == provider, ct)
+                ? new LedgerException(Reason.UnknownContract, $"Provider {provider} has no contract '{contractNo}'; call RegisterContract first.")
+                : new LedgerException(Reason.UnknownProvider, $"No provider is registered with USCC {provider}.");
+        }
+
+        if (contract.UsesInnovationVoucher)
+        {
+            throw new LedgerException(Reason.InnovationVoucherConflict,
+                $"Contract '{contractNo}' already enjoys the science-and-technology innovation voucher, so it gets no compute-voucher quota (Art 15).");
+        }
+
+        var approval = await db.UnitReviews.AsNoTracking()
+            .Where(r => r.ProviderUscc == provider && r.UnitUscc == contract.UnitUscc)
+            .OrderByDescending(r => r.Id)
+            .Select(r => (bool?)r.Approved)
+            .FirstOrDefaultAsync(ct);
+        if (approval is not true)
+        {
+            throw new LedgerException(Reason.UnitNotApproved,
+                $"Unit {contract.UnitUscc} has no approved qualification review from provider {provider} (Art 7); call ReviewUnit first.");
+        }
+
+        var now = time.GetUtcNow();
+        var year = ChinaCalendar.YearOf(now);
+        var policy = await Policies.FindAsync(db, year, ct)
+            ?? throw new LedgerException(Reason.BudgetExhausted, $"There is no policy for {year}, so it has no budget; the bureau must call SetYearPolicy and FundBudget first.");
+        var sme = await db.Units.Where(u => u.Uscc == contract.UnitUscc).Select(u => u.Sme).SingleAsync(ct);
+
+        var unitYear = await UnitYears.LockOrCreateAsync(db, contract.UnitUscc, year, ct);
+
+        var ratio = policy.RatioFor(contract.SelfControllable, sme);
+        var quota = VoucherPolicy.ContractQuota(new Fen(contract.AmountFen), ratio);
+        var committedOnContract = await db.Contracts
+            .Where(c => c.Id == contract.Id && c.GrantedFen + amount.Value <= quota.Value)
+            .ExecuteUpdateAsync(s => s.SetProperty(c => c.GrantedFen, c => c.GrantedFen + amount.Value), ct);
+        if (committedOnContract == 0)
+        {
+            throw new LedgerException(Reason.ContractQuotaExceeded,
+                $"Contract '{contractNo}' allows {quota} of quota ({contract.AmountFen} fen at {ratio}); {amount} more would exceed it.");
+        }
+
+        var before = await UnitYears.FiguresAsync(db, contract.UnitUscc, year, policy.UnitYearCap, now, ct);
+        if (!UnitYearCap.Allows(before.Cap, before.GrantedOpen, before.Deducted, amount))
+        {
+            throw new LedgerException(Reason.UnitYearCapExceeded,
+                $"Unit {contract.UnitUscc} has committed {before.GrantedOpen + before.Deducted} of its {before.Cap} cap for {year}; at most {before.Headroom} more can be granted.");
+        }
+
+        var poolId = await db.Accounts.Where(a => a.Kind == AccountKind.Pool && a.Year == year).Select(a => (long?)a.Id).SingleOrDefaultAsync(ct)
+            ?? throw new LedgerException(Reason.BudgetExhausted, $"The {year} budget pool has not been funded.");
+
+        var grant = new GrantRow
+        {
+            ContractId = contract.Id,
+            ProviderUscc = provider,
+            UnitUscc = contract.UnitUscc,
+            Year = year,
+            UnitYearId = unitYear.Id,
+            Account = new AccountRow { Kind = AccountKind.Grant, Year = year },
+            RatioBp = ratio.Value,
+            AmountFen = amount.Value,
+            GrantedAt = now,
+            ExpiresAt = policy.ExpiryOf(now),
+        };
+        db.Grants.Add(grant);
+        await db.SaveChangesAsync(ct);
+
+        await Journal.PostAsync(db, new JournalEntryRow
+        {
+            Kind = EntryKind.Grant,
+            CreatedAt = now,
+            Year = year,
+            UnitUscc = grant.UnitUscc,
+            ProviderUscc = provider,
+            GrantId = grant.Id,
+            RequestId = requestId,
+            Caller = Callers.Provider(provider),
+            Memo = $"grant on contract {contractNo}",
+        },
+        [
+            Leg.Debit(grant.AccountId, AccountKind.Grant, amount),
+            Leg.Credit(poolId, AccountKind.Pool, amount, Reason.BudgetExhausted),
+        ], ct);
+
+        return new GrantResponse
+        {
+            GrantId = grant.Id,
+            AmountFen = amount.Value,
+            ExpiresAt = grant.ExpiresAt.ToTimestamp(),
+            GrantedAt = now.ToTimestamp(),
+            RatioBp = ratio.Value,
+            UnitYear = (before with { GrantedOpen = before.GrantedOpen + amount }).ToApi(),
+        };
+    }
+
+    private async Task<DeductResponse> DeductAsync(string provider, long grantId, string invoiceNo, Fen invoiceAmount, DateOnly invoiceDate, string requestId, CancellationToken ct)
+    {
+        var unitYear = await UnitYears.LockForGrantAsync(db, grantId, ct) ?? throw UnknownGrant(grantId);
+        var grant = await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct);
+        if (grant.ProviderUscc != provider)
+        {
+            throw new LedgerException(Reason.NotYourResource, $"Grant {grantId} was not made by provider {provider}.");
+        }
+
+        var now = time.GetUtcNow();
+        switch (StatusOf(grant, grant.Account!.BalanceFen, now))
+        {
+            case GrantStatus.Expired:
+                throw new LedgerException(Reason.GrantExpired, $"Grant {grantId} expired at {grant.ExpiresAt:u} and accepts no deduction (Art 10).");
+            case GrantStatus.Released:
+                throw new LedgerException(Reason.GrantClosed, $"Grant {grantId} was released and accepts no deduction.");
+        }
+
+        if (await db.Deductions.AnyAsync(d => d.ProviderUscc == provider && d.InvoiceNo == invoiceNo, ct))
+        {
+            throw DuplicateInvoice(provider, invoiceNo);
+        }
+
+        var requested = invoiceAmount.ShareAt(new BasisPoints(grant.RatioBp));
+        if (!requested.IsPositive)
+        {
+            throw new LedgerException(Reason.InvalidAmount, $"The voucher share of a {invoiceAmount.Value}-fen invoice at {grant.RatioBp} bp rounds down to 0 fen.");
+        }
+
+        var held = new Fen(grant.Account.BalanceFen);
+        if (!held.IsPositive)
+        {
+            throw new LedgerException(Reason.GrantEmpty, $"Grant {grantId} holds nothing more to deduct.");
+        }
+
+        var applied = Fen.Min(requested, held);
+        var invoiced = await db.Contracts
+            .Where(c => c.Id == grant.ContractId && c.InvoicedFen + invoiceAmount.Value <= c.AmountFen)
+            .ExecuteUpdateAsync(s => s.SetProperty(c => c.InvoicedFen, c => c.InvoicedFen + invoiceAmount.Value), ct);
+        if (invoiced == 0)
+        {
+            throw new LedgerException(Reason.InvoiceExceedsContract,
+                $"Invoice '{invoiceNo}' would take the invoices against the grant's contract past the contract amount.");
+        }
+
+        var deduction = new DeductionRow
+        {
+            GrantId = grantId,
+            ProviderUscc = provider,
+            InvoiceNo = invoiceNo,
+            InvoiceAmountFen = invoiceAmount.Value,
+            InvoiceDate = invoiceDate,
+            RequestedFen = requested.Value,
+            AppliedFen = applied.Value,
+            CreatedAt = now,
+        };
+        try
+        {
+            await Journal.PostAsync(db, new JournalEntryRow
+            {
+                Kind = EntryKind.Deduction,
+                CreatedAt = now,
+                Year = grant.Year,
+                UnitUscc = grant.UnitUscc,
+                ProviderUscc = provider,
+                GrantId = grantId,
+                Deduction = deduction,
+                RequestId = requestId,
+                Caller = Callers.Provider(provider),
+                Memo = $"invoice {invoiceNo}",
+            },
+            [
+                Leg.Debit(unitYear.DeductedAccountId, AccountKind.Deducted, applied),
+                Leg.Credit(grant.AccountId, AccountKind.Grant, applied, Reason.GrantEmpty),
+            ], ct);
+        }
+        catch (DbUpdateException e) when (Postgres.IsUniqueViolation(e))
+        {
+            // The same invoice number, deducted concurrently from another unit-year, committed first.
+            throw DuplicateInvoice(provider, invoiceNo);
+        }
+
+        var policy = await Policies.FindAsync(db, grant.Year, ct);
+        var after = await UnitYears.FiguresAsync(db, grant.UnitUscc, grant.Year, policy?.UnitYearCap ?? Fen.Zero, now, ct);
+        return new DeductResponse
+        {
+            DeductionId = deduction.Id,
+            RequestedFen = requested.Value,
+            AppliedFen = applied.Value,
+            GrantRemainingFen = (held - applied).Value,
+            UnitYear = after.ToApi(),
+        };
+    }
+
+    internal static GrantStatus StatusOf(GrantRow grant, long remainingFen, DateTimeOffset now) => grant.State switch
+    {
+        GrantState.Released => GrantStatus.Released,
+        GrantState.Expired => GrantStatus.Expired,
+        _ when now >= grant.ExpiresAt => GrantStatus.Expired,
+        _ when remainingFen == 0 => GrantStatus.Exhausted,
+        _ => GrantStatus.Open,
+    };
+
+    private static LedgerException UnknownGrant(long grantId) => new(Reason.UnknownGrant, $"There is no grant {grantId}.");
+
+    private static LedgerException DuplicateInvoice(string provider, string invoiceNo) =>
+        new(Reason.DuplicateInvoice, $"Provider {provider} has already deducted invoice '{invoiceNo}'; an invoice is accepted once.");
+}

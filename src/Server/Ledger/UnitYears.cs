@@ -1,0 +1,74 @@
+using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Rules;
+using QuotaLedger.Server.Storage;
+
+namespace QuotaLedger.Server.Ledger;
+
+/// <summary>What a unit-year has committed, as the cap rule counts it.</summary>
+internal sealed record UnitYearFigures(string UnitUscc, int Year, Fen Cap, Fen GrantedOpen, Fen Deducted)
+{
+    public Fen Headroom => UnitYearCap.Headroom(Cap, GrantedOpen, Deducted);
+
+    public V1.UnitYear ToApi() => new()
+    {
+        UnitUscc = UnitUscc,
+        Year = Year,
+        CapFen = Cap.Value,
+        GrantedOpenFen = GrantedOpen.Value,
+        DeductedFen = Deducted.Value,
+        HeadroomFen = Headroom.Value,
+    };
+}
+
+internal static class UnitYears
+{
+    /// <summary>Creates the unit-year (and its deducted account) if it is new, then locks its row. Every grant and
+    /// deduction of a unit-year takes this lock first, before reading anything it checks.</summary>
+    public static async Task<UnitYearRow> LockOrCreateAsync(LedgerDb db, string unitUscc, int year, CancellationToken ct)
+    {
+        // When two first grants race, the loser's account insert waits for the winner and then does nothing;
+        // the unit-year row both then lock is the winner's.
+        await db.Database.ExecuteSqlAsync(
+            $"""
+            WITH account AS (
+                INSERT INTO accounts (kind, year, unit_uscc, balance_fen)
+                VALUES ({(short)AccountKind.Deducted}, {year}, {unitUscc}, 0)
+                ON CONFLICT DO NOTHING
+                RETURNING id)
+            INSERT INTO unit_years (unit_uscc, year, deducted_account_id)
+            SELECT {unitUscc}, {year}, id FROM account
+            ON CONFLICT DO NOTHING
+            """,
+            ct);
+        return await db.UnitYears
+            .FromSql($"SELECT * FROM unit_years WHERE unit_uscc = {unitUscc} AND year = {year} FOR UPDATE")
+            .AsNoTracking()
+            .SingleAsync(ct);
+    }
+
+    /// <summary>Locks the unit-year a grant belongs to; null when there is no such grant.</summary>
+    public static Task<UnitYearRow?> LockForGrantAsync(LedgerDb db, long grantId, CancellationToken ct) =>
+        db.UnitYears
+            .FromSql($"SELECT uy.* FROM unit_years uy WHERE uy.id = (SELECT g.unit_year_id FROM grants g WHERE g.id = {grantId}) FOR UPDATE")
+            .AsNoTracking()
+            .SingleOrDefaultAsync(ct);
+
+    /// <summary>The unit-year's figures at <paramref name="now"/>: grants past their expiry no longer count as open,
+    /// whether or not the expiry pass has returned their balance yet.</summary>
+    public static async Task<UnitYearFigures> FiguresAsync(LedgerDb db, string unitUscc, int year, Fen cap, DateTimeOffset now, CancellationToken ct)
+    {
+        var (open, deducted) = await db.QueryRowAsync(
+            $"""
+            SELECT
+              coalesce((SELECT sum(a.balance_fen) FROM grants g JOIN accounts a ON a.id = g.account_id
+                        WHERE g.unit_year_id = uy.id AND g.state = {(short)GrantState.Open} AND g.expires_at > $3), 0)::bigint,
+              (SELECT a.balance_fen FROM accounts a WHERE a.id = uy.deducted_account_id)
+            FROM (SELECT NULL) AS one
+            LEFT JOIN unit_years uy ON uy.unit_uscc = $1 AND uy.year = $2
+            """,
+            r => (r.GetInt64(0), r.IsDBNull(1) ? 0 : r.GetInt64(1)),
+            ct,
+            unitUscc, year, now);
+        return new UnitYearFigures(unitUscc, year, cap, new Fen(open), new Fen(deducted));
+    }
+}

@@ -1,0 +1,216 @@
+using Grpc.Core;
+using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Grpc;
+using QuotaLedger.Server.Rules;
+using QuotaLedger.Server.Storage;
+using QuotaLedger.V1;
+
+namespace QuotaLedger.Server.Registry;
+
+/// <summary>Providers, units, qualification reviews (Art 7) and contracts (Art 8).</summary>
+internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, TimeProvider time) : RegistryService.RegistryServiceBase
+{
+    public override Task<Provider> RegisterProvider(RegisterProviderRequest request, ServerCallContext context)
+    {
+        var uscc = Validate.Uscc(request.ProviderUscc, "provider_uscc");
+        var name = Validate.Text(request.Name, "name");
+        var licences = Validate.TextList(request.Licences, "licences");
+
+        return idempotency.RunAsync(Callers.Provider(uscc), request.RequestId, nameof(RegisterProvider), request, async ct =>
+        {
+            if (await db.Providers.AnyAsync(p => p.Uscc == uscc, ct))
+            {
+                throw AlreadyRegistered("provider", uscc);
+            }
+
+            var row = new ProviderRow { Uscc = uscc, Name = name, Licences = [.. licences], RegisteredAt = time.GetUtcNow() };
+            db.Providers.Add(row);
+            await SaveOrAlreadyRegistered("provider", uscc, ct);
+            return row.ToApi();
+        }, context.CancellationToken);
+    }
+
+    public override Task<Unit> RegisterUnit(RegisterUnitRequest request, ServerCallContext context)
+    {
+        var uscc = Validate.Uscc(request.UnitUscc, "unit_uscc");
+        var name = Validate.Text(request.Name, "name");
+        var kind = request.Kind.FromApi()
+            ?? throw new LedgerException(Reason.InvalidArgument, "kind must be ENTERPRISE, RESEARCH_INSTITUTE, UNIVERSITY or OPC_OPERATOR.");
+        var materials = Validate.TextList(request.MaterialRefs, "material_refs");
+
+        return idempotency.RunAsync(Callers.Unit(uscc), request.RequestId, nameof(RegisterUnit), request, async ct =>
+        {
+            if (await db.Units.AnyAsync(u => u.Uscc == uscc, ct))
+            {
+                throw AlreadyRegistered("unit", uscc);
+            }
+
+            db.Units.Add(new UnitRow
+            {
+                Uscc = uscc,
+                Name = name,
+                Kind = kind,
+                Sme = request.Sme,
+                MaterialRefs = [.. materials],
+                RegisteredAt = time.GetUtcNow(),
+            });
+            await SaveOrAlreadyRegistered("unit", uscc, ct);
+            return await LoadUnit(uscc, ct);
+        }, context.CancellationToken);
+    }
+
+    public override Task<Unit> ReviewUnit(ReviewUnitRequest request, ServerCallContext context)
+    {
+        var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
+        var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
+        var reason = Validate.Text(request.Reason, "reason", required: !request.Approve);
+
+        return idempotency.RunAsync(Callers.Provider(provider), request.RequestId, nameof(ReviewUnit), request, async ct =>
+        {
+            await EnsureProvider(provider, ct);
+            await EnsureUnit(unit, ct);
+            db.UnitReviews.Add(new UnitReviewRow
+            {
+                ProviderUscc = provider,
+                UnitUscc = unit,
+                Approved = request.Approve,
+                Reason = reason,
+                ReviewedAt = time.GetUtcNow(),
+            });
+            await db.SaveChangesAsync(ct);
+            return await LoadUnit(unit, ct);
+        }, context.CancellationToken);
+    }
+
+    public override Task<Contract> RegisterContract(RegisterContractRequest request, ServerCallContext context)
+    {
+        var contractNo = Validate.Text(request.ContractNo, "contract_no", maxLength: 64);
+        var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
+        var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
+        var accelerator = Validate.Text(request.Accelerator, "accelerator");
+        var serviceMode = Validate.Text(request.ServiceMode, "service_mode", required: false);
+        var unitPrice = Validate.Amount(request.UnitPriceFen, "unit_price_fen");
+        var amount = Validate.Amount(request.AmountFen, "amount_fen");
+        var purpose = Validate.Text(request.Purpose, "purpose");
+        var signedOn = Validate.Date(request.SignedOn, "signed_on");
+
+        return idempotency.RunAsync(Callers.Provider(provider), request.RequestId, nameof(RegisterContract), request, async ct =>
+        {
+            await EnsureProvider(provider, ct);
+            await EnsureUnit(unit, ct);
+            if (await db.Contracts.AnyAsync(c => c.ProviderUscc == provider && c.ContractNo == contractNo, ct))
+            {
+                throw AlreadyRegistered("contract", contractNo);
+            }
+
+            var row = new ContractRow
+            {
+                ContractNo = contractNo,
+                ProviderUscc = provider,
+                UnitUscc = unit,
+                Accelerator = accelerator,
+                SelfControllable = request.SelfControllable,
+                ServiceMode = serviceMode,
+                UnitPriceFen = unitPrice.Value,
+                AmountFen = amount.Value,
+                Purpose = purpose,
+                UsesInnovationVoucher = request.UsesInnovationVoucher,
+                SignedOn = signedOn,
+                RegisteredAt = time.GetUtcNow(),
+            };
+            db.Contracts.Add(row);
+            await SaveOrAlreadyRegistered("contract", contractNo, ct);
+            return row.ToApi();
+        }, context.CancellationToken);
+    }
+
+    public override async Task<Unit> GetUnit(GetUnitRequest request, ServerCallContext context)
+    {
+        var uscc = Validate.Uscc(request.UnitUscc, "unit_uscc");
+        await EnsureUnit(uscc, context.CancellationToken);
+        return await LoadUnit(uscc, context.CancellationToken);
+    }
+
+    public override async Task<Provider> GetProvider(GetProviderRequest request, ServerCallContext context)
+    {
+        var uscc = Validate.Uscc(request.ProviderUscc, "provider_uscc");
+        var row = await db.Providers.AsNoTracking().SingleOrDefaultAsync(p => p.Uscc == uscc, context.CancellationToken)
+            ?? throw UnknownProvider(uscc);
+        return row.ToApi();
+    }
+
+    public override async Task<Contract> GetContract(GetContractRequest request, ServerCallContext context)
+    {
+        var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
+        var contractNo = Validate.Text(request.ContractNo, "contract_no", maxLength: 64);
+        var row = await db.Contracts.AsNoTracking()
+            .SingleOrDefaultAsync(c => c.ProviderUscc == provider && c.ContractNo == contractNo, context.CancellationToken)
+            ?? throw new LedgerException(Reason.UnknownContract, $"Provider {provider} has no contract '{contractNo}'.");
+        return row.ToApi();
+    }
+
+    private async Task<Unit> LoadUnit(string uscc, CancellationToken ct)
+    {
+        var row = await db.Units.AsNoTracking().SingleAsync(u => u.Uscc == uscc, ct);
+        var reviews = await db.UnitReviews.AsNoTracking()
+            .Where(r => r.UnitUscc == uscc)
+            .GroupBy(r => r.ProviderUscc)
+            .Select(g => g.OrderByDescending(r => r.Id).First())
+            .ToListAsync(ct);
+
+        var unit = new Unit
+        {
+            UnitUscc = row.Uscc,
+            Name = row.Name,
+            Kind = row.Kind.ToApi(),
+            Sme = row.Sme,
+            MaterialRefs = { row.MaterialRefs },
+            Standing = row.Standing.ToApi(),
+            Approved = reviews.Any(r => r.Approved),
+            RegisteredAt = row.RegisteredAt.ToTimestamp(),
+        };
+        unit.Reviews.AddRange(reviews.OrderBy(r => r.ProviderUscc, StringComparer.Ordinal).Select(r => new UnitReview
+        {
+            ProviderUscc = r.ProviderUscc,
+            Approved = r.Approved,
+            Reason = r.Reason,
+            ReviewedAt = r.ReviewedAt.ToTimestamp(),
+        }));
+        return unit;
+    }
+
+    private async Task EnsureProvider(string uscc, CancellationToken ct)
+    {
+        if (!await db.Providers.AnyAsync(p => p.Uscc == uscc, ct))
+        {
+            throw UnknownProvider(uscc);
+        }
+    }
+
+    private async Task EnsureUnit(string uscc, CancellationToken ct)
+    {
+        if (!await db.Units.AnyAsync(u => u.Uscc == uscc, ct))
+        {
+            throw new LedgerException(Reason.UnknownUnit, $"No unit is registered with USCC {uscc}; call RegisterUnit first.");
+        }
+    }
+
+    private async Task SaveOrAlreadyRegistered(string what, string key, CancellationToken ct)
+    {
+        try
+        {
+            await db.SaveChangesAsync(ct);
+        }
+        catch (DbUpdateException e) when (Postgres.IsUniqueViolation(e))
+        {
+            // A concurrent registration of the same key won the race.
+            throw AlreadyRegistered(what, key);
+        }
+    }
+
+    private static LedgerException UnknownProvider(string uscc) =>
+        new(Reason.UnknownProvider, $"No provider is registered with USCC {uscc}; call RegisterProvider first.");
+
+    private static LedgerException AlreadyRegistered(string what, string key) =>
+        new(Reason.AlreadyRegistered, $"The {what} {key} is already registered.");
+}

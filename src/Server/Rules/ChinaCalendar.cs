@@ -1,0 +1,30 @@
+namespace QuotaLedger.Server.Rules;
+
+/// <summary>Policy years and months are calendar periods in China Standard Time (POLICY.md, Decision).</summary>
+public static class ChinaCalendar
+{
+    private static readonly TimeZoneInfo s_zone = FindZone();
+
+    public static DateTimeOffset ToChinaTime(DateTimeOffset instant) => TimeZoneInfo.ConvertTime(instant, s_zone);
+
+    public static int YearOf(DateTimeOffset instant) => ToChinaTime(instant).Year;
+
+    public static DateOnly DateOf(DateTimeOffset instant) => DateOnly.FromDateTime(ToChinaTime(instant).DateTime);
+
+    /// <summary>The instant <paramref name="months"/> calendar months later in China time, clamped to the month's end.</summary>
+    public static DateTimeOffset AddMonths(DateTimeOffset instant, int months) =>
+        ToChinaTime(instant).AddMonths(months).ToUniversalTime();
+
+    private static TimeZoneInfo FindZone()
+    {
+        try
+        {
+            return TimeZoneInfo.FindSystemTimeZoneById("Asia/Shanghai");
+        }
+        catch (TimeZoneNotFoundException)
+        {
+            // China has kept UTC+8 without daylight saving since 1991.
+            return TimeZoneInfo.CreateCustomTimeZone("China Standard Time", TimeSpan.FromHours(8), "China Standard Time", "CST");
+        }
+    }
+}

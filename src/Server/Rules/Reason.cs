@@ -1,0 +1,101 @@
+using Grpc.Core;
+
+namespace QuotaLedger.Server.Rules;
+
+/// <summary>The stable reason words of the API contract (API.md). The name of each member, in
+/// SCREAMING_SNAKE_CASE, is the word clients see in <c>google.rpc.ErrorInfo.reason</c>.</summary>
+public enum Reason
+{
+    InvalidUscc,
+    InvalidAmount,
+    InvalidArgument,
+    UnknownUnit,
+    UnknownProvider,
+    UnknownContract,
+    UnknownGrant,
+    DuplicateInvoice,
+    RequestIdReused,
+    AlreadyRegistered,
+    UnitNotApproved,
+    PartySuspended,
+    RelatedParties,
+    InnovationVoucherConflict,
+    ContractQuotaExceeded,
+    UnitYearCapExceeded,
+    BudgetExhausted,
+    YearTotalExceeded,
+    GrantExpired,
+    GrantClosed,
+    GrantEmpty,
+    InvoiceExceedsContract,
+    NotTransferable,
+    NotYourResource,
+    RoleRequired,
+    Unauthenticated,
+}
+
+public static class ReasonExtensions
+{
+    public static string Word(this Reason reason) => reason switch
+    {
+        Reason.InvalidUscc => "INVALID_USCC",
+        Reason.InvalidAmount => "INVALID_AMOUNT",
+        Reason.InvalidArgument => "INVALID_ARGUMENT",
+        Reason.UnknownUnit => "UNKNOWN_UNIT",
+        Reason.UnknownProvider => "UNKNOWN_PROVIDER",
+        Reason.UnknownContract => "UNKNOWN_CONTRACT",
+        Reason.UnknownGrant => "UNKNOWN_GRANT",
+        Reason.DuplicateInvoice => "DUPLICATE_INVOICE",
+        Reason.RequestIdReused => "REQUEST_ID_REUSED",
+        Reason.AlreadyRegistered => "ALREADY_REGISTERED",
+        Reason.UnitNotApproved => "UNIT_NOT_APPROVED",
+        Reason.PartySuspended => "PARTY_SUSPENDED",
+        Reason.RelatedParties => "RELATED_PARTIES",
+        Reason.InnovationVoucherConflict => "INNOVATION_VOUCHER_CONFLICT",
+        Reason.ContractQuotaExceeded => "CONTRACT_QUOTA_EXCEEDED",
+        Reason.UnitYearCapExceeded => "UNIT_YEAR_CAP_EXCEEDED",
+        Reason.BudgetExhausted => "BUDGET_EXHAUSTED",
+        Reason.YearTotalExceeded => "YEAR_TOTAL_EXCEEDED",
+        Reason.GrantExpired => "GRANT_EXPIRED",
+        Reason.GrantClosed => "GRANT_CLOSED",
+        Reason.GrantEmpty => "GRANT_EMPTY",
+        Reason.InvoiceExceedsContract => "INVOICE_EXCEEDS_CONTRACT",
+        Reason.NotTransferable => "NOT_TRANSFERABLE",
+        Reason.NotYourResource => "NOT_YOUR_RESOURCE",
+        Reason.RoleRequired => "ROLE_REQUIRED",
+        Reason.Unauthenticated => "UNAUTHENTICATED",
+        _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
+    };
+
+    public static StatusCode Status(this Reason reason) => reason switch
+    {
+        Reason.InvalidUscc or Reason.InvalidAmount or Reason.InvalidArgument => StatusCode.InvalidArgument,
+        Reason.UnknownUnit or Reason.UnknownProvider or Reason.UnknownContract or Reason.UnknownGrant => StatusCode.NotFound,
+        Reason.DuplicateInvoice or Reason.RequestIdReused or Reason.AlreadyRegistered => StatusCode.AlreadyExists,
+        Reason.NotYourResource or Reason.RoleRequired => StatusCode.PermissionDenied,
+        Reason.Unauthenticated => StatusCode.Unauthenticated,
+        _ => StatusCode.FailedPrecondition,
+    };
+
+    public static bool TryParseWord(string word, out Reason reason)
+    {
+        foreach (var candidate in Enum.GetValues<Reason>())
+        {
+            if (candidate.Word() == word)
+            {
+                reason = candidate;
+                return true;
+            }
+        }
+
+        reason = default;
+        return false;
+    }
+}
+
+/// <summary>A refusal the API reports with a stable reason word. The one exception type of the project's rules;
+/// <c>ErrorInterceptor</c> turns it into the gRPC status with <c>ErrorInfo</c>.</summary>
+public sealed class LedgerException(Reason reason, string message) : Exception(message)
+{
+    public Reason Reason { get; } = reason;
+}

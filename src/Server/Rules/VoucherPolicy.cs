@@ -1,0 +1,74 @@
+namespace QuotaLedger.Server.Rules;
+
+/// <summary>One year's values of the policy (POLICY.md, Art 6). Values, not constants, because Art 19 lets them change.</summary>
+public sealed record VoucherPolicy(
+    int Year,
+    BasisPoints SelfControllableRatio,
+    BasisPoints OtherRatio,
+    BasisPoints SmeBonus,
+    Fen UnitYearCap,
+    Fen UnitYearFloor,
+    Fen YearTotal,
+    int ValidityMonths)
+{
+    /// <summary>The 2026 figures of the Chengdu measures.</summary>
+    public static readonly VoucherPolicy Chengdu2026 = new(
+        Year: 2026,
+        SelfControllableRatio: new BasisPoints(5_000),
+        OtherRatio: new BasisPoints(3_000),
+        SmeBonus: new BasisPoints(1_000),
+        UnitYearCap: new Fen(5_000_000_00),
+        UnitYearFloor: new Fen(10_000_00),
+        YearTotal: new Fen(100_000_000_00),
+        ValidityMonths: 1);
+
+    /// <summary>The ratio rule: the share of the service fee the voucher may cover, by the contract's
+    /// self-controllable flag, plus the SME bonus.</summary>
+    public BasisPoints RatioFor(bool selfControllable, bool sme) =>
+        (selfControllable ? SelfControllableRatio : OtherRatio) + (sme ? SmeBonus : new BasisPoints(0));
+
+    /// <summary>The contract quota rule: quota on a contract never exceeds its amount times the ratio.</summary>
+    public static Fen ContractQuota(Fen contractAmount, BasisPoints ratio) => contractAmount.ShareAt(ratio);
+
+    /// <summary>The validity rule: a grant made at <paramref name="grantedAt"/> expires this many calendar months later, China time.</summary>
+    public DateTimeOffset ExpiryOf(DateTimeOffset grantedAt) => ChinaCalendar.AddMonths(grantedAt, ValidityMonths);
+
+    /// <summary>Checks that the values make a coherent policy; names the first field that does not.</summary>
+    public void EnsureCoherent()
+    {
+        Validate.Year(Year);
+        CheckRatio(SelfControllableRatio, "self_controllable_ratio_bp");
+        CheckRatio(OtherRatio, "other_ratio_bp");
+        CheckRatio(SmeBonus, "sme_bonus_bp");
+        CheckRatio(SelfControllableRatio + SmeBonus, "self_controllable_ratio_bp + sme_bonus_bp");
+        CheckRatio(OtherRatio + SmeBonus, "other_ratio_bp + sme_bonus_bp");
+        Validate.Amount(UnitYearCap.Value, "unit_year_cap_fen");
+        Validate.Amount(YearTotal.Value, "year_total_fen");
+        if (UnitYearFloor.Value < 0 || UnitYearFloor > UnitYearCap)
+        {
+            throw new LedgerException(Reason.InvalidAmount, "unit_year_floor_fen must be between 0 and unit_year_cap_fen.");
+        }
+
+        if (ValidityMonths is < 1 or > 24)
+        {
+            throw new LedgerException(Reason.InvalidArgument, "validity_months must be from 1 to 24.");
+        }
+    }
+
+    private static void CheckRatio(BasisPoints ratio, string field)
+    {
+        if (ratio.Value is < 0 or > 10_000)
+        {
+            throw new LedgerException(Reason.InvalidArgument, $"{field} must be from 0 to 10000 basis points; got {ratio.Value}.");
+        }
+    }
+}
+
+/// <summary>The unit-year cap rule (POLICY.md, Decision): what a unit-year has committed, the open balance of its
+/// unexpired grants plus everything deducted, never exceeds the year's cap.</summary>
+public static class UnitYearCap
+{
+    public static Fen Headroom(Fen cap, Fen grantedOpen, Fen deducted) => Fen.Max(Fen.Zero, cap - grantedOpen - deducted);
+
+    public static bool Allows(Fen cap, Fen grantedOpen, Fen deducted, Fen amount) => grantedOpen + deducted + amount <= cap;
+}

@@ -1,0 +1,103 @@
+using System.Security.Cryptography;
+using Google.Protobuf;
+using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Rules;
+
+namespace QuotaLedger.Server.Storage;
+
+/// <summary>Runs a mutating call exactly once per (caller, request id). The claim on the id is the first write of the
+/// call's transaction, so a duplicate arriving meanwhile waits on it and then reads the first outcome: the response,
+/// or the refusal. Nothing of a refused call's effect remains (it is rolled back to a savepoint), but the refusal
+/// itself is kept, so a retry gets the same answer.</summary>
+public sealed class Idempotency(LedgerDb db, TimeProvider time)
+{
+    private const string Ok = "OK";
+
+    public async Task<TResponse> RunAsync<TResponse>(
+        string caller,
+        string requestId,
+        string method,
+        IMessage request,
+        Func<CancellationToken, Task<TResponse>> effect,
+        CancellationToken cancellationToken)
+        where TResponse : IMessage<TResponse>, new()
+    {
+        Validate.RequestId(requestId);
+        var hash = Hash(method, request);
+        db.Database.AutoSavepointsEnabled = false;
+
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        var claimed = await db.Database.ExecuteSqlAsync(
+            $"""
+            INSERT INTO idempotency_records (caller, request_id, method, request_hash, created_at)
+            VALUES ({caller}, {requestId}, {method}, {hash}, {time.GetUtcNow()})
+            ON CONFLICT DO NOTHING
+            """,
+            cancellationToken);
+
+        if (claimed == 0)
+        {
+            var first = await db.IdempotencyRecords.AsNoTracking()
+                .SingleAsync(r => r.Caller == caller && r.RequestId == requestId, cancellationToken);
+            await transaction.RollbackAsync(cancellationToken);
+            return Replay<TResponse>(first, method, hash);
+        }
+
+        await transaction.CreateSavepointAsync("effect", cancellationToken);
+        TResponse response;
+        try
+        {
+            response = await effect(cancellationToken);
+        }
+        catch (LedgerException refusal)
+        {
+            await transaction.RollbackToSavepointAsync("effect", cancellationToken);
+            db.ChangeTracker.Clear();
+            await Record(caller, requestId, refusal.Reason.Word(), refusal.Message, null, cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+            throw;
+        }
+
+        await Record(caller, requestId, Ok, null, response.ToByteArray(), cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return response;
+    }
+
+    private Task<int> Record(string caller, string requestId, string outcome, string? message, byte[]? response, CancellationToken cancellationToken) =>
+        db.IdempotencyRecords
+            .Where(r => r.Caller == caller && r.RequestId == requestId)
+            .ExecuteUpdateAsync(s => s
+                .SetProperty(r => r.Outcome, outcome)
+                .SetProperty(r => r.Message, message)
+                .SetProperty(r => r.Response, response), cancellationToken);
+
+    private static TResponse Replay<TResponse>(IdempotencyRow first, string method, byte[] hash)
+        where TResponse : IMessage<TResponse>, new()
+    {
+        if (first.Method != method || !first.RequestHash.AsSpan().SequenceEqual(hash))
+        {
+            throw new LedgerException(Reason.RequestIdReused,
+                $"request_id '{first.RequestId}' was already used for a different {first.Method} request; use a new id for a new request.");
+        }
+
+        if (first.Outcome == Ok && first.Response is not null)
+        {
+            return new MessageParser<TResponse>(() => new TResponse()).ParseFrom(first.Response);
+        }
+
+        if (first.Outcome is not null && ReasonExtensions.TryParseWord(first.Outcome, out var reason))
+        {
+            throw new LedgerException(reason, first.Message ?? reason.Word());
+        }
+
+        throw new InvalidOperationException($"The idempotency record of '{first.RequestId}' has no outcome.");
+    }
+
+    private static byte[] Hash(string method, IMessage request)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        sha.AppendData(System.Text.Encoding.UTF8.GetBytes(method));
+        sha.AppendData(request.ToByteArray());
+        return sha.GetHashAndReset();
+    }
+}

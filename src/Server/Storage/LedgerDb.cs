@@ -1,0 +1,149 @@
+using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Rules;
+
+namespace QuotaLedger.Server.Storage;
+
+/// <summary>The ledger's database. Used directly by the operations; the checks that must hold whatever the code
+/// does are constraints and triggers here and in the migrations.</summary>
+public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(options)
+{
+    public DbSet<YearPolicyRow> YearPolicies => Set<YearPolicyRow>();
+    public DbSet<ProviderRow> Providers => Set<ProviderRow>();
+    public DbSet<UnitRow> Units => Set<UnitRow>();
+    public DbSet<UnitReviewRow> UnitReviews => Set<UnitReviewRow>();
+    public DbSet<ContractRow> Contracts => Set<ContractRow>();
+    public DbSet<UnitYearRow> UnitYears => Set<UnitYearRow>();
+    public DbSet<GrantRow> Grants => Set<GrantRow>();
+    public DbSet<DeductionRow> Deductions => Set<DeductionRow>();
+    public DbSet<AccountRow> Accounts => Set<AccountRow>();
+    public DbSet<JournalEntryRow> JournalEntries => Set<JournalEntryRow>();
+    public DbSet<PostingRow> Postings => Set<PostingRow>();
+    public DbSet<IdempotencyRow> IdempotencyRecords => Set<IdempotencyRow>();
+
+    protected override void OnModelCreating(ModelBuilder model)
+    {
+        model.Entity<YearPolicyRow>(e =>
+        {
+            e.ToTable("year_policies", t => t.HasCheckConstraint("ck_year_policies_ratios",
+                "self_controllable_ratio_bp BETWEEN 0 AND 10000 AND other_ratio_bp BETWEEN 0 AND 10000 AND sme_bonus_bp BETWEEN 0 AND 10000"));
+            e.HasKey(p => p.Year);
+            e.Property(p => p.Year).ValueGeneratedNever();
+            var p2026 = VoucherPolicy.Chengdu2026;
+            e.HasData(new YearPolicyRow
+            {
+                Year = p2026.Year,
+                SelfControllableRatioBp = p2026.SelfControllableRatio.Value,
+                OtherRatioBp = p2026.OtherRatio.Value,
+                SmeBonusBp = p2026.SmeBonus.Value,
+                UnitYearCapFen = p2026.UnitYearCap.Value,
+                UnitYearFloorFen = p2026.UnitYearFloor.Value,
+                YearTotalFen = p2026.YearTotal.Value,
+                ValidityMonths = p2026.ValidityMonths,
+                UpdatedAt = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero),
+            });
+        });
+
+        model.Entity<ProviderRow>(e =>
+        {
+            e.ToTable("providers");
+            e.HasKey(p => p.Uscc);
+            e.Property(p => p.Uscc).HasMaxLength(18).IsFixedLength();
+        });
+
+        model.Entity<UnitRow>(e =>
+        {
+            e.ToTable("units");
+            e.HasKey(u => u.Uscc);
+            e.Property(u => u.Uscc).HasMaxLength(18).IsFixedLength();
+        });
+
+        model.Entity<UnitReviewRow>(e =>
+        {
+            e.ToTable("unit_reviews");
+            e.HasOne<ProviderRow>().WithMany().HasForeignKey(r => r.ProviderUscc).OnDelete(DeleteBehavior.Restrict);
+            e.HasOne<UnitRow>().WithMany().HasForeignKey(r => r.UnitUscc).OnDelete(DeleteBehavior.Restrict);
+            e.HasIndex(r => new { r.UnitUscc, r.ProviderUscc, r.Id });
+        });
+
+        model.Entity<ContractRow>(e =>
+        {
+            e.ToTable("contracts", t =>
+            {
+                t.HasCheckConstraint("ck_contracts_amounts", "amount_fen > 0 AND unit_price_fen > 0");
+                t.HasCheckConstraint("ck_contracts_granted", "granted_fen >= 0");
+                t.HasCheckConstraint("ck_contracts_invoiced", "invoiced_fen BETWEEN 0 AND amount_fen");
+            });
+            e.HasIndex(c => new { c.ProviderUscc, c.ContractNo }).IsUnique();
+            e.HasIndex(c => c.UnitUscc);
+            e.HasOne<ProviderRow>().WithMany().HasForeignKey(c => c.ProviderUscc).OnDelete(DeleteBehavior.Restrict);
+            e.HasOne<UnitRow>().WithMany().HasForeignKey(c => c.UnitUscc).OnDelete(DeleteBehavior.Restrict);
+        });
+
+        model.Entity<AccountRow>(e =>
+        {
+            e.ToTable("accounts", t => t.HasCheckConstraint("ck_accounts_balance_not_negative", "balance_fen >= 0"));
+            // One funding and one pool account per year, one deducted account per unit-year; grants have their own.
+            e.HasIndex(a => new { a.Kind, a.Year, a.UnitUscc }).IsUnique().AreNullsDistinct(false)
+                .HasFilter($"kind <> {(short)AccountKind.Grant}");
+            e.HasOne<UnitRow>().WithMany().HasForeignKey(a => a.UnitUscc).OnDelete(DeleteBehavior.Restrict);
+        });
+
+        model.Entity<UnitYearRow>(e =>
+        {
+            e.ToTable("unit_years");
+            e.HasIndex(u => new { u.UnitUscc, u.Year }).IsUnique();
+            e.HasOne<UnitRow>().WithMany().HasForeignKey(u => u.UnitUscc).OnDelete(DeleteBehavior.Restrict);
+            e.HasOne<AccountRow>().WithOne().HasForeignKey<UnitYearRow>(u => u.DeductedAccountId).OnDelete(DeleteBehavior.Restrict);
+        });
+
+        model.Entity<GrantRow>(e =>
+        {
+            e.ToTable("grants", t =>
+            {
+                t.HasCheckConstraint("ck_grants_amounts", "amount_fen > 0 AND returned_fen BETWEEN 0 AND amount_fen");
+                t.HasCheckConstraint("ck_grants_ratio", "ratio_bp BETWEEN 0 AND 10000");
+            });
+            e.HasOne<ContractRow>().WithMany().HasForeignKey(g => g.ContractId).OnDelete(DeleteBehavior.Restrict);
+            e.HasOne<UnitYearRow>().WithMany().HasForeignKey(g => g.UnitYearId).OnDelete(DeleteBehavior.Restrict);
+            e.HasOne(g => g.Account).WithOne().HasForeignKey<GrantRow>(g => g.AccountId).OnDelete(DeleteBehavior.Restrict);
+            e.HasIndex(g => new { g.UnitYearId, g.State });
+            e.HasIndex(g => new { g.Year, g.State });
+        });
+
+        model.Entity<DeductionRow>(e =>
+        {
+            e.ToTable("deductions", t => t.HasCheckConstraint("ck_deductions_amounts",
+                "invoice_amount_fen > 0 AND requested_fen > 0 AND applied_fen BETWEEN 1 AND requested_fen"));
+            e.HasIndex(d => new { d.ProviderUscc, d.InvoiceNo }).IsUnique();
+            e.HasIndex(d => d.GrantId);
+            e.HasOne<GrantRow>().WithMany().HasForeignKey(d => d.GrantId).OnDelete(DeleteBehavior.Restrict);
+        });
+
+        model.Entity<JournalEntryRow>(e =>
+        {
+            e.ToTable("journal_entries");
+            e.HasMany(j => j.Postings).WithOne().HasForeignKey(p => p.EntryId).OnDelete(DeleteBehavior.Restrict);
+            e.HasOne(j => j.Grant).WithMany().HasForeignKey(j => j.GrantId).OnDelete(DeleteBehavior.Restrict);
+            e.HasOne(j => j.Deduction).WithOne().HasForeignKey<JournalEntryRow>(j => j.DeductionId).OnDelete(DeleteBehavior.Restrict);
+            e.HasIndex(j => new { j.UnitUscc, j.Id });
+            e.HasIndex(j => new { j.ProviderUscc, j.Id });
+            e.HasIndex(j => new { j.GrantId, j.Id });
+            e.HasIndex(j => new { j.Year, j.Id });
+            e.HasIndex(j => j.CreatedAt);
+        });
+
+        model.Entity<PostingRow>(e =>
+        {
+            e.ToTable("postings", t => t.HasCheckConstraint("ck_postings_amount_not_zero", "amount_fen <> 0"));
+            e.HasOne<AccountRow>().WithMany().HasForeignKey(p => p.AccountId).OnDelete(DeleteBehavior.Restrict);
+            e.HasIndex(p => p.AccountId);
+        });
+
+        model.Entity<IdempotencyRow>(e =>
+        {
+            e.ToTable("idempotency_records");
+            e.HasKey(r => new { r.Caller, r.RequestId });
+            e.Property(r => r.RequestId).HasMaxLength(64);
+        });
+    }
+}

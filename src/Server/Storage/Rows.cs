@@ -1,0 +1,212 @@
+namespace QuotaLedger.Server.Storage;
+
+// The tables. Money columns are bigint fen; times are timestamptz in UTC.
+
+public enum AccountKind : short
+{
+    /// <summary>Credit-normal: what the bureau has funded for a year.</summary>
+    Funding = 1,
+
+    /// <summary>Debit-normal: the year's budget pool, available to grant.</summary>
+    Pool = 2,
+
+    /// <summary>Debit-normal: what one grant still holds.</summary>
+    Grant = 3,
+
+    /// <summary>Debit-normal: what one unit-year has had deducted.</summary>
+    Deducted = 4,
+}
+
+public enum EntryKind : short
+{
+    Funding = 1,
+    Grant = 2,
+    Deduction = 3,
+}
+
+public enum PartyStanding : short
+{
+    Good = 1,
+    Suspended = 2,
+    Blacklisted = 3,
+}
+
+public enum UnitKind : short
+{
+    Enterprise = 1,
+    ResearchInstitute = 2,
+    University = 3,
+    OpcOperator = 4,
+}
+
+/// <summary>The stored state of a grant. Expired-by-time and exhausted are derived when read.</summary>
+public enum GrantState : short
+{
+    Open = 1,
+    Expired = 2,
+    Released = 3,
+}
+
+public sealed class YearPolicyRow
+{
+    public int Year { get; set; }
+    public int SelfControllableRatioBp { get; set; }
+    public int OtherRatioBp { get; set; }
+    public int SmeBonusBp { get; set; }
+    public long UnitYearCapFen { get; set; }
+    public long UnitYearFloorFen { get; set; }
+    public long YearTotalFen { get; set; }
+    public int ValidityMonths { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+}
+
+public sealed class ProviderRow
+{
+    public required string Uscc { get; set; }
+    public required string Name { get; set; }
+    public List<string> Licences { get; set; } = [];
+    public PartyStanding Standing { get; set; } = PartyStanding.Good;
+    public DateTimeOffset RegisteredAt { get; set; }
+}
+
+public sealed class UnitRow
+{
+    public required string Uscc { get; set; }
+    public required string Name { get; set; }
+    public UnitKind Kind { get; set; }
+    public bool Sme { get; set; }
+    public List<string> MaterialRefs { get; set; } = [];
+    public PartyStanding Standing { get; set; } = PartyStanding.Good;
+    public DateTimeOffset RegisteredAt { get; set; }
+}
+
+/// <summary>A provider's review of a unit's qualification (Art 7). Append-only: the latest per pair is in force.</summary>
+public sealed class UnitReviewRow
+{
+    public long Id { get; set; }
+    public required string ProviderUscc { get; set; }
+    public required string UnitUscc { get; set; }
+    public bool Approved { get; set; }
+    public string Reason { get; set; } = "";
+    public DateTimeOffset ReviewedAt { get; set; }
+}
+
+public sealed class ContractRow
+{
+    public long Id { get; set; }
+    public required string ContractNo { get; set; }
+    public required string ProviderUscc { get; set; }
+    public required string UnitUscc { get; set; }
+    public string Accelerator { get; set; } = "";
+    public bool SelfControllable { get; set; }
+    public string ServiceMode { get; set; } = "";
+    public long UnitPriceFen { get; set; }
+    public long AmountFen { get; set; }
+    public string Purpose { get; set; } = "";
+    public bool UsesInnovationVoucher { get; set; }
+    public DateOnly SignedOn { get; set; }
+
+    /// <summary>Quota committed on the contract: granted, less what went back to the pool.</summary>
+    public long GrantedFen { get; set; }
+
+    /// <summary>Invoice amounts deducted against the contract.</summary>
+    public long InvoicedFen { get; set; }
+
+    public DateTimeOffset RegisteredAt { get; set; }
+}
+
+/// <summary>One unit in one year: the row every grant and deduction of the unit-year locks first.</summary>
+public sealed class UnitYearRow
+{
+    public long Id { get; set; }
+    public required string UnitUscc { get; set; }
+    public int Year { get; set; }
+    public long DeductedAccountId { get; set; }
+}
+
+public sealed class GrantRow
+{
+    public long Id { get; set; }
+    public long ContractId { get; set; }
+    public required string ProviderUscc { get; set; }
+    public required string UnitUscc { get; set; }
+    public int Year { get; set; }
+    public long UnitYearId { get; set; }
+    public long AccountId { get; set; }
+    public AccountRow? Account { get; set; }
+    public int RatioBp { get; set; }
+    public long AmountFen { get; set; }
+    public GrantState State { get; set; } = GrantState.Open;
+    public long ReturnedFen { get; set; }
+    public DateTimeOffset GrantedAt { get; set; }
+    public DateTimeOffset ExpiresAt { get; set; }
+}
+
+public sealed class DeductionRow
+{
+    public long Id { get; set; }
+    public long GrantId { get; set; }
+    public required string ProviderUscc { get; set; }
+    public required string InvoiceNo { get; set; }
+    public long InvoiceAmountFen { get; set; }
+    public DateOnly InvoiceDate { get; set; }
+    public long RequestedFen { get; set; }
+    public long AppliedFen { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+public sealed class AccountRow
+{
+    public long Id { get; set; }
+    public AccountKind Kind { get; set; }
+    public int Year { get; set; }
+
+    /// <summary>Set on a unit-year's deducted account.</summary>
+    public string? UnitUscc { get; set; }
+
+    /// <summary>In the kind's normal direction; never negative (a database check).</summary>
+    public long BalanceFen { get; set; }
+}
+
+/// <summary>One journal entry: a state change whose postings balance. Never updated or deleted.</summary>
+public sealed class JournalEntryRow
+{
+    public long Id { get; set; }
+    public EntryKind Kind { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public int Year { get; set; }
+    public string? UnitUscc { get; set; }
+    public string? ProviderUscc { get; set; }
+    public long? GrantId { get; set; }
+    public GrantRow? Grant { get; set; }
+    public long? DeductionId { get; set; }
+    public DeductionRow? Deduction { get; set; }
+    public required string RequestId { get; set; }
+    public required string Caller { get; set; }
+    public string Memo { get; set; } = "";
+    public List<PostingRow> Postings { get; set; } = [];
+}
+
+/// <summary>A posting: a signed amount on one account; positive debits, negative credits. An entry's postings sum to zero.</summary>
+public sealed class PostingRow
+{
+    public long Id { get; set; }
+    public long EntryId { get; set; }
+    public long AccountId { get; set; }
+    public long AmountFen { get; set; }
+}
+
+/// <summary>The first outcome of a (caller, request id), written in the same transaction as its effect.</summary>
+public sealed class IdempotencyRow
+{
+    public required string Caller { get; set; }
+    public required string RequestId { get; set; }
+    public required string Method { get; set; }
+    public required byte[] RequestHash { get; set; }
+
+    /// <summary>Null while the first call is in flight (never visible outside its transaction).</summary>
+    public string? Outcome { get; set; }
+    public string? Message { get; set; }
+    public byte[]? Response { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
