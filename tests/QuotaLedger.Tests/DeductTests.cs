@@ -1,0 +1,128 @@
+using Grpc.Core;
+using QuotaLedger.Tests.Infrastructure;
+using QuotaLedger.V1;
+
+namespace QuotaLedger.Tests;
+
+[Collection(LedgerCollection.Name)]
+public sealed class DeductTests(LedgerFixture fixture)
+{
+    private readonly LedgerServer _server = fixture.Server;
+
+    [Fact]
+    public async Task Deduct_applies_the_voucher_share_floored_to_the_fen()
+    {
+        var deal = await _server.NewDealAsync(selfControllable: false);
+        var grant = await _server.GrantAsync(deal, 10_000);
+
+        var result = await _server.DeductAsync(deal, grant.GrantId, 333);
+
+        Assert.Equal(99, result.RequestedFen);
+        Assert.Equal(99, result.AppliedFen);
+        Assert.Equal(10_000 - 99, result.GrantRemainingFen);
+        Assert.Equal(99, result.UnitYear.DeductedFen);
+        Assert.Equal(10_000 - 99, result.UnitYear.GrantedOpenFen);
+        Assert.True(result.DeductionId > 0);
+    }
+
+    [Fact]
+    public async Task Deduct_is_capped_at_what_the_grant_holds_and_an_empty_grant_answers_GRANT_EMPTY()
+    {
+        var deal = await _server.NewDealAsync();
+        var grant = await _server.GrantAsync(deal, 1_000);
+
+        var partial = await _server.DeductAsync(deal, grant.GrantId, 3_000);
+        Assert.Equal(1_500, partial.RequestedFen);
+        Assert.Equal(1_000, partial.AppliedFen);
+        Assert.Equal(0, partial.GrantRemainingFen);
+
+        await Refusal.AssertAsync(() => _server.DeductAsync(deal, grant.GrantId, 100), StatusCode.FailedPrecondition, "GRANT_EMPTY");
+        var info = await _server.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grant.GrantId });
+        Assert.Equal(GrantStatus.Exhausted, info.Status);
+        Assert.Equal(1_000, info.DeductedFen);
+    }
+
+    [Fact]
+    public async Task An_invoice_is_accepted_once_per_provider()
+    {
+        var deal = await _server.NewDealAsync();
+        var first = await _server.GrantAsync(deal, 10_000);
+        var second = await _server.GrantAsync(deal, 10_000);
+        await _server.DeductAsync(deal, first.GrantId, 1_000, "INV-0001");
+
+        await Refusal.AssertAsync(() => _server.DeductAsync(deal, first.GrantId, 1_000, "INV-0001"), StatusCode.AlreadyExists, "DUPLICATE_INVOICE");
+        await Refusal.AssertAsync(() => _server.DeductAsync(deal, second.GrantId, 2_000, "INV-0001"), StatusCode.AlreadyExists, "DUPLICATE_INVOICE");
+        var untouched = await _server.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = second.GrantId });
+        Assert.Equal(10_000, untouched.RemainingFen);
+
+        // Another provider's invoice numbers are its own.
+        var otherDeal = await _server.NewDealAsync();
+        var otherGrant = await _server.GrantAsync(otherDeal, 10_000);
+        await _server.DeductAsync(otherDeal, otherGrant.GrantId, 1_000, "INV-0001");
+    }
+
+    [Fact]
+    public async Task A_grant_past_its_expiry_accepts_nothing_whatever_the_background_has_done()
+    {
+        var start = new DateTimeOffset(2026, 4, 10, 2, 0, 0, TimeSpan.Zero);
+        await using var server = fixture.StartServer(start);
+        var deal = await server.NewDealAsync();
+        var grant = await server.GrantAsync(deal, 10_000);
+
+        server.Clock.SetUtcNow(grant.ExpiresAt.ToDateTimeOffset().AddTicks(-10));
+        await server.DeductAsync(deal, grant.GrantId, 1_000);
+
+        server.Clock.SetUtcNow(grant.ExpiresAt.ToDateTimeOffset());
+        await Refusal.AssertAsync(() => server.DeductAsync(deal, grant.GrantId, 1_000), StatusCode.FailedPrecondition, "GRANT_EXPIRED");
+
+        var info = await server.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grant.GrantId });
+        Assert.Equal(GrantStatus.Expired, info.Status);
+        Assert.Equal(9_500, info.RemainingFen);
+
+        // Expired quota stops counting toward the cap, even before it is swept back to the pool.
+        var unitYear = await server.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = deal.Unit, Year = 2026 });
+        Assert.Equal(0, unitYear.GrantedOpenFen);
+        Assert.Equal(500, unitYear.DeductedFen);
+    }
+
+    [Fact]
+    public async Task Deduct_refuses_another_providers_grant_unknown_grants_and_bad_input_changing_nothing()
+    {
+        var deal = await _server.NewDealAsync();
+        var grant = await _server.GrantAsync(deal, 10_000);
+        var stranger = await _server.NewProviderAsync();
+
+        await Refusal.AssertAsync(() => _server.DeductAsync(deal with { Provider = stranger }, grant.GrantId, 1_000),
+            StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => _server.DeductAsync(deal, 987_654_321, 1_000), StatusCode.NotFound, "UNKNOWN_GRANT");
+        await Refusal.AssertAsync(() => _server.DeductAsync(deal, grant.GrantId, 0), StatusCode.InvalidArgument, "INVALID_AMOUNT");
+        await Refusal.AssertAsync(() => _server.DeductAsync(deal, grant.GrantId, 1), StatusCode.InvalidArgument, "INVALID_AMOUNT");
+
+        var badDate = deal.DeductRequest(grant.GrantId, 1_000);
+        badDate.InvoiceDate = "2026-02-30";
+        await Refusal.AssertAsync(() => _server.Ledger.DeductAsync(badDate).ResponseAsync, StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+        var future = deal.DeductRequest(grant.GrantId, 1_000);
+        future.InvoiceDate = "2026-03-03";
+        await Refusal.AssertAsync(() => _server.Ledger.DeductAsync(future).ResponseAsync, StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+        var noInvoice = deal.DeductRequest(grant.GrantId, 1_000);
+        noInvoice.InvoiceNo = "";
+        await Refusal.AssertAsync(() => _server.Ledger.DeductAsync(noInvoice).ResponseAsync, StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+
+        var info = await _server.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grant.GrantId });
+        Assert.Equal(10_000, info.RemainingFen);
+    }
+
+    [Fact]
+    public async Task Invoices_against_a_contract_never_exceed_its_amount()
+    {
+        var deal = await _server.NewDealAsync(contractAmountFen: 100_000);
+        var grant = await _server.GrantAsync(deal, 50_000);
+        await _server.DeductAsync(deal, grant.GrantId, 60_000);
+        await Refusal.AssertAsync(() => _server.DeductAsync(deal, grant.GrantId, 40_001), StatusCode.FailedPrecondition, "INVOICE_EXCEEDS_CONTRACT");
+        var last = await _server.DeductAsync(deal, grant.GrantId, 40_000);
+        Assert.Equal(20_000, last.AppliedFen);
+
+        var contract = await _server.Registry.GetContractAsync(new GetContractRequest { ProviderUscc = deal.Provider, ContractNo = deal.ContractNo });
+        Assert.Equal(100_000, contract.InvoicedFen);
+    }
+}

@@ -1,0 +1,66 @@
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
+using QuotaLedger.V1;
+
+namespace QuotaLedger.Tests.Infrastructure;
+
+/// <summary>One in-memory instance of the server (the real Program, its real database), with a clock of its own
+/// and gRPC clients over the test host. Several instances may share one database, as several servers would.</summary>
+public sealed class LedgerServer : IAsyncDisposable
+{
+    private readonly WebApplicationFactory<Program> _factory;
+
+    private LedgerServer(WebApplicationFactory<Program> factory, FakeTimeProvider clock)
+    {
+        _factory = factory;
+        Clock = clock;
+        Channel = GrpcChannel.ForAddress(factory.Server.BaseAddress, new GrpcChannelOptions
+        {
+            HttpHandler = factory.Server.CreateHandler(),
+        });
+        Admin = new AdminService.AdminServiceClient(Channel);
+        Registry = new RegistryService.RegistryServiceClient(Channel);
+        Ledger = new LedgerService.LedgerServiceClient(Channel);
+    }
+
+    public FakeTimeProvider Clock { get; }
+
+    public GrpcChannel Channel { get; }
+
+    public AdminService.AdminServiceClient Admin { get; }
+
+    public RegistryService.RegistryServiceClient Registry { get; }
+
+    public LedgerService.LedgerServiceClient Ledger { get; }
+
+    public static LedgerServer Start(string connectionString, DateTimeOffset now)
+    {
+        var clock = new FakeTimeProvider(now.ToUniversalTime());
+        var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(host =>
+        {
+            host.ConfigureAppConfiguration(config => config.AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["ConnectionStrings:Ledger"] = connectionString,
+            }));
+            host.ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
+            host.ConfigureServices(services =>
+            {
+                services.RemoveAll<TimeProvider>();
+                services.AddSingleton<TimeProvider>(clock);
+            });
+        });
+        return new LedgerServer(factory, clock);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Channel.Dispose();
+        await _factory.DisposeAsync();
+    }
+}

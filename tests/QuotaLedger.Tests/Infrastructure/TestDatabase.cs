@@ -1,0 +1,105 @@
+using Npgsql;
+using QuotaLedger.Server.Storage;
+using Testcontainers.PostgreSql;
+
+namespace QuotaLedger.Tests.Infrastructure;
+
+/// <summary>The PostgreSQL server the tests run against, in order of preference: a connection string from the
+/// environment (<c>QUOTALEDGER_TEST_DB</c>), a Testcontainers container where a Docker engine answers, or a throwaway
+/// local cluster started from the machine's PostgreSQL binaries. Each run gets a database of its own, dropped at the
+/// end. A missing database fails the run; it never skips.</summary>
+public sealed class TestDatabase : IAsyncDisposable
+{
+    public const string EnvironmentVariable = "QUOTALEDGER_TEST_DB";
+
+    private readonly NpgsqlConnectionStringBuilder _server;
+    private readonly IAsyncDisposable? _owner;
+
+    private TestDatabase(string serverConnectionString, IAsyncDisposable? owner, string source)
+    {
+        _server = new NpgsqlConnectionStringBuilder(serverConnectionString);
+        _owner = owner;
+        Source = source;
+        DatabaseName = $"quotaledger_test_{Guid.NewGuid():N}"[..40];
+    }
+
+    public string Source { get; }
+
+    public string DatabaseName { get; }
+
+    public string ConnectionString => new NpgsqlConnectionStringBuilder(_server.ConnectionString) { Database = DatabaseName }.ConnectionString;
+
+    public static async Task<TestDatabase> StartAsync()
+    {
+        TestDatabase database;
+        if (Environment.GetEnvironmentVariable(EnvironmentVariable) is { Length: > 0 } given)
+        {
+            database = new TestDatabase(given, null, EnvironmentVariable);
+        }
+        else if (await TryContainerAsync() is { } container)
+        {
+            database = new TestDatabase(container.GetConnectionString(), container, "Testcontainers");
+        }
+        else
+        {
+            var cluster = await LocalPostgresCluster.StartAsync(
+                new LocalPostgresOptions
+                {
+                    DataDirectory = Path.Combine(Path.GetTempPath(), $"quotaledger-tests-{Guid.NewGuid():N}", "pgdata"),
+                    DeleteOnDispose = true,
+                },
+                Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+            database = new TestDatabase(cluster.ConnectionString, cluster, "local cluster");
+        }
+
+        await database.ExecuteOnServerAsync($"CREATE DATABASE \"{database.DatabaseName}\"");
+        return database;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        NpgsqlConnection.ClearAllPools();
+        try
+        {
+            await ExecuteOnServerAsync($"DROP DATABASE IF EXISTS \"{DatabaseName}\" WITH (FORCE)");
+        }
+        finally
+        {
+            if (_owner is not null)
+            {
+                await _owner.DisposeAsync();
+            }
+        }
+    }
+
+    private async Task ExecuteOnServerAsync(string sql)
+    {
+        var admin = new NpgsqlConnectionStringBuilder(_server.ConnectionString) { Database = "postgres", Pooling = false };
+        await using var connection = new NpgsqlConnection(admin.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    private static async Task<PostgreSqlContainer?> TryContainerAsync()
+    {
+        PostgreSqlContainer? container = null;
+        try
+        {
+            container = new PostgreSqlBuilder("postgres:15-alpine").Build();
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+            await container.StartAsync(timeout.Token);
+            return container;
+        }
+        catch (Exception)
+        {
+            // No Docker engine answers here: fall back to a local cluster.
+            if (container is not null)
+            {
+                await container.DisposeAsync();
+            }
+
+            return null;
+        }
+    }
+}
