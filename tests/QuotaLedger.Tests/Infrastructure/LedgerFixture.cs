@@ -36,14 +36,27 @@ public sealed class LedgerFixture : IAsyncLifetime
         return server;
     }
 
+    /// <summary>Checks the books once more after every test of the suite has run (a failure here fails the run as a
+    /// collection cleanup failure), then stops the servers and drops the database.</summary>
     public async Task DisposeAsync()
     {
-        foreach (var server in _servers)
+        try
         {
-            await server.DisposeAsync();
+            var trial = await Server.Admin.TrialBalanceAsync(new TrialBalanceRequest());
+            if (!trial.Balanced || !trial.BalancesMatchPostings || trial.UnbalancedEntries != 0)
+            {
+                throw new InvalidOperationException($"After the suite the books do not balance: {trial}");
+            }
         }
+        finally
+        {
+            foreach (var server in _servers)
+            {
+                await server.DisposeAsync();
+            }
 
-        await Database.DisposeAsync();
+            await Database.DisposeAsync();
+        }
     }
 }
 

@@ -1,0 +1,25 @@
+using QuotaLedger.Tests.Infrastructure;
+using QuotaLedger.V1;
+
+namespace QuotaLedger.Tests;
+
+/// <summary>Whatever the suite has done so far, the books balance. <see cref="LedgerFixture.DisposeAsync"/> checks the
+/// same once more after the last test.</summary>
+[Collection(LedgerCollection.Name)]
+public sealed class BooksTests(LedgerFixture fixture)
+{
+    [Fact]
+    public async Task After_the_suites_operations_the_trial_balance_balances_and_balances_equal_postings()
+    {
+        var trial = await Books.AssertBalancedAsync(fixture.Server);
+        Assert.True(trial.TotalDebitFen > 0);
+
+        // The 2026 budget: everything funded is in the pool, held by grants, or deducted.
+        var year = await fixture.Server.Admin.GetProgramYearAsync(new GetProgramYearRequest { Year = 2026 });
+        Assert.Equal(year.FundedFen, year.PoolFen + year.GrantedOpenFen + year.DeductedFen);
+        Assert.True(year.DeductedFen > 0);
+        var byKind = (await Books.AssertBalancedAsync(fixture.Server, 2026)).Kinds.ToDictionary(k => k.Kind);
+        Assert.Equal(year.FundedFen, byKind[AccountKind.Funding].BalanceFen);
+        Assert.Equal(year.DeductedFen, byKind[AccountKind.Deducted].BalanceFen);
+    }
+}

@@ -1,0 +1,67 @@
+using QuotaLedger.Tests.Infrastructure;
+using QuotaLedger.V1;
+
+namespace QuotaLedger.Tests;
+
+[Collection(LedgerCollection.Name)]
+public sealed class StatementTests(LedgerFixture fixture)
+{
+    [Fact]
+    public async Task ListEntries_streams_balanced_entries_filtered_by_grant_unit_provider_year_and_time()
+    {
+        await using var server = fixture.StartServer(new DateTimeOffset(2026, 5, 6, 2, 0, 0, TimeSpan.Zero));
+        var deal = await server.NewDealAsync();
+        var grantRequest = deal.GrantRequest(10_000);
+        var grant = await server.Ledger.GrantAsync(grantRequest);
+        var other = await server.GrantAsync(deal, 5_000);
+        server.Clock.Advance(TimeSpan.FromHours(1));
+        var deductRequest = deal.DeductRequest(grant.GrantId, 4_000);
+        var deduction = await server.Ledger.DeductAsync(deductRequest);
+
+        var byGrant = await Statement.ReadAsync(server, new ListEntriesRequest { GrantId = grant.GrantId });
+        Assert.Equal([EntryKind.Grant, EntryKind.Deduction], byGrant.Select(e => e.Kind));
+        Assert.Equal(grantRequest.RequestId, byGrant[0].RequestId);
+        Assert.Equal(grant.GrantId, byGrant[0].SourceId);
+        Assert.Equal(deductRequest.RequestId, byGrant[1].RequestId);
+        Assert.Equal(deduction.DeductionId, byGrant[1].SourceId);
+        Assert.All(byGrant, e => Assert.Equal(e.Postings.Sum(p => p.DebitFen), e.Postings.Sum(p => p.CreditFen)));
+        Assert.Equal(
+            [(AccountKind.Deducted, 2_000L, 0L), (AccountKind.Grant, 0L, 2_000L)],
+            byGrant[1].Postings.Select(p => (p.AccountKind, p.DebitFen, p.CreditFen)));
+        Assert.Equal(
+            [(AccountKind.Grant, 10_000L, 0L), (AccountKind.Pool, 0L, 10_000L)],
+            byGrant[0].Postings.Select(p => (p.AccountKind, p.DebitFen, p.CreditFen)));
+
+        var byUnit = await Statement.ReadAsync(server, new ListEntriesRequest { UnitUscc = deal.Unit });
+        Assert.Equal(3, byUnit.Count);
+        Assert.True(byUnit.Select(e => e.EntryId).SequenceEqual(byUnit.Select(e => e.EntryId).Order()));
+        var byProvider = await Statement.ReadAsync(server, new ListEntriesRequest { ProviderUscc = deal.Provider, Year = 2026 });
+        Assert.Equal(byUnit, byProvider);
+        Assert.Empty(await Statement.ReadAsync(server, new ListEntriesRequest { UnitUscc = deal.Unit, Year = 2027 }));
+
+        var later = await Statement.ReadAsync(server, new ListEntriesRequest
+        {
+            UnitUscc = deal.Unit,
+            From = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(server.Clock.GetUtcNow()),
+        });
+        Assert.Equal(EntryKind.Deduction, Assert.Single(later).Kind);
+        var earlier = await Statement.ReadAsync(server, new ListEntriesRequest
+        {
+            UnitUscc = deal.Unit,
+            To = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(server.Clock.GetUtcNow()),
+        });
+        Assert.Equal([grant.GrantId, other.GrantId], earlier.Select(e => e.GrantId));
+    }
+
+    [Fact]
+    public async Task ListEntries_streams_more_entries_than_one_page()
+    {
+        var deal = await fixture.Server.NewDealAsync();
+        var grant = await fixture.Server.GrantAsync(deal, 1_000_000);
+        await Task.WhenAll(Enumerable.Range(0, 600).Select(_ => fixture.Server.DeductAsync(deal, grant.GrantId, 200)));
+
+        var entries = await Statement.ReadAsync(fixture.Server, new ListEntriesRequest { GrantId = grant.GrantId });
+        Assert.Equal(601, entries.Count);
+        Assert.Equal(600, entries.Select(e => e.SourceId).Skip(1).Distinct().Count());
+    }
+}
