@@ -1,0 +1,76 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Grpc.Health.V1;
+using Grpc.Net.Client;
+using QuotaLedger.Tests.Infrastructure;
+using QuotaLedger.V1;
+
+namespace QuotaLedger.Tests;
+
+/// <summary>The real server process on a real loopback port: plain-HTTP gRPC (HTTP/2 prior knowledge), as clients in
+/// other languages call it in development.</summary>
+[Collection(LedgerCollection.Name)]
+public sealed class KestrelTests(LedgerFixture fixture)
+{
+    [Fact]
+    public async Task The_server_process_answers_health_and_calls_over_plain_http2()
+    {
+        var port = FreePort();
+        var serverDll = Path.Combine(AppContext.BaseDirectory, "QuotaLedger.Server.dll");
+        var start = new ProcessStartInfo("dotnet", [serverDll])
+        {
+            WorkingDirectory = AppContext.BaseDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            Environment =
+            {
+                ["ConnectionStrings__Ledger"] = fixture.Database.ConnectionString,
+                ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{port}",
+                ["DOTNET_ENVIRONMENT"] = "Production",
+            },
+        };
+        using var process = Process.Start(start)!;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            using var channel = GrpcChannel.ForAddress($"http://127.0.0.1:{port}");
+            var health = new Health.HealthClient(channel);
+            var status = await WaitUntilServingAsync(health);
+            Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, status);
+
+            var admin = new AdminService.AdminServiceClient(channel);
+            var policy = await admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2026 });
+            Assert.Equal(5_000, policy.SelfControllableRatioBp);
+        }
+        finally
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+    }
+
+    private static async Task<HealthCheckResponse.Types.ServingStatus> WaitUntilServingAsync(Health.HealthClient health)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            try
+            {
+                return (await health.CheckAsync(new HealthCheckRequest(), deadline: DateTime.UtcNow.AddSeconds(5))).Status;
+            }
+            catch (Grpc.Core.RpcException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(200);
+            }
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
