@@ -14,6 +14,7 @@ builder.Services.AddDbContextPool<LedgerDb>((services, options) => options
     .UseNpgsql(services.GetRequiredService<LedgerDatabase>().DataSource)
     .UseSnakeCaseNamingConvention());
 builder.Services.AddScoped<Idempotency>();
+builder.Services.AddHostedService<ExpiryService>();
 
 builder.Services.AddGrpc(options =>
 {

@@ -12,7 +12,8 @@ using EntryKind = QuotaLedger.Server.Storage.EntryKind;
 namespace QuotaLedger.Server.Admin;
 
 /// <summary>The bureau's calls: the year's policy, funding the pool (Art 6), and the books.</summary>
-internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, TimeProvider time) : AdminService.AdminServiceBase
+internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, TimeProvider time, IServiceScopeFactory scopes)
+    : AdminService.AdminServiceBase
 {
     public override Task<YearPolicy> SetYearPolicy(SetYearPolicyRequest request, ServerCallContext context)
     {
@@ -121,6 +122,68 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
         return Books.TrialBalanceAsync(db, request.Year, context.CancellationToken);
     }
 
+    public override Task<SetStandingResponse> SetStanding(SetStandingRequest request, ServerCallContext context)
+    {
+        var uscc = Validate.Uscc(request.Uscc, "uscc");
+        var standing = request.Standing switch
+        {
+            Standing.Good => PartyStanding.Good,
+            Standing.Suspended => PartyStanding.Suspended,
+            Standing.Blacklisted => PartyStanding.Blacklisted,
+            _ => throw new LedgerException(Reason.InvalidArgument, "standing must be GOOD, SUSPENDED or BLACKLISTED."),
+        };
+        var reason = Validate.Text(request.Reason, "reason");
+
+        return idempotency.RunAsync(Callers.Bureau, request.RequestId, nameof(SetStanding), request, async ct =>
+        {
+            var now = time.GetUtcNow();
+            var unit = await db.Units.SingleOrDefaultAsync(u => u.Uscc == uscc, ct);
+            var provider = await db.Providers.SingleOrDefaultAsync(p => p.Uscc == uscc, ct);
+            if (unit is null && provider is null)
+            {
+                throw new LedgerException(Reason.UnknownUnit, $"No unit or provider is registered with USCC {uscc}.");
+            }
+
+            var response = new SetStandingResponse { Uscc = uscc, Standing = request.Standing, ChangedAt = now.ToTimestamp() };
+            void Record(string party, PartyStanding from)
+            {
+                db.StandingChanges.Add(new StandingChangeRow
+                {
+                    Uscc = uscc, Party = party, From = from, To = standing, Reason = reason, ChangedAt = now,
+                    RequestId = request.RequestId, Caller = Callers.Bureau,
+                });
+                response.Parties.Add(party);
+                response.PreviousStanding = from.ToApi();
+            }
+
+            if (unit is not null)
+            {
+                Record("unit", unit.Standing);
+                unit.Standing = standing;
+            }
+
+            if (provider is not null)
+            {
+                Record("provider", provider.Standing);
+                provider.Standing = standing;
+            }
+
+            await db.SaveChangesAsync(ct);
+            return response;
+        }, context.CancellationToken);
+    }
+
+    public override Task<ExpireDueGrantsResponse> ExpireDueGrants(ExpireDueGrantsRequest request, ServerCallContext context) =>
+        idempotency.RunAsync(Callers.Bureau, request.RequestId, nameof(ExpireDueGrants), request, async ct =>
+        {
+            // The pass closes each grant in a transaction of its own, on a connection of its own; this call's
+            // transaction only holds the request id, so a duplicate waits for the pass and gets its answer.
+            await using var scope = scopes.CreateAsyncScope();
+            var passDb = scope.ServiceProvider.GetRequiredService<LedgerDb>();
+            var outcome = await Expiry.ExpireDueAsync(passDb, time.GetUtcNow(), request.RequestId, Callers.Bureau, ct);
+            return new ExpireDueGrantsResponse { ExpiredGrants = outcome.ExpiredGrants, ReturnedFen = outcome.Returned.Value };
+        }, context.CancellationToken);
+
     /// <summary>Locks the year's funding account (when there is one) and returns what has been funded.</summary>
     private async Task<Fen> LockFundingAsync(int year, CancellationToken ct)
     {
@@ -139,7 +202,8 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
             SELECT coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Funding}), 0)::bigint,
                    coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Pool}), 0)::bigint,
                    coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Grant}), 0)::bigint,
-                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Deducted}), 0)::bigint
+                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Deducted}), 0)::bigint,
+                   (SELECT coalesce(sum(returned_fen), 0)::bigint FROM grants WHERE year = $1)
             FROM accounts WHERE year = $1
             """,
             r => new ProgramYear
@@ -149,6 +213,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
                 PoolFen = r.GetInt64(1),
                 GrantedOpenFen = r.GetInt64(2),
                 DeductedFen = r.GetInt64(3),
+                ReclaimedFen = r.GetInt64(4),
                 YearTotalFen = policy?.YearTotal.Value ?? 0,
             },
             ct,

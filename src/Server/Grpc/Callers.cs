@@ -7,6 +7,9 @@ public static class Callers
 {
     public const string Bureau = "bureau";
 
+    /// <summary>The server's own background expiry pass.</summary>
+    public const string ExpiryPass = "system:expiry";
+
     public static string Provider(string uscc) => "provider:" + uscc;
 
     public static string Unit(string uscc) => "unit:" + uscc;

@@ -51,6 +51,9 @@ internal static class Mapping
         EntryKind.Funding => V1.EntryKind.Funding,
         EntryKind.Grant => V1.EntryKind.Grant,
         EntryKind.Deduction => V1.EntryKind.Deduction,
+        EntryKind.Expiry => V1.EntryKind.Expiry,
+        EntryKind.Release => V1.EntryKind.Release,
+        EntryKind.Gift => V1.EntryKind.Gift,
         _ => V1.EntryKind.Unspecified,
     };
 

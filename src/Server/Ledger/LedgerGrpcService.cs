@@ -39,30 +39,50 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
             ct => DeductAsync(provider, grantId, invoiceNo, invoiceAmount, invoiceDate, request.RequestId, ct), context.CancellationToken);
     }
 
+    public override Task<ReleaseResponse> Release(ReleaseRequest request, ServerCallContext context)
+    {
+        var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
+        var grantId = Validate.Id(request.GrantId, "grant_id");
+        var statementRef = Validate.Text(request.StatementRef, "statement_ref");
+
+        return idempotency.RunAsync(Callers.Provider(provider), request.RequestId, nameof(Release), request, async ct =>
+        {
+            var unitYear = await UnitYears.LockForGrantAsync(db, grantId, ct) ?? throw UnknownGrant(grantId);
+            var grant = await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct);
+            if (grant.ProviderUscc != provider)
+            {
+                throw new LedgerException(Reason.NotYourResource, $"Grant {grantId} was not made by provider {provider}.");
+            }
+
+            var now = time.GetUtcNow();
+            EnsureOpen(grant, now, "release");
+            var released = await GrantReturns.CloseAsync(db, grant, GrantState.Released, request.RequestId, Callers.Provider(provider), now,
+                $"released, joint statement {statementRef}", statementRef, ct);
+            var policy = await Policies.FindAsync(db, grant.Year, ct);
+            return new ReleaseResponse
+            {
+                GrantId = grantId,
+                ReleasedFen = released.Value,
+                UnitYear = (await UnitYears.FiguresAsync(db, grant.UnitUscc, grant.Year, policy?.UnitYearCap ?? Fen.Zero, now, ct)).ToApi(),
+            };
+        }, context.CancellationToken);
+    }
+
+    public override Task<GiftResponse> Gift(GiftRequest request, ServerCallContext context)
+    {
+        var operatorUscc = Validate.Uscc(request.OperatorUscc, "operator_uscc");
+        var grantId = Validate.Id(request.GrantId, "grant_id");
+        var resident = Validate.Uscc(request.ResidentUscc, "resident_uscc");
+        var amount = Validate.Amount(request.AmountFen, "amount_fen");
+
+        return idempotency.RunAsync(Callers.Unit(operatorUscc), request.RequestId, nameof(Gift), request,
+            ct => Gifts.GiveAsync(db, time.GetUtcNow(), request.RequestId, operatorUscc, grantId, resident, amount, ct), context.CancellationToken);
+    }
+
     public override async Task<GrantInfo> GetGrant(GetGrantRequest request, ServerCallContext context)
     {
         var grantId = Validate.Id(request.GrantId, "grant_id");
-        var ct = context.CancellationToken;
-        var grant = await db.Grants.AsNoTracking().Include(g => g.Account).SingleOrDefaultAsync(g => g.Id == grantId, ct)
-            ?? throw UnknownGrant(grantId);
-        var contractNo = await db.Contracts.Where(c => c.Id == grant.ContractId).Select(c => c.ContractNo).SingleAsync(ct);
-        var remaining = grant.Account!.BalanceFen;
-        return new GrantInfo
-        {
-            GrantId = grant.Id,
-            ProviderUscc = grant.ProviderUscc,
-            UnitUscc = grant.UnitUscc,
-            ContractNo = contractNo,
-            Year = grant.Year,
-            RatioBp = grant.RatioBp,
-            AmountFen = grant.AmountFen,
-            RemainingFen = remaining,
-            DeductedFen = grant.AmountFen - grant.ReturnedFen - remaining,
-            ReturnedFen = grant.ReturnedFen,
-            Status = StatusOf(grant, remaining, time.GetUtcNow()),
-            GrantedAt = grant.GrantedAt.ToTimestamp(),
-            ExpiresAt = grant.ExpiresAt.ToTimestamp(),
-        };
+        return await Grants.InfoAsync(db, grantId, time.GetUtcNow(), context.CancellationToken) ?? throw UnknownGrant(grantId);
     }
 
     public override async Task<V1.UnitYear> GetUnitYear(GetUnitYearRequest request, ServerCallContext context)
@@ -108,6 +128,9 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
             throw new LedgerException(Reason.UnitNotApproved,
                 $"Unit {contract.UnitUscc} has no approved qualification review from provider {provider} (Art 7); call ReviewUnit first.");
         }
+
+        await Eligibility.EnsureGoodStandingAsync(db, provider, contract.UnitUscc, ct);
+        await Eligibility.EnsureNotRelatedAsync(db, provider, contract.UnitUscc, ct);
 
         var now = time.GetUtcNow();
         var year = ChinaCalendar.YearOf(now);
@@ -192,13 +215,8 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
         }
 
         var now = time.GetUtcNow();
-        switch (StatusOf(grant, grant.Account!.BalanceFen, now))
-        {
-            case GrantStatus.Expired:
-                throw new LedgerException(Reason.GrantExpired, $"Grant {grantId} expired at {grant.ExpiresAt:u} and accepts no deduction (Art 10).");
-            case GrantStatus.Released:
-                throw new LedgerException(Reason.GrantClosed, $"Grant {grantId} was released and accepts no deduction.");
-        }
+        EnsureOpen(grant, now, "deduction");
+        await Eligibility.EnsureGoodStandingAsync(db, provider, grant.UnitUscc, ct);
 
         if (await db.Deductions.AnyAsync(d => d.ProviderUscc == provider && d.InvoiceNo == invoiceNo, ct))
         {
@@ -211,7 +229,7 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
             throw new LedgerException(Reason.InvalidAmount, $"The voucher share of a {invoiceAmount.Value}-fen invoice at {grant.RatioBp} bp rounds down to 0 fen.");
         }
 
-        var held = new Fen(grant.Account.BalanceFen);
+        var held = new Fen(grant.Account!.BalanceFen);
         if (!held.IsPositive)
         {
             throw new LedgerException(Reason.GrantEmpty, $"Grant {grantId} holds nothing more to deduct.");
@@ -276,16 +294,20 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
         };
     }
 
-    internal static GrantStatus StatusOf(GrantRow grant, long remainingFen, DateTimeOffset now) => grant.State switch
+    /// <summary>The validity rule, checked at the call whatever the expiry pass has done: a grant past its expiry, or
+    /// released, accepts nothing.</summary>
+    internal static void EnsureOpen(GrantRow grant, DateTimeOffset now, string what)
     {
-        GrantState.Released => GrantStatus.Released,
-        GrantState.Expired => GrantStatus.Expired,
-        _ when now >= grant.ExpiresAt => GrantStatus.Expired,
-        _ when remainingFen == 0 => GrantStatus.Exhausted,
-        _ => GrantStatus.Open,
-    };
+        switch (Grants.StatusOf(grant, grant.Account!.BalanceFen, now))
+        {
+            case GrantStatus.Expired:
+                throw new LedgerException(Reason.GrantExpired, $"Grant {grant.Id} expired at {grant.ExpiresAt:u} and accepts no {what} (Art 10).");
+            case GrantStatus.Released:
+                throw new LedgerException(Reason.GrantClosed, $"Grant {grant.Id} was released and accepts no {what}.");
+        }
+    }
 
-    private static LedgerException UnknownGrant(long grantId) => new(Reason.UnknownGrant, $"There is no grant {grantId}.");
+    internal static LedgerException UnknownGrant(long grantId) => new(Reason.UnknownGrant, $"There is no grant {grantId}.");
 
     private static LedgerException DuplicateInvoice(string provider, string invoiceNo) =>
         new(Reason.DuplicateInvoice, $"Provider {provider} has already deducted invoice '{invoiceNo}'; an invoice is accepted once.");

@@ -45,6 +45,8 @@ internal static class Statements
                     ProviderUscc = row.ProviderUscc ?? "",
                     GrantId = row.GrantId ?? 0,
                     SourceId = row.DeductionId ?? row.GrantId ?? 0,
+                    CounterpartyUscc = row.CounterpartyUscc ?? "",
+                    CounterpartyGrantId = row.CounterpartyGrantId ?? 0,
                     RequestId = row.RequestId,
                     Caller = row.Caller,
                     Memo = row.Memo,
@@ -69,7 +71,7 @@ internal static class Statements
         if (request.UnitUscc.Length > 0)
         {
             var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
-            query = query.Where(e => e.UnitUscc == unit);
+            query = query.Where(e => e.UnitUscc == unit || e.CounterpartyUscc == unit);
         }
 
         if (request.ProviderUscc.Length > 0)
@@ -81,7 +83,7 @@ internal static class Statements
         if (request.GrantId != 0)
         {
             var grant = Validate.Id(request.GrantId, "grant_id");
-            query = query.Where(e => e.GrantId == grant);
+            query = query.Where(e => e.GrantId == grant || e.CounterpartyGrantId == grant);
         }
 
         if (request.Year != 0)

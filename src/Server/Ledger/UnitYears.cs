@@ -26,6 +26,23 @@ internal static class UnitYears
     /// deduction of a unit-year takes this lock first, before reading anything it checks.</summary>
     public static async Task<UnitYearRow> LockOrCreateAsync(LedgerDb db, string unitUscc, int year, CancellationToken ct)
     {
+        await EnsureAsync(db, unitUscc, year, ct);
+        return await db.UnitYears
+            .FromSql($"SELECT * FROM unit_years WHERE unit_uscc = {unitUscc} AND year = {year} FOR UPDATE")
+            .AsNoTracking()
+            .SingleAsync(ct);
+    }
+
+    /// <summary>Locks several unit-years in one fixed order (by id), so two calls locking the same pair never deadlock.</summary>
+    public static Task<List<UnitYearRow>> LockAllAsync(LedgerDb db, long[] ids, CancellationToken ct) =>
+        db.UnitYears
+            .FromSql($"SELECT * FROM unit_years WHERE id = ANY({ids}) ORDER BY id FOR UPDATE")
+            .AsNoTracking()
+            .ToListAsync(ct);
+
+    /// <summary>Creates the unit-year and its deducted account if they do not exist yet.</summary>
+    public static async Task<long> EnsureAsync(LedgerDb db, string unitUscc, int year, CancellationToken ct)
+    {
         // When two first grants race, the loser's account insert waits for the winner and then does nothing;
         // the unit-year row both then lock is the winner's.
         await db.Database.ExecuteSqlAsync(
@@ -40,10 +57,7 @@ internal static class UnitYears
             ON CONFLICT DO NOTHING
             """,
             ct);
-        return await db.UnitYears
-            .FromSql($"SELECT * FROM unit_years WHERE unit_uscc = {unitUscc} AND year = {year} FOR UPDATE")
-            .AsNoTracking()
-            .SingleAsync(ct);
+        return await db.UnitYears.Where(u => u.UnitUscc == unitUscc && u.Year == year).Select(u => u.Id).SingleAsync(ct);
     }
 
     /// <summary>Locks the unit-year a grant belongs to; null when there is no such grant.</summary>

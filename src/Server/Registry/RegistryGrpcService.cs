@@ -4,6 +4,7 @@ using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
+using UnitKind = QuotaLedger.Server.Storage.UnitKind;
 
 namespace QuotaLedger.Server.Registry;
 
@@ -121,6 +122,68 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
             db.Contracts.Add(row);
             await SaveOrAlreadyRegistered("contract", contractNo, ct);
             return row.ToApi();
+        }, context.CancellationToken);
+    }
+
+    public override Task<DeclareRelatedPartyResponse> DeclareRelatedParty(DeclareRelatedPartyRequest request, ServerCallContext context)
+    {
+        var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
+        var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
+        var reason = Validate.Text(request.Reason, "reason");
+
+        return idempotency.RunAsync(Callers.Provider(provider), request.RequestId, nameof(DeclareRelatedParty), request, async ct =>
+        {
+            await EnsureProvider(provider, ct);
+            await EnsureUnit(unit, ct);
+            var now = time.GetUtcNow();
+            // Declaring again keeps the first declaration; the relation is what matters.
+            await db.Database.ExecuteSqlAsync(
+                $"""
+                INSERT INTO related_parties (provider_uscc, unit_uscc, reason, declared_at)
+                VALUES ({provider}, {unit}, {reason}, {now})
+                ON CONFLICT DO NOTHING
+                """, ct);
+            var row = await db.RelatedParties.AsNoTracking().SingleAsync(r => r.ProviderUscc == provider && r.UnitUscc == unit, ct);
+            return new DeclareRelatedPartyResponse
+            {
+                ProviderUscc = provider,
+                UnitUscc = unit,
+                Reason = row.Reason,
+                DeclaredAt = row.DeclaredAt.ToTimestamp(),
+            };
+        }, context.CancellationToken);
+    }
+
+    public override Task<AddResidentOpcResponse> AddResidentOpc(AddResidentOpcRequest request, ServerCallContext context)
+    {
+        var operatorUscc = Validate.Uscc(request.OperatorUscc, "operator_uscc");
+        var resident = Validate.Uscc(request.ResidentUscc, "resident_uscc");
+        if (operatorUscc == resident)
+        {
+            throw new LedgerException(Reason.InvalidArgument, "An OPC community operator cannot be its own resident.");
+        }
+
+        return idempotency.RunAsync(Callers.Unit(operatorUscc), request.RequestId, nameof(AddResidentOpc), request, async ct =>
+        {
+            await EnsureUnit(operatorUscc, ct);
+            await EnsureUnit(resident, ct);
+            if (await db.Units.Where(u => u.Uscc == operatorUscc).Select(u => u.Kind).SingleAsync(ct) != UnitKind.OpcOperator)
+            {
+                throw new LedgerException(Reason.InvalidArgument, $"Unit {operatorUscc} is not registered as an OPC_OPERATOR, so it keeps no list of residents.");
+            }
+
+            await db.Database.ExecuteSqlAsync(
+                $"""
+                INSERT INTO opc_residents (operator_uscc, resident_uscc, added_at)
+                VALUES ({operatorUscc}, {resident}, {time.GetUtcNow()})
+                ON CONFLICT DO NOTHING
+                """, ct);
+            var residents = await db.OpcResidents.AsNoTracking()
+                .Where(r => r.OperatorUscc == operatorUscc)
+                .OrderBy(r => r.ResidentUscc)
+                .Select(r => r.ResidentUscc)
+                .ToListAsync(ct);
+            return new AddResidentOpcResponse { OperatorUscc = operatorUscc, ResidentUsccs = { residents } };
         }, context.CancellationToken);
     }
 

@@ -19,6 +19,9 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
     public DbSet<JournalEntryRow> JournalEntries => Set<JournalEntryRow>();
     public DbSet<PostingRow> Postings => Set<PostingRow>();
     public DbSet<IdempotencyRow> IdempotencyRecords => Set<IdempotencyRow>();
+    public DbSet<StandingChangeRow> StandingChanges => Set<StandingChangeRow>();
+    public DbSet<RelatedPartyRow> RelatedParties => Set<RelatedPartyRow>();
+    public DbSet<OpcResidentRow> OpcResidents => Set<OpcResidentRow>();
 
     protected override void OnModelCreating(ModelBuilder model)
     {
@@ -106,8 +109,11 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
             e.HasOne<ContractRow>().WithMany().HasForeignKey(g => g.ContractId).OnDelete(DeleteBehavior.Restrict);
             e.HasOne<UnitYearRow>().WithMany().HasForeignKey(g => g.UnitYearId).OnDelete(DeleteBehavior.Restrict);
             e.HasOne(g => g.Account).WithOne().HasForeignKey<GrantRow>(g => g.AccountId).OnDelete(DeleteBehavior.Restrict);
+            e.HasOne<GrantRow>().WithMany().HasForeignKey(g => g.GiftedFromGrantId).OnDelete(DeleteBehavior.Restrict);
             e.HasIndex(g => new { g.UnitYearId, g.State });
             e.HasIndex(g => new { g.Year, g.State });
+            // The expiry pass looks for open grants by expiry.
+            e.HasIndex(g => g.ExpiresAt).HasFilter($"state = {(short)GrantState.Open}");
         });
 
         model.Entity<DeductionRow>(e =>
@@ -128,6 +134,8 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
             e.HasIndex(j => new { j.UnitUscc, j.Id });
             e.HasIndex(j => new { j.ProviderUscc, j.Id });
             e.HasIndex(j => new { j.GrantId, j.Id });
+            e.HasIndex(j => new { j.CounterpartyUscc, j.Id }).HasFilter("counterparty_uscc IS NOT NULL");
+            e.HasIndex(j => new { j.CounterpartyGrantId, j.Id }).HasFilter("counterparty_grant_id IS NOT NULL");
             e.HasIndex(j => new { j.Year, j.Id });
             e.HasIndex(j => j.CreatedAt);
         });
@@ -137,6 +145,28 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
             e.ToTable("postings", t => t.HasCheckConstraint("ck_postings_amount_not_zero", "amount_fen <> 0"));
             e.HasOne<AccountRow>().WithMany().HasForeignKey(p => p.AccountId).OnDelete(DeleteBehavior.Restrict);
             e.HasIndex(p => p.AccountId);
+        });
+
+        model.Entity<StandingChangeRow>(e =>
+        {
+            e.ToTable("standing_changes");
+            e.HasIndex(c => new { c.Uscc, c.Id });
+        });
+
+        model.Entity<RelatedPartyRow>(e =>
+        {
+            e.ToTable("related_parties");
+            e.HasKey(r => new { r.ProviderUscc, r.UnitUscc });
+            e.HasOne<ProviderRow>().WithMany().HasForeignKey(r => r.ProviderUscc).OnDelete(DeleteBehavior.Restrict);
+            e.HasOne<UnitRow>().WithMany().HasForeignKey(r => r.UnitUscc).OnDelete(DeleteBehavior.Restrict);
+        });
+
+        model.Entity<OpcResidentRow>(e =>
+        {
+            e.ToTable("opc_residents");
+            e.HasKey(r => new { r.OperatorUscc, r.ResidentUscc });
+            e.HasOne<UnitRow>().WithMany().HasForeignKey(r => r.OperatorUscc).OnDelete(DeleteBehavior.Restrict);
+            e.HasOne<UnitRow>().WithMany().HasForeignKey(r => r.ResidentUscc).OnDelete(DeleteBehavior.Restrict);
         });
 
         model.Entity<IdempotencyRow>(e =>

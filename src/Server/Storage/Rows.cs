@@ -22,6 +22,9 @@ public enum EntryKind : short
     Funding = 1,
     Grant = 2,
     Deduction = 3,
+    Expiry = 4,
+    Release = 5,
+    Gift = 6,
 }
 
 public enum PartyStanding : short
@@ -137,7 +140,15 @@ public sealed class GrantRow
     public int RatioBp { get; set; }
     public long AmountFen { get; set; }
     public GrantState State { get; set; } = GrantState.Open;
+
+    /// <summary>What went back to the pool on expiry or release.</summary>
     public long ReturnedFen { get; set; }
+
+    /// <summary>For a resident's grant made by an OPC gift: the operator's grant it came from.</summary>
+    public long? GiftedFromGrantId { get; set; }
+
+    /// <summary>The joint statement of a release.</summary>
+    public string? StatementRef { get; set; }
     public DateTimeOffset GrantedAt { get; set; }
     public DateTimeOffset ExpiresAt { get; set; }
 }
@@ -184,6 +195,11 @@ public sealed class JournalEntryRow
     public required string RequestId { get; set; }
     public required string Caller { get; set; }
     public string Memo { get; set; } = "";
+
+    /// <summary>For a gift: the resident unit and its new grant, so both sides' statements show the entry.</summary>
+    public string? CounterpartyUscc { get; set; }
+    public long? CounterpartyGrantId { get; set; }
+
     public List<PostingRow> Postings { get; set; } = [];
 }
 
@@ -209,4 +225,38 @@ public sealed class IdempotencyRow
     public string? Message { get; set; }
     public byte[]? Response { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>A change of a party's standing and why. Append-only.</summary>
+public sealed class StandingChangeRow
+{
+    public long Id { get; set; }
+    public required string Uscc { get; set; }
+
+    /// <summary>"unit" or "provider".</summary>
+    public required string Party { get; set; }
+
+    public PartyStanding From { get; set; }
+    public PartyStanding To { get; set; }
+    public required string Reason { get; set; }
+    public DateTimeOffset ChangedAt { get; set; }
+    public required string RequestId { get; set; }
+    public required string Caller { get; set; }
+}
+
+/// <summary>A provider and a unit declared related (Art 5.6): no grants between them.</summary>
+public sealed class RelatedPartyRow
+{
+    public required string ProviderUscc { get; set; }
+    public required string UnitUscc { get; set; }
+    public required string Reason { get; set; }
+    public DateTimeOffset DeclaredAt { get; set; }
+}
+
+/// <summary>A resident one-person company on an OPC community operator's list (Art 15).</summary>
+public sealed class OpcResidentRow
+{
+    public required string OperatorUscc { get; set; }
+    public required string ResidentUscc { get; set; }
+    public DateTimeOffset AddedAt { get; set; }
 }

@@ -242,6 +242,10 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("expires_at");
 
+                    b.Property<long?>("GiftedFromGrantId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("gifted_from_grant_id");
+
                     b.Property<DateTimeOffset>("GrantedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("granted_at");
@@ -262,6 +266,10 @@ namespace QuotaLedger.Server.Storage.Migrations
                     b.Property<short>("State")
                         .HasColumnType("smallint")
                         .HasColumnName("state");
+
+                    b.Property<string>("StatementRef")
+                        .HasColumnType("text")
+                        .HasColumnName("statement_ref");
 
                     b.Property<string>("UnitUscc")
                         .IsRequired()
@@ -285,6 +293,13 @@ namespace QuotaLedger.Server.Storage.Migrations
 
                     b.HasIndex("ContractId")
                         .HasDatabaseName("ix_grants_contract_id");
+
+                    b.HasIndex("ExpiresAt")
+                        .HasDatabaseName("ix_grants_expires_at")
+                        .HasFilter("state = 1");
+
+                    b.HasIndex("GiftedFromGrantId")
+                        .HasDatabaseName("ix_grants_gifted_from_grant_id");
 
                     b.HasIndex("UnitYearId", "State")
                         .HasDatabaseName("ix_grants_unit_year_id_state");
@@ -357,6 +372,14 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnType("text")
                         .HasColumnName("caller");
 
+                    b.Property<long?>("CounterpartyGrantId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("counterparty_grant_id");
+
+                    b.Property<string>("CounterpartyUscc")
+                        .HasColumnType("text")
+                        .HasColumnName("counterparty_uscc");
+
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
@@ -405,6 +428,14 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .IsUnique()
                         .HasDatabaseName("ix_journal_entries_deduction_id");
 
+                    b.HasIndex("CounterpartyGrantId", "Id")
+                        .HasDatabaseName("ix_journal_entries_counterparty_grant_id_id")
+                        .HasFilter("counterparty_grant_id IS NOT NULL");
+
+                    b.HasIndex("CounterpartyUscc", "Id")
+                        .HasDatabaseName("ix_journal_entries_counterparty_uscc_id")
+                        .HasFilter("counterparty_uscc IS NOT NULL");
+
                     b.HasIndex("GrantId", "Id")
                         .HasDatabaseName("ix_journal_entries_grant_id_id");
 
@@ -418,6 +449,29 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasDatabaseName("ix_journal_entries_year_id");
 
                     b.ToTable("journal_entries", (string)null);
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.OpcResidentRow", b =>
+                {
+                    b.Property<string>("OperatorUscc")
+                        .HasColumnType("character(18)")
+                        .HasColumnName("operator_uscc");
+
+                    b.Property<string>("ResidentUscc")
+                        .HasColumnType("character(18)")
+                        .HasColumnName("resident_uscc");
+
+                    b.Property<DateTimeOffset>("AddedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("added_at");
+
+                    b.HasKey("OperatorUscc", "ResidentUscc")
+                        .HasName("pk_opc_residents");
+
+                    b.HasIndex("ResidentUscc")
+                        .HasDatabaseName("ix_opc_residents_resident_uscc");
+
+                    b.ToTable("opc_residents", (string)null);
                 });
 
             modelBuilder.Entity("QuotaLedger.Server.Storage.PostingRow", b =>
@@ -486,6 +540,89 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasName("pk_providers");
 
                     b.ToTable("providers", (string)null);
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.RelatedPartyRow", b =>
+                {
+                    b.Property<string>("ProviderUscc")
+                        .HasColumnType("character(18)")
+                        .HasColumnName("provider_uscc");
+
+                    b.Property<string>("UnitUscc")
+                        .HasColumnType("character(18)")
+                        .HasColumnName("unit_uscc");
+
+                    b.Property<DateTimeOffset>("DeclaredAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("declared_at");
+
+                    b.Property<string>("Reason")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("reason");
+
+                    b.HasKey("ProviderUscc", "UnitUscc")
+                        .HasName("pk_related_parties");
+
+                    b.HasIndex("UnitUscc")
+                        .HasDatabaseName("ix_related_parties_unit_uscc");
+
+                    b.ToTable("related_parties", (string)null);
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.StandingChangeRow", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<string>("Caller")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("caller");
+
+                    b.Property<DateTimeOffset>("ChangedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("changed_at");
+
+                    b.Property<short>("From")
+                        .HasColumnType("smallint")
+                        .HasColumnName("from");
+
+                    b.Property<string>("Party")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("party");
+
+                    b.Property<string>("Reason")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("reason");
+
+                    b.Property<string>("RequestId")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("request_id");
+
+                    b.Property<short>("To")
+                        .HasColumnType("smallint")
+                        .HasColumnName("to");
+
+                    b.Property<string>("Uscc")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("uscc");
+
+                    b.HasKey("Id")
+                        .HasName("pk_standing_changes");
+
+                    b.HasIndex("Uscc", "Id")
+                        .HasDatabaseName("ix_standing_changes_uscc_id");
+
+                    b.ToTable("standing_changes", (string)null);
                 });
 
             modelBuilder.Entity("QuotaLedger.Server.Storage.UnitReviewRow", b =>
@@ -721,6 +858,12 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .IsRequired()
                         .HasConstraintName("fk_grants_contracts_contract_id");
 
+                    b.HasOne("QuotaLedger.Server.Storage.GrantRow", null)
+                        .WithMany()
+                        .HasForeignKey("GiftedFromGrantId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .HasConstraintName("fk_grants_grants_gifted_from_grant_id");
+
                     b.HasOne("QuotaLedger.Server.Storage.UnitYearRow", null)
                         .WithMany()
                         .HasForeignKey("UnitYearId")
@@ -750,6 +893,23 @@ namespace QuotaLedger.Server.Storage.Migrations
                     b.Navigation("Grant");
                 });
 
+            modelBuilder.Entity("QuotaLedger.Server.Storage.OpcResidentRow", b =>
+                {
+                    b.HasOne("QuotaLedger.Server.Storage.UnitRow", null)
+                        .WithMany()
+                        .HasForeignKey("OperatorUscc")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_opc_residents_units_operator_uscc");
+
+                    b.HasOne("QuotaLedger.Server.Storage.UnitRow", null)
+                        .WithMany()
+                        .HasForeignKey("ResidentUscc")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_opc_residents_units_resident_uscc");
+                });
+
             modelBuilder.Entity("QuotaLedger.Server.Storage.PostingRow", b =>
                 {
                     b.HasOne("QuotaLedger.Server.Storage.AccountRow", null)
@@ -765,6 +925,23 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_postings_journal_entries_entry_id");
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.RelatedPartyRow", b =>
+                {
+                    b.HasOne("QuotaLedger.Server.Storage.ProviderRow", null)
+                        .WithMany()
+                        .HasForeignKey("ProviderUscc")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_related_parties_providers_provider_uscc");
+
+                    b.HasOne("QuotaLedger.Server.Storage.UnitRow", null)
+                        .WithMany()
+                        .HasForeignKey("UnitUscc")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_related_parties_units_unit_uscc");
                 });
 
             modelBuilder.Entity("QuotaLedger.Server.Storage.UnitReviewRow", b =>

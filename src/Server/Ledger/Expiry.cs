@@ -1,0 +1,110 @@
+using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Grpc;
+using QuotaLedger.Server.Rules;
+using QuotaLedger.Server.Storage;
+
+namespace QuotaLedger.Server.Ledger;
+
+/// <summary>The expiry pass (Art 10, 11): every open grant past its expiry returns what it holds to its year's pool.
+/// Each grant is closed in a transaction of its own under its unit-year lock (the lock a deduction takes), after
+/// checking again that it is still open: so a deduction and an expiry of one grant never both win, several servers
+/// running the pass at once never expire a grant twice, and stopping mid-pass leaves every grant either closed or due.</summary>
+internal static class Expiry
+{
+    private const int BatchSize = 200;
+
+    public sealed record Outcome(int ExpiredGrants, Fen Returned);
+
+    public static async Task<Outcome> ExpireDueAsync(LedgerDb db, DateTimeOffset now, string requestId, string caller, CancellationToken ct)
+    {
+        var expired = 0;
+        var returned = Fen.Zero;
+        var after = 0L;
+        while (true)
+        {
+            var due = await db.Grants.AsNoTracking()
+                .Where(g => g.State == GrantState.Open && g.ExpiresAt <= now && g.Id > after)
+                .OrderBy(g => g.Id)
+                .Select(g => g.Id)
+                .Take(BatchSize)
+                .ToListAsync(ct);
+            if (due.Count == 0)
+            {
+                return new Outcome(expired, returned);
+            }
+
+            foreach (var grantId in due)
+            {
+                if (await ExpireOneAsync(db, grantId, now, requestId, caller, ct) is { } held)
+                {
+                    expired++;
+                    returned += held;
+                }
+            }
+
+            after = due[^1];
+        }
+    }
+
+    /// <summary>Expires one grant if it is still open and due; null when another pass, a release or nothing did.</summary>
+    private static async Task<Fen?> ExpireOneAsync(LedgerDb db, long grantId, DateTimeOffset now, string requestId, string caller, CancellationToken ct)
+    {
+        db.ChangeTracker.Clear();
+        await using var transaction = await db.Database.BeginTransactionAsync(ct);
+        await UnitYears.LockForGrantAsync(db, grantId, ct);
+        var grant = await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct);
+        if (grant.State != GrantState.Open || grant.ExpiresAt > now)
+        {
+            return null;
+        }
+
+        var held = await GrantReturns.CloseAsync(db, grant, GrantState.Expired, requestId, caller, now,
+            $"expired at {grant.ExpiresAt:u}", statementRef: null, ct);
+        await transaction.CommitAsync(ct);
+        return held;
+    }
+}
+
+/// <summary>Runs the expiry pass every <c>Expiry:Interval</c> (default one minute) on the server's clock.
+/// <c>Expiry:Enabled=false</c> leaves it to <c>AdminService.ExpireDueGrants</c>.</summary>
+internal sealed partial class ExpiryService(
+    IServiceScopeFactory scopes,
+    TimeProvider time,
+    IConfiguration configuration,
+    ILogger<ExpiryService> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (!configuration.GetValue("Expiry:Enabled", true))
+        {
+            return;
+        }
+
+        var interval = configuration.GetValue("Expiry:Interval", TimeSpan.FromMinutes(1));
+        using var timer = new PeriodicTimer(interval, time);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            try
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                var db = scope.ServiceProvider.GetRequiredService<LedgerDb>();
+                var now = time.GetUtcNow();
+                var outcome = await Expiry.ExpireDueAsync(db, now, $"expiry-pass-{now:yyyyMMddTHHmmssZ}", Callers.ExpiryPass, stoppingToken);
+                if (outcome.ExpiredGrants > 0)
+                {
+                    LogExpired(logger, outcome.ExpiredGrants, outcome.Returned.Value);
+                }
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                LogPassFailed(logger, e);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Expiry pass returned {ReturnedFen} fen from {Grants} grants to the pool")]
+    private static partial void LogExpired(ILogger logger, int grants, long returnedFen);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Expiry pass failed; it runs again at the next tick")]
+    private static partial void LogPassFailed(ILogger logger, Exception exception);
+}

@@ -1,0 +1,112 @@
+using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Grpc;
+using QuotaLedger.Server.Posting;
+using QuotaLedger.Server.Rules;
+using QuotaLedger.Server.Storage;
+using QuotaLedger.V1;
+using AccountKind = QuotaLedger.Server.Storage.AccountKind;
+using EntryKind = QuotaLedger.Server.Storage.EntryKind;
+using UnitKind = QuotaLedger.Server.Storage.UnitKind;
+
+namespace QuotaLedger.Server.Ledger;
+
+/// <summary>The one transfer the measures allow (Art 15): an OPC community operator gives open quota of its grant to
+/// a resident one-person company on its list. The resident's new grant keeps the original's provider, contract,
+/// ratio, year and expiry; the operator's unit-year commitment goes down and the resident's goes up, within its cap.</summary>
+internal static class Gifts
+{
+    public static async Task<GiftResponse> GiveAsync(LedgerDb db, DateTimeOffset now, string requestId,
+        string operatorUscc, long grantId, string residentUscc, Fen amount, CancellationToken ct)
+    {
+        var operatorKind = await db.Units.Where(u => u.Uscc == operatorUscc).Select(u => (UnitKind?)u.Kind).SingleOrDefaultAsync(ct)
+            ?? throw UnknownUnit(operatorUscc);
+        if (!await db.Units.AnyAsync(u => u.Uscc == residentUscc, ct))
+        {
+            throw UnknownUnit(residentUscc);
+        }
+
+        if (operatorKind != UnitKind.OpcOperator || operatorUscc == residentUscc
+            || !await db.OpcResidents.AnyAsync(r => r.OperatorUscc == operatorUscc && r.ResidentUscc == residentUscc, ct))
+        {
+            throw new LedgerException(Reason.NotTransferable,
+                $"Quota cannot be transferred, sold, lent or given (Art 15); the only exception is an OPC community operator's gift to a resident OPC on its list, and {residentUscc} is not on {operatorUscc}'s.");
+        }
+
+        var source = await db.Grants.AsNoTracking().SingleOrDefaultAsync(g => g.Id == grantId, ct)
+            ?? throw LedgerGrpcService.UnknownGrant(grantId);
+        if (source.UnitUscc != operatorUscc)
+        {
+            throw new LedgerException(Reason.NotYourResource, $"Grant {grantId} was not made to unit {operatorUscc}.");
+        }
+
+        var residentUnitYear = await UnitYears.EnsureAsync(db, residentUscc, source.Year, ct);
+        await UnitYears.LockAllAsync(db, [source.UnitYearId, residentUnitYear], ct);
+
+        source = await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct);
+        LedgerGrpcService.EnsureOpen(source, now, "gift");
+        await Eligibility.EnsureGoodStandingAsync(db, source.ProviderUscc, operatorUscc, ct);
+        await Eligibility.EnsureUnitInGoodStandingAsync(db, residentUscc, ct);
+        await Eligibility.EnsureNotRelatedAsync(db, source.ProviderUscc, residentUscc, ct);
+
+        var held = new Fen(source.Account!.BalanceFen);
+        if (amount > held)
+        {
+            throw new LedgerException(Reason.GrantEmpty, $"Grant {grantId} holds {held}; it cannot give {amount}.");
+        }
+
+        var cap = (await Policies.FindAsync(db, source.Year, ct))?.UnitYearCap ?? Fen.Zero;
+        var residentBefore = await UnitYears.FiguresAsync(db, residentUscc, source.Year, cap, now, ct);
+        if (!UnitYearCap.Allows(residentBefore.Cap, residentBefore.GrantedOpen, residentBefore.Deducted, amount))
+        {
+            throw new LedgerException(Reason.UnitYearCapExceeded,
+                $"Resident {residentUscc} has committed {residentBefore.GrantedOpen + residentBefore.Deducted} of its {cap} cap for {source.Year}; at most {residentBefore.Headroom} more can be given.");
+        }
+
+        var gift = new GrantRow
+        {
+            ContractId = source.ContractId,
+            ProviderUscc = source.ProviderUscc,
+            UnitUscc = residentUscc,
+            Year = source.Year,
+            UnitYearId = residentUnitYear,
+            Account = new AccountRow { Kind = AccountKind.Grant, Year = source.Year },
+            RatioBp = source.RatioBp,
+            AmountFen = amount.Value,
+            GrantedAt = now,
+            ExpiresAt = source.ExpiresAt,
+            GiftedFromGrantId = source.Id,
+        };
+        db.Grants.Add(gift);
+        await db.SaveChangesAsync(ct);
+
+        await Journal.PostAsync(db, new JournalEntryRow
+        {
+            Kind = EntryKind.Gift,
+            CreatedAt = now,
+            Year = source.Year,
+            UnitUscc = operatorUscc,
+            ProviderUscc = source.ProviderUscc,
+            GrantId = source.Id,
+            CounterpartyUscc = residentUscc,
+            CounterpartyGrantId = gift.Id,
+            RequestId = requestId,
+            Caller = Callers.Unit(operatorUscc),
+            Memo = $"OPC gift to resident {residentUscc}",
+        },
+        [
+            Leg.Debit(gift.AccountId, AccountKind.Grant, amount),
+            Leg.Credit(source.AccountId, AccountKind.Grant, amount, Reason.GrantEmpty),
+        ], ct);
+
+        return new GiftResponse
+        {
+            Grant = await Grants.InfoAsync(db, gift.Id, now, ct),
+            SourceGrantId = source.Id,
+            SourceRemainingFen = (held - amount).Value,
+            OperatorUnitYear = (await UnitYears.FiguresAsync(db, operatorUscc, source.Year, cap, now, ct)).ToApi(),
+            ResidentUnitYear = (residentBefore with { GrantedOpen = residentBefore.GrantedOpen + amount }).ToApi(),
+        };
+    }
+
+    private static LedgerException UnknownUnit(string uscc) => new(Reason.UnknownUnit, $"No unit is registered with USCC {uscc}.");
+}
