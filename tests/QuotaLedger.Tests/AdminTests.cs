@@ -86,6 +86,29 @@ public sealed class AdminTests(LedgerFixture fixture)
     }
 
     [Fact]
+    public async Task Grants_keep_the_ratio_and_expiry_they_got_when_their_years_policy_changes()
+    {
+        await using var server = fixture.StartServer(new DateTimeOffset(2038, 3, 1, 2, 0, 0, TimeSpan.Zero));
+        await server.SetSmallYearAsync(2038, capFen: 1_000_000, totalFen: 1_000_000, fundFen: 1_000_000);
+        var deal = await server.NewDealAsync(contractAmountFen: 1_000_000);
+        var before = await server.GrantAsync(deal, 10_000);
+
+        await server.Admin.SetYearPolicyAsync(new SetYearPolicyRequest
+        {
+            RequestId = Ids.New(), Year = 2038, SelfControllableRatioBp = 2_000, OtherRatioBp = 1_000, SmeBonusBp = 500,
+            UnitYearCapFen = 1_000_000, UnitYearFloorFen = 0, YearTotalFen = 1_000_000, ValidityMonths = 3,
+        });
+        var after = await server.GrantAsync(deal, 10_000);
+
+        Assert.Equal(5_000, before.RatioBp);
+        Assert.Equal(2_000, after.RatioBp);
+        Assert.Equal(new DateTimeOffset(2038, 6, 1, 2, 0, 0, TimeSpan.Zero), after.ExpiresAt.ToDateTimeOffset());
+        Assert.Equal(new DateTimeOffset(2038, 4, 1, 2, 0, 0, TimeSpan.Zero), before.ExpiresAt.ToDateTimeOffset());
+        Assert.Equal(500, (await server.DeductAsync(deal, before.GrantId, 1_000)).AppliedFen);
+        Assert.Equal(200, (await server.DeductAsync(deal, after.GrantId, 1_000)).AppliedFen);
+    }
+
+    [Fact]
     public async Task The_database_refuses_to_rewrite_the_journal()
     {
         var deal = await fixture.Server.NewDealAsync();

@@ -28,6 +28,7 @@ public sealed class KestrelTests(LedgerFixture fixture)
                 ["ConnectionStrings__Ledger"] = fixture.Database.ConnectionString,
                 ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{port}",
                 ["DOTNET_ENVIRONMENT"] = "Production",
+                ["Expiry__Enabled"] = "false",
             },
         };
         using var process = Process.Start(start)!;

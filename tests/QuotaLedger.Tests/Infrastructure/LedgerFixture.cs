@@ -25,9 +25,9 @@ public sealed class LedgerFixture : IAsyncLifetime
     }
 
     /// <summary>Another server instance on the suite's database, with its own clock.</summary>
-    public LedgerServer StartServer(DateTimeOffset now)
+    public LedgerServer StartServer(DateTimeOffset now, bool backgroundExpiry = false)
     {
-        var server = LedgerServer.Start(Database.ConnectionString, now);
+        var server = LedgerServer.Start(Database.ConnectionString, now, backgroundExpiry);
         lock (_servers)
         {
             _servers.Add(server);

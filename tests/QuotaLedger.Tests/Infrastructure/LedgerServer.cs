@@ -39,7 +39,7 @@ public sealed class LedgerServer : IAsyncDisposable
 
     public LedgerService.LedgerServiceClient Ledger { get; }
 
-    public static LedgerServer Start(string connectionString, DateTimeOffset now)
+    public static LedgerServer Start(string connectionString, DateTimeOffset now, bool backgroundExpiry = false)
     {
         var clock = new FakeTimeProvider(now.ToUniversalTime());
         var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(host =>
@@ -47,6 +47,8 @@ public sealed class LedgerServer : IAsyncDisposable
             host.ConfigureAppConfiguration(config => config.AddInMemoryCollection(new Dictionary<string, string?>
             {
                 ["ConnectionStrings:Ledger"] = connectionString,
+                // Tests run the expiry pass on demand unless they test the background pass itself.
+                ["Expiry:Enabled"] = backgroundExpiry ? "true" : "false",
             }));
             host.ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
             host.ConfigureServices(services =>

@@ -55,7 +55,7 @@ public static class Scenario
         return uscc;
     }
 
-    public static async Task<string> NewUnitAsync(this LedgerServer server, bool sme = false)
+    public static async Task<string> NewUnitAsync(this LedgerServer server, bool sme = false, UnitKind kind = UnitKind.Enterprise)
     {
         var uscc = TestUscc.New();
         await server.Registry.RegisterUnitAsync(new RegisterUnitRequest
@@ -63,7 +63,7 @@ public static class Scenario
             RequestId = Ids.New(),
             UnitUscc = uscc,
             Name = "Test AI company",
-            Kind = UnitKind.Enterprise,
+            Kind = kind,
             Sme = sme,
             MaterialRefs = { "application-form", "integrity-pledge" },
         });
