@@ -1,38 +1,13 @@
-using Microsoft.EntityFrameworkCore;
-using QuotaLedger.Server.Admin;
-using QuotaLedger.Server.Grpc;
-using QuotaLedger.Server.Ledger;
-using QuotaLedger.Server.Registry;
-using QuotaLedger.Server.Storage;
+using QuotaLedger.Server;
+using QuotaLedger.Server.Security;
 
-var builder = WebApplication.CreateBuilder(args);
-
-builder.Services.AddSingleton(TimeProvider.System);
-builder.Services.AddSingleton<LedgerDatabase>();
-builder.Services.AddHostedService<DatabaseStartup>();
-builder.Services.AddDbContextPool<LedgerDb>((services, options) => options
-    .UseNpgsql(services.GetRequiredService<LedgerDatabase>().DataSource)
-    .UseSnakeCaseNamingConvention());
-builder.Services.AddScoped<Idempotency>();
-builder.Services.AddHostedService<ExpiryService>();
-
-builder.Services.AddGrpc(options =>
+if (args.Length > 0 && args[0] == "dev-pki")
 {
-    options.Interceptors.Add<ErrorInterceptor>();
-    options.MaxReceiveMessageSize = 64 * 1024;
-});
-builder.Services.AddGrpcReflection();
-builder.Services.AddGrpcHealthChecks().AddCheck<DatabaseHealthCheck>("ledger-database");
+    return DevelopmentPki.Run(args[1..]);
+}
 
-var app = builder.Build();
-
-app.MapGrpcService<AdminGrpcService>();
-app.MapGrpcService<RegistryGrpcService>();
-app.MapGrpcService<LedgerGrpcService>();
-app.MapGrpcHealthChecksService();
-app.MapGrpcReflectionService();
-
-await app.RunAsync();
+await QuotaLedgerHost.Build(args).RunAsync();
+return 0;
 
 /// <summary>The server's entry point, public so tests can host it.</summary>
 public partial class Program;

@@ -4,6 +4,7 @@ using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Ledger;
 using QuotaLedger.Server.Posting;
 using QuotaLedger.Server.Rules;
+using QuotaLedger.Server.Security;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
 using AccountKind = QuotaLedger.Server.Storage.AccountKind;
@@ -17,6 +18,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
 {
     public override Task<YearPolicy> SetYearPolicy(SetYearPolicyRequest request, ServerCallContext context)
     {
+        var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
         var policy = new VoucherPolicy(
             request.Year,
             new BasisPoints(request.SelfControllableRatioBp),
@@ -28,7 +30,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
             request.ValidityMonths);
         policy.EnsureCoherent();
 
-        return idempotency.RunAsync(Callers.Bureau, request.RequestId, nameof(SetYearPolicy), request, async ct =>
+        return idempotency.RunAsync(by, request.RequestId, nameof(SetYearPolicy), request, async ct =>
         {
             var funded = await LockFundingAsync(policy.Year, ct);
             if (funded > policy.YearTotal)
@@ -64,10 +66,11 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
 
     public override Task<ProgramYear> FundBudget(FundBudgetRequest request, ServerCallContext context)
     {
+        var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
         var year = Validate.Year(request.Year);
         var amount = Validate.Amount(request.AmountFen, "amount_fen");
 
-        return idempotency.RunAsync(Callers.Bureau, request.RequestId, nameof(FundBudget), request, async ct =>
+        return idempotency.RunAsync(by, request.RequestId, nameof(FundBudget), request, async ct =>
         {
             var policy = await Policies.FindAsync(db, year, ct)
                 ?? throw new LedgerException(Reason.YearTotalExceeded, $"There is no policy for {year}, so nothing may be funded; call SetYearPolicy first.");
@@ -94,7 +97,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
                 CreatedAt = time.GetUtcNow(),
                 Year = year,
                 RequestId = request.RequestId,
-                Caller = Callers.Bureau,
+                Caller = by,
                 Memo = $"budget funding {year}",
             },
             [
@@ -107,6 +110,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
 
     public override async Task<ProgramYear> GetProgramYear(GetProgramYearRequest request, ServerCallContext context)
     {
+        Access.Require(context, Role.Bureau, Role.Expert);
         var year = Validate.Year(request.Year);
         var policy = await Policies.FindAsync(db, year, context.CancellationToken);
         return await ProgramYearAsync(year, policy, context.CancellationToken);
@@ -114,6 +118,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
 
     public override Task<TrialBalanceResponse> TrialBalance(TrialBalanceRequest request, ServerCallContext context)
     {
+        Access.Require(context, Role.Bureau, Role.Expert);
         if (request.Year != 0)
         {
             Validate.Year(request.Year);
@@ -124,6 +129,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
 
     public override Task<SetStandingResponse> SetStanding(SetStandingRequest request, ServerCallContext context)
     {
+        var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
         var uscc = Validate.Uscc(request.Uscc, "uscc");
         var standing = request.Standing switch
         {
@@ -134,7 +140,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
         };
         var reason = Validate.Text(request.Reason, "reason");
 
-        return idempotency.RunAsync(Callers.Bureau, request.RequestId, nameof(SetStanding), request, async ct =>
+        return idempotency.RunAsync(by, request.RequestId, nameof(SetStanding), request, async ct =>
         {
             var now = time.GetUtcNow();
             var unit = await db.Units.SingleOrDefaultAsync(u => u.Uscc == uscc, ct);
@@ -150,7 +156,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
                 db.StandingChanges.Add(new StandingChangeRow
                 {
                     Uscc = uscc, Party = party, From = from, To = standing, Reason = reason, ChangedAt = now,
-                    RequestId = request.RequestId, Caller = Callers.Bureau,
+                    RequestId = request.RequestId, Caller = by,
                 });
                 response.Parties.Add(party);
                 response.PreviousStanding = from.ToApi();
@@ -173,16 +179,19 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
         }, context.CancellationToken);
     }
 
-    public override Task<ExpireDueGrantsResponse> ExpireDueGrants(ExpireDueGrantsRequest request, ServerCallContext context) =>
-        idempotency.RunAsync(Callers.Bureau, request.RequestId, nameof(ExpireDueGrants), request, async ct =>
+    public override Task<ExpireDueGrantsResponse> ExpireDueGrants(ExpireDueGrantsRequest request, ServerCallContext context)
+    {
+        var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
+        return idempotency.RunAsync(by, request.RequestId, nameof(ExpireDueGrants), request, async ct =>
         {
             // The pass closes each grant in a transaction of its own, on a connection of its own; this call's
             // transaction only holds the request id, so a duplicate waits for the pass and gets its answer.
             await using var scope = scopes.CreateAsyncScope();
             var passDb = scope.ServiceProvider.GetRequiredService<LedgerDb>();
-            var outcome = await Expiry.ExpireDueAsync(passDb, time.GetUtcNow(), request.RequestId, Callers.Bureau, ct);
+            var outcome = await Expiry.ExpireDueAsync(passDb, time.GetUtcNow(), request.RequestId, by, ct);
             return new ExpireDueGrantsResponse { ExpiredGrants = outcome.ExpiredGrants, ReturnedFen = outcome.Returned.Value };
         }, context.CancellationToken);
+    }
 
     /// <summary>Locks the year's funding account (when there is one) and returns what has been funded.</summary>
     private async Task<Fen> LockFundingAsync(int year, CancellationToken ct)

@@ -45,7 +45,7 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
             case RpcException:
                 return null;
             case LedgerException refusal:
-                return ToRpcException(refusal.Reason, refusal.Message);
+                return ToRpcException(refusal.Reason, refusal.Message, refusal.RetryAfter);
             case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
                 return new RpcException(new global::Grpc.Core.Status(StatusCode.Cancelled, "The call was cancelled."));
             default:
@@ -54,13 +54,21 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
         }
     }
 
-    public static RpcException ToRpcException(Reason reason, string message) =>
-        new Google.Rpc.Status
+    public static RpcException ToRpcException(Reason reason, string message, TimeSpan? retryAfter = null)
+    {
+        var status = new Google.Rpc.Status
         {
             Code = (int)reason.Status(),
             Message = message,
             Details = { Any.Pack(new ErrorInfo { Reason = reason.Word(), Domain = Domain }) },
-        }.ToRpcException();
+        };
+        if (retryAfter is { } delay)
+        {
+            status.Details.Add(Any.Pack(new RetryInfo { RetryDelay = Duration.FromTimeSpan(delay) }));
+        }
+
+        return status.ToRpcException();
+    }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unexpected failure in {Method}")]
     private static partial void LogUnexpected(ILogger logger, Exception exception, string method);

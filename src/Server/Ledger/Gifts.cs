@@ -1,5 +1,4 @@
 using Microsoft.EntityFrameworkCore;
-using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Posting;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
@@ -15,7 +14,7 @@ namespace QuotaLedger.Server.Ledger;
 /// ratio, year and expiry; the operator's unit-year commitment goes down and the resident's goes up, within its cap.</summary>
 internal static class Gifts
 {
-    public static async Task<GiftResponse> GiveAsync(LedgerDb db, DateTimeOffset now, string requestId,
+    public static async Task<GiftResponse> GiveAsync(LedgerDb db, DateTimeOffset now, string requestId, string by,
         string operatorUscc, long grantId, string residentUscc, Fen amount, CancellationToken ct)
     {
         var operatorKind = await db.Units.Where(u => u.Uscc == operatorUscc).Select(u => (UnitKind?)u.Kind).SingleOrDefaultAsync(ct)
@@ -90,7 +89,7 @@ internal static class Gifts
             CounterpartyUscc = residentUscc,
             CounterpartyGrantId = gift.Id,
             RequestId = requestId,
-            Caller = Callers.Unit(operatorUscc),
+            Caller = by,
             Memo = $"OPC gift to resident {residentUscc}",
         },
         [

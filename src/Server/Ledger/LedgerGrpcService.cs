@@ -3,6 +3,7 @@ using Microsoft.EntityFrameworkCore;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Posting;
 using QuotaLedger.Server.Rules;
+using QuotaLedger.Server.Security;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
 using AccountKind = QuotaLedger.Server.Storage.AccountKind;
@@ -15,16 +16,18 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
 {
     public override Task<GrantResponse> Grant(GrantRequest request, ServerCallContext context)
     {
+        var by = Access.RequireSelf(context, Role.Provider, request.ProviderUscc).ScopeFor(Callers.Provider(request.ProviderUscc));
         var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var contractNo = Validate.Text(request.ContractNo, "contract_no", maxLength: 64);
         var amount = Validate.Amount(request.AmountFen, "amount_fen");
 
-        return idempotency.RunAsync(Callers.Provider(provider), request.RequestId, nameof(Grant), request,
-            ct => GrantAsync(provider, contractNo, amount, request.RequestId, ct), context.CancellationToken);
+        return idempotency.RunAsync(by, request.RequestId, nameof(Grant), request,
+            ct => GrantAsync(provider, contractNo, amount, request.RequestId, by, ct), context.CancellationToken);
     }
 
     public override Task<DeductResponse> Deduct(DeductRequest request, ServerCallContext context)
     {
+        var by = Access.RequireSelf(context, Role.Provider, request.ProviderUscc).ScopeFor(Callers.Provider(request.ProviderUscc));
         var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var grantId = Validate.Id(request.GrantId, "grant_id");
         var invoiceNo = Validate.Text(request.InvoiceNo, "invoice_no", maxLength: 64);
@@ -35,17 +38,18 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
             throw new LedgerException(Reason.InvalidArgument, $"invoice_date {request.InvoiceDate} is in the future.");
         }
 
-        return idempotency.RunAsync(Callers.Provider(provider), request.RequestId, nameof(Deduct), request,
-            ct => DeductAsync(provider, grantId, invoiceNo, invoiceAmount, invoiceDate, request.RequestId, ct), context.CancellationToken);
+        return idempotency.RunAsync(by, request.RequestId, nameof(Deduct), request,
+            ct => DeductAsync(provider, grantId, invoiceNo, invoiceAmount, invoiceDate, request.RequestId, by, ct), context.CancellationToken);
     }
 
     public override Task<ReleaseResponse> Release(ReleaseRequest request, ServerCallContext context)
     {
+        var by = Access.RequireSelf(context, Role.Provider, request.ProviderUscc).ScopeFor(Callers.Provider(request.ProviderUscc));
         var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var grantId = Validate.Id(request.GrantId, "grant_id");
         var statementRef = Validate.Text(request.StatementRef, "statement_ref");
 
-        return idempotency.RunAsync(Callers.Provider(provider), request.RequestId, nameof(Release), request, async ct =>
+        return idempotency.RunAsync(by, request.RequestId, nameof(Release), request, async ct =>
         {
             var unitYear = await UnitYears.LockForGrantAsync(db, grantId, ct) ?? throw UnknownGrant(grantId);
             var grant = await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct);
@@ -56,7 +60,7 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
 
             var now = time.GetUtcNow();
             EnsureOpen(grant, now, "release");
-            var released = await GrantReturns.CloseAsync(db, grant, GrantState.Released, request.RequestId, Callers.Provider(provider), now,
+            var released = await GrantReturns.CloseAsync(db, grant, GrantState.Released, request.RequestId, by, now,
                 $"released, joint statement {statementRef}", statementRef, ct);
             var policy = await Policies.FindAsync(db, grant.Year, ct);
             return new ReleaseResponse
@@ -70,19 +74,22 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
 
     public override Task<GiftResponse> Gift(GiftRequest request, ServerCallContext context)
     {
+        var by = Access.RequireSelf(context, Role.Unit, request.OperatorUscc).ScopeFor(Callers.Unit(request.OperatorUscc));
         var operatorUscc = Validate.Uscc(request.OperatorUscc, "operator_uscc");
         var grantId = Validate.Id(request.GrantId, "grant_id");
         var resident = Validate.Uscc(request.ResidentUscc, "resident_uscc");
         var amount = Validate.Amount(request.AmountFen, "amount_fen");
 
-        return idempotency.RunAsync(Callers.Unit(operatorUscc), request.RequestId, nameof(Gift), request,
-            ct => Gifts.GiveAsync(db, time.GetUtcNow(), request.RequestId, operatorUscc, grantId, resident, amount, ct), context.CancellationToken);
+        return idempotency.RunAsync(by, request.RequestId, nameof(Gift), request,
+            ct => Gifts.GiveAsync(db, time.GetUtcNow(), request.RequestId, by, operatorUscc, grantId, resident, amount, ct), context.CancellationToken);
     }
 
     public override async Task<GrantInfo> GetGrant(GetGrantRequest request, ServerCallContext context)
     {
         var grantId = Validate.Id(request.GrantId, "grant_id");
-        return await Grants.InfoAsync(db, grantId, time.GetUtcNow(), context.CancellationToken) ?? throw UnknownGrant(grantId);
+        var info = await Grants.InfoAsync(db, grantId, time.GetUtcNow(), context.CancellationToken) ?? throw UnknownGrant(grantId);
+        Access.EnsureParty(Access.CallerOf(context), info.ProviderUscc, info.UnitUscc);
+        return info;
     }
 
     public override async Task<V1.UnitYear> GetUnitYear(GetUnitYearRequest request, ServerCallContext context)
@@ -95,14 +102,38 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
             throw new LedgerException(Reason.UnknownUnit, $"No unit is registered with USCC {unit}.");
         }
 
+        // A unit reads its own unit-years; a provider those of the units it has contracts with.
+        var caller = Access.CallerOf(context);
+        var provider = caller.Has(Role.Provider) && !Access.ReadsAll(caller)
+            && await db.Contracts.AnyAsync(c => c.ProviderUscc == caller.Uscc && c.UnitUscc == unit, ct) ? caller.Uscc : "";
+        Access.EnsureParty(caller, provider, unit);
+
         var cap = (await Policies.FindAsync(db, year, ct))?.UnitYearCap ?? Fen.Zero;
         return (await UnitYears.FiguresAsync(db, unit, year, cap, time.GetUtcNow(), ct)).ToApi();
     }
 
-    public override Task ListEntries(ListEntriesRequest request, IServerStreamWriter<JournalEntry> responseStream, ServerCallContext context) =>
-        Statements.StreamAsync(db, request, responseStream, context.CancellationToken);
+    public override Task ListEntries(ListEntriesRequest request, IServerStreamWriter<JournalEntry> responseStream, ServerCallContext context)
+    {
+        // A provider's statement is its own entries; a unit's its own (gifts it received included).
+        var caller = Access.CallerOf(context);
+        if (!Access.ReadsAll(caller))
+        {
+            if (caller.Has(Role.Provider))
+            {
+                Access.EnsureOwn(caller, request.ProviderUscc.Length > 0 ? request.ProviderUscc : caller.Uscc);
+                request.ProviderUscc = caller.Uscc;
+            }
+            else
+            {
+                Access.RequireSelf(context, Role.Unit, request.UnitUscc.Length > 0 ? request.UnitUscc : caller.Uscc);
+                request.UnitUscc = caller.Uscc;
+            }
+        }
 
-    private async Task<GrantResponse> GrantAsync(string provider, string contractNo, Fen amount, string requestId, CancellationToken ct)
+        return Statements.StreamAsync(db, request, responseStream, context.CancellationToken);
+    }
+
+    private async Task<GrantResponse> GrantAsync(string provider, string contractNo, Fen amount, string requestId, string by, CancellationToken ct)
     {
         var contract = await db.Contracts.AsNoTracking().SingleOrDefaultAsync(c => c.ProviderUscc == provider && c.ContractNo == contractNo, ct);
         if (contract is null)
@@ -186,7 +217,7 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
             ProviderUscc = provider,
             GrantId = grant.Id,
             RequestId = requestId,
-            Caller = Callers.Provider(provider),
+            Caller = by,
             Memo = $"grant on contract {contractNo}",
         },
         [
@@ -205,7 +236,7 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
         };
     }
 
-    private async Task<DeductResponse> DeductAsync(string provider, long grantId, string invoiceNo, Fen invoiceAmount, DateOnly invoiceDate, string requestId, CancellationToken ct)
+    private async Task<DeductResponse> DeductAsync(string provider, long grantId, string invoiceNo, Fen invoiceAmount, DateOnly invoiceDate, string requestId, string by, CancellationToken ct)
     {
         var unitYear = await UnitYears.LockForGrantAsync(db, grantId, ct) ?? throw UnknownGrant(grantId);
         var grant = await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct);
@@ -268,7 +299,7 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
                 GrantId = grantId,
                 Deduction = deduction,
                 RequestId = requestId,
-                Caller = Callers.Provider(provider),
+                Caller = by,
                 Memo = $"invoice {invoiceNo}",
             },
             [

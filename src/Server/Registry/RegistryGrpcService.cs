@@ -2,6 +2,7 @@ using Grpc.Core;
 using Microsoft.EntityFrameworkCore;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Rules;
+using QuotaLedger.Server.Security;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
 using UnitKind = QuotaLedger.Server.Storage.UnitKind;
@@ -13,11 +14,12 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
 {
     public override Task<Provider> RegisterProvider(RegisterProviderRequest request, ServerCallContext context)
     {
+        var caller = Access.RequireSelf(context, Role.Provider, request.ProviderUscc, orBureau: true);
         var uscc = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var name = Validate.Text(request.Name, "name");
         var licences = Validate.TextList(request.Licences, "licences");
 
-        return idempotency.RunAsync(Callers.Provider(uscc), request.RequestId, nameof(RegisterProvider), request, async ct =>
+        return idempotency.RunAsync(caller.ScopeFor(Callers.Provider(uscc)), request.RequestId, nameof(RegisterProvider), request, async ct =>
         {
             if (await db.Providers.AnyAsync(p => p.Uscc == uscc, ct))
             {
@@ -33,13 +35,14 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
 
     public override Task<Unit> RegisterUnit(RegisterUnitRequest request, ServerCallContext context)
     {
+        var caller = Access.RequireSelf(context, Role.Unit, request.UnitUscc, orBureau: true);
         var uscc = Validate.Uscc(request.UnitUscc, "unit_uscc");
         var name = Validate.Text(request.Name, "name");
         var kind = request.Kind.FromApi()
             ?? throw new LedgerException(Reason.InvalidArgument, "kind must be ENTERPRISE, RESEARCH_INSTITUTE, UNIVERSITY or OPC_OPERATOR.");
         var materials = Validate.TextList(request.MaterialRefs, "material_refs");
 
-        return idempotency.RunAsync(Callers.Unit(uscc), request.RequestId, nameof(RegisterUnit), request, async ct =>
+        return idempotency.RunAsync(caller.ScopeFor(Callers.Unit(uscc)), request.RequestId, nameof(RegisterUnit), request, async ct =>
         {
             if (await db.Units.AnyAsync(u => u.Uscc == uscc, ct))
             {
@@ -62,11 +65,12 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
 
     public override Task<Unit> ReviewUnit(ReviewUnitRequest request, ServerCallContext context)
     {
+        var caller = Access.RequireSelf(context, Role.Provider, request.ProviderUscc);
         var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
         var reason = Validate.Text(request.Reason, "reason", required: !request.Approve);
 
-        return idempotency.RunAsync(Callers.Provider(provider), request.RequestId, nameof(ReviewUnit), request, async ct =>
+        return idempotency.RunAsync(caller.ScopeFor(Callers.Provider(provider)), request.RequestId, nameof(ReviewUnit), request, async ct =>
         {
             await EnsureProvider(provider, ct);
             await EnsureUnit(unit, ct);
@@ -85,6 +89,7 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
 
     public override Task<Contract> RegisterContract(RegisterContractRequest request, ServerCallContext context)
     {
+        var caller = Access.RequireSelf(context, Role.Provider, request.ProviderUscc, orBureau: true);
         var contractNo = Validate.Text(request.ContractNo, "contract_no", maxLength: 64);
         var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
@@ -95,7 +100,7 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
         var purpose = Validate.Text(request.Purpose, "purpose");
         var signedOn = Validate.Date(request.SignedOn, "signed_on");
 
-        return idempotency.RunAsync(Callers.Provider(provider), request.RequestId, nameof(RegisterContract), request, async ct =>
+        return idempotency.RunAsync(caller.ScopeFor(Callers.Provider(provider)), request.RequestId, nameof(RegisterContract), request, async ct =>
         {
             await EnsureProvider(provider, ct);
             await EnsureUnit(unit, ct);
@@ -127,11 +132,15 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
 
     public override Task<DeclareRelatedPartyResponse> DeclareRelatedParty(DeclareRelatedPartyRequest request, ServerCallContext context)
     {
+        // Either party may declare the relation, or the bureau.
+        var caller = Access.CallerOf(context) is { } self && self.Has(Role.Unit) && self.Uscc == request.UnitUscc
+            ? self
+            : Access.RequireSelf(context, Role.Provider, request.ProviderUscc, orBureau: true);
         var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
         var reason = Validate.Text(request.Reason, "reason");
 
-        return idempotency.RunAsync(Callers.Provider(provider), request.RequestId, nameof(DeclareRelatedParty), request, async ct =>
+        return idempotency.RunAsync(caller.ScopeFor(Callers.Provider(provider)), request.RequestId, nameof(DeclareRelatedParty), request, async ct =>
         {
             await EnsureProvider(provider, ct);
             await EnsureUnit(unit, ct);
@@ -156,6 +165,7 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
 
     public override Task<AddResidentOpcResponse> AddResidentOpc(AddResidentOpcRequest request, ServerCallContext context)
     {
+        var caller = Access.RequireSelf(context, Role.Unit, request.OperatorUscc, orBureau: true);
         var operatorUscc = Validate.Uscc(request.OperatorUscc, "operator_uscc");
         var resident = Validate.Uscc(request.ResidentUscc, "resident_uscc");
         if (operatorUscc == resident)
@@ -163,7 +173,7 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
             throw new LedgerException(Reason.InvalidArgument, "An OPC community operator cannot be its own resident.");
         }
 
-        return idempotency.RunAsync(Callers.Unit(operatorUscc), request.RequestId, nameof(AddResidentOpc), request, async ct =>
+        return idempotency.RunAsync(caller.ScopeFor(Callers.Unit(operatorUscc)), request.RequestId, nameof(AddResidentOpc), request, async ct =>
         {
             await EnsureUnit(operatorUscc, ct);
             await EnsureUnit(resident, ct);
@@ -189,6 +199,12 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
 
     public override async Task<Unit> GetUnit(GetUnitRequest request, ServerCallContext context)
     {
+        // Providers read the units they review; a unit reads itself.
+        if (Access.CallerOf(context) is var caller && !Access.ReadsAll(caller) && !caller.Has(Role.Provider))
+        {
+            Access.RequireSelf(context, Role.Unit, request.UnitUscc);
+        }
+
         var uscc = Validate.Uscc(request.UnitUscc, "unit_uscc");
         await EnsureUnit(uscc, context.CancellationToken);
         return await LoadUnit(uscc, context.CancellationToken);
@@ -209,6 +225,7 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
         var row = await db.Contracts.AsNoTracking()
             .SingleOrDefaultAsync(c => c.ProviderUscc == provider && c.ContractNo == contractNo, context.CancellationToken)
             ?? throw new LedgerException(Reason.UnknownContract, $"Provider {provider} has no contract '{contractNo}'.");
+        Access.EnsureParty(Access.CallerOf(context), row.ProviderUscc, row.UnitUscc);
         return row.ToApi();
     }
 

@@ -32,6 +32,9 @@ public enum Reason
     NotYourResource,
     RoleRequired,
     Unauthenticated,
+
+    /// <summary>Not in API.md's table: the per-caller rate limit (RESOURCE_EXHAUSTED, with a retry hint).</summary>
+    RateLimited,
 }
 
 public static class ReasonExtensions
@@ -64,6 +67,7 @@ public static class ReasonExtensions
         Reason.NotYourResource => "NOT_YOUR_RESOURCE",
         Reason.RoleRequired => "ROLE_REQUIRED",
         Reason.Unauthenticated => "UNAUTHENTICATED",
+        Reason.RateLimited => "RATE_LIMITED",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 
@@ -74,6 +78,7 @@ public static class ReasonExtensions
         Reason.DuplicateInvoice or Reason.RequestIdReused or Reason.AlreadyRegistered => StatusCode.AlreadyExists,
         Reason.NotYourResource or Reason.RoleRequired => StatusCode.PermissionDenied,
         Reason.Unauthenticated => StatusCode.Unauthenticated,
+        Reason.RateLimited => StatusCode.ResourceExhausted,
         _ => StatusCode.FailedPrecondition,
     };
 
@@ -98,4 +103,7 @@ public static class ReasonExtensions
 public sealed class LedgerException(Reason reason, string message) : Exception(message)
 {
     public Reason Reason { get; } = reason;
+
+    /// <summary>When to try again, for a refusal that passes (the rate limit).</summary>
+    public TimeSpan? RetryAfter { get; init; }
 }

@@ -1,0 +1,67 @@
+using System.Threading.RateLimiting;
+using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Admin;
+using QuotaLedger.Server.Grpc;
+using QuotaLedger.Server.Ledger;
+using QuotaLedger.Server.Registry;
+using QuotaLedger.Server.Security;
+using QuotaLedger.Server.Storage;
+
+namespace QuotaLedger.Server;
+
+/// <summary>Builds the server: the services, the database, authentication, and the gRPC endpoints.</summary>
+public static class QuotaLedgerHost
+{
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        if (builder.Configuration["config-file"] is { Length: > 0 } extra)
+        {
+            builder.Configuration.AddJsonFile(Path.GetFullPath(extra), optional: false);
+        }
+
+        configure?.Invoke(builder);
+
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<LedgerDatabase>();
+        builder.Services.AddHostedService<DatabaseStartup>();
+        builder.Services.AddDbContextPool<LedgerDb>((services, options) => options
+            .UseNpgsql(services.GetRequiredService<LedgerDatabase>().DataSource)
+            .UseSnakeCaseNamingConvention());
+        builder.Services.AddScoped<Idempotency>();
+        builder.Services.AddHostedService<ExpiryService>();
+
+        builder.AddCallerAuthentication();
+        var limits = builder.Configuration.GetSection("RateLimits").Get<RateLimitOptions>() ?? new RateLimitOptions();
+        builder.Services.AddSingleton(PartitionedRateLimiter.Create<string, string>(caller => RateLimitPartition.GetTokenBucketLimiter(caller, _ =>
+            new TokenBucketRateLimiterOptions
+            {
+                TokenLimit = limits.Burst,
+                TokensPerPeriod = limits.PermitsPerSecond,
+                ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                QueueLimit = 0,
+                AutoReplenishment = true,
+            })));
+
+        builder.Services.AddGrpc(options =>
+        {
+            // Outermost first: errors from the caller check are translated too.
+            options.Interceptors.Add<ErrorInterceptor>();
+            options.Interceptors.Add<CallerInterceptor>();
+            options.MaxReceiveMessageSize = 64 * 1024;
+        });
+        builder.Services.AddGrpcReflection();
+        builder.Services.AddGrpcHealthChecks().AddCheck<DatabaseHealthCheck>("ledger-database");
+
+        var app = builder.Build();
+        app.UseAuthentication();
+        DevelopmentMode.Guard(app);
+
+        app.MapGrpcService<AdminGrpcService>();
+        app.MapGrpcService<RegistryGrpcService>();
+        app.MapGrpcService<LedgerGrpcService>();
+        app.MapGrpcHealthChecksService();
+        app.MapGrpcReflectionService();
+        return app;
+    }
+}

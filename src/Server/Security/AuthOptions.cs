@@ -1,0 +1,31 @@
+namespace QuotaLedger.Server.Security;
+
+/// <summary>The <c>Auth</c> configuration section. Nothing is trusted by default: with neither client-certificate
+/// anchors nor a token issuer configured, the server runs in development mode, on loopback only.</summary>
+public sealed class AuthOptions
+{
+    /// <summary>PEM files of the CAs whose client certificates are accepted. A caller certificate names its USCC in the
+    /// subject's CN and its roles (bureau, provider, unit, expert) in OU attributes.</summary>
+    public List<string> TrustedClientCaFiles { get; set; } = [];
+
+    public JwtIssuerOptions? Jwt { get; set; }
+
+    public bool Configured => TrustedClientCaFiles.Count > 0 || Jwt is not null;
+}
+
+/// <summary>A trusted token issuer: tokens carry the caller's USCC in <c>sub</c> and its roles in <c>roles</c>.</summary>
+public sealed class JwtIssuerOptions
+{
+    public string Issuer { get; set; } = "";
+    public string Audience { get; set; } = "quotaledger";
+
+    /// <summary>PEM file of the issuer's public key (EC or RSA).</summary>
+    public string SigningKeyFile { get; set; } = "";
+}
+
+/// <summary>The <c>RateLimits</c> section: a token bucket per caller.</summary>
+public sealed class RateLimitOptions
+{
+    public int PermitsPerSecond { get; set; } = 2_000;
+    public int Burst { get; set; } = 4_000;
+}

@@ -1,0 +1,144 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Authentication.Certificate;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.IdentityModel.Tokens;
+using QuotaLedger.Server.Rules;
+
+namespace QuotaLedger.Server.Security;
+
+/// <summary>Wires the two ways a caller proves who it is: a client certificate chained to a configured CA (mutual TLS),
+/// or a bearer token from a configured issuer. Both end as the same principal: a USCC and roles.</summary>
+public static class CallerAuthentication
+{
+    public const string Scheme = "Caller";
+
+    public static void AddCallerAuthentication(this WebApplicationBuilder builder)
+    {
+        var options = builder.Configuration.GetSection("Auth").Get<AuthOptions>() ?? new AuthOptions();
+        builder.Services.AddSingleton(options);
+
+        // Kestrel asks for a client certificate on TLS endpoints but leaves its validation to the certificate
+        // handler, which checks the chain against the configured anchors only (not the machine's store).
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureHttpsDefaults(https =>
+        {
+            https.ClientCertificateMode = ClientCertificateMode.AllowCertificate;
+            https.AllowAnyClientCertificate();
+        }));
+
+        var authentication = builder.Services.AddAuthentication(Scheme)
+            .AddPolicyScheme(Scheme, "Client certificate or bearer token", policy => policy.ForwardDefaultSelector = context =>
+                context.Request.Headers.Authorization.Count > 0
+                    ? JwtBearerDefaults.AuthenticationScheme
+                    : CertificateAuthenticationDefaults.AuthenticationScheme);
+
+        authentication.AddCertificate(certificate =>
+        {
+            certificate.AllowedCertificateTypes = CertificateTypes.Chained;
+            certificate.ChainTrustValidationMode = X509ChainTrustMode.CustomRootTrust;
+            certificate.RevocationMode = X509RevocationMode.NoCheck;
+            certificate.ValidateCertificateUse = true;
+            foreach (var file in options.TrustedClientCaFiles)
+            {
+                certificate.CustomTrustStore.AddRange(LoadPemCertificates(file));
+            }
+
+            certificate.Events = new CertificateAuthenticationEvents
+            {
+                OnCertificateValidated = context =>
+                {
+                    if (options.TrustedClientCaFiles.Count == 0)
+                    {
+                        context.Fail("No client certificate authority is trusted.");
+                        return Task.CompletedTask;
+                    }
+
+                    var name = context.ClientCertificate.SubjectName;
+                    var uscc = name.EnumerateRelativeDistinguishedNames()
+                        .Where(n => n.GetSingleElementType().Value == "2.5.4.3")
+                        .Select(n => n.GetSingleElementValue())
+                        .FirstOrDefault();
+                    var roles = name.EnumerateRelativeDistinguishedNames()
+                        .Where(n => n.GetSingleElementType().Value == "2.5.4.11")
+                        .Select(n => Caller.TryParseRole(n.GetSingleElementValue(), out var role) ? role : (Role?)null)
+                        .OfType<Role>();
+                    if (!Uscc.IsValid(uscc))
+                    {
+                        context.Fail("The certificate's CN is not a valid USCC.");
+                        return Task.CompletedTask;
+                    }
+
+                    context.Principal = Caller.Principal(uscc!, roles, context.Scheme.Name);
+                    context.Success();
+                    return Task.CompletedTask;
+                },
+            };
+        });
+
+        authentication.AddJwtBearer(jwt =>
+        {
+            jwt.MapInboundClaims = false;
+            if (options.Jwt is not { } issuer)
+            {
+                // No issuer is trusted: every token fails validation.
+                jwt.TokenValidationParameters = new TokenValidationParameters { ValidateIssuer = true, ValidIssuers = [] };
+                return;
+            }
+
+            jwt.TokenValidationParameters = new TokenValidationParameters
+            {
+                ValidIssuer = issuer.Issuer,
+                ValidAudience = issuer.Audience,
+                IssuerSigningKey = LoadPublicKey(issuer.SigningKeyFile),
+                ValidateIssuer = true,
+                ValidateAudience = true,
+                ValidateLifetime = true,
+                ValidateIssuerSigningKey = true,
+                ClockSkew = TimeSpan.FromMinutes(1),
+            };
+            jwt.Events = new JwtBearerEvents
+            {
+                OnTokenValidated = context =>
+                {
+                    var uscc = context.Principal?.FindFirst("sub")?.Value;
+                    if (!Uscc.IsValid(uscc))
+                    {
+                        context.Fail("The token's sub is not a valid USCC.");
+                        return Task.CompletedTask;
+                    }
+
+                    var roles = context.Principal!.FindAll("roles")
+                        .Select(c => Caller.TryParseRole(c.Value, out var role) ? role : (Role?)null)
+                        .OfType<Role>();
+                    context.Principal = Caller.Principal(uscc!, roles, context.Scheme.Name);
+                    return Task.CompletedTask;
+                },
+            };
+        });
+    }
+
+    public static X509Certificate2Collection LoadPemCertificates(string path)
+    {
+        var collection = new X509Certificate2Collection();
+        collection.ImportFromPemFile(path);
+        return collection;
+    }
+
+    private static SecurityKey LoadPublicKey(string path)
+    {
+        var pem = File.ReadAllText(path);
+        try
+        {
+            var ec = ECDsa.Create();
+            ec.ImportFromPem(pem);
+            return new ECDsaSecurityKey(ec);
+        }
+        catch (Exception e) when (e is ArgumentException or CryptographicException)
+        {
+            var rsa = RSA.Create();
+            rsa.ImportFromPem(pem);
+            return new RsaSecurityKey(rsa);
+        }
+    }
+}
