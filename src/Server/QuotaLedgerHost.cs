@@ -1,5 +1,6 @@
 using System.Threading.RateLimiting;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using QuotaLedger.Server.Admin;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Ledger;
@@ -22,7 +23,7 @@ public static class QuotaLedgerHost
 
         configure?.Invoke(builder);
 
-        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<LedgerDatabase>();
         builder.Services.AddHostedService<DatabaseStartup>();
         builder.Services.AddDbContextPool<LedgerDb>((services, options) => options

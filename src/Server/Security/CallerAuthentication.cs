@@ -76,6 +76,7 @@ public static class CallerAuthentication
             };
         });
 
+        UseServerClockForTokens(builder.Services);
         authentication.AddJwtBearer(jwt =>
         {
             jwt.MapInboundClaims = false;
@@ -117,6 +118,18 @@ public static class CallerAuthentication
             };
         });
     }
+
+    /// <summary>Token lifetimes are judged by the server's clock (the injected <see cref="TimeProvider"/>), like everything else.</summary>
+    private static void UseServerClockForTokens(IServiceCollection services) =>
+        services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme).PostConfigure<TimeProvider>((jwt, time) =>
+        {
+            var skew = jwt.TokenValidationParameters.ClockSkew;
+            jwt.TokenValidationParameters.LifetimeValidator = (notBefore, expires, _, _) =>
+            {
+                var now = time.GetUtcNow().UtcDateTime;
+                return (notBefore is null || notBefore.Value <= now + skew) && expires is not null && expires.Value > now - skew;
+            };
+        });
 
     public static X509Certificate2Collection LoadPemCertificates(string path)
     {

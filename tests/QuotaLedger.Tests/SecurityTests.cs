@@ -1,0 +1,259 @@
+using Grpc.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using QuotaLedger.Server;
+using QuotaLedger.Server.Security;
+using QuotaLedger.Tests.Infrastructure;
+using QuotaLedger.V1;
+
+namespace QuotaLedger.Tests;
+
+/// <summary>Every caller authenticated, every call limited to what is its own: roles against services through a real
+/// TLS port, with real client certificates and bearer tokens.</summary>
+[Collection(LedgerCollection.Name)]
+public sealed class SecurityTests(LedgerFixture fixture)
+{
+    private static readonly DateTimeOffset s_now = new(2026, 3, 3, 2, 0, 0, TimeSpan.Zero);
+
+    private sealed record World(SecureServer Server, Clients Bureau, Clients ProviderA, string A, Clients ProviderB, string B,
+        Clients UnitA, string U, Clients Expert, string ContractA, string ContractB);
+
+    private async Task<World> StartWorldAsync(SecureServer server)
+    {
+        string a = TestUscc.New(), b = TestUscc.New(), u = TestUscc.New(), u2 = TestUscc.New();
+        var bureau = server.As(server.Certificate(TestUscc.New(), Role.Bureau));
+        var providerA = server.As(server.Certificate(a, Role.Provider));
+        var providerB = server.WithToken(server.Token(b, Role.Provider));
+        var unitA = server.WithToken(server.Token(u, Role.Unit));
+        var expert = server.As(server.Certificate(TestUscc.New(), Role.Expert));
+
+        await providerA.Registry.RegisterProviderAsync(new RegisterProviderRequest { RequestId = Ids.New(), ProviderUscc = a, Name = "A" });
+        await bureau.Registry.RegisterProviderAsync(new RegisterProviderRequest { RequestId = Ids.New(), ProviderUscc = b, Name = "B" });
+        await unitA.Registry.RegisterUnitAsync(new RegisterUnitRequest { RequestId = Ids.New(), UnitUscc = u, Name = "U", Kind = UnitKind.Enterprise });
+        await bureau.Registry.RegisterUnitAsync(new RegisterUnitRequest { RequestId = Ids.New(), UnitUscc = u2, Name = "U2", Kind = UnitKind.University });
+        await providerA.Registry.ReviewUnitAsync(new ReviewUnitRequest { RequestId = Ids.New(), ProviderUscc = a, UnitUscc = u, Approve = true });
+        await providerB.Registry.ReviewUnitAsync(new ReviewUnitRequest { RequestId = Ids.New(), ProviderUscc = b, UnitUscc = u2, Approve = true });
+        var contractA = "SEC-A-" + Ids.New()[..8];
+        var contractB = "SEC-B-" + Ids.New()[..8];
+        await providerA.Registry.RegisterContractAsync(Contract(contractA, a, u));
+        await providerB.Registry.RegisterContractAsync(Contract(contractB, b, u2));
+        return new World(server, bureau, providerA, a, providerB, b, unitA, u, expert, contractA, contractB);
+    }
+
+    [Fact]
+    public async Task Callers_without_valid_credentials_are_UNAUTHENTICATED_and_health_stays_open()
+    {
+        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
+        var anonymous = server.As(null);
+        await Refusal.AssertAsync(() => anonymous.Admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2026 }).ResponseAsync,
+            StatusCode.Unauthenticated, "UNAUTHENTICATED");
+
+        var foreignCa = DevelopmentPki.CreateCa("Somebody else's CA");
+        var foreign = server.As(DevelopmentPki.CreateCaller(foreignCa, TestUscc.New(), Role.Bureau));
+        await Refusal.AssertAsync(() => foreign.Admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2026 }).ResponseAsync,
+            StatusCode.Unauthenticated, "UNAUTHENTICATED");
+
+        using var otherKey = DevelopmentPki.CreateTokenKey();
+        var forged = server.WithToken(DevelopmentPki.CreateToken(otherKey, TestUscc.New(), [Role.Bureau], s_now, TimeSpan.FromHours(1)));
+        await Refusal.AssertAsync(() => forged.Admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2026 }).ResponseAsync,
+            StatusCode.Unauthenticated, "UNAUTHENTICATED");
+        var expired = server.WithToken(DevelopmentPki.CreateToken(server.TokenKey, TestUscc.New(), [Role.Bureau], s_now.AddHours(-3), TimeSpan.FromHours(1)));
+        await Refusal.AssertAsync(() => expired.Admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2026 }).ResponseAsync,
+            StatusCode.Unauthenticated, "UNAUTHENTICATED");
+
+        var health = new Grpc.Health.V1.Health.HealthClient(server.Channel());
+        Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving,
+            (await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest())).Status);
+
+        var withCertificate = server.As(server.Certificate(TestUscc.New(), Role.Expert));
+        Assert.Equal(5_000, (await withCertificate.Admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2026 })).SelfControllableRatioBp);
+    }
+
+    [Fact]
+    public async Task A_provider_grants_deducts_and_reads_only_through_its_own_contracts_and_grants()
+    {
+        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
+        var w = await StartWorldAsync(server);
+
+        var grantA = await w.ProviderA.Ledger.GrantAsync(Grant(w.A, w.ContractA, 10_000));
+        var grantB = await w.ProviderB.Ledger.GrantAsync(Grant(w.B, w.ContractB, 10_000));
+
+        // Acting in another provider's name, or on its grant.
+        await Refusal.AssertAsync(() => w.ProviderA.Ledger.GrantAsync(Grant(w.B, w.ContractB, 1_000)).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => w.ProviderA.Ledger.DeductAsync(Deduct(w.B, grantB.GrantId)).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => w.ProviderA.Ledger.DeductAsync(Deduct(w.A, grantB.GrantId)).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => w.ProviderA.Ledger.ReleaseAsync(new ReleaseRequest { RequestId = Ids.New(), ProviderUscc = w.A, GrantId = grantB.GrantId, StatementRef = "JS" }).ResponseAsync,
+            StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => w.ProviderA.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grantB.GrantId }).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => w.ProviderA.Registry.GetContractAsync(new GetContractRequest { ProviderUscc = w.B, ContractNo = w.ContractB }).ResponseAsync,
+            StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => ReadAll(w.ProviderA, new ListEntriesRequest { ProviderUscc = w.B }), StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => w.ProviderA.Registry.ReviewUnitAsync(new ReviewUnitRequest { RequestId = Ids.New(), ProviderUscc = w.B, UnitUscc = w.U, Approve = true }).ResponseAsync,
+            StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+
+        // The bureau's calls.
+        await Refusal.AssertAsync(() => w.ProviderA.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1 }).ResponseAsync,
+            StatusCode.PermissionDenied, "ROLE_REQUIRED");
+        await Refusal.AssertAsync(() => w.ProviderA.Admin.SetStandingAsync(new SetStandingRequest { RequestId = Ids.New(), Uscc = w.B, Standing = Standing.Suspended, Reason = "x" }).ResponseAsync,
+            StatusCode.PermissionDenied, "ROLE_REQUIRED");
+        await Refusal.AssertAsync(() => w.ProviderA.Admin.ExpireDueGrantsAsync(new ExpireDueGrantsRequest { RequestId = Ids.New() }).ResponseAsync,
+            StatusCode.PermissionDenied, "ROLE_REQUIRED");
+
+        // Nothing of the refused calls happened.
+        Assert.Equal(10_000, (await w.Bureau.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grantB.GrantId })).RemainingFen);
+        Assert.Equal(10_000, (await w.Bureau.Registry.GetContractAsync(new GetContractRequest { ProviderUscc = w.B, ContractNo = w.ContractB })).GrantedFen);
+        Assert.Equal(Standing.Good, (await w.Bureau.Registry.GetProviderAsync(new GetProviderRequest { ProviderUscc = w.B })).Standing);
+
+        // What is its own works, and its statement holds only its own entries, each naming the caller.
+        await w.ProviderA.Ledger.DeductAsync(Deduct(w.A, grantA.GrantId));
+        var statement = await ReadAll(w.ProviderA, new ListEntriesRequest());
+        Assert.Equal(2, statement.Count);
+        Assert.All(statement, e => Assert.Equal(w.A, e.ProviderUscc));
+        Assert.All(statement, e => Assert.Equal(w.A, e.Caller));
+        var bEntries = await ReadAll(w.Bureau, new ListEntriesRequest { GrantId = grantB.GrantId });
+        Assert.Equal(w.B, Assert.Single(bEntries).Caller);
+    }
+
+    [Fact]
+    public async Task A_unit_reads_only_its_own_and_the_bureau_alone_funds_sets_standing_and_runs_passes()
+    {
+        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
+        var w = await StartWorldAsync(server);
+        var grantA = await w.ProviderA.Ledger.GrantAsync(Grant(w.A, w.ContractA, 10_000));
+        var grantB = await w.ProviderB.Ledger.GrantAsync(Grant(w.B, w.ContractB, 10_000));
+
+        Assert.Equal(10_000, (await w.UnitA.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = w.U, Year = 2026 })).GrantedOpenFen);
+        Assert.Equal(w.U, (await w.UnitA.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grantA.GrantId })).UnitUscc);
+        Assert.Single(await ReadAll(w.UnitA, new ListEntriesRequest()));
+        var otherUnit = (await w.Bureau.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grantB.GrantId })).UnitUscc;
+        await Refusal.AssertAsync(() => w.UnitA.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = otherUnit, Year = 2026 }).ResponseAsync,
+            StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => w.UnitA.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grantB.GrantId }).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => ReadAll(w.UnitA, new ListEntriesRequest { UnitUscc = otherUnit }), StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => w.UnitA.Registry.GetUnitAsync(new GetUnitRequest { UnitUscc = otherUnit }).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => w.UnitA.Ledger.GrantAsync(Grant(w.A, w.ContractA, 1_000)).ResponseAsync, StatusCode.PermissionDenied, "ROLE_REQUIRED");
+        await Refusal.AssertAsync(() => w.UnitA.Admin.TrialBalanceAsync(new TrialBalanceRequest()).ResponseAsync, StatusCode.PermissionDenied, "ROLE_REQUIRED");
+        await Refusal.AssertAsync(() => w.ProviderB.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = w.U, Year = 2026 }).ResponseAsync,
+            StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        Assert.Equal(10_000, (await w.ProviderA.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = w.U, Year = 2026 })).GrantedOpenFen);
+
+        // The expert reads the books but changes nothing; the bureau does.
+        Assert.True((await w.Expert.Admin.TrialBalanceAsync(new TrialBalanceRequest { Year = 2026 })).Balanced);
+        await Refusal.AssertAsync(() => w.Expert.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1 }).ResponseAsync,
+            StatusCode.PermissionDenied, "ROLE_REQUIRED");
+        await Refusal.AssertAsync(() => w.Bureau.Ledger.GrantAsync(Grant(w.A, w.ContractA, 1_000)).ResponseAsync, StatusCode.PermissionDenied, "ROLE_REQUIRED");
+        await w.Bureau.Admin.SetStandingAsync(new SetStandingRequest { RequestId = Ids.New(), Uscc = w.U, Standing = Standing.Suspended, Reason = "inspection" });
+        await Refusal.AssertAsync(() => w.ProviderA.Ledger.GrantAsync(Grant(w.A, w.ContractA, 1_000)).ResponseAsync, StatusCode.FailedPrecondition, "PARTY_SUSPENDED");
+        await w.Bureau.Admin.ExpireDueGrantsAsync(new ExpireDueGrantsRequest { RequestId = Ids.New() });
+    }
+
+    [Fact]
+    public async Task A_request_id_replayed_by_another_caller_is_a_new_request_not_a_leak()
+    {
+        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
+        var w = await StartWorldAsync(server);
+        var shared = Ids.New();
+
+        var first = await w.ProviderA.Ledger.GrantAsync(With(Grant(w.A, w.ContractA, 3_000), shared));
+        var second = await w.ProviderB.Ledger.GrantAsync(With(Grant(w.B, w.ContractB, 4_000), shared));
+        Assert.NotEqual(first.GrantId, second.GrantId);
+        Assert.Equal(4_000, second.AmountFen);
+        Assert.Equal(first, await w.ProviderA.Ledger.GrantAsync(With(Grant(w.A, w.ContractA, 3_000), shared)));
+
+        // The same identity over a certificate or a token is one caller.
+        var aByToken = server.WithToken(server.Token(w.A, Role.Provider));
+        Assert.Equal(first, await aByToken.Ledger.GrantAsync(With(Grant(w.A, w.ContractA, 3_000), shared)));
+    }
+
+    [Fact]
+    public async Task A_caller_over_its_rate_limit_gets_RESOURCE_EXHAUSTED_with_a_retry_hint()
+    {
+        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now, new Dictionary<string, string?>
+        {
+            ["RateLimits:PermitsPerSecond"] = "1",
+            ["RateLimits:Burst"] = "3",
+        });
+        var caller = server.As(server.Certificate(TestUscc.New(), Role.Expert));
+        var other = server.As(server.Certificate(TestUscc.New(), Role.Expert));
+        for (var i = 0; i < 3; i++)
+        {
+            await caller.Admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2026 });
+        }
+
+        var error = await Refusal.AssertAsync(() => caller.Admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2026 }).ResponseAsync,
+            StatusCode.ResourceExhausted, "RATE_LIMITED");
+        var retry = error.GetRpcStatus()!.GetDetail<Google.Rpc.RetryInfo>();
+        Assert.NotNull(retry);
+        Assert.True(retry.RetryDelay.ToTimeSpan() > TimeSpan.Zero);
+        await other.Admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2026 });
+    }
+
+    [Fact]
+    public async Task Oversized_messages_and_strings_are_refused_with_clear_errors()
+    {
+        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
+        var uscc = TestUscc.New();
+        var provider = server.As(server.Certificate(uscc, Role.Provider));
+        var huge = await Assert.ThrowsAsync<RpcException>(() => provider.Registry.RegisterProviderAsync(new RegisterProviderRequest
+        {
+            RequestId = Ids.New(), ProviderUscc = uscc, Name = new string('x', 100_000),
+        }).ResponseAsync);
+        Assert.Equal(StatusCode.ResourceExhausted, huge.StatusCode);
+        await Refusal.AssertAsync(() => provider.Registry.RegisterProviderAsync(new RegisterProviderRequest
+        {
+            RequestId = Ids.New(), ProviderUscc = uscc, Name = new string('x', 300),
+        }).ResponseAsync, StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+    }
+
+    [Fact]
+    public async Task Development_mode_refuses_to_listen_beyond_loopback()
+    {
+        var app = QuotaLedgerHost.Build([], builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:Ledger"] = fixture.Database.ConnectionString,
+            ["Expiry:Enabled"] = "false",
+            ["Kestrel:Endpoints:Grpc:Url"] = "http://0.0.0.0:0",
+            ["Kestrel:Endpoints:Grpc:Protocols"] = "Http2",
+        }));
+        await using (app)
+        {
+            var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
+            await app.StartAsync();
+            Assert.True(lifetime.ApplicationStopping.IsCancellationRequested);
+            await app.StopAsync();
+        }
+    }
+
+    private static async Task<List<JournalEntry>> ReadAll(Clients clients, ListEntriesRequest request)
+    {
+        using var call = clients.Ledger.ListEntries(request);
+        var entries = new List<JournalEntry>();
+        await foreach (var entry in call.ResponseStream.ReadAllAsync())
+        {
+            entries.Add(entry);
+        }
+
+        return entries;
+    }
+
+    private static RegisterContractRequest Contract(string contractNo, string provider, string unit) => new()
+    {
+        RequestId = Ids.New(), ContractNo = contractNo, ProviderUscc = provider, UnitUscc = unit, Accelerator = "Ascend 910B",
+        SelfControllable = true, ServiceMode = "cloud", UnitPriceFen = 2_000, AmountFen = 10_000_000, Purpose = "training", SignedOn = "2026-02-01",
+    };
+
+    private static GrantRequest Grant(string provider, string contractNo, long amount) =>
+        new() { RequestId = Ids.New(), ProviderUscc = provider, ContractNo = contractNo, AmountFen = amount };
+
+    private static DeductRequest Deduct(string provider, long grantId) => new()
+    {
+        RequestId = Ids.New(), ProviderUscc = provider, GrantId = grantId, InvoiceNo = "SEC-" + Ids.New()[..12], InvoiceAmountFen = 2_000, InvoiceDate = "2026-03-01",
+    };
+
+    private static GrantRequest With(GrantRequest request, string requestId)
+    {
+        request.RequestId = requestId;
+        return request;
+    }
+}
