@@ -16,7 +16,7 @@ internal static class Statements
     public static async Task StreamAsync(LedgerDb db, ListEntriesRequest request, IServerStreamWriter<JournalEntry> stream, CancellationToken ct)
     {
         var query = Filter(db, request);
-        var after = 0L;
+        var after = Math.Max(0, request.AfterEntryId);
         while (true)
         {
             var page = await query.Where(e => e.Id > after).OrderBy(e => e.Id).Take(PageSize).AsNoTracking().ToListAsync(ct);

@@ -2,7 +2,7 @@ using QuotaLedger.V1;
 
 namespace QuotaLedger.Tests.Infrastructure;
 
-public static class Books
+internal static class Books
 {
     /// <summary>The double-entry invariants over the whole database: debits equal credits, every entry balances,
     /// every account's stored balance equals the sum of its postings.</summary>
@@ -17,7 +17,7 @@ public static class Books
     }
 }
 
-public static class Statement
+internal static class Statement
 {
     public static async Task<List<JournalEntry>> ReadAsync(LedgerServer server, ListEntriesRequest request)
     {

@@ -33,11 +33,11 @@ public sealed class LedgerServer : IAsyncDisposable
 
     public GrpcChannel Channel { get; }
 
-    public AdminService.AdminServiceClient Admin { get; }
+    internal AdminService.AdminServiceClient Admin { get; }
 
-    public RegistryService.RegistryServiceClient Registry { get; }
+    internal RegistryService.RegistryServiceClient Registry { get; }
 
-    public LedgerService.LedgerServiceClient Ledger { get; }
+    internal LedgerService.LedgerServiceClient Ledger { get; }
 
     public static LedgerServer Start(string connectionString, DateTimeOffset now, bool backgroundExpiry = false)
     {

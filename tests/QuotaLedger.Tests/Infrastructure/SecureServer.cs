@@ -111,9 +111,9 @@ public sealed class SecureServer : IAsyncDisposable
         return channel;
     }
 
-    public Clients As(X509Certificate2? certificate) => new(Channel(certificate));
+    internal Clients As(X509Certificate2? certificate) => new(Channel(certificate));
 
-    public Clients WithToken(string token) => new(Channel(bearerToken: token));
+    internal Clients WithToken(string token) => new(Channel(bearerToken: token));
 
     public string Token(string uscc, params Role[] roles) =>
         DevelopmentPki.CreateToken(TokenKey, uscc, roles, Clock.GetUtcNow(), TimeSpan.FromHours(1));
@@ -149,7 +149,7 @@ public sealed class SecureServer : IAsyncDisposable
     }
 }
 
-public sealed class Clients(GrpcChannel channel)
+internal sealed class Clients(GrpcChannel channel)
 {
     public AdminService.AdminServiceClient Admin { get; } = new(channel);
     public RegistryService.RegistryServiceClient Registry { get; } = new(channel);

@@ -40,7 +40,7 @@ public static class TestUscc
 /// <summary>A provider, an approved unit and a registered contract between them: what a grant needs.</summary>
 public sealed record Deal(string Provider, string Unit, string ContractNo);
 
-public static class Scenario
+internal static class Scenario
 {
     public static async Task<string> NewProviderAsync(this LedgerServer server)
     {
@@ -158,7 +158,7 @@ public static class Scenario
     }
 }
 
-public static class Refusal
+internal static class Refusal
 {
     /// <summary>Asserts the call fails with the status and reason word of the API contract, in an ErrorInfo of the
     /// quotaledger.v1 domain, with a message a person can act on.</summary>

@@ -1,0 +1,52 @@
+using System.Globalization;
+
+namespace QuotaLedger.Client;
+
+/// <summary>Translations from the wire messages to the client's types.</summary>
+internal static class Map
+{
+    public static string Date(DateOnly date) => date.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+
+    public static DateOnly Date(string date) => DateOnly.ParseExact(date, "yyyy-MM-dd", CultureInfo.InvariantCulture);
+
+    public static UnitYearFigures From(V1.UnitYear u) =>
+        new(u.UnitUscc, u.Year, new Fen(u.CapFen), new Fen(u.GrantedOpenFen), new Fen(u.DeductedFen), new Fen(u.RedeemedFen), new Fen(u.HeadroomFen));
+
+    public static GrantDetails From(V1.GrantInfo g) => new(g.GrantId, g.ProviderUscc, g.UnitUscc, g.ContractNo, g.Year, g.RatioBp,
+        new Fen(g.AmountFen), new Fen(g.RemainingFen), new Fen(g.DeductedFen), new Fen(g.ReturnedFen), (GrantStatus)g.Status,
+        g.GrantedAt.ToDateTimeOffset(), g.ExpiresAt.ToDateTimeOffset(), g.GiftedFromGrantId == 0 ? null : g.GiftedFromGrantId);
+
+    public static ProviderInfo From(V1.Provider p) =>
+        new(p.ProviderUscc, p.Name, [.. p.Licences], (Standing)p.Standing, p.RegisteredAt.ToDateTimeOffset());
+
+    public static UnitInfo From(V1.Unit u) => new(u.UnitUscc, u.Name, (UnitKind)u.Kind, u.Sme, [.. u.MaterialRefs], (Standing)u.Standing, u.Approved,
+        [.. u.Reviews.Select(r => new UnitReviewInfo(r.ProviderUscc, r.Approved, r.Reason, r.ReviewedAt.ToDateTimeOffset()))], u.RegisteredAt.ToDateTimeOffset());
+
+    public static ContractInfo From(V1.Contract c) => new(
+        new ContractTerms(c.ContractNo, c.ProviderUscc, c.UnitUscc, c.Accelerator, c.SelfControllable, c.ServiceMode, new Fen(c.UnitPriceFen),
+            new Fen(c.AmountFen), c.Purpose, c.UsesInnovationVoucher, Date(c.SignedOn)),
+        new Fen(c.GrantedFen), new Fen(c.InvoicedFen), c.RegisteredAt.ToDateTimeOffset());
+
+    public static YearPolicy From(V1.YearPolicy p) => new(p.Year, p.SelfControllableRatioBp, p.OtherRatioBp, p.SmeBonusBp,
+        new Fen(p.UnitYearCapFen), new Fen(p.UnitYearFloorFen), new Fen(p.YearTotalFen), p.ValidityMonths);
+
+    public static ProgramYearFigures From(V1.ProgramYear p) => new(p.Year, new Fen(p.FundedFen), new Fen(p.PoolFen), new Fen(p.GrantedOpenFen),
+        new Fen(p.DeductedFen), new Fen(p.ReclaimedFen), new Fen(p.RedeemedFen), new Fen(p.DisbursedFen), new Fen(p.YearTotalFen));
+
+    public static JournalEntryInfo From(V1.JournalEntry e) => new(e.EntryId, (EntryKind)e.Kind, e.CreatedAt.ToDateTimeOffset(), e.Year,
+        NullIfEmpty(e.UnitUscc), NullIfEmpty(e.ProviderUscc), e.GrantId == 0 ? null : e.GrantId, e.SourceId, e.RequestId, e.Caller, e.Memo,
+        NullIfEmpty(e.CounterpartyUscc), e.CounterpartyGrantId == 0 ? null : e.CounterpartyGrantId,
+        [.. e.Postings.Select(p => new PostingInfo(p.AccountId, (AccountKind)p.AccountKind, new Fen(p.DebitFen), new Fen(p.CreditFen)))]);
+
+    public static V1.ListEntriesRequest ToRequest(EntryFilter f) => new()
+    {
+        UnitUscc = f.UnitUscc ?? "",
+        ProviderUscc = f.ProviderUscc ?? "",
+        GrantId = f.GrantId ?? 0,
+        Year = f.Year ?? 0,
+        From = f.From is { } from ? QuotaLedgerClient.Stamp(from) : null,
+        To = f.To is { } to ? QuotaLedgerClient.Stamp(to) : null,
+    };
+
+    private static string? NullIfEmpty(string value) => value.Length == 0 ? null : value;
+}

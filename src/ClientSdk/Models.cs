@@ -1,0 +1,276 @@
+namespace QuotaLedger.Client;
+
+/// <summary>What kind of demand-side unit (Art 4).</summary>
+public enum UnitKind
+{
+    /// <summary>An AI enterprise.</summary>
+    Enterprise = 1,
+    /// <summary>A research institute.</summary>
+    ResearchInstitute = 2,
+    /// <summary>A university.</summary>
+    University = 3,
+    /// <summary>An OPC community operator, which may gift quota to its resident one-person companies.</summary>
+    OpcOperator = 4,
+}
+
+/// <summary>A party's standing with the bureau.</summary>
+public enum Standing
+{
+    /// <summary>In good standing.</summary>
+    Good = 1,
+    /// <summary>Suspended by the bureau.</summary>
+    Suspended = 2,
+    /// <summary>On a credit blacklist.</summary>
+    Blacklisted = 3,
+}
+
+/// <summary>A grant's status.</summary>
+public enum GrantStatus
+{
+    /// <summary>Within validity and holding quota.</summary>
+    Open = 1,
+    /// <summary>Past its expiry (whether or not its rest was swept back yet).</summary>
+    Expired = 2,
+    /// <summary>Given up by the unit with the provider's consent.</summary>
+    Released = 3,
+    /// <summary>Within validity, fully deducted.</summary>
+    Exhausted = 4,
+}
+
+/// <summary>What caused a journal entry.</summary>
+public enum EntryKind
+{
+    /// <summary>The bureau funded the pool.</summary>
+    Funding = 1,
+    /// <summary>A provider granted quota.</summary>
+    Grant = 2,
+    /// <summary>A provider deducted an invoice.</summary>
+    Deduction = 3,
+    /// <summary>An expired grant's rest returned to the pool.</summary>
+    Expiry = 4,
+    /// <summary>A released grant's rest returned to the pool.</summary>
+    Release = 5,
+    /// <summary>An OPC operator gifted quota to a resident.</summary>
+    Gift = 6,
+}
+
+/// <summary>The kinds of ledger account.</summary>
+public enum AccountKind
+{
+    /// <summary>What the bureau funded for a year (credit-normal).</summary>
+    Funding = 1,
+    /// <summary>The year's budget pool.</summary>
+    Pool = 2,
+    /// <summary>What one grant holds.</summary>
+    Grant = 3,
+    /// <summary>What one unit-year has had deducted.</summary>
+    Deducted = 4,
+}
+
+/// <summary>A registered provider.</summary>
+/// <param name="Uscc">Its USCC.</param>
+/// <param name="Name">Its name.</param>
+/// <param name="Licences">Its telecom licences, by reference.</param>
+/// <param name="Standing">Its standing.</param>
+/// <param name="RegisteredAt">When it registered.</param>
+public sealed record ProviderInfo(string Uscc, string Name, IReadOnlyList<string> Licences, Standing Standing, DateTimeOffset RegisteredAt);
+
+/// <summary>A unit to register.</summary>
+/// <param name="Uscc">Its USCC.</param>
+/// <param name="Name">Its name.</param>
+/// <param name="Kind">What kind of unit it is.</param>
+/// <param name="Sme">Whether it filed the SME declaration (the ratio gets the SME bonus).</param>
+/// <param name="MaterialRefs">References to the submitted qualification materials.</param>
+public sealed record UnitRegistration(string Uscc, string Name, UnitKind Kind, bool Sme = false, IReadOnlyList<string>? MaterialRefs = null);
+
+/// <summary>A provider's latest review of a unit.</summary>
+/// <param name="ProviderUscc">The reviewing provider.</param>
+/// <param name="Approved">Whether it approved the unit.</param>
+/// <param name="Reason">Why.</param>
+/// <param name="ReviewedAt">When.</param>
+public sealed record UnitReviewInfo(string ProviderUscc, bool Approved, string Reason, DateTimeOffset ReviewedAt);
+
+/// <summary>A registered unit.</summary>
+/// <param name="Uscc">Its USCC.</param>
+/// <param name="Name">Its name.</param>
+/// <param name="Kind">Its kind.</param>
+/// <param name="Sme">Whether it is an SME.</param>
+/// <param name="MaterialRefs">Its qualification materials.</param>
+/// <param name="Standing">Its standing.</param>
+/// <param name="Approved">Whether at least one provider's latest review approves it.</param>
+/// <param name="Reviews">Each provider's latest review.</param>
+/// <param name="RegisteredAt">When it registered.</param>
+public sealed record UnitInfo(string Uscc, string Name, UnitKind Kind, bool Sme, IReadOnlyList<string> MaterialRefs, Standing Standing,
+    bool Approved, IReadOnlyList<UnitReviewInfo> Reviews, DateTimeOffset RegisteredAt);
+
+/// <summary>A contract's terms, as registered.</summary>
+/// <param name="ContractNo">The contract number, unique per provider.</param>
+/// <param name="ProviderUscc">The provider.</param>
+/// <param name="UnitUscc">The unit.</param>
+/// <param name="Accelerator">The GPU/NPU model.</param>
+/// <param name="SelfControllable">Domestic (self-controllable) compute: the higher ratio applies.</param>
+/// <param name="ServiceMode">The service mode.</param>
+/// <param name="UnitPrice">The unit price.</param>
+/// <param name="Amount">The amount for intelligent-compute server usage only.</param>
+/// <param name="Purpose">What the compute is for.</param>
+/// <param name="UsesInnovationVoucher">Whether the contract already enjoys the innovation voucher (then it gets no quota).</param>
+/// <param name="SignedOn">When it was signed.</param>
+public sealed record ContractTerms(string ContractNo, string ProviderUscc, string UnitUscc, string Accelerator, bool SelfControllable,
+    string ServiceMode, Fen UnitPrice, Fen Amount, string Purpose, bool UsesInnovationVoucher, DateOnly SignedOn);
+
+/// <summary>A registered contract and what has been granted and invoiced against it.</summary>
+/// <param name="Terms">Its terms.</param>
+/// <param name="Granted">Quota committed on it: granted, less what expired or was released.</param>
+/// <param name="Invoiced">Invoice amounts deducted against it.</param>
+/// <param name="RegisteredAt">When it was registered.</param>
+public sealed record ContractInfo(ContractTerms Terms, Fen Granted, Fen Invoiced, DateTimeOffset RegisteredAt);
+
+/// <summary>A unit's figures for a year, as the cap rule counts them.</summary>
+/// <param name="UnitUscc">The unit.</param>
+/// <param name="Year">The calendar year (China time).</param>
+/// <param name="Cap">The year's per-unit cap.</param>
+/// <param name="GrantedOpen">What its unexpired, unreleased grants still hold.</param>
+/// <param name="Deducted">Everything deducted.</param>
+/// <param name="Redeemed">What has been redeemed.</param>
+/// <param name="Headroom">What further grants may still add.</param>
+public sealed record UnitYearFigures(string UnitUscc, int Year, Fen Cap, Fen GrantedOpen, Fen Deducted, Fen Redeemed, Fen Headroom);
+
+/// <summary>A grant just made.</summary>
+/// <param name="GrantId">Its id.</param>
+/// <param name="Amount">What was granted.</param>
+/// <param name="RatioBp">The ratio its deductions use, in basis points.</param>
+/// <param name="GrantedAt">When.</param>
+/// <param name="ExpiresAt">When it expires.</param>
+/// <param name="UnitYear">The unit-year after the grant.</param>
+public sealed record GrantResult(long GrantId, Fen Amount, int RatioBp, DateTimeOffset GrantedAt, DateTimeOffset ExpiresAt, UnitYearFigures UnitYear);
+
+/// <summary>A deduction just made.</summary>
+/// <param name="DeductionId">Its id.</param>
+/// <param name="Requested">The voucher share of the invoice.</param>
+/// <param name="Applied">What the grant covered: the share, capped at what it held.</param>
+/// <param name="GrantRemaining">What the grant holds now.</param>
+/// <param name="UnitYear">The unit-year after the deduction.</param>
+public sealed record DeductionResult(long DeductionId, Fen Requested, Fen Applied, Fen GrantRemaining, UnitYearFigures UnitYear);
+
+/// <summary>A grant just released.</summary>
+/// <param name="GrantId">The grant.</param>
+/// <param name="Released">What went back to the pool.</param>
+/// <param name="UnitYear">The unit-year after the release.</param>
+public sealed record ReleaseResult(long GrantId, Fen Released, UnitYearFigures UnitYear);
+
+/// <summary>A grant and its amounts.</summary>
+/// <param name="GrantId">Its id.</param>
+/// <param name="ProviderUscc">The granting provider.</param>
+/// <param name="UnitUscc">The unit it was granted to.</param>
+/// <param name="ContractNo">The contract it was granted against.</param>
+/// <param name="Year">Its unit-year.</param>
+/// <param name="RatioBp">The ratio its deductions use.</param>
+/// <param name="Amount">What was granted.</param>
+/// <param name="Remaining">What it still holds.</param>
+/// <param name="Deducted">What was deducted from it.</param>
+/// <param name="Returned">What went back to the pool on expiry or release.</param>
+/// <param name="Status">Its status now.</param>
+/// <param name="GrantedAt">When it was made.</param>
+/// <param name="ExpiresAt">When it expires.</param>
+/// <param name="GiftedFromGrantId">For a gift, the operator's grant it came from.</param>
+public sealed record GrantDetails(long GrantId, string ProviderUscc, string UnitUscc, string ContractNo, int Year, int RatioBp, Fen Amount,
+    Fen Remaining, Fen Deducted, Fen Returned, GrantStatus Status, DateTimeOffset GrantedAt, DateTimeOffset ExpiresAt, long? GiftedFromGrantId);
+
+/// <summary>An OPC gift just made.</summary>
+/// <param name="Grant">The resident's new grant.</param>
+/// <param name="SourceGrantId">The operator's grant it came from.</param>
+/// <param name="SourceRemaining">What the operator's grant holds now.</param>
+/// <param name="OperatorUnitYear">The operator's unit-year after the gift.</param>
+/// <param name="ResidentUnitYear">The resident's unit-year after the gift.</param>
+public sealed record GiftResult(GrantDetails Grant, long SourceGrantId, Fen SourceRemaining, UnitYearFigures OperatorUnitYear, UnitYearFigures ResidentUnitYear);
+
+/// <summary>One side of a journal entry.</summary>
+/// <param name="AccountId">The account.</param>
+/// <param name="AccountKind">Its kind.</param>
+/// <param name="Debit">The debit, or zero.</param>
+/// <param name="Credit">The credit, or zero.</param>
+public sealed record PostingInfo(long AccountId, AccountKind AccountKind, Fen Debit, Fen Credit);
+
+/// <summary>A journal entry with its postings.</summary>
+/// <param name="EntryId">Its id; entries stream in id order.</param>
+/// <param name="Kind">What caused it.</param>
+/// <param name="CreatedAt">When.</param>
+/// <param name="Year">Its year.</param>
+/// <param name="UnitUscc">The unit, if any.</param>
+/// <param name="ProviderUscc">The provider, if any.</param>
+/// <param name="GrantId">The grant, if any.</param>
+/// <param name="SourceId">The id of what it records (grant or deduction).</param>
+/// <param name="RequestId">The request id of the call that caused it.</param>
+/// <param name="Caller">Who made that call.</param>
+/// <param name="Memo">A note.</param>
+/// <param name="CounterpartyUscc">For a gift, the resident.</param>
+/// <param name="CounterpartyGrantId">For a gift, the resident's new grant.</param>
+/// <param name="Postings">Its postings; debits equal credits.</param>
+public sealed record JournalEntryInfo(long EntryId, EntryKind Kind, DateTimeOffset CreatedAt, int Year, string? UnitUscc, string? ProviderUscc,
+    long? GrantId, long SourceId, string RequestId, string Caller, string Memo, string? CounterpartyUscc, long? CounterpartyGrantId,
+    IReadOnlyList<PostingInfo> Postings);
+
+/// <summary>Which journal entries to stream; unset filters match everything, set ones combine with AND.</summary>
+/// <param name="UnitUscc">Entries of this unit (gifts it received included).</param>
+/// <param name="ProviderUscc">Entries of this provider.</param>
+/// <param name="GrantId">Entries of this grant.</param>
+/// <param name="Year">Entries of this year.</param>
+/// <param name="From">Entries created at or after.</param>
+/// <param name="To">Entries created before.</param>
+public sealed record EntryFilter(string? UnitUscc = null, string? ProviderUscc = null, long? GrantId = null, int? Year = null,
+    DateTimeOffset? From = null, DateTimeOffset? To = null);
+
+/// <summary>A year's policy values.</summary>
+/// <param name="Year">The year.</param>
+/// <param name="SelfControllableRatioBp">Voucher share for self-controllable compute, in basis points.</param>
+/// <param name="OtherRatioBp">Voucher share for other compute.</param>
+/// <param name="SmeBonusBp">Extra share for SMEs.</param>
+/// <param name="UnitYearCap">Cap per unit per year.</param>
+/// <param name="UnitYearFloor">Floor per unit per year, applied at redemption.</param>
+/// <param name="YearTotal">What the city issues in the year at most.</param>
+/// <param name="ValidityMonths">Validity of each grant, in calendar months.</param>
+public sealed record YearPolicy(int Year, int SelfControllableRatioBp, int OtherRatioBp, int SmeBonusBp, Fen UnitYearCap, Fen UnitYearFloor,
+    Fen YearTotal, int ValidityMonths);
+
+/// <summary>The city's figures for a year.</summary>
+/// <param name="Year">The year.</param>
+/// <param name="Funded">What the bureau funded.</param>
+/// <param name="Pool">What the pool holds, available to grant.</param>
+/// <param name="GrantedOpen">What the year's grants still hold.</param>
+/// <param name="Deducted">What was deducted.</param>
+/// <param name="Reclaimed">What expiry and release returned to the pool.</param>
+/// <param name="Redeemed">What was redeemed.</param>
+/// <param name="Disbursed">What was disbursed.</param>
+/// <param name="YearTotal">The policy's total for the year.</param>
+public sealed record ProgramYearFigures(int Year, Fen Funded, Fen Pool, Fen GrantedOpen, Fen Deducted, Fen Reclaimed, Fen Redeemed, Fen Disbursed, Fen YearTotal);
+
+/// <summary>A change of standing.</summary>
+/// <param name="Uscc">The party.</param>
+/// <param name="Standing">Its standing now.</param>
+/// <param name="Previous">Its standing before.</param>
+/// <param name="Parties">Which registrations it applied to ("unit", "provider").</param>
+/// <param name="ChangedAt">When.</param>
+public sealed record StandingChange(string Uscc, Standing Standing, Standing Previous, IReadOnlyList<string> Parties, DateTimeOffset ChangedAt);
+
+/// <summary>What an expiry pass did.</summary>
+/// <param name="ExpiredGrants">Grants it moved to EXPIRED.</param>
+/// <param name="Returned">What they held, returned to the pool.</param>
+public sealed record ExpiryResult(int ExpiredGrants, Fen Returned);
+
+/// <summary>One account kind's line of the trial balance.</summary>
+/// <param name="Kind">The account kind.</param>
+/// <param name="Accounts">How many accounts.</param>
+/// <param name="Debit">Their debits.</param>
+/// <param name="Credit">Their credits.</param>
+/// <param name="Balance">Their stored balances.</param>
+/// <param name="PostingsBalance">Their balances recomputed from postings.</param>
+public sealed record TrialBalanceLine(AccountKind Kind, int Accounts, Fen Debit, Fen Credit, Fen Balance, Fen PostingsBalance);
+
+/// <summary>The trial balance.</summary>
+/// <param name="Year">The year, or 0 for all.</param>
+/// <param name="Lines">Per account kind.</param>
+/// <param name="TotalDebit">All debits.</param>
+/// <param name="TotalCredit">All credits.</param>
+/// <param name="Balanced">Debits equal credits and every entry balances.</param>
+/// <param name="BalancesMatchPostings">Every account's stored balance equals the sum of its postings.</param>
+public sealed record TrialBalanceResult(int Year, IReadOnlyList<TrialBalanceLine> Lines, Fen TotalDebit, Fen TotalCredit, bool Balanced, bool BalancesMatchPostings);
