@@ -33,16 +33,19 @@ public static class QuotaLedgerHost
         builder.Services.AddHostedService<ExpiryService>();
 
         builder.AddCallerAuthentication();
-        var limits = builder.Configuration.GetSection("RateLimits").Get<RateLimitOptions>() ?? new RateLimitOptions();
-        builder.Services.AddSingleton(PartitionedRateLimiter.Create<string, string>(caller => RateLimitPartition.GetTokenBucketLimiter(caller, _ =>
-            new TokenBucketRateLimiterOptions
-            {
-                TokenLimit = limits.Burst,
-                TokensPerPeriod = limits.PermitsPerSecond,
-                ReplenishmentPeriod = TimeSpan.FromSeconds(1),
-                QueueLimit = 0,
-                AutoReplenishment = true,
-            })));
+        builder.Services.AddSingleton(services =>
+        {
+            var limits = services.GetRequiredService<IConfiguration>().GetSection("RateLimits").Get<RateLimitOptions>() ?? new RateLimitOptions();
+            return PartitionedRateLimiter.Create<string, string>(caller => RateLimitPartition.GetTokenBucketLimiter(caller, _ =>
+                new TokenBucketRateLimiterOptions
+                {
+                    TokenLimit = limits.Burst,
+                    TokensPerPeriod = limits.PermitsPerSecond,
+                    ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                    QueueLimit = 0,
+                    AutoReplenishment = true,
+                }));
+        });
 
         builder.Services.AddGrpc(options =>
         {

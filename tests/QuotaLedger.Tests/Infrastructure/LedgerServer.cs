@@ -31,6 +31,11 @@ public sealed class LedgerServer : IAsyncDisposable
 
     public FakeTimeProvider Clock { get; }
 
+    public Uri BaseAddress => _factory.Server.BaseAddress;
+
+    /// <summary>A handler into the in-memory server, for clients built by tests (the SDK's, say).</summary>
+    public HttpMessageHandler CreateHandler() => _factory.Server.CreateHandler();
+
     public GrpcChannel Channel { get; }
 
     internal AdminService.AdminServiceClient Admin { get; }
@@ -39,7 +44,7 @@ public sealed class LedgerServer : IAsyncDisposable
 
     internal LedgerService.LedgerServiceClient Ledger { get; }
 
-    public static LedgerServer Start(string connectionString, DateTimeOffset now, bool backgroundExpiry = false)
+    public static LedgerServer Start(string connectionString, DateTimeOffset now, bool backgroundExpiry = false, IDictionary<string, string?>? settings = null)
     {
         var clock = new FakeTimeProvider(now.ToUniversalTime());
         var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(host =>
@@ -49,7 +54,7 @@ public sealed class LedgerServer : IAsyncDisposable
                 ["ConnectionStrings:Ledger"] = connectionString,
                 // Tests run the expiry pass on demand unless they test the background pass itself.
                 ["Expiry:Enabled"] = backgroundExpiry ? "true" : "false",
-            }));
+            }.Concat(settings ?? new Dictionary<string, string?>())));
             host.ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
             host.ConfigureServices(services =>
             {

@@ -1,0 +1,250 @@
+using Microsoft.Extensions.DependencyInjection;
+using QuotaLedger.Client;
+using QuotaLedger.Tests.Infrastructure;
+
+namespace QuotaLedger.Tests;
+
+/// <summary>The client SDK against a real server and PostgreSQL.</summary>
+[Collection(LedgerCollection.Name)]
+public sealed class SdkTests(LedgerFixture fixture)
+{
+    private static readonly DateOnly s_invoiceDate = new(2026, 3, 1);
+
+    private QuotaLedgerClient Client(LedgerServer server, Func<HttpMessageHandler, HttpMessageHandler>? wrap = null, Action<QuotaLedgerClientOptions>? configure = null)
+    {
+        var options = new QuotaLedgerClientOptions
+        {
+            Address = server.BaseAddress,
+            HttpHandler = wrap is null ? server.CreateHandler() : wrap(server.CreateHandler()),
+            Retry = { InitialBackoff = TimeSpan.FromMilliseconds(20), MaxBackoff = TimeSpan.FromMilliseconds(200) },
+        };
+        configure?.Invoke(options);
+        return new QuotaLedgerClient(options);
+    }
+
+    [Fact]
+    public async Task Every_method_works_end_to_end_with_dotnet_types()
+    {
+        await using var server = fixture.StartServer(new DateTimeOffset(2040, 3, 2, 2, 0, 0, TimeSpan.Zero));
+        using var client = Client(server);
+        string provider = TestUscc.New(), unit = TestUscc.New(), opc = TestUscc.New(), resident = TestUscc.New();
+
+        var policy = await client.SetYearPolicyAsync(new YearPolicy(2040, 5_000, 3_000, 1_000, Fen.FromYuan(5_000_000), Fen.FromYuan(10_000), Fen.FromYuan(100_000_000), 1));
+        Assert.Equal(policy, await client.GetYearPolicyAsync(2040));
+        var funded = await client.FundBudgetAsync(2040, Fen.FromYuan(1_000_000));
+        Assert.Equal(Fen.FromYuan(1_000_000), funded.Pool);
+
+        Assert.Equal("SDK provider", (await client.RegisterProviderAsync(provider, "SDK provider", ["IDC-1"])).Name);
+        Assert.Equal(provider, (await client.GetProviderAsync(provider)).Uscc);
+        await client.RegisterUnitAsync(new UnitRegistration(unit, "SDK unit", UnitKind.Enterprise, Sme: true, ["form"]));
+        await client.RegisterUnitAsync(new UnitRegistration(opc, "SDK OPC community", UnitKind.OpcOperator));
+        await client.RegisterUnitAsync(new UnitRegistration(resident, "SDK resident", UnitKind.Enterprise));
+        var reviewed = await client.ReviewUnitAsync(provider, unit, approve: true);
+        Assert.True(reviewed.Approved);
+        await client.ReviewUnitAsync(provider, opc, approve: true);
+        Assert.True((await client.GetUnitAsync(unit)).Sme);
+
+        var terms = new ContractTerms("SDK-" + Ids.New()[..8], provider, unit, "Ascend 910B", true, "cloud", new Fen(2_000), Fen.FromYuan(100_000), "training", false, new DateOnly(2040, 2, 1));
+        var contract = await client.RegisterContractAsync(terms);
+        Assert.Equal(terms, contract.Terms);
+        Assert.Equal(contract, await client.GetContractAsync(provider, terms.ContractNo));
+
+        var grant = await client.GrantAsync(provider, terms.ContractNo, Fen.FromYuan(10_000));
+        Assert.Equal(6_000, grant.RatioBp);
+        Assert.Equal(Fen.FromYuan(10_000), grant.UnitYear.GrantedOpen);
+        var deduction = await client.DeductAsync(provider, grant.GrantId, "SDK-INV-" + Ids.New()[..8], Fen.FromYuan(1_000), new DateOnly(2040, 3, 1));
+        Assert.Equal(Fen.FromYuan(600), deduction.Applied);
+        var details = await client.GetGrantAsync(grant.GrantId);
+        Assert.Equal(GrantStatus.Open, details.Status);
+        Assert.Equal(Fen.FromYuan(9_400), details.Remaining);
+        Assert.Equal(deduction.UnitYear, await client.GetUnitYearAsync(unit, 2040));
+
+        var entries = new List<JournalEntryInfo>();
+        await foreach (var entry in client.ListEntriesAsync(new EntryFilter(GrantId: grant.GrantId)))
+        {
+            entries.Add(entry);
+        }
+
+        Assert.Equal([EntryKind.Grant, EntryKind.Deduction], entries.Select(e => e.Kind));
+        Assert.All(entries, e => Assert.Equal(e.Postings.Sum(p => p.Debit.Value), e.Postings.Sum(p => p.Credit.Value)));
+
+        var released = await client.ReleaseAsync(provider, grant.GrantId, "JS-SDK");
+        Assert.Equal(Fen.FromYuan(9_400), released.Released);
+
+        var opcContract = terms with { ContractNo = "SDK-OPC-" + Ids.New()[..8], UnitUscc = opc };
+        await client.RegisterContractAsync(opcContract);
+        var opcGrant = await client.GrantAsync(provider, opcContract.ContractNo, Fen.FromYuan(1_000));
+        Assert.Equal([resident], await client.AddResidentOpcAsync(opc, resident));
+        var gift = await client.GiftAsync(opc, opcGrant.GrantId, resident, Fen.FromYuan(400));
+        Assert.Equal(opcGrant.GrantId, gift.Grant.GiftedFromGrantId);
+        Assert.Equal(Fen.FromYuan(600), gift.SourceRemaining);
+
+        await client.DeclareRelatedPartyAsync(provider, unit, "same parent company");
+        var refused = await Assert.ThrowsAsync<QuotaLedgerException>(() => client.GrantAsync(provider, terms.ContractNo, Fen.FromYuan(1)));
+        Assert.Equal(LedgerReason.RelatedParties, refused.Reason);
+
+        var standing = await client.SetStandingAsync(resident, Standing.Suspended, "inspection");
+        Assert.Equal(Standing.Good, standing.Previous);
+        server.Clock.Advance(TimeSpan.FromDays(40));
+        Assert.True((await client.ExpireDueGrantsAsync()).ExpiredGrants >= 2);
+        var program = await client.GetProgramYearAsync(2040);
+        Assert.Equal(program.Funded, program.Pool + program.GrantedOpen + program.Deducted);
+        var trial = await client.TrialBalanceAsync(2040);
+        Assert.True(trial.Balanced && trial.BalancesMatchPostings);
+    }
+
+    [Fact]
+    public async Task A_deduction_whose_response_is_lost_is_retried_with_the_same_request_id_and_applied_once()
+    {
+        var deal = await fixture.Server.NewDealAsync();
+        var grant = await fixture.Server.GrantAsync(deal, 10_000);
+        var dropper = new DropFirstResponse("/quotaledger.v1.LedgerService/Deduct");
+        using var client = Client(fixture.Server, inner => { dropper.InnerHandler = inner; return dropper; });
+
+        var result = await client.DeductAsync(deal.Provider, grant.GrantId, "LOST-" + Ids.New()[..8], new Fen(4_000), s_invoiceDate);
+
+        Assert.Equal(2, dropper.Attempts);
+        Assert.Equal(new Fen(2_000), result.Applied);
+        Assert.Equal(new Fen(8_000), result.GrantRemaining);
+        Assert.Equal(new Fen(8_000), (await client.GetGrantAsync(grant.GrantId)).Remaining);
+    }
+
+    [Fact]
+    public async Task An_attempt_past_its_deadline_is_retried_and_applied_once()
+    {
+        var deal = await fixture.Server.NewDealAsync();
+        var grant = await fixture.Server.GrantAsync(deal, 10_000);
+        var slow = new DelayFirstRequest("/quotaledger.v1.LedgerService/Deduct", TimeSpan.FromSeconds(2));
+        using var client = Client(fixture.Server, inner => { slow.InnerHandler = inner; return slow; },
+            options => options.Retry.AttemptTimeout = TimeSpan.FromMilliseconds(500));
+
+        var result = await client.DeductAsync(deal.Provider, grant.GrantId, "SLOW-" + Ids.New()[..8], new Fen(4_000), s_invoiceDate);
+
+        Assert.True(slow.Attempts >= 2);
+        Assert.Equal(new Fen(2_000), result.Applied);
+        Assert.Equal(new Fen(8_000), (await client.GetGrantAsync(grant.GrantId)).Remaining);
+    }
+
+    [Fact]
+    public async Task Rate_limited_calls_wait_for_the_servers_hint_and_business_refusals_are_never_retried()
+    {
+        await using var server = fixture.StartServer(LedgerFixture.Now, settings: new Dictionary<string, string?>
+        {
+            ["RateLimits:PermitsPerSecond"] = "5",
+            ["RateLimits:Burst"] = "5",
+        });
+        var counter = new CountingHandler();
+        using var client = Client(server, inner => { counter.InnerHandler = inner; return counter; });
+
+        for (var i = 0; i < 8; i++)
+        {
+            await client.GetYearPolicyAsync(2026);
+        }
+
+        Assert.True(counter.Requests > 8);
+
+        var before = counter.Requests;
+        var refusal = await Assert.ThrowsAsync<QuotaLedgerException>(() => client.GetGrantAsync(987_654_321));
+        Assert.Equal(LedgerReason.UnknownGrant, refusal.Reason);
+        Assert.Equal(Grpc.Core.StatusCode.NotFound, refusal.StatusCode);
+        Assert.Contains("987654321", refusal.ServerMessage);
+        Assert.Equal(before + 1, counter.Requests);
+    }
+
+    [Fact]
+    public async Task Refusals_surface_with_their_typed_reason()
+    {
+        using var client = Client(fixture.Server);
+        var deal = await fixture.Server.NewDealAsync();
+        var grant = await client.GrantAsync(deal.Provider, deal.ContractNo, new Fen(1_000));
+        await client.DeductAsync(deal.Provider, grant.GrantId, "TYPED-1", new Fen(10_000), s_invoiceDate);
+
+        async Task<LedgerReason> ReasonOf(Func<Task> call) => (await Assert.ThrowsAsync<QuotaLedgerException>(call)).Reason;
+
+        Assert.Equal(LedgerReason.GrantEmpty, await ReasonOf(() => client.DeductAsync(deal.Provider, grant.GrantId, "TYPED-2", new Fen(10_000), s_invoiceDate)));
+        Assert.Equal(LedgerReason.DuplicateInvoice, await ReasonOf(() => client.DeductAsync(deal.Provider, grant.GrantId, "TYPED-1", new Fen(10_000), s_invoiceDate)));
+        Assert.Equal(LedgerReason.UnknownContract, await ReasonOf(() => client.GrantAsync(deal.Provider, "nope", new Fen(1))));
+        Assert.Equal(LedgerReason.InvalidUscc, await ReasonOf(() => client.GetUnitAsync("not-a-uscc")));
+        Assert.Equal(LedgerReason.InvalidAmount, await ReasonOf(() => client.GrantAsync(deal.Provider, deal.ContractNo, new Fen(-1))));
+        Assert.Equal(LedgerReason.ContractQuotaExceeded, await ReasonOf(() => client.GrantAsync(deal.Provider, deal.ContractNo, Fen.FromYuan(10_000_000))));
+        Assert.Equal(LedgerReason.AlreadyRegistered, await ReasonOf(() => client.RegisterProviderAsync(deal.Provider, "again")));
+        var stranger = await fixture.Server.NewUnitAsync();
+        Assert.Equal(LedgerReason.NotTransferable, await ReasonOf(() => client.GiftAsync(deal.Unit, grant.GrantId, stranger, new Fen(1))));
+        var id = QuotaLedgerClient.NewRequestId();
+        await client.GrantAsync(deal.Provider, deal.ContractNo, new Fen(10), id);
+        Assert.Equal(LedgerReason.RequestIdReused, await ReasonOf(() => client.GrantAsync(deal.Provider, deal.ContractNo, new Fen(11), id)));
+    }
+
+    [Fact]
+    public async Task AddQuotaLedgerClient_registers_one_client_from_a_plain_ServiceCollection()
+    {
+        using var provider = new ServiceCollection()
+            .AddQuotaLedgerClient(options =>
+            {
+                options.Address = fixture.Server.BaseAddress;
+                options.HttpHandler = fixture.Server.CreateHandler();
+                options.DefaultDeadline = TimeSpan.FromSeconds(20);
+            })
+            .BuildServiceProvider();
+
+        var client = provider.GetRequiredService<QuotaLedgerClient>();
+        Assert.Same(client, provider.GetRequiredService<QuotaLedgerClient>());
+        Assert.Equal(5_000, (await client.GetYearPolicyAsync(2026)).SelfControllableRatioBp);
+    }
+
+    [Fact]
+    public void Fen_converts_yuan_exactly_or_not_at_all()
+    {
+        Assert.Equal(new Fen(123_456), Fen.FromYuan(1_234.56m));
+        Assert.Equal("1234.56 yuan", new Fen(123_456).ToString());
+        Assert.Throws<ArgumentException>(() => Fen.FromYuan(0.001m));
+    }
+
+    /// <summary>Lets the server answer, then loses the first response of one method, as a dropped connection would.</summary>
+    private sealed class DropFirstResponse(string path) : DelegatingHandler
+    {
+        public int Attempts { get; private set; }
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var response = await base.SendAsync(request, cancellationToken);
+            if (request.RequestUri!.AbsolutePath == path && ++Attempts == 1)
+            {
+                await response.Content.ReadAsByteArrayAsync(cancellationToken);
+                response.Dispose();
+                throw new HttpRequestException("The connection was reset after the server answered.", new IOException("Connection reset by peer"));
+            }
+
+            return response;
+        }
+    }
+
+    /// <summary>Holds the first request of one method back longer than the client's attempt deadline.</summary>
+    private sealed class DelayFirstRequest(string path, TimeSpan delay) : DelegatingHandler
+    {
+        public int Attempts { get; private set; }
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            if (request.RequestUri!.AbsolutePath == path && ++Attempts == 1)
+            {
+                await Task.Delay(delay, CancellationToken.None);
+            }
+
+            return await base.SendAsync(request, cancellationToken);
+        }
+    }
+
+    private sealed class CountingHandler : DelegatingHandler
+    {
+        private int _requests;
+
+        public int Requests => _requests;
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _requests);
+            return base.SendAsync(request, cancellationToken);
+        }
+    }
+}
