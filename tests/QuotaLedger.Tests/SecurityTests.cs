@@ -149,6 +149,90 @@ public sealed class SecurityTests(LedgerFixture fixture)
     }
 
     [Fact]
+    public async Task Each_role_against_each_service_gets_exactly_what_it_may()
+    {
+        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
+        var w = await StartWorldAsync(server);
+        var grant = await w.ProviderA.Ledger.GrantAsync(Grant(w.A, w.ContractA, 5_000));
+        var q = TestUscc.New();
+        var providerQ = server.As(server.Certificate(q, Role.Provider));
+        await w.Bureau.Registry.RegisterProviderAsync(new RegisterProviderRequest { RequestId = Ids.New(), ProviderUscc = q, Name = "Q" });
+        var unitByCertificate = server.As(server.Certificate(w.U, Role.Unit));
+        var expertByToken = server.WithToken(server.Token(TestUscc.New(), Role.Expert));
+        var funded = (await w.Bureau.Admin.GetProgramYearAsync(new GetProgramYearRequest { Year = 2026 })).FundedFen;
+
+        var callers = new (string Name, Clients Clients)[]
+        {
+            ("bureau", w.Bureau), ("provider", w.ProviderA), ("other provider", providerQ), ("unit", unitByCertificate), ("expert", expertByToken),
+        };
+        var calls = new (string Name, Func<Clients, Task> Call, string[] Expected)[]
+        {
+            ("FundBudget", c => c.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1 }).ResponseAsync,
+                ["OK", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
+            ("SetStanding", c => c.Admin.SetStandingAsync(new SetStandingRequest { RequestId = Ids.New(), Uscc = q, Standing = Standing.Good, Reason = "check" }).ResponseAsync,
+                ["OK", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
+            ("ExpireDueGrants", c => c.Admin.ExpireDueGrantsAsync(new ExpireDueGrantsRequest { RequestId = Ids.New() }).ResponseAsync,
+                ["OK", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
+            ("TrialBalance", c => c.Admin.TrialBalanceAsync(new TrialBalanceRequest { Year = 2026 }).ResponseAsync,
+                ["OK", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "OK"]),
+            ("GetProgramYear", c => c.Admin.GetProgramYearAsync(new GetProgramYearRequest { Year = 2026 }).ResponseAsync,
+                ["OK", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "OK"]),
+            ("GetYearPolicy", c => c.Admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2026 }).ResponseAsync,
+                ["OK", "OK", "OK", "OK", "OK"]),
+            ("ReviewUnit", c => c.Registry.ReviewUnitAsync(new ReviewUnitRequest { RequestId = Ids.New(), ProviderUscc = w.A, UnitUscc = w.U, Approve = true }).ResponseAsync,
+                ["ROLE_REQUIRED", "OK", "NOT_YOUR_RESOURCE", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
+            ("GetUnit", c => c.Registry.GetUnitAsync(new GetUnitRequest { UnitUscc = w.U }).ResponseAsync,
+                ["OK", "OK", "OK", "OK", "OK"]),
+            ("GetContract", c => c.Registry.GetContractAsync(new GetContractRequest { ProviderUscc = w.A, ContractNo = w.ContractA }).ResponseAsync,
+                ["OK", "OK", "NOT_YOUR_RESOURCE", "OK", "OK"]),
+            ("Grant", c => c.Ledger.GrantAsync(Grant(w.A, w.ContractA, 1)).ResponseAsync,
+                ["ROLE_REQUIRED", "OK", "NOT_YOUR_RESOURCE", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
+            ("Deduct", c => c.Ledger.DeductAsync(Deduct(w.A, grant.GrantId)).ResponseAsync,
+                ["ROLE_REQUIRED", "OK", "NOT_YOUR_RESOURCE", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
+            ("GetGrant", c => c.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grant.GrantId }).ResponseAsync,
+                ["OK", "OK", "NOT_YOUR_RESOURCE", "OK", "OK"]),
+            ("GetUnitYear", c => c.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = w.U, Year = 2026 }).ResponseAsync,
+                ["OK", "OK", "NOT_YOUR_RESOURCE", "OK", "OK"]),
+            ("Gift", c => c.Ledger.GiftAsync(new GiftRequest { RequestId = Ids.New(), OperatorUscc = w.U, GrantId = grant.GrantId, ResidentUscc = w.U, AmountFen = 1 }).ResponseAsync,
+                ["ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "NOT_TRANSFERABLE", "ROLE_REQUIRED"]),
+        };
+
+        var mismatches = new List<string>();
+        foreach (var (callName, call, expected) in calls)
+        {
+            for (var i = 0; i < callers.Length; i++)
+            {
+                var outcome = await OutcomeAsync(() => call(callers[i].Clients));
+                if (outcome != expected[i])
+                {
+                    mismatches.Add($"{callers[i].Name} {callName}: expected {expected[i]}, got {outcome}");
+                }
+            }
+        }
+
+        Assert.Empty(mismatches);
+
+        // Only the allowed calls changed anything: one fen funded, one grant of 1 fen, one deduction.
+        Assert.Equal(funded + 1, (await w.Bureau.Admin.GetProgramYearAsync(new GetProgramYearRequest { Year = 2026 })).FundedFen);
+        var contract = await w.Bureau.Registry.GetContractAsync(new GetContractRequest { ProviderUscc = w.A, ContractNo = w.ContractA });
+        Assert.Equal(5_001, contract.GrantedFen);
+        Assert.Equal(2_000, contract.InvoicedFen);
+    }
+
+    private static async Task<string> OutcomeAsync(Func<Task> call)
+    {
+        try
+        {
+            await call();
+            return "OK";
+        }
+        catch (RpcException e)
+        {
+            return Refusal.ReasonOf(e) is { Length: > 0 } reason ? reason : e.StatusCode.ToString();
+        }
+    }
+
+    [Fact]
     public async Task A_request_id_replayed_by_another_caller_is_a_new_request_not_a_leak()
     {
         await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
