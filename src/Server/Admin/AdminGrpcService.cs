@@ -193,6 +193,12 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
         }, context.CancellationToken);
     }
 
+    public override Task<VerifyJournalResponse> VerifyJournal(VerifyJournalRequest request, ServerCallContext context)
+    {
+        Access.Require(context, Role.Bureau, Role.Expert);
+        return JournalVerification.VerifyAsync(db, context.CancellationToken);
+    }
+
     /// <summary>Locks the year's funding account (when there is one) and returns what has been funded.</summary>
     private async Task<Fen> LockFundingAsync(int year, CancellationToken ct)
     {

@@ -39,6 +39,15 @@ public static class Journal
         }
 
         entry.Postings = [.. legs.Select(l => new PostingRow { AccountId = l.AccountId, AmountFen = l.SignedFen })];
+        entry.CreatedAt = Chain.ToStoredPrecision(entry.CreatedAt);
+        entry.ChainKey = Chain.KeyOf(entry);
+        var previous = await db.JournalEntries
+            .Where(e => e.ChainKey == entry.ChainKey)
+            .OrderByDescending(e => e.Id)
+            .Select(e => e.Hash)
+            .FirstOrDefaultAsync(cancellationToken) ?? [];
+        entry.PrevHash = previous;
+        entry.Hash = Chain.HashOf(entry, legs.Select(l => (l.AccountId, l.SignedFen)), previous);
         db.JournalEntries.Add(entry);
         await db.SaveChangesAsync(cancellationToken);
 

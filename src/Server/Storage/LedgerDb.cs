@@ -134,6 +134,7 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
             e.HasIndex(j => new { j.UnitUscc, j.Id });
             e.HasIndex(j => new { j.ProviderUscc, j.Id });
             e.HasIndex(j => new { j.GrantId, j.Id });
+            e.HasIndex(j => new { j.ChainKey, j.Id });
             e.HasIndex(j => new { j.CounterpartyUscc, j.Id }).HasFilter("counterparty_uscc IS NOT NULL");
             e.HasIndex(j => new { j.CounterpartyGrantId, j.Id }).HasFilter("counterparty_grant_id IS NOT NULL");
             e.HasIndex(j => new { j.Year, j.Id });

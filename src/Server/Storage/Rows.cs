@@ -200,6 +200,14 @@ public sealed class JournalEntryRow
     public string? CounterpartyUscc { get; set; }
     public long? CounterpartyGrantId { get; set; }
 
+    /// <summary>The chain the entry belongs to: its unit-year ("USCC:year"), or its year for city-wide entries.</summary>
+    public string? ChainKey { get; set; }
+
+    /// <summary>The hash of the chain's previous entry (empty for the first), and of this entry's canonical content
+    /// chained to it. Null on entries written before the journal was chained.</summary>
+    public byte[]? PrevHash { get; set; }
+    public byte[]? Hash { get; set; }
+
     public List<PostingRow> Postings { get; set; } = [];
 }
 

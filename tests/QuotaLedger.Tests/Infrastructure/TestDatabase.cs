@@ -27,7 +27,22 @@ public sealed class TestDatabase : IAsyncDisposable
 
     public string DatabaseName { get; }
 
+    private readonly List<string> _siblings = [];
+
     public string ConnectionString => new NpgsqlConnectionStringBuilder(_server.ConnectionString) { Database = DatabaseName }.ConnectionString;
+
+    /// <summary>Another fresh database on the same server, for a test that must damage its data on purpose.</summary>
+    public async Task<string> CreateSiblingAsync()
+    {
+        var name = $"quotaledger_scratch_{Guid.NewGuid():N}"[..40];
+        await ExecuteOnServerAsync($"CREATE DATABASE \"{name}\"");
+        lock (_siblings)
+        {
+            _siblings.Add(name);
+        }
+
+        return new NpgsqlConnectionStringBuilder(_server.ConnectionString) { Database = name }.ConnectionString;
+    }
 
     public static async Task<TestDatabase> StartAsync()
     {
@@ -61,7 +76,10 @@ public sealed class TestDatabase : IAsyncDisposable
         NpgsqlConnection.ClearAllPools();
         try
         {
-            await ExecuteOnServerAsync($"DROP DATABASE IF EXISTS \"{DatabaseName}\" WITH (FORCE)");
+            foreach (var name in _siblings.Append(DatabaseName))
+            {
+                await ExecuteOnServerAsync($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            }
         }
         finally
         {

@@ -372,6 +372,10 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnType("text")
                         .HasColumnName("caller");
 
+                    b.Property<string>("ChainKey")
+                        .HasColumnType("text")
+                        .HasColumnName("chain_key");
+
                     b.Property<long?>("CounterpartyGrantId")
                         .HasColumnType("bigint")
                         .HasColumnName("counterparty_grant_id");
@@ -392,6 +396,10 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnType("bigint")
                         .HasColumnName("grant_id");
 
+                    b.Property<byte[]>("Hash")
+                        .HasColumnType("bytea")
+                        .HasColumnName("hash");
+
                     b.Property<short>("Kind")
                         .HasColumnType("smallint")
                         .HasColumnName("kind");
@@ -400,6 +408,10 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .IsRequired()
                         .HasColumnType("text")
                         .HasColumnName("memo");
+
+                    b.Property<byte[]>("PrevHash")
+                        .HasColumnType("bytea")
+                        .HasColumnName("prev_hash");
 
                     b.Property<string>("ProviderUscc")
                         .HasColumnType("text")
@@ -427,6 +439,9 @@ namespace QuotaLedger.Server.Storage.Migrations
                     b.HasIndex("DeductionId")
                         .IsUnique()
                         .HasDatabaseName("ix_journal_entries_deduction_id");
+
+                    b.HasIndex("ChainKey", "Id")
+                        .HasDatabaseName("ix_journal_entries_chain_key_id");
 
                     b.HasIndex("CounterpartyGrantId", "Id")
                         .HasDatabaseName("ix_journal_entries_counterparty_grant_id_id")
