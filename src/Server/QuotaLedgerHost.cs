@@ -64,6 +64,7 @@ public static class QuotaLedgerHost
         app.MapGrpcService<AdminGrpcService>();
         app.MapGrpcService<RegistryGrpcService>();
         app.MapGrpcService<LedgerGrpcService>();
+        app.MapGrpcService<Redemption.RedemptionGrpcService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         return app;

@@ -217,8 +217,12 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
             SELECT coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Funding}), 0)::bigint,
                    coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Pool}), 0)::bigint,
                    coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Grant}), 0)::bigint,
-                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Deducted}), 0)::bigint,
-                   (SELECT coalesce(sum(returned_fen), 0)::bigint FROM grants WHERE year = $1)
+                   coalesce(sum(balance_fen) FILTER (WHERE kind IN ({(short)AccountKind.Deducted}, {(short)AccountKind.Pending},
+                                                                    {(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint,
+                   (SELECT coalesce(sum(returned_fen), 0)::bigint FROM grants WHERE year = $1),
+                   coalesce(sum(balance_fen) FILTER (WHERE kind IN ({(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint,
+                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Disbursed}), 0)::bigint,
+                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Receivable}), 0)::bigint
             FROM accounts WHERE year = $1
             """,
             r => new ProgramYear
@@ -229,6 +233,9 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
                 GrantedOpenFen = r.GetInt64(2),
                 DeductedFen = r.GetInt64(3),
                 ReclaimedFen = r.GetInt64(4),
+                RedeemedFen = r.GetInt64(5),
+                DisbursedFen = r.GetInt64(6),
+                ReceivableFen = r.GetInt64(7),
                 YearTotalFen = policy?.YearTotal.Value ?? 0,
             },
             ct,

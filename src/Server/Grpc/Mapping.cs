@@ -43,6 +43,10 @@ internal static class Mapping
         AccountKind.Pool => V1.AccountKind.Pool,
         AccountKind.Grant => V1.AccountKind.Grant,
         AccountKind.Deducted => V1.AccountKind.Deducted,
+        AccountKind.Pending => V1.AccountKind.Pending,
+        AccountKind.Redeemed => V1.AccountKind.Redeemed,
+        AccountKind.Disbursed => V1.AccountKind.Disbursed,
+        AccountKind.Receivable => V1.AccountKind.Receivable,
         _ => V1.AccountKind.Unspecified,
     };
 
@@ -54,6 +58,10 @@ internal static class Mapping
         EntryKind.Expiry => V1.EntryKind.Expiry,
         EntryKind.Release => V1.EntryKind.Release,
         EntryKind.Gift => V1.EntryKind.Gift,
+        EntryKind.RedemptionSubmitted => V1.EntryKind.RedemptionSubmitted,
+        EntryKind.RedemptionReviewed => V1.EntryKind.RedemptionReviewed,
+        EntryKind.Disbursement => V1.EntryKind.Disbursement,
+        EntryKind.ClawBack => V1.EntryKind.ClawBack,
         _ => V1.EntryKind.Unspecified,
     };
 

@@ -47,6 +47,7 @@ internal static class Statements
                     SourceId = row.DeductionId ?? row.GrantId ?? 0,
                     CounterpartyUscc = row.CounterpartyUscc ?? "",
                     CounterpartyGrantId = row.CounterpartyGrantId ?? 0,
+                    ReversesEntryId = row.ReversesEntryId ?? 0,
                     RequestId = row.RequestId,
                     Caller = row.Caller,
                     Memo = row.Memo,

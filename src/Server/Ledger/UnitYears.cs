@@ -5,7 +5,7 @@ using QuotaLedger.Server.Storage;
 namespace QuotaLedger.Server.Ledger;
 
 /// <summary>What a unit-year has committed, as the cap rule counts it.</summary>
-internal sealed record UnitYearFigures(string UnitUscc, int Year, Fen Cap, Fen GrantedOpen, Fen Deducted)
+internal sealed record UnitYearFigures(string UnitUscc, int Year, Fen Cap, Fen GrantedOpen, Fen Deducted, Fen Redeemed)
 {
     public Fen Headroom => UnitYearCap.Headroom(Cap, GrantedOpen, Deducted);
 
@@ -16,6 +16,7 @@ internal sealed record UnitYearFigures(string UnitUscc, int Year, Fen Cap, Fen G
         CapFen = Cap.Value,
         GrantedOpenFen = GrantedOpen.Value,
         DeductedFen = Deducted.Value,
+        RedeemedFen = Redeemed.Value,
         HeadroomFen = Headroom.Value,
     };
 }
@@ -60,6 +61,21 @@ internal static class UnitYears
         return await db.UnitYears.Where(u => u.UnitUscc == unitUscc && u.Year == year).Select(u => u.Id).SingleAsync(ct);
     }
 
+    /// <summary>The unit-year's accounts other than grants (the redemption ones created on first use), by kind.</summary>
+    public static async Task<Dictionary<AccountKind, long>> RedemptionAccountsAsync(LedgerDb db, string unitUscc, int year, CancellationToken ct)
+    {
+        await db.Database.ExecuteSqlAsync(
+            $"""
+            INSERT INTO accounts (kind, year, unit_uscc, balance_fen)
+            VALUES ({(short)AccountKind.Pending}, {year}, {unitUscc}, 0), ({(short)AccountKind.Redeemed}, {year}, {unitUscc}, 0),
+                   ({(short)AccountKind.Disbursed}, {year}, {unitUscc}, 0), ({(short)AccountKind.Receivable}, {year}, {unitUscc}, 0)
+            ON CONFLICT DO NOTHING
+            """, ct);
+        return await db.Accounts.AsNoTracking()
+            .Where(a => a.UnitUscc == unitUscc && a.Year == year && a.Kind != AccountKind.Grant)
+            .ToDictionaryAsync(a => a.Kind, a => a.Id, ct);
+    }
+
     /// <summary>Locks the unit-year a grant belongs to; null when there is no such grant.</summary>
     public static Task<UnitYearRow?> LockForGrantAsync(LedgerDb db, long grantId, CancellationToken ct) =>
         db.UnitYears
@@ -71,18 +87,21 @@ internal static class UnitYears
     /// whether or not the expiry pass has returned their balance yet.</summary>
     public static async Task<UnitYearFigures> FiguresAsync(LedgerDb db, string unitUscc, int year, Fen cap, DateTimeOffset now, CancellationToken ct)
     {
-        var (open, deducted) = await db.QueryRowAsync(
+        var (open, deducted, redeemed) = await db.QueryRowAsync(
             $"""
             SELECT
               coalesce((SELECT sum(a.balance_fen) FROM grants g JOIN accounts a ON a.id = g.account_id
                         WHERE g.unit_year_id = uy.id AND g.state = {(short)GrantState.Open} AND g.expires_at > $3), 0)::bigint,
-              (SELECT a.balance_fen FROM accounts a WHERE a.id = uy.deducted_account_id)
+              coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = $1 AND a.year = $2
+                        AND a.kind IN ({(short)AccountKind.Deducted}, {(short)AccountKind.Pending}, {(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint,
+              coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = $1 AND a.year = $2
+                        AND a.kind IN ({(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint
             FROM (SELECT NULL) AS one
             LEFT JOIN unit_years uy ON uy.unit_uscc = $1 AND uy.year = $2
             """,
-            r => (r.GetInt64(0), r.IsDBNull(1) ? 0 : r.GetInt64(1)),
+            r => (r.GetInt64(0), r.GetInt64(1), r.GetInt64(2)),
             ct,
             unitUscc, year, now);
-        return new UnitYearFigures(unitUscc, year, cap, new Fen(open), new Fen(deducted));
+        return new UnitYearFigures(unitUscc, year, cap, new Fen(open), new Fen(deducted), new Fen(redeemed));
     }
 }

@@ -35,6 +35,12 @@ public static class Chain
             content.Append('|').Append(text.Length).Append(':').Append(text);
         }
 
+        if (entry.ReversesEntryId is { } reversed)
+        {
+            // Appended only when set, so the hashes of entries written before claw-backs existed still hold.
+            content.Append("|reverses:").Append(reversed.ToString(CultureInfo.InvariantCulture));
+        }
+
         foreach (var (account, amount) in postings.OrderBy(p => p.AccountId).ThenBy(p => p.AmountFen))
         {
             content.Append('|').Append(account.ToString(CultureInfo.InvariantCulture)).Append('=').Append(amount.ToString(CultureInfo.InvariantCulture));

@@ -22,6 +22,9 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
     public DbSet<StandingChangeRow> StandingChanges => Set<StandingChangeRow>();
     public DbSet<RelatedPartyRow> RelatedParties => Set<RelatedPartyRow>();
     public DbSet<OpcResidentRow> OpcResidents => Set<OpcResidentRow>();
+    public DbSet<RedemptionBatchRow> RedemptionBatches => Set<RedemptionBatchRow>();
+    public DbSet<RedemptionRow> Redemptions => Set<RedemptionRow>();
+    public DbSet<ClawBackRow> ClawBacks => Set<ClawBackRow>();
 
     protected override void OnModelCreating(ModelBuilder model)
     {
@@ -168,6 +171,26 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
             e.HasKey(r => new { r.OperatorUscc, r.ResidentUscc });
             e.HasOne<UnitRow>().WithMany().HasForeignKey(r => r.OperatorUscc).OnDelete(DeleteBehavior.Restrict);
             e.HasOne<UnitRow>().WithMany().HasForeignKey(r => r.ResidentUscc).OnDelete(DeleteBehavior.Restrict);
+        });
+
+        model.Entity<RedemptionBatchRow>(e => e.ToTable("redemption_batches"));
+
+        model.Entity<RedemptionRow>(e =>
+        {
+            e.ToTable("redemptions", t => t.HasCheckConstraint("ck_redemptions_amounts",
+                "requested_fen > 0 AND (approved_fen IS NULL OR approved_fen BETWEEN 0 AND requested_fen) AND clawed_back_fen >= 0"));
+            e.HasOne<RedemptionBatchRow>().WithMany().HasForeignKey(r => r.BatchId).OnDelete(DeleteBehavior.Restrict);
+            e.HasOne<UnitRow>().WithMany().HasForeignKey(r => r.UnitUscc).OnDelete(DeleteBehavior.Restrict);
+            e.HasMany(r => r.Evidence).WithOne().HasForeignKey(v => v.RedemptionId).OnDelete(DeleteBehavior.Restrict);
+            e.HasIndex(r => new { r.UnitUscc, r.Year });
+        });
+
+        model.Entity<EvidenceRow>(e => e.ToTable("redemption_evidence"));
+
+        model.Entity<ClawBackRow>(e =>
+        {
+            e.ToTable("claw_backs", t => t.HasCheckConstraint("ck_claw_backs_amount", "amount_fen > 0"));
+            e.HasIndex(c => new { c.TargetKind, c.TargetId });
         });
 
         model.Entity<IdempotencyRow>(e =>

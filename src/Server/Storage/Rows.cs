@@ -13,8 +13,20 @@ public enum AccountKind : short
     /// <summary>Debit-normal: what one grant still holds.</summary>
     Grant = 3,
 
-    /// <summary>Debit-normal: what one unit-year has had deducted.</summary>
+    /// <summary>Debit-normal: what one unit-year has had deducted and not yet applied to redeem.</summary>
     Deducted = 4,
+
+    /// <summary>Debit-normal, per unit-year: applied for redemption, under review.</summary>
+    Pending = 5,
+
+    /// <summary>Debit-normal, per unit-year: approved, awaiting payment.</summary>
+    Redeemed = 6,
+
+    /// <summary>Debit-normal, per unit-year: paid out.</summary>
+    Disbursed = 7,
+
+    /// <summary>Debit-normal, per unit-year: clawed back from a disbursement, owed by the unit.</summary>
+    Receivable = 8,
 }
 
 public enum EntryKind : short
@@ -25,6 +37,10 @@ public enum EntryKind : short
     Expiry = 4,
     Release = 5,
     Gift = 6,
+    RedemptionSubmitted = 7,
+    RedemptionReviewed = 8,
+    Disbursement = 9,
+    ClawBack = 10,
 }
 
 public enum PartyStanding : short
@@ -200,6 +216,9 @@ public sealed class JournalEntryRow
     public string? CounterpartyUscc { get; set; }
     public long? CounterpartyGrantId { get; set; }
 
+    /// <summary>For a claw-back: the entry it reverses (never edited).</summary>
+    public long? ReversesEntryId { get; set; }
+
     /// <summary>The chain the entry belongs to: its unit-year ("USCC:year"), or its year for city-wide entries.</summary>
     public string? ChainKey { get; set; }
 
@@ -267,4 +286,65 @@ public sealed class OpcResidentRow
     public required string OperatorUscc { get; set; }
     public required string ResidentUscc { get; set; }
     public DateTimeOffset AddedAt { get; set; }
+}
+
+public enum RedemptionState : short
+{
+    Submitted = 1,
+    Reviewed = 2,
+    Disbursed = 3,
+}
+
+public sealed class RedemptionBatchRow
+{
+    public long Id { get; set; }
+    public int Year { get; set; }
+    public DateTimeOffset OpenedAt { get; set; }
+    public DateTimeOffset ClosesAt { get; set; }
+}
+
+/// <summary>A unit's application to redeem part of a unit-year's deductions (Art 12, 13).</summary>
+public sealed class RedemptionRow
+{
+    public long Id { get; set; }
+    public long BatchId { get; set; }
+    public required string UnitUscc { get; set; }
+    public int Year { get; set; }
+    public long RequestedFen { get; set; }
+    public long? ApprovedFen { get; set; }
+    public long ClawedBackFen { get; set; }
+    public RedemptionState State { get; set; } = RedemptionState.Submitted;
+    public string? Reviewer { get; set; }
+    public string? ReviewReason { get; set; }
+    public string? PaymentRef { get; set; }
+    public DateTimeOffset SubmittedAt { get; set; }
+    public DateTimeOffset? ReviewedAt { get; set; }
+    public DateTimeOffset? DisbursedAt { get; set; }
+
+    /// <summary>The entry that paid it, which a claw-back of the payment reverses.</summary>
+    public long? DisbursementEntryId { get; set; }
+
+    public List<EvidenceRow> Evidence { get; set; } = [];
+}
+
+public sealed class EvidenceRow
+{
+    public long Id { get; set; }
+    public long RedemptionId { get; set; }
+    public short Kind { get; set; }
+    public required string Reference { get; set; }
+    public required string Sha256 { get; set; }
+}
+
+/// <summary>A reversal ordered by the bureau (Art 17), and why.</summary>
+public sealed class ClawBackRow
+{
+    public long Id { get; set; }
+    public required string TargetKind { get; set; }
+    public long TargetId { get; set; }
+    public long AmountFen { get; set; }
+    public required string Reason { get; set; }
+    public required string PartyUscc { get; set; }
+    public PartyStanding Standing { get; set; }
+    public DateTimeOffset At { get; set; }
 }

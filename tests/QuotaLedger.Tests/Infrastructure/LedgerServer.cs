@@ -27,6 +27,7 @@ public sealed class LedgerServer : IAsyncDisposable
         Admin = new AdminService.AdminServiceClient(Channel);
         Registry = new RegistryService.RegistryServiceClient(Channel);
         Ledger = new LedgerService.LedgerServiceClient(Channel);
+        Redemption = new RedemptionService.RedemptionServiceClient(Channel);
     }
 
     public FakeTimeProvider Clock { get; }
@@ -43,6 +44,8 @@ public sealed class LedgerServer : IAsyncDisposable
     internal RegistryService.RegistryServiceClient Registry { get; }
 
     internal LedgerService.LedgerServiceClient Ledger { get; }
+
+    internal RedemptionService.RedemptionServiceClient Redemption { get; }
 
     public static LedgerServer Start(string connectionString, DateTimeOffset now, bool backgroundExpiry = false, IDictionary<string, string?>? settings = null)
     {

@@ -67,6 +67,58 @@ namespace QuotaLedger.Server.Storage.Migrations
                         });
                 });
 
+            modelBuilder.Entity("QuotaLedger.Server.Storage.ClawBackRow", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<long>("AmountFen")
+                        .HasColumnType("bigint")
+                        .HasColumnName("amount_fen");
+
+                    b.Property<DateTimeOffset>("At")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("at");
+
+                    b.Property<string>("PartyUscc")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("party_uscc");
+
+                    b.Property<string>("Reason")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("reason");
+
+                    b.Property<short>("Standing")
+                        .HasColumnType("smallint")
+                        .HasColumnName("standing");
+
+                    b.Property<long>("TargetId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("target_id");
+
+                    b.Property<string>("TargetKind")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("target_kind");
+
+                    b.HasKey("Id")
+                        .HasName("pk_claw_backs");
+
+                    b.HasIndex("TargetKind", "TargetId")
+                        .HasDatabaseName("ix_claw_backs_target_kind_target_id");
+
+                    b.ToTable("claw_backs", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_claw_backs_amount", "amount_fen > 0");
+                        });
+                });
+
             modelBuilder.Entity("QuotaLedger.Server.Storage.ContractRow", b =>
                 {
                     b.Property<long>("Id")
@@ -215,6 +267,42 @@ namespace QuotaLedger.Server.Storage.Migrations
                         {
                             t.HasCheckConstraint("ck_deductions_amounts", "invoice_amount_fen > 0 AND requested_fen > 0 AND applied_fen BETWEEN 1 AND requested_fen");
                         });
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.EvidenceRow", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<short>("Kind")
+                        .HasColumnType("smallint")
+                        .HasColumnName("kind");
+
+                    b.Property<long>("RedemptionId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("redemption_id");
+
+                    b.Property<string>("Reference")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("reference");
+
+                    b.Property<string>("Sha256")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("sha256");
+
+                    b.HasKey("Id")
+                        .HasName("pk_redemption_evidence");
+
+                    b.HasIndex("RedemptionId")
+                        .HasDatabaseName("ix_redemption_evidence_redemption_id");
+
+                    b.ToTable("redemption_evidence", (string)null);
                 });
 
             modelBuilder.Entity("QuotaLedger.Server.Storage.GrantRow", b =>
@@ -422,6 +510,10 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnType("text")
                         .HasColumnName("request_id");
 
+                    b.Property<long?>("ReversesEntryId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("reverses_entry_id");
+
                     b.Property<string>("UnitUscc")
                         .HasColumnType("text")
                         .HasColumnName("unit_uscc");
@@ -555,6 +647,114 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasName("pk_providers");
 
                     b.ToTable("providers", (string)null);
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.RedemptionBatchRow", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<DateTimeOffset>("ClosesAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("closes_at");
+
+                    b.Property<DateTimeOffset>("OpenedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("opened_at");
+
+                    b.Property<int>("Year")
+                        .HasColumnType("integer")
+                        .HasColumnName("year");
+
+                    b.HasKey("Id")
+                        .HasName("pk_redemption_batches");
+
+                    b.ToTable("redemption_batches", (string)null);
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.RedemptionRow", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<long?>("ApprovedFen")
+                        .HasColumnType("bigint")
+                        .HasColumnName("approved_fen");
+
+                    b.Property<long>("BatchId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("batch_id");
+
+                    b.Property<long>("ClawedBackFen")
+                        .HasColumnType("bigint")
+                        .HasColumnName("clawed_back_fen");
+
+                    b.Property<DateTimeOffset?>("DisbursedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("disbursed_at");
+
+                    b.Property<long?>("DisbursementEntryId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("disbursement_entry_id");
+
+                    b.Property<string>("PaymentRef")
+                        .HasColumnType("text")
+                        .HasColumnName("payment_ref");
+
+                    b.Property<long>("RequestedFen")
+                        .HasColumnType("bigint")
+                        .HasColumnName("requested_fen");
+
+                    b.Property<string>("ReviewReason")
+                        .HasColumnType("text")
+                        .HasColumnName("review_reason");
+
+                    b.Property<DateTimeOffset?>("ReviewedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("reviewed_at");
+
+                    b.Property<string>("Reviewer")
+                        .HasColumnType("text")
+                        .HasColumnName("reviewer");
+
+                    b.Property<short>("State")
+                        .HasColumnType("smallint")
+                        .HasColumnName("state");
+
+                    b.Property<DateTimeOffset>("SubmittedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("submitted_at");
+
+                    b.Property<string>("UnitUscc")
+                        .IsRequired()
+                        .HasColumnType("character(18)")
+                        .HasColumnName("unit_uscc");
+
+                    b.Property<int>("Year")
+                        .HasColumnType("integer")
+                        .HasColumnName("year");
+
+                    b.HasKey("Id")
+                        .HasName("pk_redemptions");
+
+                    b.HasIndex("BatchId")
+                        .HasDatabaseName("ix_redemptions_batch_id");
+
+                    b.HasIndex("UnitUscc", "Year")
+                        .HasDatabaseName("ix_redemptions_unit_uscc_year");
+
+                    b.ToTable("redemptions", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_redemptions_amounts", "requested_fen > 0 AND (approved_fen IS NULL OR approved_fen BETWEEN 0 AND requested_fen) AND clawed_back_fen >= 0");
+                        });
                 });
 
             modelBuilder.Entity("QuotaLedger.Server.Storage.RelatedPartyRow", b =>
@@ -857,6 +1057,16 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasConstraintName("fk_deductions_grants_grant_id");
                 });
 
+            modelBuilder.Entity("QuotaLedger.Server.Storage.EvidenceRow", b =>
+                {
+                    b.HasOne("QuotaLedger.Server.Storage.RedemptionRow", null)
+                        .WithMany("Evidence")
+                        .HasForeignKey("RedemptionId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_redemption_evidence_redemptions_redemption_id");
+                });
+
             modelBuilder.Entity("QuotaLedger.Server.Storage.GrantRow", b =>
                 {
                     b.HasOne("QuotaLedger.Server.Storage.AccountRow", "Account")
@@ -942,6 +1152,23 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasConstraintName("fk_postings_journal_entries_entry_id");
                 });
 
+            modelBuilder.Entity("QuotaLedger.Server.Storage.RedemptionRow", b =>
+                {
+                    b.HasOne("QuotaLedger.Server.Storage.RedemptionBatchRow", null)
+                        .WithMany()
+                        .HasForeignKey("BatchId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_redemptions_redemption_batches_batch_id");
+
+                    b.HasOne("QuotaLedger.Server.Storage.UnitRow", null)
+                        .WithMany()
+                        .HasForeignKey("UnitUscc")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_redemptions_units_unit_uscc");
+                });
+
             modelBuilder.Entity("QuotaLedger.Server.Storage.RelatedPartyRow", b =>
                 {
                     b.HasOne("QuotaLedger.Server.Storage.ProviderRow", null)
@@ -996,6 +1223,11 @@ namespace QuotaLedger.Server.Storage.Migrations
             modelBuilder.Entity("QuotaLedger.Server.Storage.JournalEntryRow", b =>
                 {
                     b.Navigation("Postings");
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.RedemptionRow", b =>
+                {
+                    b.Navigation("Evidence");
                 });
 #pragma warning restore 612, 618
         }
