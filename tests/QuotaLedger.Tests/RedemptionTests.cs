@@ -67,6 +67,12 @@ public sealed class RedemptionTests(LedgerFixture fixture)
         await Refusal.AssertAsync(() => server.Redemption.DisburseAsync(new DisburseRequest { RequestId = Ids.New(), RedemptionId = second.RedemptionId, PaymentRef = "x" }).ResponseAsync,
             StatusCode.InvalidArgument, "INVALID_AMOUNT");
 
+        Assert.Equal(paid, await server.Redemption.GetRedemptionAsync(new GetRedemptionRequest { RedemptionId = redemption.RedemptionId }));
+        var listed = await server.Redemption.ListRedemptionsAsync(new ListRedemptionsRequest { BatchId = batch.BatchId });
+        Assert.Equal([redemption.RedemptionId, second.RedemptionId], listed.Redemptions.Select(r => r.RedemptionId));
+        await Refusal.AssertAsync(() => server.Redemption.GetRedemptionAsync(new GetRedemptionRequest { RedemptionId = 987_654 }).ResponseAsync,
+            StatusCode.NotFound, "UNKNOWN_REDEMPTION");
+
         // Fraud found: the disbursement, a deduction and the grant's open quota are reversed by new entries.
         var back = await server.Redemption.ClawBackAsync(new ClawBackRequest { RequestId = Ids.New(), RedemptionId = redemption.RedemptionId, AmountFen = 500, Reason = "forged invoice" });
         Assert.Equal(Standing.Blacklisted, back.Standing);
