@@ -31,12 +31,16 @@ internal static class Map
         new Fen(p.UnitYearCapFen), new Fen(p.UnitYearFloorFen), new Fen(p.YearTotalFen), p.ValidityMonths);
 
     public static ProgramYearFigures From(V1.ProgramYear p) => new(p.Year, new Fen(p.FundedFen), new Fen(p.PoolFen), new Fen(p.GrantedOpenFen),
-        new Fen(p.DeductedFen), new Fen(p.ReclaimedFen), new Fen(p.RedeemedFen), new Fen(p.DisbursedFen), new Fen(p.YearTotalFen));
+        new Fen(p.DeductedFen), new Fen(p.ReclaimedFen), new Fen(p.RedeemedFen), new Fen(p.DisbursedFen), new Fen(p.YearTotalFen), new Fen(p.ReceivableFen));
 
     public static JournalEntryInfo From(V1.JournalEntry e) => new(e.EntryId, (EntryKind)e.Kind, e.CreatedAt.ToDateTimeOffset(), e.Year,
         NullIfEmpty(e.UnitUscc), NullIfEmpty(e.ProviderUscc), e.GrantId == 0 ? null : e.GrantId, e.SourceId, e.RequestId, e.Caller, e.Memo,
         NullIfEmpty(e.CounterpartyUscc), e.CounterpartyGrantId == 0 ? null : e.CounterpartyGrantId,
         [.. e.Postings.Select(p => new PostingInfo(p.AccountId, (AccountKind)p.AccountKind, new Fen(p.DebitFen), new Fen(p.CreditFen)))]);
+
+    public static RedemptionInfo From(V1.Redemption r) => new(r.RedemptionId, r.BatchId, r.UnitUscc, r.Year, new Fen(r.RequestedFen),
+        new Fen(r.ApprovedFen), new Fen(r.DisbursedFen), new Fen(r.ClawedBackFen), (RedemptionState)r.State,
+        [.. r.Evidence.Select(e => new EvidenceItem((EvidenceKind)e.Kind, e.Reference, e.Sha256))], r.Reviewer, r.ReviewReason, r.PaymentRef);
 
     public static V1.ListEntriesRequest ToRequest(EntryFilter f) => new()
     {

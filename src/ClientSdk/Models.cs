@@ -52,6 +52,14 @@ public enum EntryKind
     Release = 5,
     /// <summary>An OPC operator gifted quota to a resident.</summary>
     Gift = 6,
+    /// <summary>A unit applied to redeem.</summary>
+    RedemptionSubmitted = 7,
+    /// <summary>An expert reviewed an application.</summary>
+    RedemptionReviewed = 8,
+    /// <summary>The bureau paid a redemption.</summary>
+    Disbursement = 9,
+    /// <summary>The bureau reversed a deduction, grant or payment.</summary>
+    ClawBack = 10,
 }
 
 /// <summary>The kinds of ledger account.</summary>
@@ -63,8 +71,16 @@ public enum AccountKind
     Pool = 2,
     /// <summary>What one grant holds.</summary>
     Grant = 3,
-    /// <summary>What one unit-year has had deducted.</summary>
+    /// <summary>What one unit-year has had deducted and not applied to redeem.</summary>
     Deducted = 4,
+    /// <summary>Applied for redemption, under review.</summary>
+    Pending = 5,
+    /// <summary>Approved, awaiting payment.</summary>
+    Redeemed = 6,
+    /// <summary>Paid out.</summary>
+    Disbursed = 7,
+    /// <summary>Clawed back from a payment, owed by the unit.</summary>
+    Receivable = 8,
 }
 
 /// <summary>A registered provider.</summary>
@@ -242,7 +258,8 @@ public sealed record YearPolicy(int Year, int SelfControllableRatioBp, int Other
 /// <param name="Redeemed">What was redeemed.</param>
 /// <param name="Disbursed">What was disbursed.</param>
 /// <param name="YearTotal">The policy's total for the year.</param>
-public sealed record ProgramYearFigures(int Year, Fen Funded, Fen Pool, Fen GrantedOpen, Fen Deducted, Fen Reclaimed, Fen Redeemed, Fen Disbursed, Fen YearTotal);
+/// <param name="Receivable">Clawed back from payments and not yet settled.</param>
+public sealed record ProgramYearFigures(int Year, Fen Funded, Fen Pool, Fen GrantedOpen, Fen Deducted, Fen Reclaimed, Fen Redeemed, Fen Disbursed, Fen YearTotal, Fen Receivable);
 
 /// <summary>A change of standing.</summary>
 /// <param name="Uscc">The party.</param>

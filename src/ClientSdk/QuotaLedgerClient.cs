@@ -19,6 +19,7 @@ public sealed partial class QuotaLedgerClient : IDisposable
     private readonly V1.AdminService.AdminServiceClient _admin;
     private readonly V1.RegistryService.RegistryServiceClient _registry;
     private readonly V1.LedgerService.LedgerServiceClient _ledger;
+    private readonly V1.RedemptionService.RedemptionServiceClient _redemption;
 
     /// <summary>Creates a client and its channel.</summary>
     /// <param name="options">Address, credentials, deadline and retries.</param>
@@ -40,6 +41,7 @@ public sealed partial class QuotaLedgerClient : IDisposable
         _admin = new V1.AdminService.AdminServiceClient(_channel);
         _registry = new V1.RegistryService.RegistryServiceClient(_channel);
         _ledger = new V1.LedgerService.LedgerServiceClient(_channel);
+        _redemption = new V1.RedemptionService.RedemptionServiceClient(_channel);
     }
 
     /// <summary>A fresh request id, as the client makes one for each logical call that is not given one.</summary>

@@ -29,7 +29,7 @@ public sealed class SdkTests(LedgerFixture fixture)
         using var client = Client(server);
         string provider = TestUscc.New(), unit = TestUscc.New(), opc = TestUscc.New(), resident = TestUscc.New();
 
-        var policy = await client.SetYearPolicyAsync(new YearPolicy(2040, 5_000, 3_000, 1_000, Fen.FromYuan(5_000_000), Fen.FromYuan(10_000), Fen.FromYuan(100_000_000), 1));
+        var policy = await client.SetYearPolicyAsync(new YearPolicy(2040, 5_000, 3_000, 1_000, Fen.FromYuan(5_000_000), Fen.FromYuan(100), Fen.FromYuan(100_000_000), 1));
         Assert.Equal(policy, await client.GetYearPolicyAsync(2040));
         var funded = await client.FundBudgetAsync(2040, Fen.FromYuan(1_000_000));
         Assert.Equal(Fen.FromYuan(1_000_000), funded.Pool);
@@ -58,6 +58,18 @@ public sealed class SdkTests(LedgerFixture fixture)
         Assert.Equal(GrantStatus.Open, details.Status);
         Assert.Equal(Fen.FromYuan(9_400), details.Remaining);
         Assert.Equal(deduction.UnitYear, await client.GetUnitYearAsync(unit, 2040));
+
+        var batch = await client.OpenBatchAsync(2040, server.Clock.GetUtcNow().AddDays(30));
+        var evidence = Enum.GetValues<EvidenceKind>().Where(k => k != EvidenceKind.PlatformStatement)
+            .Select(k => new EvidenceItem(k, $"doc-{k}", new string('a', 64))).ToList();
+        var applied = await client.SubmitRedemptionAsync(batch.BatchId, unit, Fen.FromYuan(300), evidence);
+        Assert.Contains(applied.Evidence, e => e.Kind == EvidenceKind.PlatformStatement);
+        await client.ReviewRedemptionAsync(applied.RedemptionId, Fen.FromYuan(200), "Expert Li", "partly proven");
+        var paid = await client.DisburseAsync(applied.RedemptionId, "PAY-2040-1");
+        Assert.Equal(Fen.FromYuan(200), paid.Disbursed);
+        Assert.Equal(RedemptionState.Disbursed, (await client.GetRedemptionAsync(applied.RedemptionId)).State);
+        Assert.Single(await client.ListRedemptionsAsync(batchId: batch.BatchId));
+        Assert.Equal(Fen.FromYuan(200), (await client.GetUnitYearAsync(unit, 2040)).Redeemed);
 
         var entries = new List<JournalEntryInfo>();
         await foreach (var entry in client.ListEntriesAsync(new EntryFilter(GrantId: grant.GrantId)))
@@ -88,9 +100,15 @@ public sealed class SdkTests(LedgerFixture fixture)
         server.Clock.Advance(TimeSpan.FromDays(40));
         Assert.True((await client.ExpireDueGrantsAsync()).ExpiredGrants >= 2);
         var program = await client.GetProgramYearAsync(2040);
-        Assert.Equal(program.Funded, program.Pool + program.GrantedOpen + program.Deducted);
+        Assert.Equal(program.Funded, program.Pool + program.GrantedOpen + program.Deducted + program.Receivable);
         var trial = await client.TrialBalanceAsync(2040);
         Assert.True(trial.Balanced && trial.BalancesMatchPostings);
+
+        var clawed = await client.ClawBackAsync(ClawBackTarget.Disbursement, applied.RedemptionId, Fen.FromYuan(50), "forged invoice");
+        Assert.Equal(Standing.Blacklisted, clawed.Standing);
+        Assert.Equal(Fen.FromYuan(50), (await client.GetProgramYearAsync(2040)).Receivable);
+        var verdict = await client.VerifyJournalAsync();
+        Assert.True(verdict.Ok, verdict.Problem);
     }
 
     [Fact]
