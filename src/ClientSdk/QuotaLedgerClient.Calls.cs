@@ -77,6 +77,11 @@ public sealed partial class QuotaLedgerClient
     public async Task<UnitYearFigures> GetUnitYearAsync(string unitUscc, int year, CancellationToken cancellationToken = default) =>
         Map.From(await CallAsync(o => _ledger.GetUnitYearAsync(new V1.GetUnitYearRequest { UnitUscc = unitUscc, Year = year }, o), cancellationToken));
 
+    /// <summary>An empty call: checks the caller authenticates, measures the transport.</summary>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public async Task PingAsync(CancellationToken cancellationToken = default) =>
+        await CallAsync(o => _ledger.PingAsync(new V1.PingRequest(), o), cancellationToken);
+
     // The registry.
 
     /// <summary>Registers a provider.</summary>

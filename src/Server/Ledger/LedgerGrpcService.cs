@@ -112,6 +112,8 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
         return (await UnitYears.FiguresAsync(db, unit, year, cap, time.GetUtcNow(), ct)).ToApi();
     }
 
+    public override Task<PingResponse> Ping(PingRequest request, ServerCallContext context) => Task.FromResult(new PingResponse());
+
     public override Task ListEntries(ListEntriesRequest request, IServerStreamWriter<JournalEntry> responseStream, ServerCallContext context)
     {
         // A provider's statement is its own entries; a unit's its own (gifts it received included).

@@ -29,7 +29,9 @@ public sealed class TestDatabase : IAsyncDisposable
 
     private readonly List<string> _siblings = [];
 
-    public string ConnectionString => new NpgsqlConnectionStringBuilder(_server.ConnectionString) { Database = DatabaseName }.ConnectionString;
+    /// <summary>The run's database. The races queue hundreds of calls on one unit-year, so waiting for a pooled
+    /// connection may take longer than Npgsql's default 15 seconds on a slow machine.</summary>
+    public string ConnectionString => new NpgsqlConnectionStringBuilder(_server.ConnectionString) { Database = DatabaseName, Timeout = 120 }.ConnectionString;
 
     /// <summary>Another fresh database on the same server, for a test that must damage its data on purpose.</summary>
     public async Task<string> CreateSiblingAsync()

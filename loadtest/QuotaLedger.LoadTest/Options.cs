@@ -1,0 +1,58 @@
+using System.Globalization;
+
+namespace QuotaLedger.LoadTest;
+
+/// <summary>Command-line options, in the manner of grpc-dotnet's benchmark client.</summary>
+internal sealed record Options
+{
+    public Uri? Address { get; init; }
+    public string Scenario { get; init; } = "hot";
+    public int Concurrency { get; init; } = 64;
+    public int Rate { get; init; }
+    public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(30);
+    public TimeSpan Warmup { get; init; } = TimeSpan.FromSeconds(5);
+    public int UnitYears { get; init; } = 1_000;
+    public int Connections { get; init; } = 1;
+    public string Json { get; init; } = "loadtest-results.json";
+
+    public const string Usage = """
+        QuotaLedger load test
+          --address URL        server to load (default: start one, with no configuration)
+          --scenario NAME      hot | spread | mixed | ping (default hot)
+          --concurrency N      callers in the closed loop, or the in-flight cap in the open loop (default 64)
+          --rate N             open loop: N calls a second (default 0: closed loop)
+          --duration SECONDS   measured time (default 30)
+          --warmup SECONDS     unmeasured time before it (default 5)
+          --unit-years N       spread/mixed: how many unit-years (default 1000)
+          --connections N      gRPC channels (default 1)
+          --json PATH          where to write the results (default loadtest-results.json)
+        """;
+
+    public static Options Parse(string[] args)
+    {
+        var options = new Options();
+        for (var i = 0; i < args.Length; i++)
+        {
+            var value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value.\n{Usage}");
+            options = args[i] switch
+            {
+                "--address" => options with { Address = new Uri(value) },
+                "--scenario" => options with { Scenario = value is "hot" or "spread" or "mixed" or "ping" ? value : throw new ArgumentException($"Unknown scenario {value}.\n{Usage}") },
+                "--concurrency" => options with { Concurrency = Positive(value) },
+                "--rate" => options with { Rate = int.Parse(value, CultureInfo.InvariantCulture) },
+                "--duration" => options with { Duration = TimeSpan.FromSeconds(Positive(value)) },
+                "--warmup" => options with { Warmup = TimeSpan.FromSeconds(int.Parse(value, CultureInfo.InvariantCulture)) },
+                "--unit-years" => options with { UnitYears = Positive(value) },
+                "--connections" => options with { Connections = Positive(value) },
+                "--json" => options with { Json = value },
+                _ => throw new ArgumentException($"Unknown option {args[i]}.\n{Usage}"),
+            };
+            i++;
+        }
+
+        return options;
+    }
+
+    private static int Positive(string value) =>
+        int.TryParse(value, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new ArgumentException($"'{value}' is not a positive number.");
+}

@@ -1,0 +1,310 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using QuotaLedger.Client;
+using QuotaLedger.LoadTest;
+
+Options options;
+try
+{
+    options = Options.Parse(args);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine(e.Message);
+    return 2;
+}
+
+await using var server = options.Address is null ? await ServerProcess.StartAsync() : null;
+var address = options.Address ?? server!.Address;
+var clients = Enumerable.Range(0, options.Connections).Select(_ => new QuotaLedgerClient(new QuotaLedgerClientOptions
+{
+    Address = address,
+    DefaultDeadline = TimeSpan.FromSeconds(30),
+    // The load test counts failures instead of hiding them behind retries.
+    Retry = { MaxAttempts = 1 },
+})).ToArray();
+await WaitUntilUpAsync(clients[0]);
+
+var unitYears = options.Scenario == "hot" ? 1 : options.UnitYears;
+var grantEach = options.Scenario == "hot" ? Fen.FromYuan(2_000_000) : Fen.FromYuan(5_000);
+List<Target> targets = [];
+string provider = "";
+var year = 0;
+if (options.Scenario != "ping")
+{
+    Console.WriteLine($"Setting up {unitYears} unit-year(s) with a grant of {grantEach} each ...");
+    (provider, year, targets) = await Setup.RunAsync(clients[0], unitYears, grantEach);
+}
+
+var run = new Run(options, clients, provider, year, targets);
+Console.WriteLine($"Running '{options.Scenario}' with {(options.Rate > 0 ? $"{options.Rate} calls/s (open loop, at most {options.Concurrency} in flight)" : $"{options.Concurrency} callers (closed loop)")}: warm-up {options.Warmup.TotalSeconds:0} s, then {options.Duration.TotalSeconds:0} s measured.");
+var result = await run.ExecuteAsync();
+result = result with { ServerPeakRssKb = server?.PeakRssKilobytes() };
+Console.WriteLine();
+Console.WriteLine(result.Describe());
+
+var failures = options.Scenario == "ping" ? [] : await Books.CheckAsync(clients[0], year, targets, run.AppliedByTarget);
+result = result with { BooksChecked = options.Scenario != "ping", BookFailures = failures };
+await File.WriteAllTextAsync(options.Json, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
+Console.WriteLine($"Results written to {Path.GetFullPath(options.Json)}");
+foreach (var failure in failures)
+{
+    Console.Error.WriteLine($"BOOKS: {failure}");
+}
+
+Console.WriteLine(failures.Count == 0 ? "Books check: OK" : $"Books check: {failures.Count} failure(s)");
+foreach (var client in clients)
+{
+    client.Dispose();
+}
+
+return failures.Count == 0 ? 0 : 1;
+
+static async Task WaitUntilUpAsync(QuotaLedgerClient client)
+{
+    var deadline = DateTime.UtcNow.AddSeconds(120);
+    while (true)
+    {
+        try
+        {
+            await client.PingAsync();
+            return;
+        }
+        catch (QuotaLedgerException) when (DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(500);
+        }
+    }
+}
+
+namespace QuotaLedger.LoadTest
+{
+    /// <summary>The measured run: callers in a closed loop, or calls at a fixed rate in an open loop (latency then counts
+    /// from when each call was due, so a slow server is not hidden by callers that wait).</summary>
+    internal sealed class Run(Options options, QuotaLedgerClient[] clients, string provider, int year, List<Target> targets)
+    {
+        private readonly ConcurrentDictionary<string, long> _errors = new();
+        private readonly ConcurrentBag<List<long>> _latencies = [];
+        private long _invoice;
+        private long _progress;
+        private long _completed;
+        private long _failed;
+        private volatile bool _measuring;
+
+        public ConcurrentDictionary<int, long> AppliedByTarget { get; } = new();
+
+        public async Task<Result> ExecuteAsync()
+        {
+            using var stop = new CancellationTokenSource();
+            var measured = Stopwatch.StartNew();
+            var progress = Task.Run(async () =>
+            {
+                var last = 0L;
+                var clock = Stopwatch.StartNew();
+                while (!stop.IsCancellationRequested)
+                {
+                    await Task.Delay(1_000, CancellationToken.None);
+                    var done = Interlocked.Read(ref _progress);
+                    Console.WriteLine($"  {clock.Elapsed.TotalSeconds,5:0}s {(_measuring ? "measuring" : "warming up"),-10} {done - last,7} calls/s  {Interlocked.Read(ref _failed),6} errors");
+                    last = done;
+                }
+            });
+
+            var work = options.Rate > 0 ? OpenLoopAsync(stop.Token) : ClosedLoopAsync(stop.Token);
+            await Task.Delay(options.Warmup);
+            Interlocked.Exchange(ref _completed, 0);
+            Interlocked.Exchange(ref _failed, 0);
+            _errors.Clear();
+            _measuring = true;
+            measured.Restart();
+            await Task.Delay(options.Duration);
+            _measuring = false;
+            var seconds = measured.Elapsed.TotalSeconds;
+            var completed = Interlocked.Read(ref _completed);
+            var failed = Interlocked.Read(ref _failed);
+            await stop.CancelAsync();
+            await work;
+            await progress;
+
+            var all = _latencies.SelectMany(l => l).ToArray();
+            Array.Sort(all);
+            return new Result(options.Scenario, options.Concurrency, options.Rate, options.Duration.TotalSeconds, targets.Count,
+                completed, failed, completed / seconds,
+                Percentile(all, 50), Percentile(all, 90), Percentile(all, 99), Percentile(all, 99.9), all.Length == 0 ? 0 : Ms(all[^1]),
+                new SortedDictionary<string, long>(_errors), null, false, []);
+        }
+
+        private async Task ClosedLoopAsync(CancellationToken stop)
+        {
+            await Task.WhenAll(Enumerable.Range(0, options.Concurrency).Select(async worker =>
+            {
+                var latencies = new List<long>(1 << 16);
+                _latencies.Add(latencies);
+                var client = clients[worker % clients.Length];
+                while (!stop.IsCancellationRequested)
+                {
+                    var started = Stopwatch.GetTimestamp();
+                    await OneCallAsync(client);
+                    Record(latencies, started);
+                }
+            }));
+        }
+
+        private async Task OpenLoopAsync(CancellationToken stop)
+        {
+            var latencies = new List<long>(1 << 16);
+            _latencies.Add(latencies);
+            var inFlight = new SemaphoreSlim(options.Concurrency);
+            var interval = Stopwatch.Frequency / (double)options.Rate;
+            var start = Stopwatch.GetTimestamp();
+            var running = new List<Task>();
+            for (long n = 0; !stop.IsCancellationRequested; n++)
+            {
+                var due = start + (long)(n * interval);
+                var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), due);
+                if (wait > TimeSpan.Zero)
+                {
+                    await Task.Delay(wait, CancellationToken.None);
+                }
+
+                if (!inFlight.Wait(0))
+                {
+                    Fail("DROPPED_OVER_IN_FLIGHT_CAP");
+                    continue;
+                }
+
+                var client = clients[n % clients.Length];
+                running.Add(Task.Run(async () =>
+                {
+                    try
+                    {
+                        await OneCallAsync(client);
+                        lock (latencies)
+                        {
+                            Record(latencies, due);
+                        }
+                    }
+                    finally
+                    {
+                        inFlight.Release();
+                    }
+                }, CancellationToken.None));
+                running.RemoveAll(t => t.IsCompleted);
+            }
+
+            await Task.WhenAll(running);
+        }
+
+        private async Task OneCallAsync(QuotaLedgerClient client)
+        {
+            try
+            {
+                switch (options.Scenario)
+                {
+                    case "ping":
+                        await client.PingAsync();
+                        break;
+                    case "mixed" when Random.Shared.Next(10) is var pick && pick < 2:
+                        var target = targets[Random.Shared.Next(targets.Count)];
+                        if (pick == 0)
+                        {
+                            await client.GrantAsync(provider, target.ContractNo, new Fen(100));
+                        }
+                        else
+                        {
+                            await client.GetUnitYearAsync(target.Unit, year);
+                        }
+
+                        break;
+                    default:
+                        await DeductAsync(client);
+                        break;
+                }
+
+                Interlocked.Increment(ref _completed);
+                Interlocked.Increment(ref _progress);
+            }
+            catch (QuotaLedgerException e)
+            {
+                Fail(e.ReasonWord.Length > 0 ? e.ReasonWord : e.StatusCode.ToString());
+            }
+        }
+
+        private async Task DeductAsync(QuotaLedgerClient client)
+        {
+            var target = targets[targets.Count == 1 ? 0 : Random.Shared.Next(targets.Count)];
+            var invoice = Interlocked.Increment(ref _invoice);
+            var result = await client.DeductAsync(provider, target.GrantId, $"LT-{invoice}", Setup.InvoiceAmount, DateOnly.FromDateTime(DateTime.UtcNow.AddHours(8)).AddDays(-1));
+            AppliedByTarget.AddOrUpdate(target.Index, result.Applied.Value, (_, sum) => sum + result.Applied.Value);
+        }
+
+        private void Record(List<long> latencies, long started)
+        {
+            if (_measuring)
+            {
+                latencies.Add(Stopwatch.GetTimestamp() - started);
+            }
+        }
+
+        private void Fail(string reason)
+        {
+            Interlocked.Increment(ref _failed);
+            _errors.AddOrUpdate(reason, 1, (_, n) => n + 1);
+        }
+
+        private static double Percentile(long[] sorted, double p) =>
+            sorted.Length == 0 ? 0 : Ms(sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p / 100 * sorted.Length) - 1)]);
+
+        private static double Ms(long ticks) => ticks * 1_000d / Stopwatch.Frequency;
+    }
+
+    internal sealed record Result(
+        string Scenario, int Concurrency, int Rate, double DurationSeconds, int UnitYears,
+        long Completed, long Failed, double CallsPerSecond,
+        double P50Ms, double P90Ms, double P99Ms, double P999Ms, double MaxMs,
+        SortedDictionary<string, long> ErrorsByReason, long? ServerPeakRssKb, bool BooksChecked, List<string> BookFailures)
+    {
+        public string Describe() => string.Create(CultureInfo.InvariantCulture, $"""
+            scenario {Scenario}, {(Rate > 0 ? $"open loop {Rate}/s" : $"{Concurrency} callers")}, {UnitYears} unit-year(s), {DurationSeconds:0} s measured
+            throughput   {CallsPerSecond:0} calls/s ({Completed} ok, {Failed} failed)
+            latency ms   p50 {P50Ms:0.00}  p90 {P90Ms:0.00}  p99 {P99Ms:0.00}  p99.9 {P999Ms:0.00}  max {MaxMs:0.00}
+            errors       {(ErrorsByReason.Count == 0 ? "none" : string.Join(", ", ErrorsByReason.Select(e => $"{e.Key} {e.Value}")))}
+            server RSS   {(ServerPeakRssKb is { } kb ? $"{kb / 1024} MiB peak" : "n/a (server not started by the load test)")}
+            """);
+    }
+
+    /// <summary>The books after the run: what the responses applied is what the ledger shows deducted, no grant is
+    /// overdrawn, and the trial balance balances.</summary>
+    internal static class Books
+    {
+        public static async Task<List<string>> CheckAsync(QuotaLedgerClient client, int year, List<Target> targets, ConcurrentDictionary<int, long> applied)
+        {
+            var failures = new List<string>();
+            foreach (var target in targets)
+            {
+                var unitYear = await client.GetUnitYearAsync(target.Unit, year);
+                var expected = target.DeductedBefore.Value + applied.GetValueOrDefault(target.Index);
+                if (unitYear.Deducted.Value != expected)
+                {
+                    failures.Add($"unit-year {target.Unit}/{year}: ledger shows {unitYear.Deducted.Value} fen deducted, responses applied {expected}");
+                }
+
+                var grant = await client.GetGrantAsync(target.GrantId);
+                if (grant.Remaining.Value < 0 || grant.Deducted + grant.Remaining + grant.Returned != grant.Amount)
+                {
+                    failures.Add($"grant {grant.GrantId}: amount {grant.Amount.Value}, deducted {grant.Deducted.Value}, remaining {grant.Remaining.Value}, returned {grant.Returned.Value}");
+                }
+            }
+
+            var trial = await client.TrialBalanceAsync(year);
+            if (!trial.Balanced || !trial.BalancesMatchPostings)
+            {
+                failures.Add($"trial balance {year}: debits {trial.TotalDebit.Value}, credits {trial.TotalCredit.Value}, balances match postings: {trial.BalancesMatchPostings}");
+            }
+
+            return failures;
+        }
+    }
+}

@@ -1,0 +1,76 @@
+using System.Security.Cryptography;
+using QuotaLedger.Client;
+
+namespace QuotaLedger.LoadTest;
+
+/// <summary>One unit-year under load: its unit, its grant, what it had deducted before the run.</summary>
+internal sealed record Target(int Index, string Unit, string ContractNo, long GrantId, Fen Granted, Fen DeductedBefore);
+
+/// <summary>Sets up, through the SDK, a provider with its own units, contracts and grants, and funds the pool for them.</summary>
+internal static class Setup
+{
+    /// <summary>Each invoice: 200 fen, of which the voucher covers 100 (50%, self-controllable compute).</summary>
+    public static readonly Fen InvoiceAmount = new(200);
+
+    public static async Task<(string Provider, int Year, List<Target> Targets)> RunAsync(QuotaLedgerClient client, int unitYears, Fen grantEach)
+    {
+        var year = TimeZoneInfo.ConvertTime(DateTimeOffset.UtcNow, TimeZoneInfo.FindSystemTimeZoneById("Asia/Shanghai")).Year;
+        YearPolicy policy;
+        try
+        {
+            policy = await client.GetYearPolicyAsync(year);
+        }
+        catch (QuotaLedgerException)
+        {
+            policy = await client.SetYearPolicyAsync(new YearPolicy(year, 5_000, 3_000, 1_000, Fen.FromYuan(5_000_000), Fen.FromYuan(10_000), Fen.FromYuan(100_000_000), 1));
+        }
+
+        var needed = new Fen(grantEach.Value * unitYears);
+        var program = await client.GetProgramYearAsync(year);
+        if (program.Pool < needed)
+        {
+            var room = policy.YearTotal - program.Funded;
+            var fund = needed - program.Pool;
+            if (fund > room)
+            {
+                throw new InvalidOperationException($"The {year} pool holds {program.Pool} and only {room} more may be funded; the run needs {needed}.");
+            }
+
+            await client.FundBudgetAsync(year, fund);
+        }
+
+        var provider = NewUscc();
+        await client.RegisterProviderAsync(provider, "Load test provider", ["IDC-LOAD"]);
+        var targets = new Target[unitYears];
+        await Parallel.ForEachAsync(Enumerable.Range(0, unitYears), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, ct) =>
+        {
+            var unit = NewUscc();
+            await client.RegisterUnitAsync(new UnitRegistration(unit, $"Load unit {i}", UnitKind.Enterprise), cancellationToken: ct);
+            await client.ReviewUnitAsync(provider, unit, approve: true, cancellationToken: ct);
+            var contractNo = $"LOAD-{i}";
+            // Room for every invoice the run can send: the voucher share is half the invoice.
+            var amount = new Fen(checked(grantEach.Value * 4));
+            await client.RegisterContractAsync(new ContractTerms(contractNo, provider, unit, "Ascend 910B", true, "cloud", new Fen(100), amount,
+                "load test", false, new DateOnly(year, 1, 1)), cancellationToken: ct);
+            var grant = await client.GrantAsync(provider, contractNo, grantEach, cancellationToken: ct);
+            targets[i] = new Target(i, unit, contractNo, grant.GrantId, grantEach, grant.UnitYear.Deducted);
+        });
+        return (provider, year, [.. targets]);
+    }
+
+    private static string NewUscc()
+    {
+        const string alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+        int[] weights = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+        var body = new char[17];
+        body[0] = '9';
+        body[1] = '1';
+        for (var i = 2; i < body.Length; i++)
+        {
+            body[i] = alphabet[RandomNumberGenerator.GetInt32(alphabet.Length)];
+        }
+
+        var sum = body.Select((c, i) => alphabet.IndexOf(c) * weights[i]).Sum();
+        return new string(body) + alphabet[(31 - (sum % 31)) % 31];
+    }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The benchmark command: the textbook baseline (pgbench) and QuotaLedger (the load test) one after the other, on the
+# same machine and the same PostgreSQL cluster (the server's no-configuration local cluster, synchronous_commit and
+# fsync on), then their ratios. Usage: loadtest/bench.sh [seconds per run, default 30]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+seconds="${1:-30}"
+out=".artifacts/bench"
+mkdir -p "$out"
+
+dotnet build loadtest/QuotaLedger.LoadTest -c Release -v quiet -nologo
+dotnet build src/Server -c Release -o .artifacts/loadtest-server -v quiet -nologo
+
+# One server for every QuotaLedger run; it starts (or reuses) the local cluster the baseline also runs on.
+port=5181
+(cd .artifacts/loadtest-server && Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$port" Kestrel__Endpoints__Grpc__Protocols=Http2 \
+  RateLimits__PermitsPerSecond=1000000 RateLimits__Burst=1000000 Logging__LogLevel__Default=Warning \
+  exec dotnet QuotaLedger.Server.dll) > "$out/server.log" 2>&1 &
+server=$!
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+
+data=/var/tmp/quotaledger/pgdata
+for _ in $(seq 1 120); do [ -f "$data/postmaster.pid" ] && grep -q "Now listening" "$out/server.log" && break; sleep 1; done
+export PGHOST=127.0.0.1 PGPORT="$(sed -n 4p "$data/postmaster.pid")" PGUSER=quotaledger PGPASSWORD="$(cat "$data.password")"
+
+run_baseline() { bash loadtest/baseline/run.sh "$1" 64 "$seconds" | tee "$out/baseline-$1.txt" | tail -1; }
+run_ledger() {
+  dotnet loadtest/QuotaLedger.LoadTest/bin/Release/net10.0/QuotaLedger.LoadTest.dll --address "http://127.0.0.1:$port" \
+    --scenario "$1" --concurrency 64 --duration "$seconds" --warmup 5 --unit-years 1000 --json "$out/ledger-$1.json" "${@:2}" \
+    | tee "$out/ledger-$1.txt" | grep -E "^(scenario|throughput|latency|errors|Books)"
+}
+
+echo "== baseline (pgbench, textbook deduction) =="
+base_hot=$(run_baseline 1 | sed 's/.*tps=//')
+base_spread=$(run_baseline 1000 | sed 's/.*tps=//')
+echo "hot $base_hot tps, spread $base_spread tps"
+
+echo "== QuotaLedger =="
+run_ledger ping
+run_ledger hot
+run_ledger spread
+rate() { python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['CallsPerSecond']))" "$out/ledger-$1.json"; }
+ping=$(rate ping); hot=$(rate hot); spread=$(rate spread)
+
+python3 - "$base_hot" "$base_spread" "$ping" "$hot" "$spread" <<'PY'
+import sys
+bh, bs, ping, hot, spread = map(float, sys.argv[1:])
+print(f"== ratios ==\nhot:    {hot:.0f}/s = {hot/bh:.2f}x baseline ({bh:.0f}/s), {hot/ping:.1%} of ping ({ping:.0f}/s)")
+print(f"spread: {spread:.0f}/s = {spread/bs:.2f}x baseline ({bs:.0f}/s), {spread/ping:.1%} of ping")
+PY
