@@ -143,39 +143,16 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
         return idempotency.RunAsync(by, request.RequestId, nameof(SetStanding), request, async ct =>
         {
             var now = time.GetUtcNow();
-            var unit = await db.Units.SingleOrDefaultAsync(u => u.Uscc == uscc, ct);
-            var provider = await db.Providers.SingleOrDefaultAsync(p => p.Uscc == uscc, ct);
-            if (unit is null && provider is null)
-            {
-                throw new LedgerException(Reason.UnknownUnit, $"No unit or provider is registered with USCC {uscc}.");
-            }
-
-            var response = new SetStandingResponse { Uscc = uscc, Standing = request.Standing, ChangedAt = now.ToTimestamp() };
-            void Record(string party, PartyStanding from)
-            {
-                db.StandingChanges.Add(new StandingChangeRow
-                {
-                    Uscc = uscc, Party = party, From = from, To = standing, Reason = reason, ChangedAt = now,
-                    RequestId = request.RequestId, Caller = by,
-                });
-                response.Parties.Add(party);
-                response.PreviousStanding = from.ToApi();
-            }
-
-            if (unit is not null)
-            {
-                Record("unit", unit.Standing);
-                unit.Standing = standing;
-            }
-
-            if (provider is not null)
-            {
-                Record("provider", provider.Standing);
-                provider.Standing = standing;
-            }
-
+            var change = await Standings.SetAsync(db, uscc, standing, reason, now, request.RequestId, by, ct);
             await db.SaveChangesAsync(ct);
-            return response;
+            return new SetStandingResponse
+            {
+                Uscc = uscc,
+                Standing = request.Standing,
+                PreviousStanding = change.Previous.ToApi(),
+                Parties = { change.Parties },
+                ChangedAt = now.ToTimestamp(),
+            };
         }, context.CancellationToken);
     }
 

@@ -41,7 +41,7 @@ internal static class ClawBacks
         await Journal.PostAsync(db, entry, legs, ct);
 
         var partyUscc = party ?? unit;
-        await SetStandingAsync(db, partyUscc, standing, $"claw-back of {kind} {targetId}: {reason}", now, request.RequestId, by, ct);
+        await Standings.SetAsync(db, partyUscc, standing, $"claw-back of {kind} {targetId}: {reason}", now, request.RequestId, by, ct);
         var row = new ClawBackRow
         {
             TargetKind = kind,
@@ -132,27 +132,4 @@ internal static class ClawBacks
 
     private static Task<long> PoolAsync(LedgerDb db, int year, CancellationToken ct) =>
         db.Accounts.Where(a => a.Kind == AccountKind.Pool && a.Year == year).Select(a => a.Id).SingleAsync(ct);
-
-    private static async Task SetStandingAsync(LedgerDb db, string uscc, PartyStanding standing, string reason, DateTimeOffset now,
-        string requestId, string by, CancellationToken ct)
-    {
-        var unit = await db.Units.SingleOrDefaultAsync(u => u.Uscc == uscc, ct);
-        var provider = await db.Providers.SingleOrDefaultAsync(p => p.Uscc == uscc, ct);
-        if (unit is null && provider is null)
-        {
-            throw new LedgerException(Reason.UnknownUnit, $"No unit or provider is registered with USCC {uscc}.");
-        }
-
-        if (unit is not null)
-        {
-            db.StandingChanges.Add(new StandingChangeRow { Uscc = uscc, Party = "unit", From = unit.Standing, To = standing, Reason = reason, ChangedAt = now, RequestId = requestId, Caller = by });
-            unit.Standing = standing;
-        }
-
-        if (provider is not null)
-        {
-            db.StandingChanges.Add(new StandingChangeRow { Uscc = uscc, Party = "provider", From = provider.Standing, To = standing, Reason = reason, ChangedAt = now, RequestId = requestId, Caller = by });
-            provider.Standing = standing;
-        }
-    }
 }
