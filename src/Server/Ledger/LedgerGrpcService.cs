@@ -102,11 +102,10 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
             throw new LedgerException(Reason.UnknownUnit, $"No unit is registered with USCC {unit}.");
         }
 
-        // A unit reads its own unit-years; a provider those of the units it has contracts with.
+        // A unit reads its own unit-years; a provider those of the units it has a contract with.
         var caller = Access.CallerOf(context);
-        var provider = caller.Has(Role.Provider) && !Access.ReadsAll(caller)
-            && await db.Contracts.AnyAsync(c => c.ProviderUscc == caller.Uscc && c.UnitUscc == unit, ct) ? caller.Uscc : "";
-        Access.EnsureParty(caller, provider, unit);
+        var contracted = caller.Has(Role.Provider) && await db.Contracts.AnyAsync(c => c.ProviderUscc == caller.Uscc && c.UnitUscc == unit, ct);
+        Access.EnsureParty(caller, providerUscc: contracted ? caller.Uscc : "", unitUscc: unit);
 
         var cap = (await Policies.FindAsync(db, year, ct))?.UnitYearCap ?? Fen.Zero;
         return (await UnitYears.FiguresAsync(db, unit, year, cap, time.GetUtcNow(), ct)).ToApi();
