@@ -25,7 +25,8 @@ internal static class Setup
             policy = await client.SetYearPolicyAsync(new YearPolicy(year, 5_000, 3_000, 1_000, Fen.FromYuan(5_000_000), Fen.FromYuan(10_000), Fen.FromYuan(100_000_000), 1));
         }
 
-        var needed = new Fen(grantEach.Value * unitYears);
+        // The grants, and room for the small grants of the mixed scenario.
+        var needed = new Fen(grantEach.Value * unitYears) + Fen.FromYuan(100_000);
         var program = await client.GetProgramYearAsync(year);
         if (program.Pool < needed)
         {
