@@ -193,6 +193,21 @@ public sealed class SecurityTests(LedgerFixture fixture)
                 ["OK", "OK", "NOT_YOUR_RESOURCE", "OK", "OK"]),
             ("GetUnitYear", c => c.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = w.U, Year = 2026 }).ResponseAsync,
                 ["OK", "OK", "NOT_YOUR_RESOURCE", "OK", "OK"]),
+            ("VerifyJournal", c => c.Admin.VerifyJournalAsync(new VerifyJournalRequest()).ResponseAsync,
+                ["OK", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "OK"]),
+            ("OpenBatch", c => c.Redemption.OpenBatchAsync(new OpenBatchRequest
+            {
+                RequestId = Ids.New(), Year = 2026, ClosesAt = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(s_now.AddDays(30)),
+            }).ResponseAsync,
+                ["OK", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
+            ("Submit", c => c.Redemption.SubmitAsync(new SubmitRequest { RequestId = Ids.New(), BatchId = 987_654, UnitUscc = w.U, AmountFen = 1, Evidence = { AllEvidence() } }).ResponseAsync,
+                ["ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "UNKNOWN_BATCH", "ROLE_REQUIRED"]),
+            ("Review", c => c.Redemption.ReviewAsync(new ReviewRequest { RequestId = Ids.New(), RedemptionId = 987_654, ApprovedFen = 1, Reviewer = "r", Reason = "r" }).ResponseAsync,
+                ["ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "UNKNOWN_REDEMPTION"]),
+            ("Disburse", c => c.Redemption.DisburseAsync(new DisburseRequest { RequestId = Ids.New(), RedemptionId = 987_654, PaymentRef = "p" }).ResponseAsync,
+                ["UNKNOWN_REDEMPTION", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
+            ("ClawBack", c => c.Redemption.ClawBackAsync(new ClawBackRequest { RequestId = Ids.New(), GrantId = 987_654_321, AmountFen = 1, Reason = "r" }).ResponseAsync,
+                ["UNKNOWN_GRANT", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
             ("Gift", c => c.Ledger.GiftAsync(new GiftRequest { RequestId = Ids.New(), OperatorUscc = w.U, GrantId = grant.GrantId, ResidentUscc = w.U, AmountFen = 1 }).ResponseAsync,
                 ["ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "NOT_TRANSFERABLE", "ROLE_REQUIRED"]),
         };
@@ -218,6 +233,9 @@ public sealed class SecurityTests(LedgerFixture fixture)
         Assert.Equal(5_001, contract.GrantedFen);
         Assert.Equal(2_000, contract.InvoicedFen);
     }
+
+    private static IEnumerable<Evidence> AllEvidence() =>
+        Enumerable.Range(1, 7).Select(k => new Evidence { Kind = (EvidenceKind)k, Reference = $"doc-{k}", Sha256 = new string('a', 64) });
 
     private static async Task<string> OutcomeAsync(Func<Task> call)
     {

@@ -154,4 +154,5 @@ internal sealed class Clients(GrpcChannel channel)
     public AdminService.AdminServiceClient Admin { get; } = new(channel);
     public RegistryService.RegistryServiceClient Registry { get; } = new(channel);
     public LedgerService.LedgerServiceClient Ledger { get; } = new(channel);
+    public RedemptionService.RedemptionServiceClient Redemption { get; } = new(channel);
 }
