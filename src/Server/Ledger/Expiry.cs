@@ -51,8 +51,7 @@ internal static class Expiry
     {
         db.ChangeTracker.Clear();
         await using var transaction = await db.Database.BeginTransactionAsync(ct);
-        await UnitYears.LockForGrantAsync(db, grantId, ct);
-        var grant = await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct);
+        var (_, grant) = (await Grants.LockAsync(db, grantId, ct))!.Value;
         if (grant.State != GrantState.Open || grant.ExpiresAt > now)
         {
             return null;

@@ -53,12 +53,11 @@ internal static class Gifts
             throw new LedgerException(Reason.GrantEmpty, $"Grant {grantId} holds {held}; it cannot give {amount}.");
         }
 
-        var cap = (await Policies.FindAsync(db, source.Year, ct))?.UnitYearCap ?? Fen.Zero;
-        var residentBefore = await UnitYears.FiguresAsync(db, residentUscc, source.Year, cap, now, ct);
+        var residentBefore = await UnitYears.FiguresAsync(db, residentUscc, source.Year, now, ct);
         if (!UnitYearCap.Allows(residentBefore.Cap, residentBefore.GrantedOpen, residentBefore.Deducted, amount))
         {
             throw new LedgerException(Reason.UnitYearCapExceeded,
-                $"Resident {residentUscc} has committed {residentBefore.GrantedOpen + residentBefore.Deducted} of its {cap} cap for {source.Year}; at most {residentBefore.Headroom} more can be given.");
+                $"Resident {residentUscc} has committed {residentBefore.GrantedOpen + residentBefore.Deducted} of its {residentBefore.Cap} cap for {source.Year}; at most {residentBefore.Headroom} more can be given.");
         }
 
         var gift = new GrantRow
@@ -102,7 +101,7 @@ internal static class Gifts
             Grant = await Grants.InfoAsync(db, gift.Id, now, ct),
             SourceGrantId = source.Id,
             SourceRemainingFen = (held - amount).Value,
-            OperatorUnitYear = (await UnitYears.FiguresAsync(db, operatorUscc, source.Year, cap, now, ct)).ToApi(),
+            OperatorUnitYear = (await UnitYears.FiguresAsync(db, operatorUscc, source.Year, now, ct)).ToApi(),
             ResidentUnitYear = (residentBefore with { GrantedOpen = residentBefore.GrantedOpen + amount }).ToApi(),
         };
     }

@@ -17,6 +17,18 @@ internal static class Grants
         _ => GrantStatus.Open,
     };
 
+    /// <summary>Locks the grant's unit-year (the lock every change of the grant takes), then reads the grant with its
+    /// account; null when there is no such grant.</summary>
+    public static async Task<(UnitYearRow UnitYear, GrantRow Grant)?> LockAsync(LedgerDb db, long grantId, CancellationToken ct)
+    {
+        if (await UnitYears.LockForGrantAsync(db, grantId, ct) is not { } unitYear)
+        {
+            return null;
+        }
+
+        return (unitYear, await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct));
+    }
+
     public static async Task<GrantInfo?> InfoAsync(LedgerDb db, long grantId, DateTimeOffset now, CancellationToken ct)
     {
         var row = await db.Grants.AsNoTracking()

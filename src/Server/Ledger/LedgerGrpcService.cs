@@ -51,23 +51,17 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
 
         return idempotency.RunAsync(by, request.RequestId, nameof(Release), request, async ct =>
         {
-            var unitYear = await UnitYears.LockForGrantAsync(db, grantId, ct) ?? throw UnknownGrant(grantId);
-            var grant = await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct);
-            if (grant.ProviderUscc != provider)
-            {
-                throw new LedgerException(Reason.NotYourResource, $"Grant {grantId} was not made by provider {provider}.");
-            }
+            var (_, grant) = await LockOwnGrantAsync(provider, grantId, ct);
 
             var now = time.GetUtcNow();
             EnsureOpen(grant, now, "release");
             var released = await GrantReturns.CloseAsync(db, grant, GrantState.Released, request.RequestId, by, now,
                 $"released, joint statement {statementRef}", statementRef, ct);
-            var policy = await Policies.FindAsync(db, grant.Year, ct);
             return new ReleaseResponse
             {
                 GrantId = grantId,
                 ReleasedFen = released.Value,
-                UnitYear = (await UnitYears.FiguresAsync(db, grant.UnitUscc, grant.Year, policy?.UnitYearCap ?? Fen.Zero, now, ct)).ToApi(),
+                UnitYear = (await UnitYears.FiguresAsync(db, grant.UnitUscc, grant.Year, now, ct)).ToApi(),
             };
         }, context.CancellationToken);
     }
@@ -107,8 +101,7 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
         var contracted = caller.Has(Role.Provider) && await db.Contracts.AnyAsync(c => c.ProviderUscc == caller.Uscc && c.UnitUscc == unit, ct);
         Access.EnsureParty(caller, providerUscc: contracted ? caller.Uscc : "", unitUscc: unit);
 
-        var cap = (await Policies.FindAsync(db, year, ct))?.UnitYearCap ?? Fen.Zero;
-        return (await UnitYears.FiguresAsync(db, unit, year, cap, time.GetUtcNow(), ct)).ToApi();
+        return (await UnitYears.FiguresAsync(db, unit, year, time.GetUtcNow(), ct)).ToApi();
     }
 
     public override Task<PingResponse> Ping(PingRequest request, ServerCallContext context) => Task.FromResult(new PingResponse());
@@ -183,7 +176,7 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
                 $"Contract '{contractNo}' allows {quota} of quota ({contract.AmountFen} fen at {ratio}); {amount} more would exceed it.");
         }
 
-        var before = await UnitYears.FiguresAsync(db, contract.UnitUscc, year, policy.UnitYearCap, now, ct);
+        var before = await UnitYears.FiguresAsync(db, contract.UnitUscc, year, now, ct);
         if (!UnitYearCap.Allows(before.Cap, before.GrantedOpen, before.Deducted, amount))
         {
             throw new LedgerException(Reason.UnitYearCapExceeded,
@@ -239,12 +232,7 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
 
     private async Task<DeductResponse> DeductAsync(string provider, long grantId, string invoiceNo, Fen invoiceAmount, DateOnly invoiceDate, string requestId, string by, CancellationToken ct)
     {
-        var unitYear = await UnitYears.LockForGrantAsync(db, grantId, ct) ?? throw UnknownGrant(grantId);
-        var grant = await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct);
-        if (grant.ProviderUscc != provider)
-        {
-            throw new LedgerException(Reason.NotYourResource, $"Grant {grantId} was not made by provider {provider}.");
-        }
+        var (unitYear, grant) = await LockOwnGrantAsync(provider, grantId, ct);
 
         var now = time.GetUtcNow();
         EnsureOpen(grant, now, "deduction");
@@ -314,8 +302,7 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
             throw DuplicateInvoice(provider, invoiceNo);
         }
 
-        var policy = await Policies.FindAsync(db, grant.Year, ct);
-        var after = await UnitYears.FiguresAsync(db, grant.UnitUscc, grant.Year, policy?.UnitYearCap ?? Fen.Zero, now, ct);
+        var after = await UnitYears.FiguresAsync(db, grant.UnitUscc, grant.Year, now, ct);
         return new DeductResponse
         {
             DeductionId = deduction.Id,
@@ -324,6 +311,15 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
             GrantRemainingFen = (held - applied).Value,
             UnitYear = after.ToApi(),
         };
+    }
+
+    /// <summary>Locks a grant's unit-year and reads the grant, which must be the provider's own.</summary>
+    private async Task<(UnitYearRow UnitYear, GrantRow Grant)> LockOwnGrantAsync(string provider, long grantId, CancellationToken ct)
+    {
+        var (unitYear, grant) = await Grants.LockAsync(db, grantId, ct) ?? throw UnknownGrant(grantId);
+        return grant.ProviderUscc == provider
+            ? (unitYear, grant)
+            : throw new LedgerException(Reason.NotYourResource, $"Grant {grantId} was not made by provider {provider}.");
     }
 
     /// <summary>The validity rule, checked at the call whatever the expiry pass has done: a grant past its expiry, or

@@ -83,13 +83,14 @@ internal static class UnitYears
             .AsNoTracking()
             .SingleOrDefaultAsync(ct);
 
-    /// <summary>The unit-year's figures at <paramref name="now"/>: grants past their expiry no longer count as open,
-    /// whether or not the expiry pass has returned their balance yet.</summary>
-    public static async Task<UnitYearFigures> FiguresAsync(LedgerDb db, string unitUscc, int year, Fen cap, DateTimeOffset now, CancellationToken ct)
+    /// <summary>The unit-year's figures at <paramref name="now"/>, with the cap of its year's policy (0 without one):
+    /// grants past their expiry no longer count as open, whether or not the expiry pass has returned their balance yet.</summary>
+    public static async Task<UnitYearFigures> FiguresAsync(LedgerDb db, string unitUscc, int year, DateTimeOffset now, CancellationToken ct)
     {
-        var (open, deducted, redeemed) = await db.QueryRowAsync(
+        var (cap, open, deducted, redeemed) = await db.QueryRowAsync(
             $"""
             SELECT
+              coalesce((SELECT p.unit_year_cap_fen FROM year_policies p WHERE p.year = $2), 0)::bigint,
               coalesce((SELECT sum(a.balance_fen) FROM grants g JOIN accounts a ON a.id = g.account_id
                         WHERE g.unit_year_id = uy.id AND g.state = {(short)GrantState.Open} AND g.expires_at > $3), 0)::bigint,
               coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = $1 AND a.year = $2
@@ -99,9 +100,9 @@ internal static class UnitYears
             FROM (SELECT NULL) AS one
             LEFT JOIN unit_years uy ON uy.unit_uscc = $1 AND uy.year = $2
             """,
-            r => (r.GetInt64(0), r.GetInt64(1), r.GetInt64(2)),
+            r => (r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3)),
             ct,
             unitUscc, year, now);
-        return new UnitYearFigures(unitUscc, year, cap, new Fen(open), new Fen(deducted), new Fen(redeemed));
+        return new UnitYearFigures(unitUscc, year, new Fen(cap), new Fen(open), new Fen(deducted), new Fen(redeemed));
     }
 }

@@ -69,8 +69,7 @@ internal static class ClawBacks
     {
         var deduction = await db.Deductions.AsNoTracking().SingleOrDefaultAsync(d => d.Id == deductionId, ct)
             ?? throw new LedgerException(Reason.InvalidArgument, $"There is no deduction {deductionId}.");
-        var unitYear = await UnitYears.LockForGrantAsync(db, deduction.GrantId, ct);
-        var grant = await db.Grants.AsNoTracking().SingleAsync(g => g.Id == deduction.GrantId, ct);
+        var (unitYear, grant) = (await Grants.LockAsync(db, deduction.GrantId, ct))!.Value;
         var already = await db.ClawBacks.Where(c => c.TargetKind == "deduction" && c.TargetId == deductionId).SumAsync(c => c.AmountFen, ct);
         if (amount.Value > deduction.AppliedFen - already)
         {
@@ -84,14 +83,13 @@ internal static class ClawBacks
         [
             Leg.Debit(pool, AccountKind.Pool, amount),
             // Only what is not applied for or redeemed can be reversed here; a paid redemption is clawed back as a disbursement.
-            Leg.Credit(unitYear!.DeductedAccountId, AccountKind.Deducted, amount, Reason.RedemptionExceedsDeducted),
+            Leg.Credit(unitYear.DeductedAccountId, AccountKind.Deducted, amount, Reason.RedemptionExceedsDeducted),
         ]);
     }
 
     private static async Task<(string, long, string, int, long, List<Leg>)> GrantAsync(LedgerDb db, long grantId, Fen amount, CancellationToken ct)
     {
-        _ = await UnitYears.LockForGrantAsync(db, grantId, ct) ?? throw LedgerGrpcService.UnknownGrant(grantId);
-        var grant = await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct);
+        var (_, grant) = await Grants.LockAsync(db, grantId, ct) ?? throw LedgerGrpcService.UnknownGrant(grantId);
         if (amount.Value > grant.Account!.BalanceFen)
         {
             throw new LedgerException(Reason.GrantEmpty, $"Grant {grantId} holds {new Fen(grant.Account.BalanceFen)}; {amount} cannot be clawed back from it.");

@@ -74,7 +74,7 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
             await Eligibility.EnsureUnitInGoodStandingAsync(db, unit, ct);
             var policy = await Policies.FindAsync(db, batch.Year, ct)
                 ?? throw new LedgerException(Reason.BelowYearFloor, $"There is no policy for {batch.Year}.");
-            var figures = await UnitYears.FiguresAsync(db, unit, batch.Year, policy.UnitYearCap, now, ct);
+            var figures = await UnitYears.FiguresAsync(db, unit, batch.Year, now, ct);
             if (figures.Deducted < policy.UnitYearFloor)
             {
                 throw new LedgerException(Reason.BelowYearFloor,
