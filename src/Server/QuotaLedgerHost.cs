@@ -30,6 +30,7 @@ public static class QuotaLedgerHost
             .UseNpgsql(services.GetRequiredService<LedgerDatabase>().DataSource)
             .UseSnakeCaseNamingConvention());
         builder.Services.AddScoped<Idempotency>();
+        builder.Services.AddSingleton<DeductionQueue>();
         builder.Services.AddHostedService<ExpiryService>();
 
         builder.AddCallerAuthentication();

@@ -38,6 +38,6 @@ internal static class Eligibility
         }
     }
 
-    private static LedgerException Suspended(string party, string uscc, PartyStanding standing) =>
+    public static LedgerException Suspended(string party, string uscc, PartyStanding standing) =>
         new(Reason.PartySuspended, $"The {party} {uscc} is {standing.ToString().ToUpperInvariant()} and can neither grant, receive nor deduct quota (Art 4, 5, 17).");
 }

@@ -1,5 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using QuotaLedger.Server.Grpc;
+using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
 
@@ -28,6 +29,16 @@ internal static class Grants
 
         return (unitYear, await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct));
     }
+
+    /// <summary>Locks a grant's unit-year and reads the grant, which must be the provider's own.</summary>
+    public static async Task<(UnitYearRow UnitYear, GrantRow Grant)> LockOwnAsync(LedgerDb db, string provider, long grantId, CancellationToken ct)
+    {
+        var (unitYear, grant) = await LockAsync(db, grantId, ct) ?? throw LedgerGrpcService.UnknownGrant(grantId);
+        return grant.ProviderUscc == provider ? (unitYear, grant) : throw NotOwn(grant, provider);
+    }
+
+    public static LedgerException NotOwn(GrantRow grant, string provider) =>
+        new(Reason.NotYourResource, $"Grant {grant.Id} was not made by provider {provider}.");
 
     public static async Task<GrantInfo?> InfoAsync(LedgerDb db, long grantId, DateTimeOffset now, CancellationToken ct)
     {

@@ -12,7 +12,7 @@ using EntryKind = QuotaLedger.Server.Storage.EntryKind;
 namespace QuotaLedger.Server.Ledger;
 
 /// <summary>What provider billing systems call: Grant (Art 9) and Deduct (Art 10), and the reads that go with them.</summary>
-internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, TimeProvider time) : LedgerService.LedgerServiceBase
+internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, DeductionQueue deductions, TimeProvider time) : LedgerService.LedgerServiceBase
 {
     public override Task<GrantResponse> Grant(GrantRequest request, ServerCallContext context)
     {
@@ -38,8 +38,8 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
             throw new LedgerException(Reason.InvalidArgument, $"invoice_date {request.InvoiceDate} is in the future.");
         }
 
-        return idempotency.RunAsync(by, request.RequestId, nameof(Deduct), request,
-            ct => DeductAsync(provider, grantId, invoiceNo, invoiceAmount, invoiceDate, request.RequestId, by, ct), context.CancellationToken);
+        Validate.RequestId(request.RequestId);
+        return deductions.DeductAsync(new DeductionRequest(request, by, provider, grantId, invoiceNo, invoiceAmount, invoiceDate), context.CancellationToken);
     }
 
     public override Task<ReleaseResponse> Release(ReleaseRequest request, ServerCallContext context)
@@ -51,7 +51,7 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
 
         return idempotency.RunAsync(by, request.RequestId, nameof(Release), request, async ct =>
         {
-            var (_, grant) = await LockOwnGrantAsync(provider, grantId, ct);
+            var (_, grant) = await Grants.LockOwnAsync(db, provider, grantId, ct);
 
             var now = time.GetUtcNow();
             EnsureOpen(grant, now, "release");
@@ -230,98 +230,6 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
         };
     }
 
-    private async Task<DeductResponse> DeductAsync(string provider, long grantId, string invoiceNo, Fen invoiceAmount, DateOnly invoiceDate, string requestId, string by, CancellationToken ct)
-    {
-        var (unitYear, grant) = await LockOwnGrantAsync(provider, grantId, ct);
-
-        var now = time.GetUtcNow();
-        EnsureOpen(grant, now, "deduction");
-        await Eligibility.EnsureGoodStandingAsync(db, provider, grant.UnitUscc, ct);
-
-        if (await db.Deductions.AnyAsync(d => d.ProviderUscc == provider && d.InvoiceNo == invoiceNo, ct))
-        {
-            throw DuplicateInvoice(provider, invoiceNo);
-        }
-
-        var requested = invoiceAmount.ShareAt(new BasisPoints(grant.RatioBp));
-        if (!requested.IsPositive)
-        {
-            throw new LedgerException(Reason.InvalidAmount, $"The voucher share of a {invoiceAmount.Value}-fen invoice at {grant.RatioBp} bp rounds down to 0 fen.");
-        }
-
-        var held = new Fen(grant.Account!.BalanceFen);
-        if (!held.IsPositive)
-        {
-            throw new LedgerException(Reason.GrantEmpty, $"Grant {grantId} holds nothing more to deduct.");
-        }
-
-        var applied = Fen.Min(requested, held);
-        var invoiced = await db.Contracts
-            .Where(c => c.Id == grant.ContractId && c.InvoicedFen + invoiceAmount.Value <= c.AmountFen)
-            .ExecuteUpdateAsync(s => s.SetProperty(c => c.InvoicedFen, c => c.InvoicedFen + invoiceAmount.Value), ct);
-        if (invoiced == 0)
-        {
-            throw new LedgerException(Reason.InvoiceExceedsContract,
-                $"Invoice '{invoiceNo}' would take the invoices against the grant's contract past the contract amount.");
-        }
-
-        var deduction = new DeductionRow
-        {
-            GrantId = grantId,
-            ProviderUscc = provider,
-            InvoiceNo = invoiceNo,
-            InvoiceAmountFen = invoiceAmount.Value,
-            InvoiceDate = invoiceDate,
-            RequestedFen = requested.Value,
-            AppliedFen = applied.Value,
-            CreatedAt = now,
-        };
-        try
-        {
-            await Journal.PostAsync(db, new JournalEntryRow
-            {
-                Kind = EntryKind.Deduction,
-                CreatedAt = now,
-                Year = grant.Year,
-                UnitUscc = grant.UnitUscc,
-                ProviderUscc = provider,
-                GrantId = grantId,
-                Deduction = deduction,
-                RequestId = requestId,
-                Caller = by,
-                Memo = $"invoice {invoiceNo}",
-            },
-            [
-                Leg.Debit(unitYear.DeductedAccountId, AccountKind.Deducted, applied),
-                Leg.Credit(grant.AccountId, AccountKind.Grant, applied, Reason.GrantEmpty),
-            ], ct);
-        }
-        catch (DbUpdateException e) when (Postgres.IsUniqueViolation(e))
-        {
-            // The same invoice number, deducted concurrently from another unit-year, committed first.
-            throw DuplicateInvoice(provider, invoiceNo);
-        }
-
-        var after = await UnitYears.FiguresAsync(db, grant.UnitUscc, grant.Year, now, ct);
-        return new DeductResponse
-        {
-            DeductionId = deduction.Id,
-            RequestedFen = requested.Value,
-            AppliedFen = applied.Value,
-            GrantRemainingFen = (held - applied).Value,
-            UnitYear = after.ToApi(),
-        };
-    }
-
-    /// <summary>Locks a grant's unit-year and reads the grant, which must be the provider's own.</summary>
-    private async Task<(UnitYearRow UnitYear, GrantRow Grant)> LockOwnGrantAsync(string provider, long grantId, CancellationToken ct)
-    {
-        var (unitYear, grant) = await Grants.LockAsync(db, grantId, ct) ?? throw UnknownGrant(grantId);
-        return grant.ProviderUscc == provider
-            ? (unitYear, grant)
-            : throw new LedgerException(Reason.NotYourResource, $"Grant {grantId} was not made by provider {provider}.");
-    }
-
     /// <summary>The validity rule, checked at the call whatever the expiry pass has done: a grant past its expiry, or
     /// released, accepts nothing.</summary>
     internal static void EnsureOpen(GrantRow grant, DateTimeOffset now, string what)
@@ -336,7 +244,4 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, Ti
     }
 
     internal static LedgerException UnknownGrant(long grantId) => new(Reason.UnknownGrant, $"There is no grant {grantId}.");
-
-    private static LedgerException DuplicateInvoice(string provider, string invoiceNo) =>
-        new(Reason.DuplicateInvoice, $"Provider {provider} has already deducted invoice '{invoiceNo}'; an invoice is accepted once.");
 }

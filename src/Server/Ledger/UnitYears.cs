@@ -29,7 +29,7 @@ internal static class UnitYears
     {
         await EnsureAsync(db, unitUscc, year, ct);
         return await db.UnitYears
-            .FromSql($"SELECT * FROM unit_years WHERE unit_uscc = {unitUscc} AND year = {year} FOR UPDATE")
+            .FromSql($"SELECT * FROM unit_years WHERE unit_uscc = {unitUscc}::bpchar AND year = {year} FOR UPDATE")
             .AsNoTracking()
             .SingleAsync(ct);
     }
@@ -83,6 +83,9 @@ internal static class UnitYears
             .AsNoTracking()
             .SingleOrDefaultAsync(ct);
 
+    // USCC columns are character(18) where a party is registered and text where it is recorded; comparing a
+    // character column with a text value casts the column and loses its index, so text values are cast instead.
+
     /// <summary>The unit-year's figures at <paramref name="now"/>, with the cap of its year's policy (0 without one):
     /// grants past their expiry no longer count as open, whether or not the expiry pass has returned their balance yet.</summary>
     public static async Task<UnitYearFigures> FiguresAsync(LedgerDb db, string unitUscc, int year, DateTimeOffset now, CancellationToken ct)
@@ -93,12 +96,12 @@ internal static class UnitYears
               coalesce((SELECT p.unit_year_cap_fen FROM year_policies p WHERE p.year = $2), 0)::bigint,
               coalesce((SELECT sum(a.balance_fen) FROM grants g JOIN accounts a ON a.id = g.account_id
                         WHERE g.unit_year_id = uy.id AND g.state = {(short)GrantState.Open} AND g.expires_at > $3), 0)::bigint,
-              coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = $1 AND a.year = $2
+              coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = $1::bpchar AND a.year = $2
                         AND a.kind IN ({(short)AccountKind.Deducted}, {(short)AccountKind.Pending}, {(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint,
-              coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = $1 AND a.year = $2
+              coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = $1::bpchar AND a.year = $2
                         AND a.kind IN ({(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint
             FROM (SELECT NULL) AS one
-            LEFT JOIN unit_years uy ON uy.unit_uscc = $1 AND uy.year = $2
+            LEFT JOIN unit_years uy ON uy.unit_uscc = $1::bpchar AND uy.year = $2
             """,
             r => (r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3)),
             ct,

@@ -11,7 +11,8 @@ namespace QuotaLedger.Server.Storage;
 /// itself is kept, so a retry gets the same answer.</summary>
 public sealed class Idempotency(LedgerDb db, TimeProvider time)
 {
-    private const string Ok = "OK";
+    /// <summary>The outcome recorded for a call that took effect.</summary>
+    public const string Ok = "OK";
 
     public async Task<TResponse> RunAsync<TResponse>(
         string caller,
@@ -71,7 +72,9 @@ public sealed class Idempotency(LedgerDb db, TimeProvider time)
                 .SetProperty(r => r.Message, message)
                 .SetProperty(r => r.Response, response), cancellationToken);
 
-    private static TResponse Replay<TResponse>(IdempotencyRow first, string method, byte[] hash)
+    /// <summary>The first call's outcome, for a later call with the same id: its response, its refusal, or REQUEST_ID_REUSED
+    /// when the later call asks for something else.</summary>
+    public static TResponse Replay<TResponse>(IdempotencyRow first, string method, byte[] hash)
         where TResponse : IMessage<TResponse>, new()
     {
         if (first.Method != method || !first.RequestHash.AsSpan().SequenceEqual(hash))
@@ -93,7 +96,8 @@ public sealed class Idempotency(LedgerDb db, TimeProvider time)
         throw new InvalidOperationException($"The idempotency record of '{first.RequestId}' has no outcome.");
     }
 
-    private static byte[] Hash(string method, IMessage request)
+    /// <summary>What identifies a request's content: the method and the request's bytes.</summary>
+    public static byte[] Hash(string method, IMessage request)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         sha.AppendData(System.Text.Encoding.UTF8.GetBytes(method));

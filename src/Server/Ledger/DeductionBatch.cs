@@ -1,0 +1,458 @@
+using Google.Protobuf;
+using Npgsql;
+using QuotaLedger.Server.Posting;
+using QuotaLedger.Server.Rules;
+using QuotaLedger.Server.Storage;
+using QuotaLedger.V1;
+using AccountKind = QuotaLedger.Server.Storage.AccountKind;
+using EntryKind = QuotaLedger.Server.Storage.EntryKind;
+
+namespace QuotaLedger.Server.Ledger;
+
+/// <summary>A deduction waiting in <see cref="DeductionQueue"/>: the request, the unit-year its grant belongs to, and
+/// where its answer goes once the transaction that decided it has committed.</summary>
+internal sealed class PendingDeduction(DeductionRequest request, long unitYearId)
+{
+    public DeductionRequest Request { get; } = request;
+
+    public long UnitYearId { get; } = unitYearId;
+
+    public byte[] Hash { get; } = Idempotency.Hash(nameof(LedgerGrpcService.Deduct), request.Sent);
+
+    public TaskCompletionSource<DeductResponse> Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public (string Caller, string RequestId) Key => (Request.By, Request.RequestId);
+}
+
+/// <summary>What a coalesced transaction decided for one deduction: its response, or its refusal.</summary>
+internal readonly record struct DeductionOutcome(DeductResponse? Response, LedgerException? Refusal);
+
+/// <summary>Many deductions in one transaction, with the rules of <see cref="Deductions"/> applied to each in turn.
+/// Two round trips: the first locks the unit-years (by id) and the
+/// grants' contracts (by id), then reads all the rules need; the second writes every entry, deduction, posting,
+/// balance and idempotency record and commits. A deduction its rules refuse is refused alone: its refusal is
+/// recorded against its request id and nothing of it is written. An error of the transaction as a whole (a
+/// deadlock, a unique violation raced in by another unit-year) throws, and nothing of the batch is kept.</summary>
+internal static class DeductionBatch
+{
+    private const string Method = nameof(LedgerGrpcService.Deduct);
+
+    public static async Task<DeductionOutcome[]> RunAsync(NpgsqlDataSource source, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, CancellationToken ct)
+    {
+        now = Chain.ToStoredPrecision(now);
+        await using var connection = await source.OpenConnectionAsync(ct);
+        try
+        {
+            var state = await ReadAsync(connection, items, now, ct);
+            var plan = Decide(state, items, now);
+            await WriteAndCommitAsync(connection, plan, now, ct);
+            return plan.Outcomes;
+        }
+        catch
+        {
+            await RollBackQuietlyAsync(connection);
+            throw;
+        }
+    }
+
+    /// <summary>Everything the rules read, as it stood once the locks were held.</summary>
+    private sealed class State
+    {
+        public Dictionary<(string, string), IdempotencyRow> Earlier { get; } = [];
+        public Dictionary<long, UnitYearRow> UnitYears { get; } = [];
+        public Dictionary<long, Figures> Figures { get; } = [];
+        public Dictionary<long, GrantRow> Grants { get; } = [];
+        public Dictionary<long, ContractRow> Contracts { get; } = [];
+        public Dictionary<string, PartyStanding> Providers { get; } = [];
+        public Dictionary<string, PartyStanding> Units { get; } = [];
+        public HashSet<(string, string)> Invoices { get; } = [];
+        public Queue<(long Deduction, long Entry)> Ids { get; } = new();
+    }
+
+    /// <summary>A unit-year's running figures and chain head as the batch applies its deductions.</summary>
+    private sealed class Figures(long cap, long open, long deducted, long redeemed, byte[] head)
+    {
+        public long Cap { get; } = cap;
+        public long Open { get; set; } = open;
+        public long Deducted { get; set; } = deducted;
+        public long Redeemed { get; } = redeemed;
+        public byte[] Head { get; set; } = head;
+    }
+
+    private sealed class Plan(int count)
+    {
+        public DeductionOutcome[] Outcomes { get; } = new DeductionOutcome[count];
+        public List<(DeductionRow Deduction, JournalEntryRow Entry, long DebitAccount, long CreditAccount)> Applied { get; } = [];
+        public Dictionary<long, long> AccountDeltas { get; } = [];
+        public Dictionary<long, long> ContractDeltas { get; } = [];
+        public List<IdempotencyRow> Records { get; } = [];
+    }
+
+    private static async Task<State> ReadAsync(NpgsqlConnection connection, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, CancellationToken ct)
+    {
+        var keys = items.Select(i => i.Key).Distinct().ToList();
+        var unitYearIds = items.Select(i => i.UnitYearId).Distinct().Order().ToArray();
+        var grantIds = items.Select(i => i.Request.GrantId).Distinct().ToArray();
+
+        await using var batch = new NpgsqlBatch(connection);
+        Add(batch, "BEGIN ISOLATION LEVEL READ COMMITTED");
+        Add(batch, "SELECT id, unit_uscc, year, deducted_account_id FROM unit_years WHERE id = ANY($1) ORDER BY id FOR UPDATE", unitYearIds);
+        Add(batch,
+            """
+            SELECT c.id, c.amount_fen, c.invoiced_fen FROM contracts c
+            WHERE c.id = ANY(ARRAY(SELECT g.contract_id FROM grants g WHERE g.id = ANY($1))) ORDER BY c.id FOR UPDATE
+            """,
+            grantIds);
+        Add(batch,
+            """
+            SELECT g.id, g.contract_id, g.provider_uscc, g.unit_uscc, g.year, g.unit_year_id, g.account_id, g.ratio_bp, g.state,
+                   g.expires_at, a.balance_fen, p.standing, u.standing
+            FROM grants g
+            JOIN accounts a ON a.id = g.account_id
+            JOIN providers p ON p.uscc = g.provider_uscc::bpchar
+            JOIN units u ON u.uscc = g.unit_uscc::bpchar
+            WHERE g.id = ANY($1)
+            """,
+            grantIds);
+        Add(batch,
+            $"""
+            SELECT uy.id,
+              coalesce((SELECT p.unit_year_cap_fen FROM year_policies p WHERE p.year = uy.year), 0)::bigint,
+              coalesce((SELECT sum(a.balance_fen) FROM grants g JOIN accounts a ON a.id = g.account_id
+                        WHERE g.unit_year_id = uy.id AND g.state = {(short)GrantState.Open} AND g.expires_at > $2), 0)::bigint,
+              coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = uy.unit_uscc AND a.year = uy.year
+                        AND a.kind IN ({(short)AccountKind.Deducted}, {(short)AccountKind.Pending}, {(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint,
+              coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = uy.unit_uscc AND a.year = uy.year
+                        AND a.kind IN ({(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint,
+              coalesce((SELECT e.hash FROM journal_entries e WHERE e.chain_key = uy.unit_uscc || ':' || uy.year ORDER BY e.id DESC LIMIT 1), ''::bytea)
+            FROM unit_years uy WHERE uy.id = ANY($1)
+            """,
+            unitYearIds, now);
+        Add(batch,
+            """
+            SELECT d.provider_uscc, d.invoice_no FROM deductions d
+            JOIN unnest($1::text[], $2::text[]) AS i(provider_uscc, invoice_no) ON d.provider_uscc = i.provider_uscc AND d.invoice_no = i.invoice_no
+            """,
+            items.Select(i => i.Request.Provider).ToArray(), items.Select(i => i.Request.InvoiceNo).ToArray());
+        // Earlier outcomes of the batch's request ids. A duplicate of a deduction waiting here is a deduction of the same
+        // grant, so whichever transaction applied it has committed before this one got the unit-year's lock.
+        Add(batch,
+            """
+            SELECT r.caller, r.request_id, r.method, r.request_hash, r.outcome, r.message, r.response FROM idempotency_records r
+            JOIN unnest($1::text[], $2::text[]) AS c(caller, request_id) ON r.caller = c.caller AND r.request_id = c.request_id
+            WHERE r.outcome IS NOT NULL
+            """,
+            keys.Select(k => k.Caller).ToArray(), keys.Select(k => k.RequestId).ToArray());
+        Add(batch, "SELECT nextval('deductions_id_seq'), nextval('journal_entries_id_seq') FROM generate_series(1, $1)", items.Count);
+
+        var state = new State();
+        await using var reader = await batch.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            var unitYear = new UnitYearRow { Id = reader.GetInt64(0), UnitUscc = reader.GetString(1), Year = reader.GetInt32(2), DeductedAccountId = reader.GetInt64(3) };
+            state.UnitYears.Add(unitYear.Id, unitYear);
+        }
+
+        await reader.NextResultAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            var contract = new ContractRow
+            {
+                Id = reader.GetInt64(0), ContractNo = "", ProviderUscc = "", UnitUscc = "", AmountFen = reader.GetInt64(1), InvoicedFen = reader.GetInt64(2),
+            };
+            state.Contracts.Add(contract.Id, contract);
+        }
+
+        await reader.NextResultAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            var grant = new GrantRow
+            {
+                Id = reader.GetInt64(0),
+                ContractId = reader.GetInt64(1),
+                ProviderUscc = reader.GetString(2),
+                UnitUscc = reader.GetString(3),
+                Year = reader.GetInt32(4),
+                UnitYearId = reader.GetInt64(5),
+                AccountId = reader.GetInt64(6),
+                RatioBp = reader.GetInt32(7),
+                State = (GrantState)reader.GetInt16(8),
+                ExpiresAt = reader.GetFieldValue<DateTimeOffset>(9),
+                Account = new AccountRow { Id = reader.GetInt64(6), Kind = AccountKind.Grant, BalanceFen = reader.GetInt64(10) },
+            };
+            state.Grants.Add(grant.Id, grant);
+            state.Providers[grant.ProviderUscc] = (PartyStanding)reader.GetInt16(11);
+            state.Units[grant.UnitUscc] = (PartyStanding)reader.GetInt16(12);
+        }
+
+        await reader.NextResultAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            state.Figures.Add(reader.GetInt64(0),
+                new Figures(reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetFieldValue<byte[]>(5)));
+        }
+
+        await reader.NextResultAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            state.Invoices.Add((reader.GetString(0), reader.GetString(1)));
+        }
+
+        await reader.NextResultAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            var record = new IdempotencyRow
+            {
+                Caller = reader.GetString(0),
+                RequestId = reader.GetString(1),
+                Method = reader.GetString(2),
+                RequestHash = reader.GetFieldValue<byte[]>(3),
+                Outcome = reader.GetString(4),
+                Message = reader.IsDBNull(5) ? null : reader.GetString(5),
+                Response = reader.IsDBNull(6) ? null : reader.GetFieldValue<byte[]>(6),
+            };
+            state.Earlier[(record.Caller, record.RequestId)] = record;
+        }
+
+        await reader.NextResultAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            state.Ids.Enqueue((reader.GetInt64(0), reader.GetInt64(1)));
+        }
+
+        return state;
+    }
+
+    /// <summary>The rules, applied to each deduction in arrival order against the running balances.</summary>
+    private static Plan Decide(State state, IReadOnlyList<PendingDeduction> items, DateTimeOffset now)
+    {
+        var plan = new Plan(items.Count);
+        var decided = new Dictionary<(string, string), IdempotencyRow>();
+        var invoices = state.Invoices;
+        for (var i = 0; i < items.Count; i++)
+        {
+            var item = items[i];
+            var key = item.Key;
+            if (decided.TryGetValue(key, out var first) || state.Earlier.TryGetValue(key, out first))
+            {
+                plan.Outcomes[i] = Replay(first, item.Hash);
+                continue;
+            }
+
+            DeductionOutcome outcome;
+            try
+            {
+                outcome = new DeductionOutcome(Apply(state, plan, invoices, item, now), null);
+            }
+            catch (LedgerException refusal)
+            {
+                outcome = new DeductionOutcome(null, refusal);
+            }
+
+            plan.Outcomes[i] = outcome;
+            var record = new IdempotencyRow
+            {
+                Caller = key.Caller,
+                RequestId = key.RequestId,
+                Method = Method,
+                RequestHash = item.Hash,
+                Outcome = outcome.Refusal is { } r ? r.Reason.Word() : Idempotency.Ok,
+                Message = outcome.Refusal?.Message,
+                Response = outcome.Response?.ToByteArray(),
+            };
+            decided.Add(key, record);
+            plan.Records.Add(record);
+        }
+
+        return plan;
+    }
+
+    private static DeductResponse Apply(State state, Plan plan, HashSet<(string, string)> invoices, PendingDeduction item, DateTimeOffset now)
+    {
+        var request = item.Request;
+        var grant = state.Grants[request.GrantId];
+        if (grant.ProviderUscc != request.Provider)
+        {
+            throw Grants.NotOwn(grant, request.Provider);
+        }
+
+        LedgerGrpcService.EnsureOpen(grant, now, "deduction");
+        if (state.Providers[request.Provider] is var provider and not PartyStanding.Good)
+        {
+            throw Eligibility.Suspended("provider", request.Provider, provider);
+        }
+
+        if (state.Units[grant.UnitUscc] is var unit and not PartyStanding.Good)
+        {
+            throw Eligibility.Suspended("unit", grant.UnitUscc, unit);
+        }
+
+        if (invoices.Contains((request.Provider, request.InvoiceNo)))
+        {
+            throw Deductions.DuplicateInvoice(request);
+        }
+
+        var requested = Deductions.ShareOf(request, grant.RatioBp);
+        var held = new Fen(grant.Account!.BalanceFen);
+        Deductions.EnsureHolds(grant.Id, held);
+        var applied = Fen.Min(requested, held);
+        var contract = state.Contracts[grant.ContractId];
+        if (contract.InvoicedFen + request.InvoiceAmount.Value > contract.AmountFen)
+        {
+            throw Deductions.ExceedsContract(request);
+        }
+
+        // Every rule passed: the deduction takes effect in the running state.
+        var unitYear = state.UnitYears[grant.UnitYearId];
+        var figures = state.Figures[unitYear.Id];
+        var (deductionId, entryId) = state.Ids.Dequeue();
+        var deduction = Deductions.NewDeduction(request, requested, applied, now);
+        deduction.Id = deductionId;
+        var entry = Deductions.NewEntry(request, grant, deduction, now);
+        entry.Id = entryId;
+        entry.DeductionId = deductionId;
+        entry.ChainKey = Chain.KeyOf(entry);
+        entry.PrevHash = figures.Head;
+        entry.Hash = Chain.HashOf(entry, [(unitYear.DeductedAccountId, applied.Value), (grant.AccountId, -applied.Value)], figures.Head);
+        figures.Head = entry.Hash;
+        plan.Applied.Add((deduction, entry, unitYear.DeductedAccountId, grant.AccountId));
+
+        grant.Account.BalanceFen = checked(grant.Account.BalanceFen - applied.Value);
+        contract.InvoicedFen = checked(contract.InvoicedFen + request.InvoiceAmount.Value);
+        invoices.Add((request.Provider, request.InvoiceNo));
+        figures.Open = checked(figures.Open - applied.Value);
+        figures.Deducted = checked(figures.Deducted + applied.Value);
+        plan.AccountDeltas[unitYear.DeductedAccountId] = checked(plan.AccountDeltas.GetValueOrDefault(unitYear.DeductedAccountId) + applied.Value);
+        plan.AccountDeltas[grant.AccountId] = checked(plan.AccountDeltas.GetValueOrDefault(grant.AccountId) - applied.Value);
+        plan.ContractDeltas[contract.Id] = checked(plan.ContractDeltas.GetValueOrDefault(contract.Id) + request.InvoiceAmount.Value);
+
+        return new DeductResponse
+        {
+            DeductionId = deductionId,
+            RequestedFen = requested.Value,
+            AppliedFen = applied.Value,
+            GrantRemainingFen = grant.Account.BalanceFen,
+            UnitYear = new UnitYearFigures(unitYear.UnitUscc, unitYear.Year, new Fen(figures.Cap), new Fen(figures.Open), new Fen(figures.Deducted),
+                new Fen(figures.Redeemed)).ToApi(),
+        };
+    }
+
+    private static DeductionOutcome Replay(IdempotencyRow first, byte[] hash)
+    {
+        try
+        {
+            return new DeductionOutcome(Idempotency.Replay<DeductResponse>(first, Method, hash), null);
+        }
+        catch (LedgerException refusal)
+        {
+            return new DeductionOutcome(null, refusal);
+        }
+    }
+
+    /// <summary>Every write of the batch, then COMMIT, in one round trip. The balance and contract totals are guarded
+    /// by the tables' checks (never negative, never past the contract), so any violation fails the statement, which
+    /// makes PostgreSQL skip the rest of the batch, COMMIT included.</summary>
+    private static async Task WriteAndCommitAsync(NpgsqlConnection connection, Plan plan, DateTimeOffset now, CancellationToken ct)
+    {
+        await using var batch = new NpgsqlBatch(connection);
+        if (plan.Applied.Count > 0)
+        {
+            var deductions = plan.Applied.Select(a => a.Deduction).ToList();
+            Add(batch,
+                """
+                INSERT INTO deductions (id, grant_id, provider_uscc, invoice_no, invoice_amount_fen, invoice_date, requested_fen, applied_fen, created_at)
+                SELECT d.id, d.grant_id, d.provider_uscc, d.invoice_no, d.invoice_amount_fen, d.invoice_date, d.requested_fen, d.applied_fen, $9
+                FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::date[], $7::bigint[], $8::bigint[])
+                  AS d(id, grant_id, provider_uscc, invoice_no, invoice_amount_fen, invoice_date, requested_fen, applied_fen)
+                """,
+                deductions.Select(d => d.Id).ToArray(), deductions.Select(d => d.GrantId).ToArray(), deductions.Select(d => d.ProviderUscc).ToArray(),
+                deductions.Select(d => d.InvoiceNo).ToArray(), deductions.Select(d => d.InvoiceAmountFen).ToArray(),
+                deductions.Select(d => d.InvoiceDate).ToArray(), deductions.Select(d => d.RequestedFen).ToArray(),
+                deductions.Select(d => d.AppliedFen).ToArray(), deductions[0].CreatedAt);
+
+            var entries = plan.Applied.Select(a => a.Entry).ToList();
+            Add(batch,
+                $"""
+                INSERT INTO journal_entries (id, kind, created_at, year, unit_uscc, provider_uscc, grant_id, deduction_id, request_id, caller, memo,
+                                             chain_key, prev_hash, hash)
+                SELECT e.id, {(short)EntryKind.Deduction}, $12, e.year, e.unit_uscc, e.provider_uscc, e.grant_id, e.deduction_id, e.request_id,
+                       e.caller, e.memo, e.chain_key, e.prev_hash, e.hash
+                FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[],
+                            $10::text[], $11::bytea[], $13::bytea[])
+                  AS e(id, year, unit_uscc, provider_uscc, grant_id, deduction_id, request_id, caller, memo, chain_key, prev_hash, hash)
+                """,
+                entries.Select(e => e.Id).ToArray(), entries.Select(e => e.Year).ToArray(), entries.Select(e => e.UnitUscc!).ToArray(),
+                entries.Select(e => e.ProviderUscc!).ToArray(), entries.Select(e => e.GrantId!.Value).ToArray(),
+                entries.Select(e => e.DeductionId!.Value).ToArray(), entries.Select(e => e.RequestId).ToArray(), entries.Select(e => e.Caller).ToArray(),
+                entries.Select(e => e.Memo).ToArray(), entries.Select(e => e.ChainKey!).ToArray(), entries.Select(e => e.PrevHash!).ToArray(),
+                entries[0].CreatedAt, entries.Select(e => e.Hash!).ToArray());
+
+            Add(batch,
+                """
+                INSERT INTO postings (entry_id, account_id, amount_fen)
+                SELECT p.entry_id, p.account_id, p.amount_fen FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS p(entry_id, account_id, amount_fen)
+                """,
+                plan.Applied.SelectMany(a => new[] { a.Entry.Id, a.Entry.Id }).ToArray(),
+                plan.Applied.SelectMany(a => new[] { a.DebitAccount, a.CreditAccount }).ToArray(),
+                plan.Applied.SelectMany(a => new[] { a.Deduction.AppliedFen, -a.Deduction.AppliedFen }).ToArray());
+
+            // Balances in account-id order, as every poster moves them.
+            foreach (var (account, delta) in plan.AccountDeltas.OrderBy(d => d.Key))
+            {
+                Add(batch, "UPDATE accounts SET balance_fen = balance_fen + $1 WHERE id = $2", delta, account);
+            }
+
+            foreach (var (contract, delta) in plan.ContractDeltas.OrderBy(d => d.Key))
+            {
+                Add(batch, "UPDATE contracts SET invoiced_fen = invoiced_fen + $1 WHERE id = $2", delta, contract);
+            }
+        }
+
+        if (plan.Records.Count > 0)
+        {
+            // A plain insert: should a call reusing one of these ids for something else have committed meanwhile, the
+            // unique key fails the batch, and the one-by-one path answers REQUEST_ID_REUSED.
+            Add(batch,
+                """
+                INSERT INTO idempotency_records (caller, request_id, method, request_hash, outcome, message, response, created_at)
+                SELECT o.caller, o.request_id, $6, o.request_hash, o.outcome, o.message, o.response, $7
+                FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $8::bytea[]) AS o(caller, request_id, request_hash, outcome, message, response)
+                """,
+                plan.Records.Select(r => r.Caller).ToArray(), plan.Records.Select(r => r.RequestId).ToArray(), plan.Records.Select(r => r.RequestHash).ToArray(),
+                plan.Records.Select(r => r.Outcome!).ToArray(), plan.Records.Select(r => r.Message).ToArray(), Method, now,
+                plan.Records.Select(r => r.Response).ToArray());
+        }
+
+        Add(batch, "COMMIT");
+        await batch.ExecuteNonQueryAsync(ct);
+    }
+
+    private static async Task RollBackQuietlyAsync(NpgsqlConnection connection)
+    {
+        if (connection.State != System.Data.ConnectionState.Open)
+        {
+            return;
+        }
+
+        try
+        {
+            await using var rollback = new NpgsqlCommand("ROLLBACK", connection);
+            await rollback.ExecuteNonQueryAsync(CancellationToken.None);
+        }
+        catch (NpgsqlException)
+        {
+            // A broken connection is discarded by the pool; PostgreSQL rolls its transaction back.
+        }
+    }
+
+    private static void Add(NpgsqlBatch batch, string sql, params object?[] parameters)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        foreach (var parameter in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = parameter ?? DBNull.Value });
+        }
+
+        batch.BatchCommands.Add(command);
+    }
+}

@@ -1,0 +1,236 @@
+using System.Collections.Concurrent;
+using Npgsql;
+using QuotaLedger.Server.Storage;
+using QuotaLedger.V1;
+
+namespace QuotaLedger.Server.Ledger;
+
+/// <summary>How deductions are coalesced (configuration section <c>Deductions</c>).</summary>
+public sealed class DeductionOptions
+{
+    /// <summary>Coalesce concurrent deductions into shared transactions. Off, each deduction is its own transaction.</summary>
+    public bool Coalesce { get; set; } = true;
+
+    /// <summary>The most deductions one transaction applies.</summary>
+    public int MaxBatch { get; set; } = 256;
+
+    /// <summary>How many coalesced transactions may run at once (each on its own connection, on distinct unit-years).</summary>
+    public int Workers { get; set; } = 4;
+}
+
+/// <summary>What the queue has done since the process started.</summary>
+internal readonly record struct DeductionQueueStats(long Batches, long Deductions, int LargestBatch, long Fallbacks, int Waiting);
+
+/// <summary>The fast path of Deduct. Deductions wait here while a transaction holds their unit-year; each worker
+/// takes every waiting deduction (up to <see cref="DeductionOptions.MaxBatch"/>) whose unit-year no other worker of
+/// this process is applying, and applies them in one transaction (<see cref="DeductionBatch"/>): one lock, one
+/// commit, one fsync for many. Answers go out after the commit. Per unit-year the order of arrival is kept, and
+/// correctness across several server processes still rests on the unit-year row lock the transaction takes. When a
+/// coalesced transaction fails as a whole, its deductions are applied again one per transaction
+/// (<see cref="Deductions.OneAsync"/>), which gives each its own outcome.</summary>
+internal sealed partial class DeductionQueue(
+    LedgerDatabase database,
+    IServiceScopeFactory scopes,
+    IConfiguration configuration,
+    TimeProvider time,
+    ILogger<DeductionQueue> logger)
+{
+    private const int GrantCacheLimit = 100_000;
+
+    private readonly Lock _gate = new();
+    private readonly List<PendingDeduction> _waiting = [];
+    private readonly HashSet<long> _busy = [];
+    private readonly ConcurrentDictionary<long, long> _unitYearOfGrant = new();
+    private DeductionOptions? _options;
+    private int _workers;
+    private long _batches;
+    private long _deductions;
+    private int _largestBatch;
+    private long _fallbacks;
+
+    private DeductionOptions Options => _options ??= configuration.GetSection("Deductions").Get<DeductionOptions>() ?? new DeductionOptions();
+
+    public DeductionQueueStats Stats
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return new DeductionQueueStats(_batches, _deductions, _largestBatch, _fallbacks, _waiting.Count);
+            }
+        }
+    }
+
+    public async Task<DeductResponse> DeductAsync(DeductionRequest request, CancellationToken ct)
+    {
+        if (!Options.Coalesce || await UnitYearOfAsync(request.GrantId, ct) is not { } unitYearId)
+        {
+            // Unknown grants too: the one-per-transaction path records their refusal.
+            return await OneAsync(request, ct);
+        }
+
+        var item = new PendingDeduction(request, unitYearId);
+        Enqueue(item);
+        // A caller that gives up stops waiting; the deduction is still decided, and a retry with its id replays it.
+        return await item.Answer.Task.WaitAsync(ct);
+    }
+
+    /// <summary>The unit-year a grant belongs to, which never changes; null for an unknown grant.</summary>
+    private async ValueTask<long?> UnitYearOfAsync(long grantId, CancellationToken ct)
+    {
+        if (_unitYearOfGrant.TryGetValue(grantId, out var known))
+        {
+            return known;
+        }
+
+        await using var command = database.DataSource.CreateCommand("SELECT unit_year_id FROM grants WHERE id = $1");
+        command.Parameters.Add(new NpgsqlParameter { Value = grantId });
+        if (await command.ExecuteScalarAsync(ct) is not long unitYearId)
+        {
+            return null;
+        }
+
+        if (_unitYearOfGrant.Count >= GrantCacheLimit)
+        {
+            _unitYearOfGrant.Clear();
+        }
+
+        _unitYearOfGrant[grantId] = unitYearId;
+        return unitYearId;
+    }
+
+    private void Enqueue(PendingDeduction item)
+    {
+        lock (_gate)
+        {
+            _waiting.Add(item);
+            // A deduction of a unit-year being applied waits for the worker applying it to come round again.
+            if (_workers >= Options.Workers || _busy.Contains(item.UnitYearId))
+            {
+                return;
+            }
+
+            _workers++;
+        }
+
+        _ = Task.Run(WorkAsync);
+    }
+
+    private async Task WorkAsync()
+    {
+        while (true)
+        {
+            List<PendingDeduction> batch;
+            lock (_gate)
+            {
+                batch = TakeBatch();
+                if (batch.Count == 0)
+                {
+                    _workers--;
+                    return;
+                }
+            }
+
+            try
+            {
+                await ApplyAsync(batch);
+            }
+            finally
+            {
+                lock (_gate)
+                {
+                    foreach (var item in batch)
+                    {
+                        _busy.Remove(item.UnitYearId);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The waiting deductions, in order of arrival, of unit-years no other worker holds. Called under the gate.</summary>
+    private List<PendingDeduction> TakeBatch()
+    {
+        var batch = new List<PendingDeduction>();
+        var taken = new HashSet<long>();
+        var left = new List<PendingDeduction>(_waiting.Count);
+        foreach (var item in _waiting)
+        {
+            if (batch.Count < Options.MaxBatch && (taken.Contains(item.UnitYearId) || !_busy.Contains(item.UnitYearId)))
+            {
+                batch.Add(item);
+                taken.Add(item.UnitYearId);
+            }
+            else
+            {
+                left.Add(item);
+            }
+        }
+
+        _waiting.Clear();
+        _waiting.AddRange(left);
+        _busy.UnionWith(taken);
+        if (batch.Count > 0)
+        {
+            _batches++;
+            _deductions += batch.Count;
+            _largestBatch = Math.Max(_largestBatch, batch.Count);
+        }
+
+        return batch;
+    }
+
+    private async Task ApplyAsync(List<PendingDeduction> batch)
+    {
+        DeductionOutcome[] outcomes;
+        try
+        {
+            outcomes = await DeductionBatch.RunAsync(database.DataSource, batch, time.GetUtcNow(), CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            // Nothing of the batch was kept: apply each deduction on its own, so each gets its own outcome.
+            LogFallback(logger, batch.Count, e.Message);
+            lock (_gate)
+            {
+                _fallbacks++;
+            }
+
+            foreach (var item in batch)
+            {
+                try
+                {
+                    item.Answer.TrySetResult(await OneAsync(item.Request, CancellationToken.None));
+                }
+                catch (Exception failure)
+                {
+                    item.Answer.TrySetException(failure);
+                }
+            }
+
+            return;
+        }
+
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (outcomes[i].Refusal is { } refusal)
+            {
+                batch[i].Answer.TrySetException(refusal);
+            }
+            else
+            {
+                batch[i].Answer.TrySetResult(outcomes[i].Response!);
+            }
+        }
+    }
+
+    private async Task<DeductResponse> OneAsync(DeductionRequest request, CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var services = scope.ServiceProvider;
+        return await Deductions.OneAsync(services.GetRequiredService<LedgerDb>(), services.GetRequiredService<Idempotency>(), time, request, ct);
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A coalesced transaction of {Count} deductions failed ({Error}); applying them one by one")]
+    private static partial void LogFallback(ILogger logger, int count, string error);
+}
