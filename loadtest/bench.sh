@@ -11,22 +11,29 @@ mkdir -p "$out"
 dotnet build loadtest/QuotaLedger.LoadTest -c Release -v quiet -nologo
 dotnet build src/Server -c Release -o .artifacts/loadtest-server -v quiet -nologo
 
-# One server for every QuotaLedger run; it starts (or reuses) the local cluster the baseline also runs on.
+# One server for every QuotaLedger run; it starts (or reuses) the local cluster the baseline also runs on. Its
+# database is new for this run and dropped after it, so every run starts from the same empty ledger.
 port=5181
+database="quotaledger_bench_$$"
 (cd .artifacts/loadtest-server && Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$port" Kestrel__Endpoints__Grpc__Protocols=Http2 \
-  RateLimits__PermitsPerSecond=1000000 RateLimits__Burst=1000000 Logging__LogLevel__Default=Warning \
-  exec dotnet QuotaLedger.Server.dll) > "$out/server.log" 2>&1 &
+  LocalPostgres__Database="$database" RateLimits__PermitsPerSecond=1000000 RateLimits__Burst=1000000 \
+  Logging__LogLevel__Default=Warning exec dotnet QuotaLedger.Server.dll) > "$out/server.log" 2>&1 &
 server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+cleanup() {
+  psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" 2>/dev/null || true
+  kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true
+}
+trap cleanup EXIT
 
 data=/var/tmp/quotaledger/pgdata
-for _ in $(seq 1 120); do [ -f "$data/postmaster.pid" ] && grep -q "Now listening" "$out/server.log" && break; sleep 1; done
+# Kestrel listens once the database is migrated.
+for _ in $(seq 1 120); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 1; done
 export PGHOST=127.0.0.1 PGPORT="$(sed -n 4p "$data/postmaster.pid")" PGUSER=quotaledger PGPASSWORD="$(cat "$data.password")"
 
 run_baseline() { bash loadtest/baseline/run.sh "$1" 64 "$seconds" | tee "$out/baseline-$1.txt" | tail -1; }
 run_ledger() {
   dotnet loadtest/QuotaLedger.LoadTest/bin/Release/net10.0/QuotaLedger.LoadTest.dll --address "http://127.0.0.1:$port" \
-    --scenario "$1" --concurrency 64 --duration "$seconds" --warmup 5 --unit-years 1000 --json "$out/ledger-$1.json" "${@:2}" \
+    --scenario "$1" --concurrency 64 --duration "$seconds" --warmup 15 --unit-years 1000 --json "$out/ledger-$1.json" "${@:2}" \
     | tee "$out/ledger-$1.txt" | grep -E "^(scenario|throughput|latency|errors|Books)"
 }
 

@@ -37,10 +37,10 @@ internal static class DeductionBatch
 {
     private const string Method = nameof(LedgerGrpcService.Deduct);
 
-    public static async Task<DeductionOutcome[]> RunAsync(NpgsqlDataSource source, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, CancellationToken ct)
+    /// <summary>Applies the deductions on <paramref name="connection"/>, which is open and in no transaction, and leaves it so.</summary>
+    public static async Task<DeductionOutcome[]> RunAsync(NpgsqlConnection connection, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, CancellationToken ct)
     {
         now = Chain.ToStoredPrecision(now);
-        await using var connection = await source.OpenConnectionAsync(ct);
         try
         {
             var state = await ReadAsync(connection, items, now, ct);
@@ -106,11 +106,11 @@ internal static class DeductionBatch
         Add(batch,
             """
             SELECT g.id, g.contract_id, g.provider_uscc, g.unit_uscc, g.year, g.unit_year_id, g.account_id, g.ratio_bp, g.state,
-                   g.expires_at, a.balance_fen, p.standing, u.standing
+                   g.expires_at,
+                   (SELECT a.balance_fen FROM accounts a WHERE a.id = g.account_id),
+                   (SELECT p.standing FROM providers p WHERE p.uscc = g.provider_uscc::bpchar),
+                   (SELECT u.standing FROM units u WHERE u.uscc = g.unit_uscc::bpchar)
             FROM grants g
-            JOIN accounts a ON a.id = g.account_id
-            JOIN providers p ON p.uscc = g.provider_uscc::bpchar
-            JOIN units u ON u.uscc = g.unit_uscc::bpchar
             WHERE g.id = ANY($1)
             """,
             grantIds);
@@ -396,16 +396,15 @@ internal static class DeductionBatch
                 plan.Applied.SelectMany(a => new[] { a.DebitAccount, a.CreditAccount }).ToArray(),
                 plan.Applied.SelectMany(a => new[] { a.Deduction.AppliedFen, -a.Deduction.AppliedFen }).ToArray());
 
-            // Balances in account-id order, as every poster moves them.
-            foreach (var (account, delta) in plan.AccountDeltas.OrderBy(d => d.Key))
-            {
-                Add(batch, "UPDATE accounts SET balance_fen = balance_fen + $1 WHERE id = $2", delta, account);
-            }
-
-            foreach (var (contract, delta) in plan.ContractDeltas.OrderBy(d => d.Key))
-            {
-                Add(batch, "UPDATE contracts SET invoiced_fen = invoiced_fen + $1 WHERE id = $2", delta, contract);
-            }
+            // One statement per table. Every account and contract here belongs to a unit-year this transaction has
+            // locked (the contracts it has locked too), so no other writer can hold one of their rows: the order the
+            // rows are updated in cannot deadlock.
+            Add(batch,
+                "UPDATE accounts SET balance_fen = balance_fen + ($2::bigint[])[array_position($1::bigint[], id)] WHERE id = ANY($1)",
+                plan.AccountDeltas.Keys.ToArray(), plan.AccountDeltas.Values.ToArray());
+            Add(batch,
+                "UPDATE contracts SET invoiced_fen = invoiced_fen + ($2::bigint[])[array_position($1::bigint[], id)] WHERE id = ANY($1)",
+                plan.ContractDeltas.Keys.ToArray(), plan.ContractDeltas.Values.ToArray());
         }
 
         if (plan.Records.Count > 0)

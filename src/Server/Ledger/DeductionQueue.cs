@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using Npgsql;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
@@ -14,12 +15,12 @@ public sealed class DeductionOptions
     /// <summary>The most deductions one transaction applies.</summary>
     public int MaxBatch { get; set; } = 256;
 
-    /// <summary>How many coalesced transactions may run at once (each on its own connection, on distinct unit-years).</summary>
-    public int Workers { get; set; } = 4;
+    /// <summary>How many coalesced transactions may run at once (each on its own connection, on distinct unit-years).
+    /// One makes the largest batches, hence the least database work per deduction, and was fastest on the two-core
+    /// benchmark machine (docs/benchmarks.md); more let deductions of other unit-years go on while one transaction
+    /// waits on a lock another server instance holds.</summary>
+    public int Workers { get; set; } = 1;
 }
-
-/// <summary>What the queue has done since the process started.</summary>
-internal readonly record struct DeductionQueueStats(long Batches, long Deductions, int LargestBatch, long Fallbacks, int Waiting);
 
 /// <summary>The fast path of Deduct. Deductions wait here while a transaction holds their unit-year; each worker
 /// takes every waiting deduction (up to <see cref="DeductionOptions.MaxBatch"/>) whose unit-year no other worker of
@@ -33,7 +34,8 @@ internal sealed partial class DeductionQueue(
     IServiceScopeFactory scopes,
     IConfiguration configuration,
     TimeProvider time,
-    ILogger<DeductionQueue> logger)
+    IMeterFactory meters,
+    ILogger<DeductionQueue> logger) : IAsyncDisposable
 {
     private const int GrantCacheLimit = 100_000;
 
@@ -41,25 +43,17 @@ internal sealed partial class DeductionQueue(
     private readonly List<PendingDeduction> _waiting = [];
     private readonly HashSet<long> _busy = [];
     private readonly ConcurrentDictionary<long, long> _unitYearOfGrant = new();
+    private readonly Histogram<int> _batchSizes = meters.Create("QuotaLedger.Deductions")
+        .CreateHistogram<int>("quotaledger.deductions.batch_size", "{deduction}", "Deductions applied by one coalesced transaction");
+    private readonly Counter<long> _fallbacks = meters.Create("QuotaLedger.Deductions")
+        .CreateCounter<long>("quotaledger.deductions.fallbacks", "{transaction}", "Coalesced transactions that failed as a whole and were applied one by one");
+    // Connections kept open for the workers, so each batch runs on a backend whose caches and prepared statements
+    // are warm instead of on whichever pooled connection comes next.
+    private readonly ConcurrentStack<NpgsqlConnection> _connections = new();
     private DeductionOptions? _options;
     private int _workers;
-    private long _batches;
-    private long _deductions;
-    private int _largestBatch;
-    private long _fallbacks;
 
     private DeductionOptions Options => _options ??= configuration.GetSection("Deductions").Get<DeductionOptions>() ?? new DeductionOptions();
-
-    public DeductionQueueStats Stats
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return new DeductionQueueStats(_batches, _deductions, _largestBatch, _fallbacks, _waiting.Count);
-            }
-        }
-    }
 
     public async Task<DeductResponse> DeductAsync(DeductionRequest request, CancellationToken ct)
     {
@@ -170,31 +164,33 @@ internal sealed partial class DeductionQueue(
         _waiting.Clear();
         _waiting.AddRange(left);
         _busy.UnionWith(taken);
-        if (batch.Count > 0)
-        {
-            _batches++;
-            _deductions += batch.Count;
-            _largestBatch = Math.Max(_largestBatch, batch.Count);
-        }
-
         return batch;
     }
 
     private async Task ApplyAsync(List<PendingDeduction> batch)
     {
+        _batchSizes.Record(batch.Count);
         DeductionOutcome[] outcomes;
         try
         {
-            outcomes = await DeductionBatch.RunAsync(database.DataSource, batch, time.GetUtcNow(), CancellationToken.None);
+            var connection = _connections.TryPop(out var warm) ? warm : await database.DataSource.OpenConnectionAsync();
+            try
+            {
+                outcomes = await DeductionBatch.RunAsync(connection, batch, time.GetUtcNow(), CancellationToken.None);
+            }
+            catch
+            {
+                await connection.DisposeAsync();
+                throw;
+            }
+
+            Return(connection);
         }
         catch (Exception e)
         {
             // Nothing of the batch was kept: apply each deduction on its own, so each gets its own outcome.
             LogFallback(logger, batch.Count, e.Message);
-            lock (_gate)
-            {
-                _fallbacks++;
-            }
+            _fallbacks.Add(1);
 
             foreach (var item in batch)
             {
@@ -221,6 +217,26 @@ internal sealed partial class DeductionQueue(
             {
                 batch[i].Answer.TrySetResult(outcomes[i].Response!);
             }
+        }
+    }
+
+    private void Return(NpgsqlConnection connection)
+    {
+        if (_connections.Count < Options.Workers)
+        {
+            _connections.Push(connection);
+        }
+        else
+        {
+            connection.Dispose();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        while (_connections.TryPop(out var connection))
+        {
+            await connection.DisposeAsync();
         }
     }
 
