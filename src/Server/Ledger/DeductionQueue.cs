@@ -53,7 +53,7 @@ internal sealed partial class DeductionQueue(
     private DeductionOptions? _options;
     private int _workers;
 
-    private DeductionOptions Options => _options ??= configuration.GetSection("Deductions").Get<DeductionOptions>() ?? new DeductionOptions();
+    private DeductionOptions Options => _options ??= Checked(configuration.GetSection("Deductions").Get<DeductionOptions>() ?? new DeductionOptions());
 
     public async Task<DeductResponse> DeductAsync(DeductionRequest request, CancellationToken ct)
     {
@@ -188,7 +188,9 @@ internal sealed partial class DeductionQueue(
         }
         catch (Exception e)
         {
-            // Nothing of the batch was kept: apply each deduction on its own, so each gets its own outcome.
+            // Apply each deduction on its own, so each gets its own outcome. Nothing of a failed transaction is kept;
+            // should the connection have been lost after COMMIT reached the server, the deductions did take effect, and
+            // each then replays its recorded outcome.
             LogFallback(logger, batch.Count, e.Message);
             _fallbacks.Add(1);
 
@@ -219,6 +221,11 @@ internal sealed partial class DeductionQueue(
             }
         }
     }
+
+    private static DeductionOptions Checked(DeductionOptions options) =>
+        options.MaxBatch >= 1 && options.Workers >= 1
+            ? options
+            : throw new InvalidOperationException("Deductions:MaxBatch and Deductions:Workers must be at least 1.");
 
     private void Return(NpgsqlConnection connection)
     {
