@@ -8,27 +8,11 @@ seconds="${1:-30}"
 out=".artifacts/bench"
 mkdir -p "$out"
 
-dotnet build loadtest/QuotaLedger.LoadTest -c Release -v quiet -nologo
-dotnet build src/Server -c Release -o .artifacts/loadtest-server -v quiet -nologo
-
 # One server for every QuotaLedger run; it starts (or reuses) the local cluster the baseline also runs on. Its
 # database is new for this run and dropped after it, so every run starts from the same empty ledger.
+source loadtest/server.sh
 port=5181
-database="quotaledger_bench_$$"
-(cd .artifacts/loadtest-server && Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$port" Kestrel__Endpoints__Grpc__Protocols=Http2 \
-  LocalPostgres__Database="$database" RateLimits__PermitsPerSecond=1000000 RateLimits__Burst=1000000 \
-  Logging__LogLevel__Default=Warning exec dotnet QuotaLedger.Server.dll) > "$out/server.log" 2>&1 &
-server=$!
-cleanup() {
-  psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" 2>/dev/null || true
-  kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true
-}
-trap cleanup EXIT
-
-data=/var/tmp/quotaledger/pgdata
-# Kestrel listens once the database is migrated.
-for _ in $(seq 1 120); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 1; done
-export PGHOST=127.0.0.1 PGPORT="$(sed -n 4p "$data/postmaster.pid")" PGUSER=quotaledger PGPASSWORD="$(cat "$data.password")"
+start_ledger_server "$port" "quotaledger_bench_$$" "$out/server.log"
 
 run_baseline() { bash loadtest/baseline/run.sh "$1" 64 "$seconds" | tee "$out/baseline-$1.txt" | tail -1; }
 run_ledger() {

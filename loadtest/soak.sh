@@ -9,24 +9,9 @@ scenario="${2:-hot}"
 out=".artifacts/soak"
 mkdir -p "$out"
 
-dotnet build loadtest/QuotaLedger.LoadTest -c Release -v quiet -nologo
-dotnet build src/Server -c Release -o .artifacts/loadtest-server -v quiet -nologo
-
+source loadtest/server.sh
 port=5182
-database="quotaledger_soak_$$"
-(cd .artifacts/loadtest-server && Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$port" Kestrel__Endpoints__Grpc__Protocols=Http2 \
-  LocalPostgres__Database="$database" RateLimits__PermitsPerSecond=1000000 RateLimits__Burst=1000000 \
-  Logging__LogLevel__Default=Warning exec dotnet QuotaLedger.Server.dll) > "$out/server.log" 2>&1 &
-server=$!
-data=/var/tmp/quotaledger/pgdata
-cleanup() {
-  PGHOST=127.0.0.1 PGPORT="$(sed -n 4p "$data/postmaster.pid" 2>/dev/null)" PGUSER=quotaledger PGPASSWORD="$(cat "$data.password" 2>/dev/null)" \
-    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" 2>/dev/null || true
-  kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true
-}
-trap cleanup EXIT
-# Kestrel listens once the database is migrated.
-for _ in $(seq 1 120); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 1; done
+start_ledger_server "$port" "quotaledger_soak_$$" "$out/server.log"
 
 dotnet loadtest/QuotaLedger.LoadTest/bin/Release/net10.0/QuotaLedger.LoadTest.dll --address "http://127.0.0.1:$port" \
   --scenario "$scenario" --concurrency 64 --duration "$seconds" --warmup 5 --json "$out/soak.json" > "$out/loadtest.txt" 2>&1 &

@@ -60,7 +60,8 @@ internal static class DeductionBatch
     {
         public Dictionary<(string, string), IdempotencyRow> Earlier { get; } = [];
         public Dictionary<long, UnitYearRow> UnitYears { get; } = [];
-        public Dictionary<long, Figures> Figures { get; } = [];
+        public Dictionary<long, UnitYearFigures> Figures { get; } = [];
+        public Dictionary<long, byte[]> ChainHeads { get; } = [];
         public Dictionary<long, GrantRow> Grants { get; } = [];
         public Dictionary<long, ContractRow> Contracts { get; } = [];
         public Dictionary<string, PartyStanding> Providers { get; } = [];
@@ -69,23 +70,14 @@ internal static class DeductionBatch
         public Queue<(long Deduction, long Entry)> Ids { get; } = new();
     }
 
-    /// <summary>A unit-year's running figures and chain head as the batch applies its deductions.</summary>
-    private sealed class Figures(long cap, long open, long deducted, long redeemed, byte[] head)
-    {
-        public long Cap { get; } = cap;
-        public long Open { get; set; } = open;
-        public long Deducted { get; set; } = deducted;
-        public long Redeemed { get; } = redeemed;
-        public byte[] Head { get; set; } = head;
-    }
-
     private sealed class Plan(int count)
     {
         public DeductionOutcome[] Outcomes { get; } = new DeductionOutcome[count];
         public List<(DeductionRow Deduction, JournalEntryRow Entry, long DebitAccount, long CreditAccount)> Applied { get; } = [];
         public Dictionary<long, long> AccountDeltas { get; } = [];
         public Dictionary<long, long> ContractDeltas { get; } = [];
-        public List<IdempotencyRow> Records { get; } = [];
+        /// <summary>The outcome of each request id this batch decided, to record and to replay to duplicates.</summary>
+        public Dictionary<(string Caller, string RequestId), IdempotencyRow> Decided { get; } = [];
     }
 
     private static async Task<State> ReadAsync(NpgsqlConnection connection, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, CancellationToken ct)
@@ -188,8 +180,10 @@ internal static class DeductionBatch
         await reader.NextResultAsync(ct);
         while (await reader.ReadAsync(ct))
         {
-            state.Figures.Add(reader.GetInt64(0),
-                new Figures(reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetFieldValue<byte[]>(5)));
+            var unitYear = state.UnitYears[reader.GetInt64(0)];
+            state.Figures.Add(unitYear.Id, new UnitYearFigures(unitYear.UnitUscc, unitYear.Year,
+                new Fen(reader.GetInt64(1)), new Fen(reader.GetInt64(2)), new Fen(reader.GetInt64(3)), new Fen(reader.GetInt64(4))));
+            state.ChainHeads.Add(unitYear.Id, reader.GetFieldValue<byte[]>(5));
         }
 
         await reader.NextResultAsync(ct);
@@ -227,13 +221,12 @@ internal static class DeductionBatch
     private static Plan Decide(State state, IReadOnlyList<PendingDeduction> items, DateTimeOffset now)
     {
         var plan = new Plan(items.Count);
-        var decided = new Dictionary<(string, string), IdempotencyRow>();
         var invoices = state.Invoices;
         for (var i = 0; i < items.Count; i++)
         {
             var item = items[i];
             var key = item.Key;
-            if (decided.TryGetValue(key, out var first) || state.Earlier.TryGetValue(key, out first))
+            if (plan.Decided.TryGetValue(key, out var first) || state.Earlier.TryGetValue(key, out first))
             {
                 plan.Outcomes[i] = Replay(first, item.Hash);
                 continue;
@@ -260,8 +253,7 @@ internal static class DeductionBatch
                 Message = outcome.Refusal?.Message,
                 Response = outcome.Response?.ToByteArray(),
             };
-            decided.Add(key, record);
-            plan.Records.Add(record);
+            plan.Decided.Add(key, record);
         }
 
         return plan;
@@ -304,7 +296,7 @@ internal static class DeductionBatch
 
         // Every rule passed: the deduction takes effect in the running state.
         var unitYear = state.UnitYears[grant.UnitYearId];
-        var figures = state.Figures[unitYear.Id];
+        var head = state.ChainHeads[unitYear.Id];
         var (deductionId, entryId) = state.Ids.Dequeue();
         var deduction = Deductions.NewDeduction(request, requested, applied, now);
         deduction.Id = deductionId;
@@ -312,16 +304,17 @@ internal static class DeductionBatch
         entry.Id = entryId;
         entry.DeductionId = deductionId;
         entry.ChainKey = Chain.KeyOf(entry);
-        entry.PrevHash = figures.Head;
-        entry.Hash = Chain.HashOf(entry, [(unitYear.DeductedAccountId, applied.Value), (grant.AccountId, -applied.Value)], figures.Head);
-        figures.Head = entry.Hash;
+        entry.PrevHash = head;
+        entry.Hash = Chain.HashOf(entry, [(unitYear.DeductedAccountId, applied.Value), (grant.AccountId, -applied.Value)], head);
+        state.ChainHeads[unitYear.Id] = entry.Hash;
         plan.Applied.Add((deduction, entry, unitYear.DeductedAccountId, grant.AccountId));
 
         grant.Account.BalanceFen = checked(grant.Account.BalanceFen - applied.Value);
         contract.InvoicedFen = checked(contract.InvoicedFen + request.InvoiceAmount.Value);
         invoices.Add((request.Provider, request.InvoiceNo));
-        figures.Open = checked(figures.Open - applied.Value);
-        figures.Deducted = checked(figures.Deducted + applied.Value);
+        var before = state.Figures[unitYear.Id];
+        var figures = before with { GrantedOpen = before.GrantedOpen - applied, Deducted = before.Deducted + applied };
+        state.Figures[unitYear.Id] = figures;
         plan.AccountDeltas[unitYear.DeductedAccountId] = checked(plan.AccountDeltas.GetValueOrDefault(unitYear.DeductedAccountId) + applied.Value);
         plan.AccountDeltas[grant.AccountId] = checked(plan.AccountDeltas.GetValueOrDefault(grant.AccountId) - applied.Value);
         plan.ContractDeltas[contract.Id] = checked(plan.ContractDeltas.GetValueOrDefault(contract.Id) + request.InvoiceAmount.Value);
@@ -332,8 +325,7 @@ internal static class DeductionBatch
             RequestedFen = requested.Value,
             AppliedFen = applied.Value,
             GrantRemainingFen = grant.Account.BalanceFen,
-            UnitYear = new UnitYearFigures(unitYear.UnitUscc, unitYear.Year, new Fen(figures.Cap), new Fen(figures.Open), new Fen(figures.Deducted),
-                new Fen(figures.Redeemed)).ToApi(),
+            UnitYear = figures.ToApi(),
         };
     }
 
@@ -407,7 +399,8 @@ internal static class DeductionBatch
                 plan.ContractDeltas.Keys.ToArray(), plan.ContractDeltas.Values.ToArray());
         }
 
-        if (plan.Records.Count > 0)
+        var records = plan.Decided.Values;
+        if (records.Count > 0)
         {
             // A plain insert: should a call reusing one of these ids for something else have committed meanwhile, the
             // unique key fails the batch, and the one-by-one path answers REQUEST_ID_REUSED.
@@ -417,9 +410,9 @@ internal static class DeductionBatch
                 SELECT o.caller, o.request_id, $6, o.request_hash, o.outcome, o.message, o.response, $7
                 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[], $8::bytea[]) AS o(caller, request_id, request_hash, outcome, message, response)
                 """,
-                plan.Records.Select(r => r.Caller).ToArray(), plan.Records.Select(r => r.RequestId).ToArray(), plan.Records.Select(r => r.RequestHash).ToArray(),
-                plan.Records.Select(r => r.Outcome!).ToArray(), plan.Records.Select(r => r.Message).ToArray(), Method, now,
-                plan.Records.Select(r => r.Response).ToArray());
+                records.Select(r => r.Caller).ToArray(), records.Select(r => r.RequestId).ToArray(), records.Select(r => r.RequestHash).ToArray(),
+                records.Select(r => r.Outcome!).ToArray(), records.Select(r => r.Message).ToArray(), Method, now,
+                records.Select(r => r.Response).ToArray());
         }
 
         Add(batch, "COMMIT");

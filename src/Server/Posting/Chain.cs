@@ -10,10 +10,8 @@ namespace QuotaLedger.Server.Posting;
 /// lock the write already holds (the unit-year's, or the year's funding account's), so a chain never forks.</summary>
 public static class Chain
 {
-    public static string KeyOf(JournalEntryRow entry) => KeyOf(entry.UnitUscc, entry.Year);
-
-    public static string KeyOf(string? unitUscc, int year) =>
-        unitUscc is { } unit ? $"{unit}:{year.ToString(CultureInfo.InvariantCulture)}" : year.ToString(CultureInfo.InvariantCulture);
+    public static string KeyOf(JournalEntryRow entry) =>
+        entry.UnitUscc is { } unit ? $"{unit}:{entry.Year}" : entry.Year.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>PostgreSQL keeps microseconds: the hashed time is the stored time.</summary>
     public static DateTimeOffset ToStoredPrecision(DateTimeOffset instant)
