@@ -35,7 +35,15 @@ var year = 0;
 if (options.Scenario != "ping")
 {
     Console.WriteLine($"Setting up {unitYears} unit-year(s) with a grant of {grantEach} each ...");
-    (provider, year, targets) = await Setup.RunAsync(clients[0], unitYears, grantEach);
+    try
+    {
+        (provider, year, targets) = await Setup.RunAsync(clients[0], unitYears, grantEach);
+    }
+    catch (SetupException e)
+    {
+        Console.Error.WriteLine($"Cannot set up the run: {e.Message}");
+        return 2;
+    }
 }
 
 var run = new Run(options, clients, provider, year, targets);

@@ -34,7 +34,8 @@ internal static class Setup
             var fund = needed - program.Pool;
             if (fund > room)
             {
-                throw new InvalidOperationException($"The {year} pool holds {program.Pool} and only {room} more may be funded; the run needs {needed}.");
+                throw new SetupException($"The {year} pool holds {program.Pool} and only {room} more may be funded; the run needs {needed}. " +
+                    "Earlier runs have used this database's budget: run against a fresh one (for the no-configuration server, LocalPostgres__Database=<new name>).");
             }
 
             await client.FundBudgetAsync(year, fund);
@@ -75,3 +76,6 @@ internal static class Setup
         return new string(body) + alphabet[(31 - (sum % 31)) % 31];
     }
 }
+
+/// <summary>The ledger cannot hold the run (its year's budget is used up, say): the load test stops with this message.</summary>
+internal sealed class SetupException(string message) : Exception(message);
