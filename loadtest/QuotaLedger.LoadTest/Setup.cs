@@ -12,6 +12,12 @@ internal static class Setup
     /// <summary>Each invoice: 200 fen, of which the voucher covers 100 (50%, self-controllable compute).</summary>
     public static readonly Fen InvoiceAmount = new(200);
 
+    private static readonly UnitMaterial[] Materials =
+    [
+        new(MaterialKind.ApplicationForm, "load:form"), new(MaterialKind.RegistrationCertificate, "load:certificate"),
+        new(MaterialKind.IntegrityPledge, "load:pledge"), new(MaterialKind.CreditReport, "load:credit-report"),
+    ];
+
     public static async Task<(string Provider, int Year, List<Target> Targets)> RunAsync(QuotaLedgerClient client, int unitYears, Fen grantEach)
     {
         var year = TimeZoneInfo.ConvertTime(DateTimeOffset.UtcNow, TimeZoneInfo.FindSystemTimeZoneById("Asia/Shanghai")).Year;
@@ -42,17 +48,17 @@ internal static class Setup
         }
 
         var provider = NewUscc();
-        await client.RegisterProviderAsync(provider, "Load test provider", ["IDC-LOAD"]);
+        await client.RegisterProviderAsync(provider, "Load test provider", ["IDC-LOAD-0001"]);
         var targets = new Target[unitYears];
         await Parallel.ForEachAsync(Enumerable.Range(0, unitYears), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, ct) =>
         {
             var unit = NewUscc();
-            await client.RegisterUnitAsync(new UnitRegistration(unit, $"Load unit {i}", UnitKind.Enterprise), cancellationToken: ct);
+            await client.RegisterUnitAsync(new UnitRegistration(unit, $"Load unit {i}", UnitKind.Enterprise, Materials: Materials), cancellationToken: ct);
             await client.ReviewUnitAsync(provider, unit, approve: true, cancellationToken: ct);
             var contractNo = $"LOAD-{i}";
             // Room for every invoice the run can send: the voucher share is half the invoice.
             var amount = new Fen(checked(grantEach.Value * 4));
-            await client.RegisterContractAsync(new ContractTerms(contractNo, provider, unit, "Ascend 910B", true, "cloud", new Fen(100), amount,
+            await client.RegisterContractAsync(new ContractTerms(contractNo, provider, unit, "Ascend 910B", true, ServiceMode.CloudInstance, new Fen(100), amount,
                 "load test", false, new DateOnly(year, 1, 1)), cancellationToken: ct);
             var grant = await client.GrantAsync(provider, contractNo, grantEach, cancellationToken: ct);
             targets[i] = new Target(i, unit, contractNo, grant.GrantId, grantEach, grant.UnitYear.Deducted);

@@ -72,6 +72,12 @@ public enum LedgerReason
     Unauthenticated,
     /// <summary>RATE_LIMITED: over the caller's rate limit (retried by the client).</summary>
     RateLimited,
+    /// <summary>YEAR_NOT_OPEN: the year has no policy, or the day (of the call, or of the invoice) is before the policy takes effect.</summary>
+    YearNotOpen,
+    /// <summary>ALREADY_DECIDED: a second review of one application, or a second disbursement.</summary>
+    AlreadyDecided,
+    /// <summary>NOT_RESIDENT: a gift to a unit that is not a bureau-confirmed resident on the operator's list.</summary>
+    NotResident,
 }
 
 /// <summary>A call the ledger refused or could not complete: the typed reason, the gRPC status, the server's message.</summary>

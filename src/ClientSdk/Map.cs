@@ -14,24 +14,30 @@ internal static class Map
 
     public static GrantDetails From(V1.GrantInfo g) => new(g.GrantId, g.ProviderUscc, g.UnitUscc, g.ContractNo, g.Year, g.RatioBp,
         new Fen(g.AmountFen), new Fen(g.RemainingFen), new Fen(g.DeductedFen), new Fen(g.ReturnedFen), (GrantStatus)g.Status,
-        g.GrantedAt.ToDateTimeOffset(), g.ExpiresAt.ToDateTimeOffset(), g.GiftedFromGrantId == 0 ? null : g.GiftedFromGrantId);
+        g.GrantedAt.ToDateTimeOffset(), g.ExpiresAt.ToDateTimeOffset(), g.GiftedFromGrantId == 0 ? null : g.GiftedFromGrantId, new Fen(g.ClawedBackFen));
 
     public static ProviderInfo From(V1.Provider p) =>
         new(p.ProviderUscc, p.Name, [.. p.Licences], (Standing)p.Standing, p.RegisteredAt.ToDateTimeOffset());
 
     public static UnitInfo From(V1.Unit u) => new(u.UnitUscc, u.Name, (UnitKind)u.Kind, u.Sme, [.. u.MaterialRefs], (Standing)u.Standing, u.Approved,
-        [.. u.Reviews.Select(r => new UnitReviewInfo(r.ProviderUscc, r.Approved, r.Reason, r.ReviewedAt.ToDateTimeOffset()))], u.RegisteredAt.ToDateTimeOffset());
+        [.. u.Reviews.Select(r => new UnitReviewInfo(r.ProviderUscc, r.Approved, r.Reason, r.ReviewedAt.ToDateTimeOffset()))], u.RegisteredAt.ToDateTimeOffset(),
+        [.. u.Materials.Select(m => new UnitMaterial((MaterialKind)m.Kind, m.Reference))], u.OpcConfirmed, [.. u.Residents.Select(From)]);
+
+    public static ResidencyInfo From(V1.Residency r) =>
+        new(r.ResidentUscc, (ResidencyStatus)r.Status, r.Reason, r.RecordedAt?.ToDateTimeOffset() ?? DateTimeOffset.MinValue);
 
     public static ContractInfo From(V1.Contract c) => new(
-        new ContractTerms(c.ContractNo, c.ProviderUscc, c.UnitUscc, c.Accelerator, c.SelfControllable, c.ServiceMode, new Fen(c.UnitPriceFen),
+        new ContractTerms(c.ContractNo, c.ProviderUscc, c.UnitUscc, c.Accelerator, c.SelfControllable, (ServiceMode)c.ServiceMode, new Fen(c.UnitPriceFen),
             new Fen(c.AmountFen), c.Purpose, c.UsesInnovationVoucher, Date(c.SignedOn)),
         new Fen(c.GrantedFen), new Fen(c.InvoicedFen), c.RegisteredAt.ToDateTimeOffset());
 
     public static YearPolicy From(V1.YearPolicy p) => new(p.Year, p.SelfControllableRatioBp, p.OtherRatioBp, p.SmeBonusBp,
-        new Fen(p.UnitYearCapFen), new Fen(p.UnitYearFloorFen), new Fen(p.YearTotalFen), p.ValidityMonths);
+        new Fen(p.UnitYearCapFen), new Fen(p.UnitYearFloorFen), new Fen(p.YearTotalFen), p.ValidityMonths,
+        p.EffectiveFrom.Length == 0 ? null : Date(p.EffectiveFrom));
 
     public static ProgramYearFigures From(V1.ProgramYear p) => new(p.Year, new Fen(p.FundedFen), new Fen(p.PoolFen), new Fen(p.GrantedOpenFen),
-        new Fen(p.DeductedFen), new Fen(p.ReclaimedFen), new Fen(p.RedeemedFen), new Fen(p.DisbursedFen), new Fen(p.YearTotalFen), new Fen(p.ReceivableFen));
+        new Fen(p.DeductedFen), new Fen(p.ReclaimedFen), new Fen(p.RedeemedFen), new Fen(p.DisbursedFen), new Fen(p.YearTotalFen), new Fen(p.ReceivableFen),
+        new Fen(p.ClawedBackFen));
 
     public static JournalEntryInfo From(V1.JournalEntry e) => new(e.EntryId, (EntryKind)e.Kind, e.CreatedAt.ToDateTimeOffset(), e.Year,
         NullIfEmpty(e.UnitUscc), NullIfEmpty(e.ProviderUscc), e.GrantId == 0 ? null : e.GrantId, e.SourceId, e.RequestId, e.Caller, e.Memo,
@@ -40,7 +46,8 @@ internal static class Map
 
     public static RedemptionInfo From(V1.Redemption r) => new(r.RedemptionId, r.BatchId, r.UnitUscc, r.Year, new Fen(r.RequestedFen),
         new Fen(r.ApprovedFen), new Fen(r.DisbursedFen), new Fen(r.ClawedBackFen), (RedemptionState)r.State,
-        [.. r.Evidence.Select(e => new EvidenceItem((EvidenceKind)e.Kind, e.Reference, e.Sha256))], r.Reviewer, r.ReviewReason, r.PaymentRef);
+        [.. r.Evidence.Select(e => new EvidenceItem((EvidenceKind)e.Kind, e.Reference, e.Sha256))], r.Reviewer, r.ReviewReason, r.PaymentRef,
+        new Fen(r.OutstandingFen));
 
     public static V1.ListEntriesRequest ToRequest(EntryFilter f) => new()
     {

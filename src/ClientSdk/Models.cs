@@ -13,6 +13,61 @@ public enum UnitKind
     OpcOperator = 4,
 }
 
+/// <summary>How a contract's compute is served (Art 8).</summary>
+public enum ServiceMode
+{
+    /// <summary>Only on contracts registered before the mode was required.</summary>
+    Unspecified = 0,
+    /// <summary>Bare-metal servers.</summary>
+    BareMetal = 1,
+    /// <summary>Cloud (virtual machine) instances.</summary>
+    CloudInstance = 2,
+    /// <summary>Container instances.</summary>
+    Container = 3,
+    /// <summary>A dedicated cluster.</summary>
+    DedicatedCluster = 4,
+}
+
+/// <summary>The qualification materials a unit submits (Art 7).</summary>
+public enum MaterialKind
+{
+    /// <summary>The registration application form.</summary>
+    ApplicationForm = 1,
+    /// <summary>The registration certificate bearing the USCC, with the legal representative's ID.</summary>
+    RegistrationCertificate = 2,
+    /// <summary>The integrity pledge.</summary>
+    IntegrityPledge = 3,
+    /// <summary>The credit report.</summary>
+    CreditReport = 4,
+    /// <summary>The SME declaration, required of an SME.</summary>
+    SmeDeclaration = 5,
+}
+
+/// <summary>Where a resident one-person company stands on an OPC operator's list.</summary>
+public enum ResidencyStatus
+{
+    /// <summary>Declared by the operator, not yet confirmed by the bureau.</summary>
+    Declared = 1,
+    /// <summary>Confirmed by the bureau: the operator may give it quota.</summary>
+    Confirmed = 2,
+    /// <summary>Refused by the bureau.</summary>
+    Rejected = 3,
+    /// <summary>Taken off the list.</summary>
+    Ended = 4,
+}
+
+/// <summary>One of a unit's qualification materials.</summary>
+/// <param name="Kind">Which material.</param>
+/// <param name="Reference">Where it is kept.</param>
+public sealed record UnitMaterial(MaterialKind Kind, string Reference);
+
+/// <summary>A resident on an OPC operator's list, as it now stands.</summary>
+/// <param name="ResidentUscc">The resident one-person company.</param>
+/// <param name="Status">Where it stands.</param>
+/// <param name="Reason">Why, as recorded at the latest step.</param>
+/// <param name="RecordedAt">When the latest step was recorded.</param>
+public sealed record ResidencyInfo(string ResidentUscc, ResidencyStatus Status, string Reason, DateTimeOffset RecordedAt);
+
 /// <summary>A party's standing with the bureau.</summary>
 public enum Standing
 {
@@ -95,9 +150,12 @@ public sealed record ProviderInfo(string Uscc, string Name, IReadOnlyList<string
 /// <param name="Uscc">Its USCC.</param>
 /// <param name="Name">Its name.</param>
 /// <param name="Kind">What kind of unit it is.</param>
-/// <param name="Sme">Whether it filed the SME declaration (the ratio gets the SME bonus).</param>
-/// <param name="MaterialRefs">References to the submitted qualification materials.</param>
-public sealed record UnitRegistration(string Uscc, string Name, UnitKind Kind, bool Sme = false, IReadOnlyList<string>? MaterialRefs = null);
+/// <param name="Sme">Whether it filed the SME declaration (the ratio gets the SME bonus); enterprises only.</param>
+/// <param name="MaterialRefs">Further references to submitted materials, if any.</param>
+/// <param name="Materials">The Art 7 materials: application form, registration certificate, integrity pledge, credit report,
+/// and the SME declaration for an SME.</param>
+public sealed record UnitRegistration(string Uscc, string Name, UnitKind Kind, bool Sme = false, IReadOnlyList<string>? MaterialRefs = null,
+    IReadOnlyList<UnitMaterial>? Materials = null);
 
 /// <summary>A provider's latest review of a unit.</summary>
 /// <param name="ProviderUscc">The reviewing provider.</param>
@@ -116,8 +174,12 @@ public sealed record UnitReviewInfo(string ProviderUscc, bool Approved, string R
 /// <param name="Approved">Whether at least one provider's latest review approves it.</param>
 /// <param name="Reviews">Each provider's latest review.</param>
 /// <param name="RegisteredAt">When it registered.</param>
+/// <param name="Materials">Its Art 7 materials.</param>
+/// <param name="OpcConfirmed">For an OPC operator: whether the bureau confirmed its status.</param>
+/// <param name="Residents">For an OPC operator: its residents as they now stand.</param>
 public sealed record UnitInfo(string Uscc, string Name, UnitKind Kind, bool Sme, IReadOnlyList<string> MaterialRefs, Standing Standing,
-    bool Approved, IReadOnlyList<UnitReviewInfo> Reviews, DateTimeOffset RegisteredAt);
+    bool Approved, IReadOnlyList<UnitReviewInfo> Reviews, DateTimeOffset RegisteredAt, IReadOnlyList<UnitMaterial> Materials,
+    bool OpcConfirmed, IReadOnlyList<ResidencyInfo> Residents);
 
 /// <summary>A contract's terms, as registered.</summary>
 /// <param name="ContractNo">The contract number, unique per provider.</param>
@@ -132,7 +194,7 @@ public sealed record UnitInfo(string Uscc, string Name, UnitKind Kind, bool Sme,
 /// <param name="UsesInnovationVoucher">Whether the contract already enjoys the innovation voucher (then it gets no quota).</param>
 /// <param name="SignedOn">When it was signed.</param>
 public sealed record ContractTerms(string ContractNo, string ProviderUscc, string UnitUscc, string Accelerator, bool SelfControllable,
-    string ServiceMode, Fen UnitPrice, Fen Amount, string Purpose, bool UsesInnovationVoucher, DateOnly SignedOn);
+    ServiceMode ServiceMode, Fen UnitPrice, Fen Amount, string Purpose, bool UsesInnovationVoucher, DateOnly SignedOn);
 
 /// <summary>A registered contract and what has been granted and invoiced against it.</summary>
 /// <param name="Terms">Its terms.</param>
@@ -184,13 +246,15 @@ public sealed record ReleaseResult(long GrantId, Fen Released, UnitYearFigures U
 /// <param name="Amount">What was granted.</param>
 /// <param name="Remaining">What it still holds.</param>
 /// <param name="Deducted">What was deducted from it.</param>
-/// <param name="Returned">What went back to the pool on expiry or release.</param>
+/// <param name="Returned">What went back to the pool on expiry or release (expiry counts from expires_at on).</param>
 /// <param name="Status">Its status now.</param>
 /// <param name="GrantedAt">When it was made.</param>
 /// <param name="ExpiresAt">When it expires.</param>
 /// <param name="GiftedFromGrantId">For a gift, the operator's grant it came from.</param>
+/// <param name="ClawedBack">What the bureau clawed back from its open quota, apart from what was returned.</param>
 public sealed record GrantDetails(long GrantId, string ProviderUscc, string UnitUscc, string ContractNo, int Year, int RatioBp, Fen Amount,
-    Fen Remaining, Fen Deducted, Fen Returned, GrantStatus Status, DateTimeOffset GrantedAt, DateTimeOffset ExpiresAt, long? GiftedFromGrantId);
+    Fen Remaining, Fen Deducted, Fen Returned, GrantStatus Status, DateTimeOffset GrantedAt, DateTimeOffset ExpiresAt, long? GiftedFromGrantId,
+    Fen ClawedBack);
 
 /// <summary>An OPC gift just made.</summary>
 /// <param name="Grant">The resident's new grant.</param>
@@ -245,8 +309,10 @@ public sealed record EntryFilter(string? UnitUscc = null, string? ProviderUscc =
 /// <param name="UnitYearFloor">Floor per unit per year, applied at redemption.</param>
 /// <param name="YearTotal">What the city issues in the year at most.</param>
 /// <param name="ValidityMonths">Validity of each grant, in calendar months.</param>
+/// <param name="EffectiveFrom">The first day the policy is in force (Art 19); null when setting means the year's first day,
+/// never before 2026-05-13.</param>
 public sealed record YearPolicy(int Year, int SelfControllableRatioBp, int OtherRatioBp, int SmeBonusBp, Fen UnitYearCap, Fen UnitYearFloor,
-    Fen YearTotal, int ValidityMonths);
+    Fen YearTotal, int ValidityMonths, DateOnly? EffectiveFrom = null);
 
 /// <summary>The city's figures for a year.</summary>
 /// <param name="Year">The year.</param>
@@ -259,7 +325,9 @@ public sealed record YearPolicy(int Year, int SelfControllableRatioBp, int Other
 /// <param name="Disbursed">What was disbursed.</param>
 /// <param name="YearTotal">The policy's total for the year.</param>
 /// <param name="Receivable">Clawed back from payments and not yet settled.</param>
-public sealed record ProgramYearFigures(int Year, Fen Funded, Fen Pool, Fen GrantedOpen, Fen Deducted, Fen Reclaimed, Fen Redeemed, Fen Disbursed, Fen YearTotal, Fen Receivable);
+/// <param name="ClawedBack">Everything clawed back in the year, from grants, deductions, applications and payments.</param>
+public sealed record ProgramYearFigures(int Year, Fen Funded, Fen Pool, Fen GrantedOpen, Fen Deducted, Fen Reclaimed, Fen Redeemed, Fen Disbursed,
+    Fen YearTotal, Fen Receivable, Fen ClawedBack);
 
 /// <summary>A change of standing.</summary>
 /// <param name="Uscc">The party.</param>

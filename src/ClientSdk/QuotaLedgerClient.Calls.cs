@@ -107,6 +107,7 @@ public sealed partial class QuotaLedgerClient
         {
             RequestId = requestId ?? NewRequestId(), UnitUscc = unit.Uscc, Name = unit.Name, Kind = (V1.UnitKind)unit.Kind, Sme = unit.Sme,
             MaterialRefs = { unit.MaterialRefs ?? [] },
+            Materials = { (unit.Materials ?? []).Select(m => new V1.Material { Kind = (V1.MaterialKind)m.Kind, Reference = m.Reference }) },
         };
         return Map.From(await CallAsync(o => _registry.RegisterUnitAsync(request, o), cancellationToken));
     }
@@ -134,14 +135,14 @@ public sealed partial class QuotaLedgerClient
         var request = new V1.RegisterContractRequest
         {
             RequestId = requestId ?? NewRequestId(), ContractNo = terms.ContractNo, ProviderUscc = terms.ProviderUscc, UnitUscc = terms.UnitUscc,
-            Accelerator = terms.Accelerator, SelfControllable = terms.SelfControllable, ServiceMode = terms.ServiceMode,
+            Accelerator = terms.Accelerator, SelfControllable = terms.SelfControllable, ServiceMode = (V1.ServiceMode)terms.ServiceMode,
             UnitPriceFen = terms.UnitPrice.Value, AmountFen = terms.Amount.Value, Purpose = terms.Purpose,
             UsesInnovationVoucher = terms.UsesInnovationVoucher, SignedOn = Map.Date(terms.SignedOn),
         };
         return Map.From(await CallAsync(o => _registry.RegisterContractAsync(request, o), cancellationToken));
     }
 
-    /// <summary>Declares a provider and a unit related parties (Art 5.6): no grants between them from then on.</summary>
+    /// <summary>Declares a provider and a unit related parties (Art 5.6): no grants, deductions or gifts between them from then on.</summary>
     /// <param name="providerUscc">The provider.</param>
     /// <param name="unitUscc">The unit.</param>
     /// <param name="reason">Why they are related.</param>
@@ -162,6 +163,60 @@ public sealed partial class QuotaLedgerClient
     {
         var request = new V1.AddResidentOpcRequest { RequestId = requestId ?? NewRequestId(), OperatorUscc = operatorUscc, ResidentUscc = residentUscc };
         return [.. (await CallAsync(o => _registry.AddResidentOpcAsync(request, o), cancellationToken)).ResidentUsccs];
+    }
+
+    /// <summary>Ends a declared relation (the bureau only); the declaration and its end both stay on record.</summary>
+    /// <param name="providerUscc">The provider.</param>
+    /// <param name="unitUscc">The unit.</param>
+    /// <param name="reason">Why the relation ended.</param>
+    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public async Task EndRelatedPartyAsync(string providerUscc, string unitUscc, string reason, string? requestId = null, CancellationToken cancellationToken = default)
+    {
+        var request = new V1.EndRelatedPartyRequest { RequestId = requestId ?? NewRequestId(), ProviderUscc = providerUscc, UnitUscc = unitUscc, Reason = reason };
+        await CallAsync(o => _registry.EndRelatedPartyAsync(request, o), cancellationToken);
+    }
+
+    /// <summary>The bureau confirms (or refuses) a residency an operator declared; returns every resident as it stands.</summary>
+    /// <param name="operatorUscc">The operator.</param>
+    /// <param name="residentUscc">The resident.</param>
+    /// <param name="confirm">True confirms, false refuses.</param>
+    /// <param name="reason">Why (required to refuse).</param>
+    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public async Task<IReadOnlyList<ResidencyInfo>> ConfirmResidentOpcAsync(string operatorUscc, string residentUscc, bool confirm = true, string reason = "",
+        string? requestId = null, CancellationToken cancellationToken = default)
+    {
+        var request = new V1.ConfirmResidentOpcRequest
+        {
+            RequestId = requestId ?? NewRequestId(), OperatorUscc = operatorUscc, ResidentUscc = residentUscc, Confirm = confirm, Reason = reason,
+        };
+        return [.. (await CallAsync(o => _registry.ConfirmResidentOpcAsync(request, o), cancellationToken)).Residents.Select(Map.From)];
+    }
+
+    /// <summary>The operator or the bureau takes a resident off the list; returns every resident as it stands.</summary>
+    /// <param name="operatorUscc">The operator.</param>
+    /// <param name="residentUscc">The resident.</param>
+    /// <param name="reason">Why.</param>
+    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public async Task<IReadOnlyList<ResidencyInfo>> RemoveResidentOpcAsync(string operatorUscc, string residentUscc, string reason,
+        string? requestId = null, CancellationToken cancellationToken = default)
+    {
+        var request = new V1.RemoveResidentOpcRequest { RequestId = requestId ?? NewRequestId(), OperatorUscc = operatorUscc, ResidentUscc = residentUscc, Reason = reason };
+        return [.. (await CallAsync(o => _registry.RemoveResidentOpcAsync(request, o), cancellationToken)).Residents.Select(Map.From)];
+    }
+
+    /// <summary>The bureau confirms (or withdraws) a unit's OPC community operator status; only a confirmed operator gifts.</summary>
+    /// <param name="operatorUscc">The operator.</param>
+    /// <param name="confirm">True confirms, false withdraws.</param>
+    /// <param name="reason">Why.</param>
+    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public async Task<UnitInfo> ConfirmOpcOperatorAsync(string operatorUscc, bool confirm, string reason, string? requestId = null, CancellationToken cancellationToken = default)
+    {
+        var request = new V1.ConfirmOpcOperatorRequest { RequestId = requestId ?? NewRequestId(), OperatorUscc = operatorUscc, Confirm = confirm, Reason = reason };
+        return Map.From(await CallAsync(o => _registry.ConfirmOpcOperatorAsync(request, o), cancellationToken));
     }
 
     /// <summary>A registered unit.</summary>
@@ -196,6 +251,7 @@ public sealed partial class QuotaLedgerClient
             RequestId = requestId ?? NewRequestId(), Year = policy.Year, SelfControllableRatioBp = policy.SelfControllableRatioBp,
             OtherRatioBp = policy.OtherRatioBp, SmeBonusBp = policy.SmeBonusBp, UnitYearCapFen = policy.UnitYearCap.Value,
             UnitYearFloorFen = policy.UnitYearFloor.Value, YearTotalFen = policy.YearTotal.Value, ValidityMonths = policy.ValidityMonths,
+            EffectiveFrom = policy.EffectiveFrom is { } day ? Map.Date(day) : "",
         };
         return Map.From(await CallAsync(o => _admin.SetYearPolicyAsync(request, o), cancellationToken));
     }

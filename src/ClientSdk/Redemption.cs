@@ -53,14 +53,15 @@ public sealed record BatchInfo(long BatchId, int Year, DateTimeOffset OpenedAt, 
 /// <param name="Requested">What was applied for.</param>
 /// <param name="Approved">What the review approved.</param>
 /// <param name="Disbursed">What was paid.</param>
-/// <param name="ClawedBack">What was clawed back of the payment.</param>
+/// <param name="ClawedBack">What was clawed back of it, at any stage.</param>
 /// <param name="State">Where it stands.</param>
 /// <param name="Evidence">Its evidence, the ledger's platform statement included.</param>
 /// <param name="Reviewer">Who reviewed it.</param>
 /// <param name="ReviewReason">Why.</param>
 /// <param name="PaymentRef">The payment's reference.</param>
+/// <param name="Outstanding">What it still holds in its stage (applied for, approved, or paid), after claw-backs.</param>
 public sealed record RedemptionInfo(long RedemptionId, long BatchId, string UnitUscc, int Year, Fen Requested, Fen Approved, Fen Disbursed,
-    Fen ClawedBack, RedemptionState State, IReadOnlyList<EvidenceItem> Evidence, string Reviewer, string ReviewReason, string PaymentRef);
+    Fen ClawedBack, RedemptionState State, IReadOnlyList<EvidenceItem> Evidence, string Reviewer, string ReviewReason, string PaymentRef, Fen Outstanding);
 
 /// <summary>What a claw-back did.</summary>
 /// <param name="ClawBackId">Its id.</param>
@@ -86,6 +87,6 @@ public enum ClawBackTarget
     Deduction,
     /// <summary>A grant's open quota, by the grant's id.</summary>
     Grant,
-    /// <summary>A disbursed redemption, by the redemption's id.</summary>
+    /// <summary>A redemption application, by its id, at whatever stage it is: under review, approved or paid.</summary>
     Disbursement,
 }

@@ -37,7 +37,7 @@ public sealed class AdminTests(LedgerFixture fixture)
         await Refusal.AssertAsync(() => server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2035, AmountFen = 0 }).ResponseAsync,
             StatusCode.InvalidArgument, "INVALID_AMOUNT");
         await Refusal.AssertAsync(() => server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2036, AmountFen = 1 }).ResponseAsync,
-            StatusCode.FailedPrecondition, "YEAR_TOTAL_EXCEEDED");
+            StatusCode.FailedPrecondition, "YEAR_NOT_OPEN");
 
         // The total cannot be lowered below what is funded.
         await Refusal.AssertAsync(() => server.SetSmallYearAsync(2035, capFen: 1_000, totalFen: 6_999, fundFen: 0),
@@ -68,7 +68,7 @@ public sealed class AdminTests(LedgerFixture fixture)
         bad.RequestId = Ids.New();
         await Refusal.AssertAsync(() => server.Admin.SetYearPolicyAsync(bad).ResponseAsync, StatusCode.InvalidArgument, "INVALID_AMOUNT");
         await Refusal.AssertAsync(() => server.Admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2037 }).ResponseAsync,
-            StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+            StatusCode.FailedPrecondition, "YEAR_NOT_OPEN");
 
         bad.UnitYearCapFen = 100_000;
         bad.RequestId = Ids.New();

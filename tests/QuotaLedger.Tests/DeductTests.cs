@@ -64,7 +64,7 @@ public sealed class DeductTests(LedgerFixture fixture)
     [Fact]
     public async Task A_grant_past_its_expiry_accepts_nothing_whatever_the_background_has_done()
     {
-        var start = new DateTimeOffset(2026, 4, 10, 2, 0, 0, TimeSpan.Zero);
+        var start = new DateTimeOffset(2026, 6, 10, 2, 0, 0, TimeSpan.Zero);
         await using var server = fixture.StartServer(start);
         var deal = await server.NewDealAsync();
         var grant = await server.GrantAsync(deal, 10_000);
@@ -77,7 +77,8 @@ public sealed class DeductTests(LedgerFixture fixture)
 
         var info = await server.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grant.GrantId });
         Assert.Equal(GrantStatus.Expired, info.Status);
-        Assert.Equal(9_500, info.RemainingFen);
+        Assert.Equal(0, info.RemainingFen);
+        Assert.Equal(9_500, info.ReturnedFen);
 
         // Expired quota stops counting toward the cap, even before it is swept back to the pool.
         var unitYear = await server.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = deal.Unit, Year = 2026 });
@@ -102,7 +103,7 @@ public sealed class DeductTests(LedgerFixture fixture)
         badDate.InvoiceDate = "2026-02-30";
         await Refusal.AssertAsync(() => _server.Ledger.DeductAsync(badDate).ResponseAsync, StatusCode.InvalidArgument, "INVALID_ARGUMENT");
         var future = deal.DeductRequest(grant.GrantId, 1_000);
-        future.InvoiceDate = "2026-03-03";
+        future.InvoiceDate = "2026-06-03";
         await Refusal.AssertAsync(() => _server.Ledger.DeductAsync(future).ResponseAsync, StatusCode.InvalidArgument, "INVALID_ARGUMENT");
         var noInvoice = deal.DeductRequest(grant.GrantId, 1_000);
         noInvoice.InvoiceNo = "";

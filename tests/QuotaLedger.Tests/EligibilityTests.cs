@@ -63,14 +63,10 @@ public sealed class EligibilityTests(LedgerFixture fixture)
     public async Task An_OPC_operator_gifts_open_quota_to_a_resident_keeping_the_expiry()
     {
         var provider = await _server.NewProviderAsync();
-        var opc = await _server.NewUnitAsync(kind: UnitKind.OpcOperator);
-        var resident = await _server.NewUnitAsync();
-        await _server.ApproveAsync(provider, opc);
+        var opc = await _server.NewConfirmedOperatorAsync(provider);
         var deal = new Deal(provider, opc, await _server.NewContractAsync(provider, opc));
         var grant = await _server.GrantAsync(deal, 50_000);
-
-        var list = await _server.Registry.AddResidentOpcAsync(new AddResidentOpcRequest { RequestId = Ids.New(), OperatorUscc = opc, ResidentUscc = resident });
-        Assert.Equal([resident], list.ResidentUsccs);
+        var resident = await _server.NewConfirmedResidentAsync(provider, opc);
 
         var giftRequest = new GiftRequest { RequestId = Ids.New(), OperatorUscc = opc, GrantId = grant.GrantId, ResidentUscc = resident, AmountFen = 20_000 };
         var gift = await _server.Ledger.GiftAsync(giftRequest);
@@ -99,14 +95,17 @@ public sealed class EligibilityTests(LedgerFixture fixture)
     }
 
     [Fact]
-    public async Task Every_other_transfer_answers_NOT_TRANSFERABLE()
+    public async Task Every_other_transfer_answers_NOT_TRANSFERABLE_and_a_gift_goes_only_to_a_confirmed_resident()
     {
         var provider = await _server.NewProviderAsync();
         var opc = await _server.NewUnitAsync(kind: UnitKind.OpcOperator);
         var stranger = await _server.NewUnitAsync();
         await _server.ApproveAsync(provider, opc);
+        await _server.ApproveAsync(provider, stranger);
         var opcGrant = await _server.GrantAsync(new Deal(provider, opc, await _server.NewContractAsync(provider, opc)), 10_000);
+        await _server.Registry.AddResidentOpcAsync(new AddResidentOpcRequest { RequestId = Ids.New(), OperatorUscc = opc, ResidentUscc = stranger });
 
+        // An operator that calls itself one, without the bureau's confirmation, gives nothing.
         await Refusal.AssertAsync(() => Gift(opc, opcGrant.GrantId, stranger, 1_000), StatusCode.FailedPrecondition, "NOT_TRANSFERABLE");
 
         // An ordinary enterprise gives to anyone: refused too, whatever lists exist.
@@ -118,11 +117,20 @@ public sealed class EligibilityTests(LedgerFixture fixture)
             RequestId = Ids.New(), OperatorUscc = deal.Unit, ResidentUscc = stranger,
         }).ResponseAsync, StatusCode.InvalidArgument, "INVALID_ARGUMENT");
 
-        // An operator gives only from its own grants.
-        await _server.Registry.AddResidentOpcAsync(new AddResidentOpcRequest { RequestId = Ids.New(), OperatorUscc = opc, ResidentUscc = stranger });
+        // Confirmed as an operator, it still gives only to residents the bureau confirmed.
+        await _server.Registry.ConfirmOpcOperatorAsync(new ConfirmOpcOperatorRequest { RequestId = Ids.New(), OperatorUscc = opc, Confirm = true, Reason = "verified" });
+        await Refusal.AssertAsync(() => Gift(opc, opcGrant.GrantId, stranger, 1_000), StatusCode.FailedPrecondition, "NOT_RESIDENT");
+        await Refusal.AssertAsync(() => Gift(opc, opcGrant.GrantId, deal.Unit, 1_000), StatusCode.FailedPrecondition, "NOT_RESIDENT");
+        await _server.Registry.ConfirmResidentOpcAsync(new ConfirmResidentOpcRequest
+        {
+            RequestId = Ids.New(), OperatorUscc = opc, ResidentUscc = stranger, Confirm = true, Reason = "lease seen",
+        });
+
+        // An operator gives only from its own grants, and no more than they hold.
         await Refusal.AssertAsync(() => Gift(opc, grant.GrantId, stranger, 1_000), StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
         await Refusal.AssertAsync(() => Gift(opc, opcGrant.GrantId, stranger, 10_001), StatusCode.FailedPrecondition, "GRANT_EMPTY");
         Assert.Equal(10_000, (await _server.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = opcGrant.GrantId })).RemainingFen);
+        await Gift(opc, opcGrant.GrantId, stranger, 1_000);
     }
 
     [Fact]
@@ -131,13 +139,10 @@ public sealed class EligibilityTests(LedgerFixture fixture)
         await using var server = fixture.StartServer(new DateTimeOffset(2039, 4, 1, 2, 0, 0, TimeSpan.Zero));
         await server.SetSmallYearAsync(2039, capFen: 10_000, totalFen: 1_000_000, fundFen: 1_000_000);
         var provider = await server.NewProviderAsync();
-        var opc = await server.NewUnitAsync(kind: UnitKind.OpcOperator);
-        var resident = await server.NewUnitAsync();
-        await server.ApproveAsync(provider, opc);
-        await server.ApproveAsync(provider, resident);
+        var opc = await server.NewConfirmedOperatorAsync(provider);
+        var resident = await server.NewConfirmedResidentAsync(provider, opc);
         var opcGrant = await server.GrantAsync(new Deal(provider, opc, await server.NewContractAsync(provider, opc)), 10_000);
         await server.GrantAsync(new Deal(provider, resident, await server.NewContractAsync(provider, resident)), 7_000);
-        await server.Registry.AddResidentOpcAsync(new AddResidentOpcRequest { RequestId = Ids.New(), OperatorUscc = opc, ResidentUscc = resident });
 
         await Refusal.AssertAsync(() => server.Ledger.GiftAsync(new GiftRequest
         {

@@ -77,12 +77,12 @@ public sealed class GrantTests(LedgerFixture fixture)
     }
 
     [Fact]
-    public async Task A_grant_made_on_the_31st_of_January_expires_at_the_end_of_February()
+    public async Task A_grant_made_on_the_31st_of_October_expires_at_the_end_of_November()
     {
-        await using var server = fixture.StartServer(new DateTimeOffset(2026, 1, 31, 10, 0, 0, TimeSpan.FromHours(8)));
+        await using var server = fixture.StartServer(new DateTimeOffset(2026, 10, 31, 10, 0, 0, TimeSpan.FromHours(8)));
         var deal = await server.NewDealAsync();
         var grant = await server.GrantAsync(deal, 1_000);
-        Assert.Equal(new DateTimeOffset(2026, 2, 28, 10, 0, 0, TimeSpan.FromHours(8)), grant.ExpiresAt.ToDateTimeOffset());
+        Assert.Equal(new DateTimeOffset(2026, 11, 30, 10, 0, 0, TimeSpan.FromHours(8)), grant.ExpiresAt.ToDateTimeOffset());
     }
 
     [Fact]
@@ -130,7 +130,7 @@ public sealed class GrantTests(LedgerFixture fixture)
     {
         await using var server = fixture.StartServer(new DateTimeOffset(2033, 2, 1, 2, 0, 0, TimeSpan.Zero));
         var deal = await server.NewDealAsync();
-        var error = await Refusal.AssertAsync(() => server.GrantAsync(deal, 1_000), StatusCode.FailedPrecondition, "BUDGET_EXHAUSTED");
+        var error = await Refusal.AssertAsync(() => server.GrantAsync(deal, 1_000), StatusCode.FailedPrecondition, "YEAR_NOT_OPEN");
         Assert.Contains("SetYearPolicy", error.Status.Detail);
     }
 

@@ -52,7 +52,7 @@ public sealed class RedemptionTests(LedgerFixture fixture)
         await Refusal.AssertAsync(() => server.Redemption.ReviewAsync(new ReviewRequest
         {
             RequestId = Ids.New(), RedemptionId = redemption.RedemptionId, ApprovedFen = 1, Reviewer = "Expert Li", Reason = "again",
-        }).ResponseAsync, StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+        }).ResponseAsync, StatusCode.FailedPrecondition, "ALREADY_DECIDED");
 
         // The unapproved 1,000 may be applied for again, with the 1,000 never applied for.
         var second = await Submit(server, batch.BatchId, deal.Unit, 2_000);
@@ -63,7 +63,7 @@ public sealed class RedemptionTests(LedgerFixture fixture)
         Assert.Equal(2_000, paid.DisbursedFen);
         await Expect(server, deal.Unit, unitDeducted: 4_000, unitRedeemed: 2_000, pool: 80_000, open: 16_000, deducted: 4_000, redeemed: 2_000, disbursed: 2_000, receivable: 0);
         await Refusal.AssertAsync(() => server.Redemption.DisburseAsync(new DisburseRequest { RequestId = Ids.New(), RedemptionId = redemption.RedemptionId, PaymentRef = "again" }).ResponseAsync,
-            StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+            StatusCode.FailedPrecondition, "ALREADY_DECIDED");
         await Refusal.AssertAsync(() => server.Redemption.DisburseAsync(new DisburseRequest { RequestId = Ids.New(), RedemptionId = second.RedemptionId, PaymentRef = "x" }).ResponseAsync,
             StatusCode.InvalidArgument, "INVALID_AMOUNT");
 

@@ -41,7 +41,8 @@ public sealed class RegistryTests(LedgerFixture fixture)
     {
         var request = new RegisterUnitRequest
         {
-            RequestId = Ids.New(), UnitUscc = TestUscc.New(), Name = "Sichuan AI Lab", Kind = UnitKind.ResearchInstitute, Sme = true,
+            RequestId = Ids.New(), UnitUscc = TestUscc.New(), Name = "Sichuan AI Startup", Kind = UnitKind.Enterprise, Sme = true,
+            Materials = { Scenario.Materials(sme: true) },
         };
         var first = await _server.Registry.RegisterUnitAsync(request);
         var retry = await _server.Registry.RegisterUnitAsync(request);
@@ -52,7 +53,7 @@ public sealed class RegistryTests(LedgerFixture fixture)
         await Refusal.AssertAsync(() => _server.Registry.RegisterUnitAsync(again).ResponseAsync, StatusCode.AlreadyExists, "ALREADY_REGISTERED");
 
         var unit = await _server.Registry.GetUnitAsync(new GetUnitRequest { UnitUscc = request.UnitUscc });
-        Assert.Equal("Sichuan AI Lab", unit.Name);
+        Assert.Equal("Sichuan AI Startup", unit.Name);
         Assert.True(unit.Sme);
         Assert.False(unit.Approved);
     }
@@ -88,7 +89,7 @@ public sealed class RegistryTests(LedgerFixture fixture)
         var request = new RegisterContractRequest
         {
             RequestId = Ids.New(), ContractNo = "HT-2026-" + Ids.New()[..8], ProviderUscc = provider, UnitUscc = unit,
-            Accelerator = "Ascend 910B", SelfControllable = true, ServiceMode = "cloud", UnitPriceFen = 1_800,
+            Accelerator = "Ascend 910B", SelfControllable = true, ServiceMode = ServiceMode.CloudInstance, UnitPriceFen = 1_800,
             AmountFen = 12_345_600, Purpose = "LLM fine-tuning", SignedOn = "2026-02-14",
         };
 

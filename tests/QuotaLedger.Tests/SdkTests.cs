@@ -8,7 +8,13 @@ namespace QuotaLedger.Tests;
 [Collection(LedgerCollection.Name)]
 public sealed class SdkTests(LedgerFixture fixture)
 {
-    private static readonly DateOnly s_invoiceDate = new(2026, 3, 1);
+    private static readonly DateOnly s_invoiceDate = new(2026, 6, 1);
+
+    private static readonly UnitMaterial[] s_materials =
+    [
+        new(MaterialKind.ApplicationForm, "form.pdf"), new(MaterialKind.RegistrationCertificate, "licence.pdf"),
+        new(MaterialKind.IntegrityPledge, "pledge.pdf"), new(MaterialKind.CreditReport, "credit.pdf"),
+    ];
 
     private QuotaLedgerClient Client(LedgerServer server, Func<HttpMessageHandler, HttpMessageHandler>? wrap = null, Action<QuotaLedgerClientOptions>? configure = null)
     {
@@ -36,15 +42,15 @@ public sealed class SdkTests(LedgerFixture fixture)
 
         Assert.Equal("SDK provider", (await client.RegisterProviderAsync(provider, "SDK provider", ["IDC-1"])).Name);
         Assert.Equal(provider, (await client.GetProviderAsync(provider)).Uscc);
-        await client.RegisterUnitAsync(new UnitRegistration(unit, "SDK unit", UnitKind.Enterprise, Sme: true, ["form"]));
-        await client.RegisterUnitAsync(new UnitRegistration(opc, "SDK OPC community", UnitKind.OpcOperator));
-        await client.RegisterUnitAsync(new UnitRegistration(resident, "SDK resident", UnitKind.Enterprise));
+        await client.RegisterUnitAsync(new UnitRegistration(unit, "SDK unit", UnitKind.Enterprise, Sme: true, ["form"], [.. s_materials, new(MaterialKind.SmeDeclaration, "sme.pdf")]));
+        await client.RegisterUnitAsync(new UnitRegistration(opc, "SDK OPC community", UnitKind.OpcOperator, Materials: s_materials));
+        await client.RegisterUnitAsync(new UnitRegistration(resident, "SDK resident", UnitKind.Enterprise, Materials: s_materials));
         var reviewed = await client.ReviewUnitAsync(provider, unit, approve: true);
         Assert.True(reviewed.Approved);
         await client.ReviewUnitAsync(provider, opc, approve: true);
         Assert.True((await client.GetUnitAsync(unit)).Sme);
 
-        var terms = new ContractTerms("SDK-" + Ids.New()[..8], provider, unit, "Ascend 910B", true, "cloud", new Fen(2_000), Fen.FromYuan(100_000), "training", false, new DateOnly(2040, 2, 1));
+        var terms = new ContractTerms("SDK-" + Ids.New()[..8], provider, unit, "Ascend 910B", true, ServiceMode.CloudInstance, new Fen(2_000), Fen.FromYuan(100_000), "training", false, new DateOnly(2040, 2, 1));
         var contract = await client.RegisterContractAsync(terms);
         Assert.Equal(terms, contract.Terms);
         Assert.Equal(contract, await client.GetContractAsync(provider, terms.ContractNo));
@@ -87,6 +93,9 @@ public sealed class SdkTests(LedgerFixture fixture)
         await client.RegisterContractAsync(opcContract);
         var opcGrant = await client.GrantAsync(provider, opcContract.ContractNo, Fen.FromYuan(1_000));
         Assert.Equal([resident], await client.AddResidentOpcAsync(opc, resident));
+        Assert.True((await client.ConfirmOpcOperatorAsync(opc, confirm: true, "community verified")).OpcConfirmed);
+        Assert.Equal(ResidencyStatus.Confirmed, Assert.Single(await client.ConfirmResidentOpcAsync(opc, resident)).Status);
+        await client.ReviewUnitAsync(provider, resident, approve: true);
         var gift = await client.GiftAsync(opc, opcGrant.GrantId, resident, Fen.FromYuan(400));
         Assert.Equal(opcGrant.GrantId, gift.Grant.GiftedFromGrantId);
         Assert.Equal(Fen.FromYuan(600), gift.SourceRemaining);
@@ -185,7 +194,7 @@ public sealed class SdkTests(LedgerFixture fixture)
         Assert.Equal(LedgerReason.InvalidUscc, await ReasonOf(() => client.GetUnitAsync("not-a-uscc")));
         Assert.Equal(LedgerReason.InvalidAmount, await ReasonOf(() => client.GrantAsync(deal.Provider, deal.ContractNo, new Fen(-1))));
         Assert.Equal(LedgerReason.ContractQuotaExceeded, await ReasonOf(() => client.GrantAsync(deal.Provider, deal.ContractNo, Fen.FromYuan(10_000_000))));
-        Assert.Equal(LedgerReason.AlreadyRegistered, await ReasonOf(() => client.RegisterProviderAsync(deal.Provider, "again")));
+        Assert.Equal(LedgerReason.AlreadyRegistered, await ReasonOf(() => client.RegisterProviderAsync(deal.Provider, "again", ["IDC-1"])));
         var stranger = await fixture.Server.NewUnitAsync();
         Assert.Equal(LedgerReason.NotTransferable, await ReasonOf(() => client.GiftAsync(deal.Unit, grant.GrantId, stranger, new Fen(1))));
         var id = QuotaLedgerClient.NewRequestId();

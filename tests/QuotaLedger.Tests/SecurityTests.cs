@@ -14,7 +14,7 @@ namespace QuotaLedger.Tests;
 [Collection(LedgerCollection.Name)]
 public sealed class SecurityTests(LedgerFixture fixture)
 {
-    private static readonly DateTimeOffset s_now = new(2026, 3, 3, 2, 0, 0, TimeSpan.Zero);
+    private static readonly DateTimeOffset s_now = new(2026, 6, 3, 2, 0, 0, TimeSpan.Zero);
 
     private sealed record World(SecureServer Server, Clients Bureau, Clients ProviderA, string A, Clients ProviderB, string B,
         Clients UnitA, string U, Clients Expert, string ContractA, string ContractB);
@@ -28,10 +28,10 @@ public sealed class SecurityTests(LedgerFixture fixture)
         var unitA = server.WithToken(server.Token(u, Role.Unit));
         var expert = server.As(server.Certificate(TestUscc.New(), Role.Expert));
 
-        await providerA.Registry.RegisterProviderAsync(new RegisterProviderRequest { RequestId = Ids.New(), ProviderUscc = a, Name = "A" });
-        await bureau.Registry.RegisterProviderAsync(new RegisterProviderRequest { RequestId = Ids.New(), ProviderUscc = b, Name = "B" });
-        await unitA.Registry.RegisterUnitAsync(new RegisterUnitRequest { RequestId = Ids.New(), UnitUscc = u, Name = "U", Kind = UnitKind.Enterprise });
-        await bureau.Registry.RegisterUnitAsync(new RegisterUnitRequest { RequestId = Ids.New(), UnitUscc = u2, Name = "U2", Kind = UnitKind.University });
+        await providerA.Registry.RegisterProviderAsync(new RegisterProviderRequest { RequestId = Ids.New(), ProviderUscc = a, Name = "A", Licences = { "IDC-A-1" } });
+        await bureau.Registry.RegisterProviderAsync(new RegisterProviderRequest { RequestId = Ids.New(), ProviderUscc = b, Name = "B", Licences = { "ICP-B-1" } });
+        await unitA.Registry.RegisterUnitAsync(new RegisterUnitRequest { RequestId = Ids.New(), UnitUscc = u, Name = "U", Kind = UnitKind.Enterprise, Materials = { Scenario.Materials() } });
+        await bureau.Registry.RegisterUnitAsync(new RegisterUnitRequest { RequestId = Ids.New(), UnitUscc = u2, Name = "U2", Kind = UnitKind.University, Materials = { Scenario.Materials() } });
         await providerA.Registry.ReviewUnitAsync(new ReviewUnitRequest { RequestId = Ids.New(), ProviderUscc = a, UnitUscc = u, Approve = true });
         await providerB.Registry.ReviewUnitAsync(new ReviewUnitRequest { RequestId = Ids.New(), ProviderUscc = b, UnitUscc = u2, Approve = true });
         var contractA = "SEC-A-" + Ids.New()[..8];
@@ -156,7 +156,7 @@ public sealed class SecurityTests(LedgerFixture fixture)
         var grant = await w.ProviderA.Ledger.GrantAsync(Grant(w.A, w.ContractA, 5_000));
         var q = TestUscc.New();
         var providerQ = server.As(server.Certificate(q, Role.Provider));
-        await w.Bureau.Registry.RegisterProviderAsync(new RegisterProviderRequest { RequestId = Ids.New(), ProviderUscc = q, Name = "Q" });
+        await w.Bureau.Registry.RegisterProviderAsync(new RegisterProviderRequest { RequestId = Ids.New(), ProviderUscc = q, Name = "Q", Licences = { "CDN-Q-1" } });
         var unitByCertificate = server.As(server.Certificate(w.U, Role.Unit));
         var expertByToken = server.WithToken(server.Token(TestUscc.New(), Role.Expert));
         var funded = (await w.Bureau.Admin.GetProgramYearAsync(new GetProgramYearRequest { Year = 2026 })).FundedFen;
@@ -342,7 +342,7 @@ public sealed class SecurityTests(LedgerFixture fixture)
     private static RegisterContractRequest Contract(string contractNo, string provider, string unit) => new()
     {
         RequestId = Ids.New(), ContractNo = contractNo, ProviderUscc = provider, UnitUscc = unit, Accelerator = "Ascend 910B",
-        SelfControllable = true, ServiceMode = "cloud", UnitPriceFen = 2_000, AmountFen = 10_000_000, Purpose = "training", SignedOn = "2026-02-01",
+        SelfControllable = true, ServiceMode = ServiceMode.CloudInstance, UnitPriceFen = 2_000, AmountFen = 10_000_000, Purpose = "training", SignedOn = "2026-02-01",
     };
 
     private static GrantRequest Grant(string provider, string contractNo, long amount) =>
@@ -350,7 +350,7 @@ public sealed class SecurityTests(LedgerFixture fixture)
 
     private static DeductRequest Deduct(string provider, long grantId) => new()
     {
-        RequestId = Ids.New(), ProviderUscc = provider, GrantId = grantId, InvoiceNo = "SEC-" + Ids.New()[..12], InvoiceAmountFen = 2_000, InvoiceDate = "2026-03-01",
+        RequestId = Ids.New(), ProviderUscc = provider, GrantId = grantId, InvoiceNo = "SEC-" + Ids.New()[..12], InvoiceAmountFen = 2_000, InvoiceDate = "2026-06-01",
     };
 
     private static GrantRequest With(GrantRequest request, string requestId)

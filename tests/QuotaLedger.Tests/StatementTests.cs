@@ -9,7 +9,7 @@ public sealed class StatementTests(LedgerFixture fixture)
     [Fact]
     public async Task ListEntries_streams_balanced_entries_filtered_by_grant_unit_provider_year_and_time()
     {
-        await using var server = fixture.StartServer(new DateTimeOffset(2026, 5, 6, 2, 0, 0, TimeSpan.Zero));
+        await using var server = fixture.StartServer(new DateTimeOffset(2026, 7, 6, 2, 0, 0, TimeSpan.Zero));
         var deal = await server.NewDealAsync();
         var grantRequest = deal.GrantRequest(10_000);
         var grant = await server.Ledger.GrantAsync(grantRequest);

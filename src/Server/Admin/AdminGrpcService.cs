@@ -19,6 +19,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
     public override Task<YearPolicy> SetYearPolicy(SetYearPolicyRequest request, ServerCallContext context)
     {
         var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
+        var year = Validate.Year(request.Year);
         var policy = new VoucherPolicy(
             request.Year,
             new BasisPoints(request.SelfControllableRatioBp),
@@ -27,11 +28,16 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
             new Fen(request.UnitYearCapFen),
             new Fen(request.UnitYearFloorFen),
             new Fen(request.YearTotalFen),
-            request.ValidityMonths);
+            request.ValidityMonths,
+            request.EffectiveFrom.Length == 0 ? VoucherPolicy.DefaultEffectiveFrom(year) : Validate.Date(request.EffectiveFrom, "effective_from"));
         policy.EnsureCoherent();
 
         return idempotency.RunAsync(by, request.RequestId, nameof(SetYearPolicy), request, async ct =>
         {
+            // The policy row first, then the funding: the order FundBudget takes them in, so a concurrent funding either
+            // commits first (and is seen below) or waits and is checked against the new total. (A year without a policy
+            // has no funding: FundBudget needs the policy.)
+            await Policies.LockAsync(db, policy.Year, ct, forUpdate: true);
             var funded = await LockFundingAsync(policy.Year, ct);
             if (funded > policy.YearTotal)
             {
@@ -43,14 +49,15 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
             await db.Database.ExecuteSqlAsync(
                 $"""
                 INSERT INTO year_policies (year, self_controllable_ratio_bp, other_ratio_bp, sme_bonus_bp, unit_year_cap_fen,
-                                           unit_year_floor_fen, year_total_fen, validity_months, updated_at)
+                                           unit_year_floor_fen, year_total_fen, validity_months, effective_from, updated_at)
                 VALUES ({policy.Year}, {policy.SelfControllableRatio.Value}, {policy.OtherRatio.Value}, {policy.SmeBonus.Value},
-                        {policy.UnitYearCap.Value}, {policy.UnitYearFloor.Value}, {policy.YearTotal.Value}, {policy.ValidityMonths}, {now})
+                        {policy.UnitYearCap.Value}, {policy.UnitYearFloor.Value}, {policy.YearTotal.Value}, {policy.ValidityMonths},
+                        {policy.EffectiveFrom}, {now})
                 ON CONFLICT (year) DO UPDATE SET
                   self_controllable_ratio_bp = excluded.self_controllable_ratio_bp, other_ratio_bp = excluded.other_ratio_bp,
                   sme_bonus_bp = excluded.sme_bonus_bp, unit_year_cap_fen = excluded.unit_year_cap_fen,
                   unit_year_floor_fen = excluded.unit_year_floor_fen, year_total_fen = excluded.year_total_fen,
-                  validity_months = excluded.validity_months, updated_at = excluded.updated_at
+                  validity_months = excluded.validity_months, effective_from = excluded.effective_from, updated_at = excluded.updated_at
                 """, ct);
             return ToApi(policy, now);
         }, context.CancellationToken);
@@ -60,7 +67,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
     {
         var year = Validate.Year(request.Year);
         var row = await db.YearPolicies.AsNoTracking().SingleOrDefaultAsync(p => p.Year == year, context.CancellationToken)
-            ?? throw new LedgerException(Reason.InvalidArgument, $"There is no policy for {year}; the bureau sets one with SetYearPolicy.");
+            ?? throw new LedgerException(Reason.YearNotOpen, $"There is no policy for {year}; the bureau sets one with SetYearPolicy.");
         return ToApi(Policies.ToPolicy(row), row.UpdatedAt);
     }
 
@@ -72,8 +79,9 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
 
         return idempotency.RunAsync(by, request.RequestId, nameof(FundBudget), request, async ct =>
         {
-            var policy = await Policies.FindAsync(db, year, ct)
-                ?? throw new LedgerException(Reason.YearTotalExceeded, $"There is no policy for {year}, so nothing may be funded; call SetYearPolicy first.");
+            // The policy row is locked first (SetYearPolicy's order), so the total checked is the one in force when this commits.
+            var policy = await Policies.LockAsync(db, year, ct)
+                ?? throw new LedgerException(Reason.YearNotOpen, $"There is no policy for {year}, so nothing may be funded; call SetYearPolicy first.");
 
             await db.Database.ExecuteSqlAsync(
                 $"""
@@ -187,19 +195,25 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
         return new Fen(balance ?? 0);
     }
 
-    /// <summary>The year's figures, each derived from account balances: no city-wide counter is kept per deduction.</summary>
+    /// <summary>The year's figures, each derived from account balances: no city-wide counter is kept per deduction.
+    /// Expiry takes effect at expires_at: what open grants past their expiry hold ("lapsed") counts in the pool and as
+    /// reclaimed, not as granted, whether or not the expiry pass has moved it yet.</summary>
     private Task<ProgramYear> ProgramYearAsync(int year, VoucherPolicy? policy, CancellationToken ct) =>
         db.QueryRowAsync(
             $"""
+            WITH lapsed AS (
+              SELECT coalesce(sum(a.balance_fen), 0)::bigint AS fen FROM grants g JOIN accounts a ON a.id = g.account_id
+              WHERE g.year = $1 AND g.state = {(short)GrantState.Open} AND g.expires_at <= $2)
             SELECT coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Funding}), 0)::bigint,
-                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Pool}), 0)::bigint,
-                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Grant}), 0)::bigint,
-                   coalesce(sum(balance_fen) FILTER (WHERE kind IN ({(short)AccountKind.Deducted}, {(short)AccountKind.Pending},
-                                                                    {(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint,
-                   (SELECT coalesce(sum(returned_fen), 0)::bigint FROM grants WHERE year = $1),
-                   coalesce(sum(balance_fen) FILTER (WHERE kind IN ({(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint,
+                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Pool}), 0)::bigint + (SELECT fen FROM lapsed),
+                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Grant}), 0)::bigint - (SELECT fen FROM lapsed),
+                   coalesce(sum(balance_fen) FILTER (WHERE kind IN ({UnitYears.DeductedKindsSql})), 0)::bigint,
+                   (SELECT coalesce(sum(returned_fen), 0)::bigint FROM grants WHERE year = $1) + (SELECT fen FROM lapsed),
+                   coalesce(sum(balance_fen) FILTER (WHERE kind IN ({UnitYears.RedeemedKindsSql})), 0)::bigint,
                    coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Disbursed}), 0)::bigint,
-                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Receivable}), 0)::bigint
+                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Receivable}), 0)::bigint,
+                   (SELECT coalesce(sum(p.amount_fen), 0)::bigint FROM journal_entries e JOIN postings p ON p.entry_id = e.id
+                    WHERE e.year = $1 AND e.kind = {(short)EntryKind.ClawBack} AND p.amount_fen > 0)
             FROM accounts WHERE year = $1
             """,
             r => new ProgramYear
@@ -213,10 +227,11 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
                 RedeemedFen = r.GetInt64(5),
                 DisbursedFen = r.GetInt64(6),
                 ReceivableFen = r.GetInt64(7),
+                ClawedBackFen = r.GetInt64(8),
                 YearTotalFen = policy?.YearTotal.Value ?? 0,
             },
             ct,
-            year);
+            year, time.GetUtcNow());
 
     private static YearPolicy ToApi(VoucherPolicy policy, DateTimeOffset updatedAt) => new()
     {
@@ -228,6 +243,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
         UnitYearFloorFen = policy.UnitYearFloor.Value,
         YearTotalFen = policy.YearTotal.Value,
         ValidityMonths = policy.ValidityMonths,
+        EffectiveFrom = policy.EffectiveFrom.ToApiDate(),
         UpdatedAt = updatedAt.ToTimestamp(),
     };
 }

@@ -81,7 +81,7 @@ internal static class Mapping
         UnitUscc = row.UnitUscc,
         Accelerator = row.Accelerator,
         SelfControllable = row.SelfControllable,
-        ServiceMode = row.ServiceMode,
+        ServiceMode = (V1.ServiceMode)row.ServiceMode,
         UnitPriceFen = row.UnitPriceFen,
         AmountFen = row.AmountFen,
         Purpose = row.Purpose,

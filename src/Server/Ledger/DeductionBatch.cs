@@ -4,18 +4,17 @@ using QuotaLedger.Server.Posting;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
-using AccountKind = QuotaLedger.Server.Storage.AccountKind;
 using EntryKind = QuotaLedger.Server.Storage.EntryKind;
 
 namespace QuotaLedger.Server.Ledger;
 
-/// <summary>A deduction waiting in <see cref="DeductionQueue"/>: the request, the unit-year its grant belongs to, and
-/// where its answer goes once the transaction that decided it has committed.</summary>
-internal sealed class PendingDeduction(DeductionRequest request, long unitYearId)
+/// <summary>A deduction waiting in <see cref="DeductionQueue"/>: the request, the unit-year its grant belongs to (null
+/// when there is no such grant), and where its answer goes once the transaction that decided it has committed.</summary>
+internal sealed class PendingDeduction(DeductionRequest request, long? unitYearId)
 {
     public DeductionRequest Request { get; } = request;
 
-    public long UnitYearId { get; } = unitYearId;
+    public long? UnitYearId { get; } = unitYearId;
 
     public byte[] Hash { get; } = Idempotency.Hash(nameof(LedgerGrpcService.Deduct), request.Sent);
 
@@ -27,12 +26,12 @@ internal sealed class PendingDeduction(DeductionRequest request, long unitYearId
 /// <summary>What a coalesced transaction decided for one deduction: its response, or its refusal.</summary>
 internal readonly record struct DeductionOutcome(DeductResponse? Response, LedgerException? Refusal);
 
-/// <summary>Many deductions in one transaction, with the rules of <see cref="Deductions"/> applied to each in turn.
-/// Two round trips: the first locks the unit-years (by id) and the
-/// grants' contracts (by id), then reads all the rules need; the second writes every entry, deduction, posting,
-/// balance and idempotency record and commits. A deduction its rules refuse is refused alone: its refusal is
-/// recorded against its request id and nothing of it is written. An error of the transaction as a whole (a
-/// deadlock, a unique violation raced in by another unit-year) throws, and nothing of the batch is kept.</summary>
+/// <summary>One or many deductions in one transaction, each decided by <see cref="Deductions.Decide"/> in turn against
+/// the running balances. Two round trips: the first locks the unit-years (by id) and the grants' contracts (by id),
+/// then reads every fact the rules need; the second writes every entry, deduction, posting, balance and idempotency
+/// record and commits. A deduction its rules refuse is refused alone: its refusal is recorded against its request id
+/// and nothing of it is written. An error of the transaction as a whole (a deadlock, a unique violation raced in by
+/// another unit-year) throws, and nothing of the batch is kept.</summary>
 internal static class DeductionBatch
 {
     private const string Method = nameof(LedgerGrpcService.Deduct);
@@ -62,10 +61,8 @@ internal static class DeductionBatch
         public Dictionary<long, UnitYearRow> UnitYears { get; } = [];
         public Dictionary<long, UnitYearFigures> Figures { get; } = [];
         public Dictionary<long, byte[]> ChainHeads { get; } = [];
-        public Dictionary<long, GrantRow> Grants { get; } = [];
-        public Dictionary<long, ContractRow> Contracts { get; } = [];
-        public Dictionary<string, PartyStanding> Providers { get; } = [];
-        public Dictionary<string, PartyStanding> Units { get; } = [];
+        public Dictionary<long, GrantFacts> Grants { get; } = [];
+        public Dictionary<long, ContractFacts> Contracts { get; } = [];
         public HashSet<(string, string)> Invoices { get; } = [];
         public Queue<(long Deduction, long Entry)> Ids { get; } = new();
     }
@@ -83,7 +80,7 @@ internal static class DeductionBatch
     private static async Task<State> ReadAsync(NpgsqlConnection connection, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, CancellationToken ct)
     {
         var keys = items.Select(i => i.Key).Distinct().ToList();
-        var unitYearIds = items.Select(i => i.UnitYearId).Distinct().Order().ToArray();
+        var unitYearIds = items.Where(i => i.UnitYearId is not null).Select(i => i.UnitYearId!.Value).Distinct().Order().ToArray();
         var grantIds = items.Select(i => i.Request.GrantId).Distinct().ToArray();
 
         await using var batch = new NpgsqlBatch(connection);
@@ -96,30 +93,23 @@ internal static class DeductionBatch
             """,
             grantIds);
         Add(batch,
-            """
+            $"""
             SELECT g.id, g.contract_id, g.provider_uscc, g.unit_uscc, g.year, g.unit_year_id, g.account_id, g.ratio_bp, g.state,
                    g.expires_at,
                    (SELECT a.balance_fen FROM accounts a WHERE a.id = g.account_id),
-                   (SELECT p.standing FROM providers p WHERE p.uscc = g.provider_uscc::bpchar),
-                   (SELECT u.standing FROM units u WHERE u.uscc = g.unit_uscc::bpchar)
-            FROM grants g
+                   (SELECT p.effective_from FROM year_policies p WHERE p.year = g.year),
+                   {Eligibility.DealingColumns}
+            FROM grants g CROSS JOIN LATERAL (SELECT g.provider_uscc, g.unit_uscc) d
             WHERE g.id = ANY($1)
             """,
             grantIds);
         Add(batch,
             $"""
-            SELECT uy.id,
-              coalesce((SELECT p.unit_year_cap_fen FROM year_policies p WHERE p.year = uy.year), 0)::bigint,
-              coalesce((SELECT sum(a.balance_fen) FROM grants g JOIN accounts a ON a.id = g.account_id
-                        WHERE g.unit_year_id = uy.id AND g.state = {(short)GrantState.Open} AND g.expires_at > $2), 0)::bigint,
-              coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = uy.unit_uscc AND a.year = uy.year
-                        AND a.kind IN ({(short)AccountKind.Deducted}, {(short)AccountKind.Pending}, {(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint,
-              coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = uy.unit_uscc AND a.year = uy.year
-                        AND a.kind IN ({(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint,
+            SELECT uy.id, {UnitYears.FiguresColumns},
               coalesce((SELECT e.hash FROM journal_entries e WHERE e.chain_key = uy.unit_uscc || ':' || uy.year ORDER BY e.id DESC LIMIT 1), ''::bytea)
-            FROM unit_years uy WHERE uy.id = ANY($1)
+            FROM unit_years uy WHERE uy.id = ANY($2)
             """,
-            unitYearIds, now);
+            now, unitYearIds);
         Add(batch,
             """
             SELECT d.provider_uscc, d.invoice_no FROM deductions d
@@ -148,41 +138,39 @@ internal static class DeductionBatch
         await reader.NextResultAsync(ct);
         while (await reader.ReadAsync(ct))
         {
-            var contract = new ContractRow
-            {
-                Id = reader.GetInt64(0), ContractNo = "", ProviderUscc = "", UnitUscc = "", AmountFen = reader.GetInt64(1), InvoicedFen = reader.GetInt64(2),
-            };
+            var contract = new ContractFacts { Id = reader.GetInt64(0), AmountFen = reader.GetInt64(1), InvoicedFen = reader.GetInt64(2) };
             state.Contracts.Add(contract.Id, contract);
         }
 
         await reader.NextResultAsync(ct);
         while (await reader.ReadAsync(ct))
         {
-            var grant = new GrantRow
+            var provider = reader.GetString(2);
+            var unit = reader.GetString(3);
+            var grant = new GrantFacts
             {
                 Id = reader.GetInt64(0),
                 ContractId = reader.GetInt64(1),
-                ProviderUscc = reader.GetString(2),
-                UnitUscc = reader.GetString(3),
+                Provider = provider,
+                Unit = unit,
                 Year = reader.GetInt32(4),
                 UnitYearId = reader.GetInt64(5),
                 AccountId = reader.GetInt64(6),
                 RatioBp = reader.GetInt32(7),
                 State = (GrantState)reader.GetInt16(8),
                 ExpiresAt = reader.GetFieldValue<DateTimeOffset>(9),
-                Account = new AccountRow { Id = reader.GetInt64(6), Kind = AccountKind.Grant, BalanceFen = reader.GetInt64(10) },
+                BalanceFen = reader.GetInt64(10),
+                EffectiveFrom = reader.IsDBNull(11) ? DateOnly.MaxValue : reader.GetFieldValue<DateOnly>(11),
+                Dealing = Eligibility.ReadDealing(reader, 12, provider, unit),
             };
             state.Grants.Add(grant.Id, grant);
-            state.Providers[grant.ProviderUscc] = (PartyStanding)reader.GetInt16(11);
-            state.Units[grant.UnitUscc] = (PartyStanding)reader.GetInt16(12);
         }
 
         await reader.NextResultAsync(ct);
         while (await reader.ReadAsync(ct))
         {
             var unitYear = state.UnitYears[reader.GetInt64(0)];
-            state.Figures.Add(unitYear.Id, new UnitYearFigures(unitYear.UnitUscc, unitYear.Year,
-                new Fen(reader.GetInt64(1)), new Fen(reader.GetInt64(2)), new Fen(reader.GetInt64(3)), new Fen(reader.GetInt64(4))));
+            state.Figures.Add(unitYear.Id, UnitYears.ReadFigures(reader, 1, unitYear.UnitUscc, unitYear.Year));
             state.ChainHeads.Add(unitYear.Id, reader.GetFieldValue<byte[]>(5));
         }
 
@@ -262,55 +250,53 @@ internal static class DeductionBatch
     private static DeductResponse Apply(State state, Plan plan, HashSet<(string, string)> invoices, PendingDeduction item, DateTimeOffset now)
     {
         var request = item.Request;
-        var grant = state.Grants[request.GrantId];
-        if (grant.ProviderUscc != request.Provider)
+        var grant = state.Grants.GetValueOrDefault(request.GrantId);
+        var contract = grant is null ? null : state.Contracts.GetValueOrDefault(grant.ContractId);
+        var decision = Deductions.Decide(request, grant, contract, invoices.Contains((request.Provider, request.InvoiceNo)), now);
+        if (decision.Refusal is { } refusal)
         {
-            throw Grants.NotOwn(grant, request.Provider);
-        }
-
-        LedgerGrpcService.EnsureOpen(grant, now, "deduction");
-        if (state.Providers[request.Provider] is var provider and not PartyStanding.Good)
-        {
-            throw Eligibility.Suspended("provider", request.Provider, provider);
-        }
-
-        if (state.Units[grant.UnitUscc] is var unit and not PartyStanding.Good)
-        {
-            throw Eligibility.Suspended("unit", grant.UnitUscc, unit);
-        }
-
-        if (invoices.Contains((request.Provider, request.InvoiceNo)))
-        {
-            throw Deductions.DuplicateInvoice(request);
-        }
-
-        var requested = Deductions.ShareOf(request, grant.RatioBp);
-        var held = new Fen(grant.Account!.BalanceFen);
-        Deductions.EnsureHolds(grant.Id, held);
-        var applied = Fen.Min(requested, held);
-        var contract = state.Contracts[grant.ContractId];
-        if (contract.InvoicedFen + request.InvoiceAmount.Value > contract.AmountFen)
-        {
-            throw Deductions.ExceedsContract(request);
+            throw refusal;
         }
 
         // Every rule passed: the deduction takes effect in the running state.
-        var unitYear = state.UnitYears[grant.UnitYearId];
+        var (requested, applied) = (decision.Requested, decision.Applied);
+        var unitYear = state.UnitYears[grant!.UnitYearId];
         var head = state.ChainHeads[unitYear.Id];
         var (deductionId, entryId) = state.Ids.Dequeue();
-        var deduction = Deductions.NewDeduction(request, requested, applied, now);
-        deduction.Id = deductionId;
-        var entry = Deductions.NewEntry(request, grant, deduction, now);
-        entry.Id = entryId;
-        entry.DeductionId = deductionId;
+        var deduction = new DeductionRow
+        {
+            Id = deductionId,
+            GrantId = grant.Id,
+            ProviderUscc = request.Provider,
+            InvoiceNo = request.InvoiceNo,
+            InvoiceAmountFen = request.InvoiceAmount.Value,
+            InvoiceDate = request.InvoiceDate,
+            RequestedFen = requested.Value,
+            AppliedFen = applied.Value,
+            CreatedAt = now,
+        };
+        var entry = new JournalEntryRow
+        {
+            Id = entryId,
+            Kind = EntryKind.Deduction,
+            CreatedAt = now,
+            Year = grant.Year,
+            UnitUscc = grant.Unit,
+            ProviderUscc = request.Provider,
+            GrantId = grant.Id,
+            DeductionId = deductionId,
+            RequestId = request.RequestId,
+            Caller = request.By,
+            Memo = $"invoice {request.InvoiceNo}",
+        };
         entry.ChainKey = Chain.KeyOf(entry);
         entry.PrevHash = head;
         entry.Hash = Chain.HashOf(entry, [(unitYear.DeductedAccountId, applied.Value), (grant.AccountId, -applied.Value)], head);
         state.ChainHeads[unitYear.Id] = entry.Hash;
         plan.Applied.Add((deduction, entry, unitYear.DeductedAccountId, grant.AccountId));
 
-        grant.Account.BalanceFen = checked(grant.Account.BalanceFen - applied.Value);
-        contract.InvoicedFen = checked(contract.InvoicedFen + request.InvoiceAmount.Value);
+        grant.BalanceFen = checked(grant.BalanceFen - applied.Value);
+        contract!.InvoicedFen = checked(contract.InvoicedFen + request.InvoiceAmount.Value);
         invoices.Add((request.Provider, request.InvoiceNo));
         var before = state.Figures[unitYear.Id];
         var figures = before with { GrantedOpen = before.GrantedOpen - applied, Deducted = before.Deducted + applied };
@@ -324,7 +310,7 @@ internal static class DeductionBatch
             DeductionId = deductionId,
             RequestedFen = requested.Value,
             AppliedFen = applied.Value,
-            GrantRemainingFen = grant.Account.BalanceFen,
+            GrantRemainingFen = grant.BalanceFen,
             UnitYear = figures.ToApi(),
         };
     }

@@ -27,11 +27,11 @@ public sealed class DeductionOptions
 /// this process is applying, and applies them in one transaction (<see cref="DeductionBatch"/>): one lock, one
 /// commit, one fsync for many. Answers go out after the commit. Per unit-year the order of arrival is kept, and
 /// correctness across several server processes still rests on the unit-year row lock the transaction takes. When a
-/// coalesced transaction fails as a whole, its deductions are applied again one per transaction
-/// (<see cref="Deductions.OneAsync"/>), which gives each its own outcome.</summary>
+/// coalesced transaction fails as a whole, its deductions are applied again each as a batch of its own, which gives
+/// each its own outcome. With coalescing off, every deduction is such a batch of one: the same rules, the same
+/// statements, one transaction each.</summary>
 internal sealed partial class DeductionQueue(
     LedgerDatabase database,
-    IServiceScopeFactory scopes,
     IConfiguration configuration,
     TimeProvider time,
     IMeterFactory meters,
@@ -57,10 +57,11 @@ internal sealed partial class DeductionQueue(
 
     public async Task<DeductResponse> DeductAsync(DeductionRequest request, CancellationToken ct)
     {
-        if (!Options.Coalesce || await UnitYearOfAsync(request.GrantId, ct) is not { } unitYearId)
+        var unitYearId = await UnitYearOfAsync(request.GrantId, ct);
+        if (!Options.Coalesce || unitYearId is null)
         {
-            // Unknown grants too: the one-per-transaction path records their refusal.
-            return await OneAsync(request, ct);
+            // Unknown grants too: a batch of one records their refusal.
+            return Answer(await OneAsync(new PendingDeduction(request, unitYearId), ct));
         }
 
         var item = new PendingDeduction(request, unitYearId);
@@ -99,7 +100,7 @@ internal sealed partial class DeductionQueue(
         {
             _waiting.Add(item);
             // A deduction of a unit-year being applied waits for the worker applying it to come round again.
-            if (_workers >= Options.Workers || _busy.Contains(item.UnitYearId))
+            if (_workers >= Options.Workers || _busy.Contains(item.UnitYearId!.Value))
             {
                 return;
             }
@@ -135,7 +136,7 @@ internal sealed partial class DeductionQueue(
                 {
                     foreach (var item in batch)
                     {
-                        _busy.Remove(item.UnitYearId);
+                        _busy.Remove(item.UnitYearId!.Value);
                     }
                 }
             }
@@ -150,10 +151,11 @@ internal sealed partial class DeductionQueue(
         var left = new List<PendingDeduction>(_waiting.Count);
         foreach (var item in _waiting)
         {
-            if (batch.Count < Options.MaxBatch && (taken.Contains(item.UnitYearId) || !_busy.Contains(item.UnitYearId)))
+            var unitYearId = item.UnitYearId!.Value;
+            if (batch.Count < Options.MaxBatch && (taken.Contains(unitYearId) || !_busy.Contains(unitYearId)))
             {
                 batch.Add(item);
-                taken.Add(item.UnitYearId);
+                taken.Add(unitYearId);
             }
             else
             {
@@ -198,7 +200,7 @@ internal sealed partial class DeductionQueue(
             {
                 try
                 {
-                    item.Answer.TrySetResult(await OneAsync(item.Request, CancellationToken.None));
+                    Settle(item, await OneAsync(item, CancellationToken.None));
                 }
                 catch (Exception failure)
                 {
@@ -211,13 +213,40 @@ internal sealed partial class DeductionQueue(
 
         for (var i = 0; i < batch.Count; i++)
         {
-            if (outcomes[i].Refusal is { } refusal)
+            Settle(batch[i], outcomes[i]);
+        }
+    }
+
+    private static void Settle(PendingDeduction item, DeductionOutcome outcome)
+    {
+        if (outcome.Refusal is { } refusal)
+        {
+            item.Answer.TrySetException(refusal);
+        }
+        else
+        {
+            item.Answer.TrySetResult(outcome.Response!);
+        }
+    }
+
+    private static DeductResponse Answer(DeductionOutcome outcome) => outcome.Refusal is { } refusal ? throw refusal : outcome.Response!;
+
+    /// <summary>Applies one deduction as a batch of its own. A transaction that fails as a whole because of what another
+    /// transaction committed meanwhile (the same invoice or request id on another unit-year, a deadlock) is tried
+    /// again: its fresh read then sees what the other committed, and the rules refuse or replay accordingly.</summary>
+    private async Task<DeductionOutcome> OneAsync(PendingDeduction item, CancellationToken ct)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            await using var connection = await database.DataSource.OpenConnectionAsync(ct);
+            try
             {
-                batch[i].Answer.TrySetException(refusal);
+                return (await DeductionBatch.RunAsync(connection, [item], time.GetUtcNow(), ct))[0];
             }
-            else
+            catch (PostgresException e) when (attempt < 3 && e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.DeadlockDetected
+                or PostgresErrorCodes.SerializationFailure)
             {
-                batch[i].Answer.TrySetResult(outcomes[i].Response!);
+                LogRetry(logger, item.Request.RequestId, e.SqlState);
             }
         }
     }
@@ -247,13 +276,9 @@ internal sealed partial class DeductionQueue(
         }
     }
 
-    private async Task<DeductResponse> OneAsync(DeductionRequest request, CancellationToken ct)
-    {
-        await using var scope = scopes.CreateAsyncScope();
-        var services = scope.ServiceProvider;
-        return await Deductions.OneAsync(services.GetRequiredService<LedgerDb>(), services.GetRequiredService<Idempotency>(), time, request, ct);
-    }
-
     [LoggerMessage(Level = LogLevel.Warning, Message = "A coalesced transaction of {Count} deductions failed ({Error}); applying them one by one")]
     private static partial void LogFallback(ILogger logger, int count, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Deduction {RequestId} raced another transaction ({SqlState}); reading again")]
+    private static partial void LogRetry(ILogger logger, string requestId, string sqlState);
 }

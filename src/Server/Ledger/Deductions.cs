@@ -1,10 +1,6 @@
-using Microsoft.EntityFrameworkCore;
-using QuotaLedger.Server.Posting;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
-using AccountKind = QuotaLedger.Server.Storage.AccountKind;
-using EntryKind = QuotaLedger.Server.Storage.EntryKind;
 
 namespace QuotaLedger.Server.Ledger;
 
@@ -15,112 +11,100 @@ internal sealed record DeductionRequest(
     public string RequestId => Sent.RequestId;
 }
 
-/// <summary>The deduction rules, one deduction per transaction. <see cref="DeductionQueue"/> applies the same rules to
-/// many deductions in one transaction and falls back to this path when a coalesced transaction fails as a whole.</summary>
+/// <summary>What the deduction rules read of a grant once its unit-year is locked. <see cref="BalanceFen"/> is the
+/// running balance: a batch lowers it as it applies the grant's deductions one after another.</summary>
+internal sealed class GrantFacts
+{
+    public required long Id { get; init; }
+    public required long ContractId { get; init; }
+    public required long UnitYearId { get; init; }
+    public required long AccountId { get; init; }
+    public required string Provider { get; init; }
+    public required string Unit { get; init; }
+    public required int Year { get; init; }
+    public required int RatioBp { get; init; }
+    public required GrantState State { get; init; }
+    public required DateTimeOffset ExpiresAt { get; init; }
+    public required Dealing Dealing { get; init; }
+
+    /// <summary>When the policy of the grant's year takes effect (Art 19).</summary>
+    public required DateOnly EffectiveFrom { get; init; }
+    public required long BalanceFen { get; set; }
+}
+
+/// <summary>A contract's amount and, running, what has been invoiced against it.</summary>
+internal sealed class ContractFacts
+{
+    public required long Id { get; init; }
+    public required long AmountFen { get; init; }
+    public required long InvoicedFen { get; set; }
+}
+
+/// <summary>What the rules decided for one deduction: its refusal, or the voucher share and what the grant covers.</summary>
+internal readonly record struct DeductionDecision(LedgerException? Refusal, Fen Requested, Fen Applied)
+{
+    public static DeductionDecision Refuse(LedgerException refusal) => new(refusal, Fen.Zero, Fen.Zero);
+}
+
+/// <summary>The deduction rules (Art 10, and every eligibility rule of POLICY.md): one pure function, no I/O, no clock of
+/// its own. <see cref="DeductionBatch"/> reads the facts under the unit-year lock, calls it for each deduction in turn
+/// and writes what it decided; a single deduction is a batch of one, so every path runs these same checks in this
+/// same order.</summary>
 internal static class Deductions
 {
-    public static Task<DeductResponse> OneAsync(LedgerDb db, Idempotency idempotency, TimeProvider time, DeductionRequest request, CancellationToken ct) =>
-        idempotency.RunAsync(request.By, request.RequestId, nameof(LedgerGrpcService.Deduct), request.Sent,
-            c => ApplyAsync(db, time, request, c), ct);
-
-    private static async Task<DeductResponse> ApplyAsync(LedgerDb db, TimeProvider time, DeductionRequest request, CancellationToken ct)
+    public static DeductionDecision Decide(DeductionRequest request, GrantFacts? grant, ContractFacts? contract, bool invoiceSeen, DateTimeOffset now)
     {
-        var (unitYear, grant) = await Grants.LockOwnAsync(db, request.Provider, request.GrantId, ct);
-
-        var now = time.GetUtcNow();
-        LedgerGrpcService.EnsureOpen(grant, now, "deduction");
-        await Eligibility.EnsureGoodStandingAsync(db, request.Provider, grant.UnitUscc, ct);
-
-        if (await db.Deductions.AnyAsync(d => d.ProviderUscc == request.Provider && d.InvoiceNo == request.InvoiceNo, ct))
+        if (grant is null || contract is null)
         {
-            throw DuplicateInvoice(request);
+            return DeductionDecision.Refuse(Grants.Unknown(request.GrantId));
         }
 
-        var requested = ShareOf(request, grant.RatioBp);
-        var held = new Fen(grant.Account!.BalanceFen);
-        EnsureHolds(grant.Id, held);
-        var applied = Fen.Min(requested, held);
-        var invoiced = await db.Contracts
-            .Where(c => c.Id == grant.ContractId && c.InvoicedFen + request.InvoiceAmount.Value <= c.AmountFen)
-            .ExecuteUpdateAsync(s => s.SetProperty(c => c.InvoicedFen, c => c.InvoicedFen + request.InvoiceAmount.Value), ct);
-        if (invoiced == 0)
+        if (grant.Provider != request.Provider)
         {
-            throw ExceedsContract(request);
+            return DeductionDecision.Refuse(Grants.NotOwn(grant.Id, request.Provider));
         }
 
-        var deduction = NewDeduction(request, requested, applied, now);
-        try
+        if (Grants.ClosedRefusal(grant.Id, grant.State, grant.ExpiresAt, now, "deduction") is { } closed)
         {
-            await Journal.PostAsync(db, NewEntry(request, grant, deduction, now),
-            [
-                Leg.Debit(unitYear.DeductedAccountId, AccountKind.Deducted, applied),
-                Leg.Credit(grant.AccountId, AccountKind.Grant, applied, Reason.GrantEmpty),
-            ], ct);
-        }
-        catch (DbUpdateException e) when (Postgres.IsUniqueViolation(e))
-        {
-            // The same invoice number, deducted concurrently from another unit-year, committed first.
-            throw DuplicateInvoice(request);
+            return DeductionDecision.Refuse(closed);
         }
 
-        var after = await UnitYears.FiguresAsync(db, grant.UnitUscc, grant.Year, now, ct);
-        return new DeductResponse
+        if (EligibilityRule.Refusal(grant.Dealing) is { } ineligible)
         {
-            DeductionId = deduction.Id,
-            RequestedFen = requested.Value,
-            AppliedFen = applied.Value,
-            GrantRemainingFen = (held - applied).Value,
-            UnitYear = after.ToApi(),
-        };
-    }
+            return DeductionDecision.Refuse(ineligible);
+        }
 
-    /// <summary>The voucher's share of the invoice at the grant's ratio; refused when it rounds down to nothing.</summary>
-    public static Fen ShareOf(DeductionRequest request, int ratioBp)
-    {
-        var requested = request.InvoiceAmount.ShareAt(new BasisPoints(ratioBp));
-        return requested.IsPositive
-            ? requested
-            : throw new LedgerException(Reason.InvalidAmount, $"The voucher share of a {request.InvoiceAmount.Value}-fen invoice at {ratioBp} bp rounds down to 0 fen.");
-    }
+        if (request.InvoiceDate < grant.EffectiveFrom)
+        {
+            return DeductionDecision.Refuse(new LedgerException(Reason.YearNotOpen,
+                $"Invoice '{request.InvoiceNo}' is dated {request.InvoiceDate:yyyy-MM-dd}, before the {grant.Year} policy took effect on {grant.EffectiveFrom:yyyy-MM-dd} (Art 19)."));
+        }
 
-    public static void EnsureHolds(long grantId, Fen held)
-    {
+        if (invoiceSeen)
+        {
+            return DeductionDecision.Refuse(new LedgerException(Reason.DuplicateInvoice,
+                $"Provider {request.Provider} has already deducted invoice '{request.InvoiceNo}'; an invoice is accepted once."));
+        }
+
+        var requested = request.InvoiceAmount.ShareAt(new BasisPoints(grant.RatioBp));
+        if (!requested.IsPositive)
+        {
+            return DeductionDecision.Refuse(new LedgerException(Reason.InvalidAmount,
+                $"The voucher share of a {request.InvoiceAmount.Value}-fen invoice at {grant.RatioBp} bp rounds down to 0 fen."));
+        }
+
+        var held = new Fen(grant.BalanceFen);
         if (!held.IsPositive)
         {
-            throw new LedgerException(Reason.GrantEmpty, $"Grant {grantId} holds nothing more to deduct.");
+            return DeductionDecision.Refuse(new LedgerException(Reason.GrantEmpty, $"Grant {grant.Id} holds nothing more to deduct."));
         }
+
+        if (contract.InvoicedFen + request.InvoiceAmount.Value > contract.AmountFen)
+        {
+            return DeductionDecision.Refuse(new LedgerException(Reason.InvoiceExceedsContract,
+                $"Invoice '{request.InvoiceNo}' would take the invoices against the grant's contract past the contract amount."));
+        }
+
+        return new DeductionDecision(null, requested, Fen.Min(requested, held));
     }
-
-    public static DeductionRow NewDeduction(DeductionRequest request, Fen requested, Fen applied, DateTimeOffset now) => new()
-    {
-        GrantId = request.GrantId,
-        ProviderUscc = request.Provider,
-        InvoiceNo = request.InvoiceNo,
-        InvoiceAmountFen = request.InvoiceAmount.Value,
-        InvoiceDate = request.InvoiceDate,
-        RequestedFen = requested.Value,
-        AppliedFen = applied.Value,
-        CreatedAt = now,
-    };
-
-    public static JournalEntryRow NewEntry(DeductionRequest request, GrantRow grant, DeductionRow deduction, DateTimeOffset now) => new()
-    {
-        Kind = EntryKind.Deduction,
-        CreatedAt = now,
-        Year = grant.Year,
-        UnitUscc = grant.UnitUscc,
-        ProviderUscc = request.Provider,
-        GrantId = grant.Id,
-        Deduction = deduction,
-        RequestId = request.RequestId,
-        Caller = request.By,
-        Memo = $"invoice {request.InvoiceNo}",
-    };
-
-    public static LedgerException DuplicateInvoice(DeductionRequest request) =>
-        new(Reason.DuplicateInvoice, $"Provider {request.Provider} has already deducted invoice '{request.InvoiceNo}'; an invoice is accepted once.");
-
-    public static LedgerException ExceedsContract(DeductionRequest request) =>
-        new(Reason.InvoiceExceedsContract,
-            $"Invoice '{request.InvoiceNo}' would take the invoices against the grant's contract past the contract amount.");
 }

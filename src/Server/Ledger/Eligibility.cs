@@ -4,40 +4,54 @@ using QuotaLedger.Server.Storage;
 
 namespace QuotaLedger.Server.Ledger;
 
-/// <summary>Who may deal with whom (Art 4, 5, 17): parties in good standing, never related parties.</summary>
+/// <summary>Reads what <see cref="EligibilityRule"/> decides on. The SQL below is the only place that says what "in good
+/// standing", "related" and "approved" mean in the database; the grant, gift and deduction paths all read through it.</summary>
 internal static class Eligibility
 {
-    /// <summary>The standing rule: a suspended or blacklisted unit or provider can neither grant, be granted, deduct nor gift.</summary>
-    public static async Task EnsureGoodStandingAsync(LedgerDb db, string providerUscc, string unitUscc, CancellationToken ct)
-    {
-        var provider = await db.Providers.Where(p => p.Uscc == providerUscc).Select(p => p.Standing).SingleAsync(ct);
-        if (provider != PartyStanding.Good)
-        {
-            throw Suspended("provider", providerUscc, provider);
-        }
+    /// <summary>The columns of a <see cref="Dealing"/>, for a row source <c>d</c> with columns <c>provider_uscc</c> and
+    /// <c>unit_uscc</c>: the provider's and the unit's standing, whether the pair is related (a USCC registered as both
+    /// provider and unit is its own related party), and whether the provider's latest review approves the unit.</summary>
+    public static readonly string DealingColumns =
+        $"""
+        coalesce((SELECT p.standing FROM providers p WHERE p.uscc = d.provider_uscc::bpchar), 0) = {(short)PartyStanding.Good},
+        coalesce((SELECT u.standing FROM units u WHERE u.uscc = d.unit_uscc::bpchar), 0) = {(short)PartyStanding.Good},
+        d.provider_uscc::bpchar = d.unit_uscc::bpchar
+          OR coalesce((SELECT r.related FROM related_parties r
+                       WHERE r.provider_uscc = d.provider_uscc::bpchar AND r.unit_uscc = d.unit_uscc::bpchar
+                       ORDER BY r.id DESC LIMIT 1), false),
+        coalesce((SELECT v.approved FROM unit_reviews v
+                  WHERE v.unit_uscc = d.unit_uscc::bpchar AND v.provider_uscc = d.provider_uscc::bpchar
+                  ORDER BY v.id DESC LIMIT 1), false)
+        """;
 
-        await EnsureUnitInGoodStandingAsync(db, unitUscc, ct);
+    /// <summary>The number of columns <see cref="DealingColumns"/> reads.</summary>
+    public const int DealingColumnCount = 4;
+
+    public static Dealing ReadDealing(Npgsql.NpgsqlDataReader reader, int first, string provider, string unit) =>
+        new(provider, unit, reader.GetBoolean(first), reader.GetBoolean(first + 1), reader.GetBoolean(first + 2), reader.GetBoolean(first + 3));
+
+    public static Task<Dealing> ReadAsync(LedgerDb db, string provider, string unit, CancellationToken ct) =>
+        db.QueryRowAsync(
+            $"SELECT {DealingColumns} FROM (SELECT $1::text AS provider_uscc, $2::text AS unit_uscc) d",
+            r => ReadDealing(r, 0, provider, unit),
+            ct,
+            provider, unit);
+
+    /// <summary>Refuses, with the first rule broken, a provider and unit that may not deal with each other.</summary>
+    public static async Task EnsureMayDealAsync(LedgerDb db, string provider, string unit, CancellationToken ct)
+    {
+        if (EligibilityRule.Refusal(await ReadAsync(db, provider, unit, ct)) is { } refusal)
+        {
+            throw refusal;
+        }
     }
 
+    /// <summary>The standing rule alone, for a unit acting without a provider (redemption) or giving quota (gift).</summary>
     public static async Task EnsureUnitInGoodStandingAsync(LedgerDb db, string unitUscc, CancellationToken ct)
     {
-        var unit = await db.Units.Where(u => u.Uscc == unitUscc).Select(u => u.Standing).SingleAsync(ct);
-        if (unit != PartyStanding.Good)
+        if (await db.Units.Where(u => u.Uscc == unitUscc).Select(u => u.Standing).SingleAsync(ct) != PartyStanding.Good)
         {
-            throw Suspended("unit", unitUscc, unit);
+            throw EligibilityRule.Suspended("unit", unitUscc);
         }
     }
-
-    /// <summary>The related-party rule (Art 5.6), whenever the contract was registered.</summary>
-    public static async Task EnsureNotRelatedAsync(LedgerDb db, string providerUscc, string unitUscc, CancellationToken ct)
-    {
-        if (await db.RelatedParties.AnyAsync(r => r.ProviderUscc == providerUscc && r.UnitUscc == unitUscc, ct))
-        {
-            throw new LedgerException(Reason.RelatedParties,
-                $"Provider {providerUscc} and unit {unitUscc} are declared related parties and may not deal with each other (Art 5.6).");
-        }
-    }
-
-    public static LedgerException Suspended(string party, string uscc, PartyStanding standing) =>
-        new(Reason.PartySuspended, $"The {party} {uscc} is {standing.ToString().ToUpperInvariant()} and can neither grant, receive nor deduct quota (Art 4, 5, 17).");
 }

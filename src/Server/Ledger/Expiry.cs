@@ -15,14 +15,32 @@ internal static class Expiry
 
     public sealed record Outcome(int ExpiredGrants, Fen Returned);
 
-    public static async Task<Outcome> ExpireDueAsync(LedgerDb db, DateTimeOffset now, string requestId, string caller, CancellationToken ct)
+    public static Task<Outcome> ExpireDueAsync(LedgerDb db, DateTimeOffset now, string requestId, string caller, CancellationToken ct) =>
+        ExpireAsync(db, db.Grants, now, requestId, caller, enough: null, ct);
+
+    /// <summary>Before a grant: makes the stored figures what expiry says they are at <paramref name="now"/>. The
+    /// contract's due grants stop holding its quota, and when the pool's balance alone is short of
+    /// <paramref name="amount"/>, the year's due grants return what they hold until it is not (Art 11: reclaimed for
+    /// reuse), whether or not the expiry pass has run. Each grant in a transaction of its own, as the pass does.</summary>
+    public static async Task SweepBeforeGrantAsync(LedgerDb db, long contractId, int year, Fen amount, DateTimeOffset now, CancellationToken ct)
+    {
+        await ExpireAsync(db, db.Grants.Where(g => g.ContractId == contractId), now, "expiry-before-grant", Callers.ExpiryPass, enough: null, ct);
+        await ExpireAsync(db, db.Grants.Where(g => g.Year == year), now, "expiry-before-grant", Callers.ExpiryPass,
+            async () => await PoolBalanceAsync(db, year, ct) >= amount.Value, ct);
+    }
+
+    private static Task<long> PoolBalanceAsync(LedgerDb db, int year, CancellationToken ct) =>
+        db.Accounts.Where(a => a.Kind == AccountKind.Pool && a.Year == year).Select(a => a.BalanceFen).SingleOrDefaultAsync(ct);
+
+    private static async Task<Outcome> ExpireAsync(LedgerDb db, IQueryable<GrantRow> grants, DateTimeOffset now, string requestId, string caller,
+        Func<Task<bool>>? enough, CancellationToken ct)
     {
         var expired = 0;
         var returned = Fen.Zero;
         var after = 0L;
-        while (true)
+        while (enough is null || !await enough())
         {
-            var due = await db.Grants.AsNoTracking()
+            var due = await grants.AsNoTracking()
                 .Where(g => g.State == GrantState.Open && g.ExpiresAt <= now && g.Id > after)
                 .OrderBy(g => g.Id)
                 .Select(g => g.Id)
@@ -30,7 +48,7 @@ internal static class Expiry
                 .ToListAsync(ct);
             if (due.Count == 0)
             {
-                return new Outcome(expired, returned);
+                break;
             }
 
             foreach (var grantId in due)
@@ -39,11 +57,17 @@ internal static class Expiry
                 {
                     expired++;
                     returned += held;
+                    if (enough is not null && held.IsPositive && await enough())
+                    {
+                        return new Outcome(expired, returned);
+                    }
                 }
             }
 
             after = due[^1];
         }
+
+        return new Outcome(expired, returned);
     }
 
     /// <summary>Expires one grant if it is still open and due; null when another pass, a release or nothing did.</summary>

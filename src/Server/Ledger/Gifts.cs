@@ -1,17 +1,21 @@
 using Microsoft.EntityFrameworkCore;
 using QuotaLedger.Server.Posting;
+using QuotaLedger.Server.Registry;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
 using AccountKind = QuotaLedger.Server.Storage.AccountKind;
 using EntryKind = QuotaLedger.Server.Storage.EntryKind;
+using ResidencyStatus = QuotaLedger.Server.Storage.ResidencyStatus;
 using UnitKind = QuotaLedger.Server.Storage.UnitKind;
 
 namespace QuotaLedger.Server.Ledger;
 
 /// <summary>The one transfer the measures allow (Art 15): an OPC community operator gives open quota of its grant to
-/// a resident one-person company on its list. The resident's new grant keeps the original's provider, contract,
-/// ratio, year and expiry; the operator's unit-year commitment goes down and the resident's goes up, within its cap.</summary>
+/// a resident one-person company on its list. The operator's status and the residency are confirmed by the bureau, and
+/// the resident is approved by the grant's provider and not related to it, as a grant's unit would be. The resident's
+/// new grant keeps the original's provider, contract, ratio, year and expiry; the operator's unit-year commitment goes
+/// down and the resident's goes up, within its cap.</summary>
 internal static class Gifts
 {
     public static async Task<GiftResponse> GiveAsync(LedgerDb db, DateTimeOffset now, string requestId, string by,
@@ -24,15 +28,20 @@ internal static class Gifts
             throw UnknownUnit(residentUscc);
         }
 
-        if (operatorKind != UnitKind.OpcOperator || operatorUscc == residentUscc
-            || !await db.OpcResidents.AnyAsync(r => r.OperatorUscc == operatorUscc && r.ResidentUscc == residentUscc, ct))
+        if (operatorKind != UnitKind.OpcOperator || operatorUscc == residentUscc || !await OpcCommunity.OperatorConfirmedAsync(db, operatorUscc, ct))
         {
             throw new LedgerException(Reason.NotTransferable,
-                $"Quota cannot be transferred, sold, lent or given (Art 15); the only exception is an OPC community operator's gift to a resident OPC on its list, and {residentUscc} is not on {operatorUscc}'s.");
+                $"Quota cannot be transferred, sold, lent or given (Art 15); the only exception is a gift by an OPC community operator the bureau has confirmed, and {operatorUscc} is not one.");
+        }
+
+        if (await OpcCommunity.ResidencyAsync(db, operatorUscc, residentUscc, ct) != ResidencyStatus.Confirmed)
+        {
+            throw new LedgerException(Reason.NotResident,
+                $"{residentUscc} is not a resident on {operatorUscc}'s list confirmed by the bureau (Art 15); the operator declares it with AddResidentOpc and the bureau confirms it with ConfirmResidentOpc.");
         }
 
         var source = await db.Grants.AsNoTracking().SingleOrDefaultAsync(g => g.Id == grantId, ct)
-            ?? throw LedgerGrpcService.UnknownGrant(grantId);
+            ?? throw Grants.Unknown(grantId);
         if (source.UnitUscc != operatorUscc)
         {
             throw new LedgerException(Reason.NotYourResource, $"Grant {grantId} was not made to unit {operatorUscc}.");
@@ -42,10 +51,10 @@ internal static class Gifts
         await UnitYears.LockAllAsync(db, [source.UnitYearId, residentUnitYear], ct);
 
         source = await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct);
-        LedgerGrpcService.EnsureOpen(source, now, "gift");
-        await Eligibility.EnsureGoodStandingAsync(db, source.ProviderUscc, operatorUscc, ct);
-        await Eligibility.EnsureUnitInGoodStandingAsync(db, residentUscc, ct);
-        await Eligibility.EnsureNotRelatedAsync(db, source.ProviderUscc, residentUscc, ct);
+        Grants.EnsureOpen(source, now, "gift");
+        // Quota leaves the operator and reaches the resident: each side must be one the grant's provider may deal with.
+        await Eligibility.EnsureMayDealAsync(db, source.ProviderUscc, operatorUscc, ct);
+        await Eligibility.EnsureMayDealAsync(db, source.ProviderUscc, residentUscc, ct);
 
         var held = new Fen(source.Account!.BalanceFen);
         if (amount > held)

@@ -3,20 +3,47 @@ using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
+using EntryKind = QuotaLedger.Server.Storage.EntryKind;
 
 namespace QuotaLedger.Server.Ledger;
 
+/// <summary>The rules that belong to a grant (its validity, whose it is) and the reads of one.</summary>
 internal static class Grants
 {
     /// <summary>A grant's status at <paramref name="now"/>: past its expiry it is EXPIRED even before the expiry pass has run.</summary>
-    public static GrantStatus StatusOf(GrantRow grant, long remainingFen, DateTimeOffset now) => grant.State switch
+    public static GrantStatus StatusOf(GrantState state, DateTimeOffset expiresAt, long remainingFen, DateTimeOffset now) => state switch
     {
         GrantState.Released => GrantStatus.Released,
         GrantState.Expired => GrantStatus.Expired,
-        _ when now >= grant.ExpiresAt => GrantStatus.Expired,
+        _ when IsDue(expiresAt, now) => GrantStatus.Expired,
         _ when remainingFen == 0 => GrantStatus.Exhausted,
         _ => GrantStatus.Open,
     };
+
+    /// <summary>The validity rule (Art 10): a grant expires at its <c>expires_at</c>, whatever the expiry pass has done.</summary>
+    public static bool IsDue(DateTimeOffset expiresAt, DateTimeOffset now) => now >= expiresAt;
+
+    /// <summary>The refusal of a grant past its expiry or released, which accepts no <paramref name="what"/>; null for an open one.</summary>
+    public static LedgerException? ClosedRefusal(long grantId, GrantState state, DateTimeOffset expiresAt, DateTimeOffset now, string what) =>
+        StatusOf(state, expiresAt, remainingFen: 1, now) switch
+        {
+            GrantStatus.Expired => new LedgerException(Reason.GrantExpired, $"Grant {grantId} expired at {expiresAt:u} and accepts no {what} (Art 10)."),
+            GrantStatus.Released => new LedgerException(Reason.GrantClosed, $"Grant {grantId} was released and accepts no {what}."),
+            _ => null,
+        };
+
+    public static void EnsureOpen(GrantRow grant, DateTimeOffset now, string what)
+    {
+        if (ClosedRefusal(grant.Id, grant.State, grant.ExpiresAt, now, what) is { } refusal)
+        {
+            throw refusal;
+        }
+    }
+
+    public static LedgerException Unknown(long grantId) => new(Reason.UnknownGrant, $"There is no grant {grantId}.");
+
+    public static LedgerException NotOwn(long grantId, string provider) =>
+        new(Reason.NotYourResource, $"Grant {grantId} was not made by provider {provider}.");
 
     /// <summary>Locks the grant's unit-year (the lock every change of the grant takes), then reads the grant with its
     /// account; null when there is no such grant.</summary>
@@ -33,13 +60,24 @@ internal static class Grants
     /// <summary>Locks a grant's unit-year and reads the grant, which must be the provider's own.</summary>
     public static async Task<(UnitYearRow UnitYear, GrantRow Grant)> LockOwnAsync(LedgerDb db, string provider, long grantId, CancellationToken ct)
     {
-        var (unitYear, grant) = await LockAsync(db, grantId, ct) ?? throw LedgerGrpcService.UnknownGrant(grantId);
-        return grant.ProviderUscc == provider ? (unitYear, grant) : throw NotOwn(grant, provider);
+        var (unitYear, grant) = await LockAsync(db, grantId, ct) ?? throw Unknown(grantId);
+        return grant.ProviderUscc == provider ? (unitYear, grant) : throw NotOwn(grant.Id, provider);
     }
 
-    public static LedgerException NotOwn(GrantRow grant, string provider) =>
-        new(Reason.NotYourResource, $"Grant {grant.Id} was not made by provider {provider}.");
+    /// <summary>What the open grants among <paramref name="grants"/> that are past their expiry still hold: quota that
+    /// counts as reclaimed from <paramref name="now"/> on, though the expiry pass has not moved it yet.</summary>
+    public static Task<long> LapsedAsync(IQueryable<GrantRow> grants, DateTimeOffset now, CancellationToken ct) =>
+        grants.Where(g => g.State == GrantState.Open && g.ExpiresAt <= now).SumAsync(g => g.Account!.BalanceFen, ct);
 
+    /// <summary>The entry that created the grant: its Grant entry, or for a resident's grant the operator's Gift entry.</summary>
+    public static Task<long> OriginEntryAsync(LedgerDb db, long grantId, CancellationToken ct) =>
+        db.JournalEntries
+            .Where(e => (e.Kind == EntryKind.Grant && e.GrantId == grantId) || (e.Kind == EntryKind.Gift && e.CounterpartyGrantId == grantId))
+            .Select(e => e.Id)
+            .SingleAsync(ct);
+
+    /// <summary>The grant as it stands at <paramref name="now"/>: once past its expiry it holds nothing, and what it held
+    /// counts as returned, whether or not the expiry pass has moved it yet.</summary>
     public static async Task<GrantInfo?> InfoAsync(LedgerDb db, long grantId, DateTimeOffset now, CancellationToken ct)
     {
         var row = await db.Grants.AsNoTracking()
@@ -52,6 +90,7 @@ internal static class Grants
         }
 
         var grant = row.Grant;
+        var lapsed = grant.State == GrantState.Open && IsDue(grant.ExpiresAt, now) ? row.BalanceFen : 0;
         var deducted = await db.Deductions.Where(d => d.GrantId == grantId).SumAsync(d => d.AppliedFen, ct);
         return new GrantInfo
         {
@@ -62,10 +101,11 @@ internal static class Grants
             Year = grant.Year,
             RatioBp = grant.RatioBp,
             AmountFen = grant.AmountFen,
-            RemainingFen = row.BalanceFen,
+            RemainingFen = row.BalanceFen - lapsed,
             DeductedFen = deducted,
-            ReturnedFen = grant.ReturnedFen,
-            Status = StatusOf(grant, row.BalanceFen, now),
+            ReturnedFen = grant.ReturnedFen + lapsed,
+            ClawedBackFen = grant.ClawedBackFen,
+            Status = StatusOf(grant.State, grant.ExpiresAt, row.BalanceFen, now),
             GrantedAt = grant.GrantedAt.ToTimestamp(),
             ExpiresAt = grant.ExpiresAt.ToTimestamp(),
             GiftedFromGrantId = grant.GiftedFromGrantId ?? 0,

@@ -12,6 +12,17 @@ public static class Policies
         return row is null ? null : ToPolicy(row);
     }
 
+    /// <summary>Reads the year's policy with its row locked until the transaction ends: shared against a concurrent
+    /// SetYearPolicy (FundBudget), or exclusive (SetYearPolicy itself).</summary>
+    public static async Task<VoucherPolicy?> LockAsync(LedgerDb db, int year, CancellationToken ct, bool forUpdate = false)
+    {
+        var rows = forUpdate
+            ? db.YearPolicies.FromSql($"SELECT * FROM year_policies WHERE year = {year} FOR UPDATE")
+            : db.YearPolicies.FromSql($"SELECT * FROM year_policies WHERE year = {year} FOR SHARE");
+        var row = await rows.AsNoTracking().SingleOrDefaultAsync(ct);
+        return row is null ? null : ToPolicy(row);
+    }
+
     public static VoucherPolicy ToPolicy(YearPolicyRow row) => new(
         row.Year,
         new BasisPoints(row.SelfControllableRatioBp),
@@ -20,5 +31,6 @@ public static class Policies
         new Fen(row.UnitYearCapFen),
         new Fen(row.UnitYearFloorFen),
         new Fen(row.YearTotalFen),
-        row.ValidityMonths);
+        row.ValidityMonths,
+        row.EffectiveFrom);
 }

@@ -86,26 +86,43 @@ internal static class UnitYears
     // USCC columns are character(18) where a party is registered and text where it is recorded; comparing a
     // character column with a text value casts the column and loses its index, so text values are cast instead.
 
-    /// <summary>The unit-year's figures at <paramref name="now"/>, with the cap of its year's policy (0 without one):
-    /// grants past their expiry no longer count as open, whether or not the expiry pass has returned their balance yet.</summary>
-    public static async Task<UnitYearFigures> FiguresAsync(LedgerDb db, string unitUscc, int year, DateTimeOffset now, CancellationToken ct)
-    {
-        var (cap, open, deducted, redeemed) = await db.QueryRowAsync(
+    /// <summary>The account kinds that count as deducted in a unit-year's figures: deducted and not applied for, under
+    /// review, approved, paid.</summary>
+    public static readonly AccountKind[] CountAsDeducted = [AccountKind.Deducted, AccountKind.Pending, AccountKind.Redeemed, AccountKind.Disbursed];
+
+    /// <summary>The account kinds that count as redeemed: approved and paid.</summary>
+    public static readonly AccountKind[] CountAsRedeemed = [AccountKind.Redeemed, AccountKind.Disbursed];
+
+    public static readonly string DeductedKindsSql = string.Join(", ", CountAsDeducted.Select(k => (short)k));
+
+    public static readonly string RedeemedKindsSql = string.Join(", ", CountAsRedeemed.Select(k => (short)k));
+
+    /// <summary>The figures' columns (cap, granted open, deducted, redeemed) for a row source <c>uy</c> with columns
+    /// <c>id</c>, <c>unit_uscc</c> (character) and <c>year</c>, at the time in parameter <c>$1</c>: grants past their
+    /// expiry no longer count as open, whether or not the expiry pass has returned their balance yet; the cap is the
+    /// year's policy's (0 without one).</summary>
+    public static readonly string FiguresColumns =
+        $"""
+        coalesce((SELECT p.unit_year_cap_fen FROM year_policies p WHERE p.year = uy.year), 0)::bigint,
+        coalesce((SELECT sum(a.balance_fen) FROM grants g JOIN accounts a ON a.id = g.account_id
+                  WHERE g.unit_year_id = uy.id AND g.state = {(short)GrantState.Open} AND g.expires_at > $1), 0)::bigint,
+        coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = uy.unit_uscc AND a.year = uy.year
+                  AND a.kind IN ({DeductedKindsSql})), 0)::bigint,
+        coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = uy.unit_uscc AND a.year = uy.year
+                  AND a.kind IN ({RedeemedKindsSql})), 0)::bigint
+        """;
+
+    public static UnitYearFigures ReadFigures(Npgsql.NpgsqlDataReader r, int first, string unitUscc, int year) =>
+        new(unitUscc, year, new Fen(r.GetInt64(first)), new Fen(r.GetInt64(first + 1)), new Fen(r.GetInt64(first + 2)), new Fen(r.GetInt64(first + 3)));
+
+    /// <summary>The unit-year's figures at <paramref name="now"/> (see <see cref="FiguresColumns"/>).</summary>
+    public static Task<UnitYearFigures> FiguresAsync(LedgerDb db, string unitUscc, int year, DateTimeOffset now, CancellationToken ct) =>
+        db.QueryRowAsync(
             $"""
-            SELECT
-              coalesce((SELECT p.unit_year_cap_fen FROM year_policies p WHERE p.year = $2), 0)::bigint,
-              coalesce((SELECT sum(a.balance_fen) FROM grants g JOIN accounts a ON a.id = g.account_id
-                        WHERE g.unit_year_id = uy.id AND g.state = {(short)GrantState.Open} AND g.expires_at > $3), 0)::bigint,
-              coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = $1::bpchar AND a.year = $2
-                        AND a.kind IN ({(short)AccountKind.Deducted}, {(short)AccountKind.Pending}, {(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint,
-              coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = $1::bpchar AND a.year = $2
-                        AND a.kind IN ({(short)AccountKind.Redeemed}, {(short)AccountKind.Disbursed})), 0)::bigint
-            FROM (SELECT NULL) AS one
-            LEFT JOIN unit_years uy ON uy.unit_uscc = $1::bpchar AND uy.year = $2
+            SELECT {FiguresColumns}
+            FROM (SELECT (SELECT k.id FROM unit_years k WHERE k.unit_uscc = $2::bpchar AND k.year = $3) AS id, $2::bpchar AS unit_uscc, $3 AS year) uy
             """,
-            r => (r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3)),
+            r => ReadFigures(r, 0, unitUscc, year),
             ct,
-            unitUscc, year, now);
-        return new UnitYearFigures(unitUscc, year, new Fen(cap), new Fen(open), new Fen(deducted), new Fen(redeemed));
-    }
+            now, unitUscc, year);
 }

@@ -12,40 +12,50 @@ using RedemptionState = QuotaLedger.Server.Storage.RedemptionState;
 namespace QuotaLedger.Server.Redemption;
 
 /// <summary>Claw-back (Art 17): the bureau reverses what fraud obtained with new entries that reference the original,
-/// never by editing it, and sets the party's standing.
-/// A deduction: Pool ← Deducted (its quota goes back to the year's pool). A grant's open quota: Pool ← Grant.
-/// A disbursement: Receivable ← Disbursed, owed by the unit and visible in the books until settled.</summary>
+/// never by editing it, and sets the party's standing. Each reversal takes at most what its target still holds:
+/// <list type="bullet">
+/// <item>a grant's open quota (gifted grants too): Pool ← Grant;</item>
+/// <item>a deduction not yet applied for: Pool ← Deducted;</item>
+/// <item>an application under review: Pool ← Pending; approved and not paid: Pool ← Redeemed;</item>
+/// <item>a payment: Receivable ← Disbursed, owed by the unit and visible in the books until settled.</item>
+/// </list>
+/// What a grant loses this way is its <c>clawed_back_fen</c>, kept apart from what expiry or release returns.</summary>
 internal static class ClawBacks
 {
+    private sealed record Reversal(string Kind, long TargetId, string Unit, string? Provider, long? GrantId, int Year, long OriginalEntryId, List<Leg> Legs);
+
     public static async Task<ClawBackResponse> ReverseAsync(LedgerDb db, ClawBackRequest request, Fen amount, string reason,
         string? party, PartyStanding standing, DateTimeOffset now, string by, CancellationToken ct)
     {
-        var (kind, targetId, unit, year, original, legs) = request.TargetCase switch
+        var reversal = request.TargetCase switch
         {
             ClawBackRequest.TargetOneofCase.DeductionId => await DeductionAsync(db, request.DeductionId, amount, ct),
-            ClawBackRequest.TargetOneofCase.GrantId => await GrantAsync(db, request.GrantId, amount, ct),
-            _ => await DisbursementAsync(db, request.RedemptionId, amount, ct),
+            ClawBackRequest.TargetOneofCase.GrantId => await GrantAsync(db, request.GrantId, amount, now, ct),
+            _ => await ApplicationAsync(db, request.RedemptionId, amount, ct),
         };
 
+        var memo = $"claw-back of {reversal.Kind} {reversal.TargetId}: {reason}";
         var entry = new JournalEntryRow
         {
             Kind = EntryKind.ClawBack,
             CreatedAt = now,
-            Year = year,
-            UnitUscc = unit,
-            ReversesEntryId = original,
+            Year = reversal.Year,
+            UnitUscc = reversal.Unit,
+            ProviderUscc = reversal.Provider,
+            GrantId = reversal.GrantId,
+            ReversesEntryId = reversal.OriginalEntryId,
             RequestId = request.RequestId,
             Caller = by,
-            Memo = $"claw-back of {kind} {targetId}: {reason}",
+            Memo = memo,
         };
-        await Journal.PostAsync(db, entry, legs, ct);
+        await Journal.PostAsync(db, entry, reversal.Legs, ct);
 
-        var partyUscc = party ?? unit;
-        await Standings.SetAsync(db, partyUscc, standing, $"claw-back of {kind} {targetId}: {reason}", now, request.RequestId, by, ct);
+        var partyUscc = party ?? reversal.Unit;
+        await Standings.SetAsync(db, partyUscc, standing, memo, now, request.RequestId, by, ct);
         var row = new ClawBackRow
         {
-            TargetKind = kind,
-            TargetId = targetId,
+            TargetKind = reversal.Kind,
+            TargetId = reversal.TargetId,
             AmountFen = amount.Value,
             Reason = reason,
             PartyUscc = partyUscc,
@@ -57,7 +67,7 @@ internal static class ClawBacks
         return new ClawBackResponse
         {
             ClawBackId = row.Id,
-            OriginalEntryId = original,
+            OriginalEntryId = reversal.OriginalEntryId,
             EntryId = entry.Id,
             AmountFen = amount.Value,
             PartyUscc = partyUscc,
@@ -65,7 +75,7 @@ internal static class ClawBacks
         };
     }
 
-    private static async Task<(string, long, string, int, long, List<Leg>)> DeductionAsync(LedgerDb db, long deductionId, Fen amount, CancellationToken ct)
+    private static async Task<Reversal> DeductionAsync(LedgerDb db, long deductionId, Fen amount, CancellationToken ct)
     {
         var deduction = await db.Deductions.AsNoTracking().SingleOrDefaultAsync(d => d.Id == deductionId, ct)
             ?? throw new LedgerException(Reason.InvalidArgument, $"There is no deduction {deductionId}.");
@@ -77,57 +87,74 @@ internal static class ClawBacks
                 $"Deduction {deductionId} applied {new Fen(deduction.AppliedFen)}, of which {new Fen(already)} is already clawed back.");
         }
 
-        var pool = await PoolAsync(db, grant.Year, ct);
         var original = await db.JournalEntries.Where(e => e.DeductionId == deductionId).Select(e => e.Id).SingleAsync(ct);
-        return ("deduction", deductionId, grant.UnitUscc, grant.Year, original,
+        return new Reversal("deduction", deductionId, grant.UnitUscc, grant.ProviderUscc, grant.Id, grant.Year, original,
         [
-            Leg.Debit(pool, AccountKind.Pool, amount),
-            // Only what is not applied for or redeemed can be reversed here; a paid redemption is clawed back as a disbursement.
+            Leg.Debit(await PoolAsync(db, grant.Year, ct), AccountKind.Pool, amount),
+            // Only what is not applied for can be reversed here; an application is clawed back as an application.
             Leg.Credit(unitYear.DeductedAccountId, AccountKind.Deducted, amount, Reason.RedemptionExceedsDeducted),
         ]);
     }
 
-    private static async Task<(string, long, string, int, long, List<Leg>)> GrantAsync(LedgerDb db, long grantId, Fen amount, CancellationToken ct)
+    private static async Task<Reversal> GrantAsync(LedgerDb db, long grantId, Fen amount, DateTimeOffset now, CancellationToken ct)
     {
-        var (_, grant) = await Grants.LockAsync(db, grantId, ct) ?? throw LedgerGrpcService.UnknownGrant(grantId);
+        var (_, grant) = await Grants.LockAsync(db, grantId, ct) ?? throw Grants.Unknown(grantId);
+        // Past its expiry a grant holds nothing: what it held is reclaimed already, whether or not the pass has run.
+        Grants.EnsureOpen(grant, now, "claw-back");
         if (amount.Value > grant.Account!.BalanceFen)
         {
             throw new LedgerException(Reason.GrantEmpty, $"Grant {grantId} holds {new Fen(grant.Account.BalanceFen)}; {amount} cannot be clawed back from it.");
         }
 
-        await db.Grants.Where(g => g.Id == grantId).ExecuteUpdateAsync(s => s.SetProperty(g => g.ReturnedFen, g => g.ReturnedFen + amount.Value), ct);
+        await db.Grants.Where(g => g.Id == grantId).ExecuteUpdateAsync(s => s.SetProperty(g => g.ClawedBackFen, g => g.ClawedBackFen + amount.Value), ct);
         await db.Contracts.Where(c => c.Id == grant.ContractId).ExecuteUpdateAsync(s => s.SetProperty(c => c.GrantedFen, c => c.GrantedFen - amount.Value), ct);
-        var pool = await PoolAsync(db, grant.Year, ct);
-        var original = await db.JournalEntries.Where(e => e.GrantId == grantId && e.Kind == EntryKind.Grant).Select(e => e.Id).SingleAsync(ct);
-        return ("grant", grantId, grant.UnitUscc, grant.Year, original,
+        return new Reversal("grant", grantId, grant.UnitUscc, grant.ProviderUscc, grant.Id, grant.Year, await Grants.OriginEntryAsync(db, grantId, ct),
         [
-            Leg.Debit(pool, AccountKind.Pool, amount),
+            Leg.Debit(await PoolAsync(db, grant.Year, ct), AccountKind.Pool, amount),
             Leg.Credit(grant.AccountId, AccountKind.Grant, amount, Reason.GrantEmpty),
         ]);
     }
 
-    private static async Task<(string, long, string, int, long, List<Leg>)> DisbursementAsync(LedgerDb db, long redemptionId, Fen amount, CancellationToken ct)
+    /// <summary>An application at whatever stage it is: what it still holds there leaves that stage's account.</summary>
+    private static async Task<Reversal> ApplicationAsync(LedgerDb db, long redemptionId, Fen amount, CancellationToken ct)
     {
         var key = await db.Redemptions.AsNoTracking().Where(r => r.Id == redemptionId).Select(r => new { r.UnitUscc, r.Year }).SingleOrDefaultAsync(ct)
             ?? throw new LedgerException(Reason.UnknownRedemption, $"There is no redemption {redemptionId}.");
         await UnitYears.LockOrCreateAsync(db, key.UnitUscc, key.Year, ct);
         var row = await db.Redemptions.AsNoTracking().SingleAsync(r => r.Id == redemptionId, ct);
-        if (row.State != RedemptionState.Disbursed || amount.Value > (row.ApprovedFen ?? 0) - row.ClawedBackFen)
+        if (amount.Value > row.OutstandingFen)
         {
             throw new LedgerException(Reason.InvalidAmount,
-                $"Redemption {redemptionId} has {new Fen(row.State == RedemptionState.Disbursed ? (row.ApprovedFen ?? 0) - row.ClawedBackFen : 0)} disbursed and not yet clawed back.");
+                $"Redemption {redemptionId} holds {new Fen(row.OutstandingFen)} ({row.State.ToString().ToUpperInvariant()}) not yet clawed back; {amount} cannot be.");
         }
 
-        await db.Redemptions.Where(r => r.Id == redemptionId)
-            .ExecuteUpdateAsync(s => s.SetProperty(r => r.ClawedBackFen, r => r.ClawedBackFen + amount.Value), ct);
+        await db.Redemptions.Where(r => r.Id == redemptionId && r.OutstandingFen >= amount.Value)
+            .ExecuteUpdateAsync(s => s
+                .SetProperty(r => r.OutstandingFen, r => r.OutstandingFen - amount.Value)
+                .SetProperty(r => r.ClawedBackFen, r => r.ClawedBackFen + amount.Value), ct);
         var accounts = await UnitYears.RedemptionAccountsAsync(db, key.UnitUscc, key.Year, ct);
-        return ("disbursement", redemptionId, key.UnitUscc, key.Year, row.DisbursementEntryId ?? 0,
-        [
-            Leg.Debit(accounts[AccountKind.Receivable], AccountKind.Receivable, amount),
-            Leg.Credit(accounts[AccountKind.Disbursed], AccountKind.Disbursed, amount),
-        ]);
+        var (kind, original, legs) = row.State switch
+        {
+            RedemptionState.Submitted => ("application", row.SubmittedEntryId, new List<Leg>
+            {
+                Leg.Debit(await PoolAsync(db, row.Year, ct), AccountKind.Pool, amount),
+                Leg.Credit(accounts[AccountKind.Pending], AccountKind.Pending, amount),
+            }),
+            RedemptionState.Reviewed => ("approved application", row.ReviewedEntryId, new List<Leg>
+            {
+                Leg.Debit(await PoolAsync(db, row.Year, ct), AccountKind.Pool, amount),
+                Leg.Credit(accounts[AccountKind.Redeemed], AccountKind.Redeemed, amount),
+            }),
+            _ => ("disbursement", row.DisbursementEntryId, new List<Leg>
+            {
+                Leg.Debit(accounts[AccountKind.Receivable], AccountKind.Receivable, amount),
+                Leg.Credit(accounts[AccountKind.Disbursed], AccountKind.Disbursed, amount),
+            }),
+        };
+        return new Reversal(kind, redemptionId, key.UnitUscc, null, null, key.Year, original ?? 0, legs);
     }
 
-    private static Task<long> PoolAsync(LedgerDb db, int year, CancellationToken ct) =>
-        db.Accounts.Where(a => a.Kind == AccountKind.Pool && a.Year == year).Select(a => a.Id).SingleAsync(ct);
+    private static async Task<long> PoolAsync(LedgerDb db, int year, CancellationToken ct) =>
+        await db.Accounts.Where(a => a.Kind == AccountKind.Pool && a.Year == year).Select(a => (long?)a.Id).SingleOrDefaultAsync(ct)
+        ?? throw new InvalidOperationException($"The {year} pool account is missing although quota of {year} was granted.");
 }

@@ -40,6 +40,8 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
 
         return idempotency.RunAsync(by, request.RequestId, nameof(OpenBatch), request, async ct =>
         {
+            _ = await Policies.FindAsync(db, year, ct)
+                ?? throw new LedgerException(Reason.YearNotOpen, $"There is no policy for {year}, so there is nothing to redeem; call SetYearPolicy first.");
             var batch = new RedemptionBatchRow { Year = year, OpenedAt = time.GetUtcNow(), ClosesAt = closesAt };
             db.RedemptionBatches.Add(batch);
             await db.SaveChangesAsync(ct);
@@ -73,7 +75,7 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
             await UnitYears.LockOrCreateAsync(db, unit, batch.Year, ct);
             await Eligibility.EnsureUnitInGoodStandingAsync(db, unit, ct);
             var policy = await Policies.FindAsync(db, batch.Year, ct)
-                ?? throw new LedgerException(Reason.BelowYearFloor, $"There is no policy for {batch.Year}.");
+                ?? throw new LedgerException(Reason.YearNotOpen, $"There is no policy for {batch.Year}.");
             var figures = await UnitYears.FiguresAsync(db, unit, batch.Year, now, ct);
             if (figures.Deducted < policy.UnitYearFloor)
             {
@@ -95,17 +97,20 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
                 UnitUscc = unit,
                 Year = batch.Year,
                 RequestedFen = amount.Value,
+                OutstandingFen = amount.Value,
                 SubmittedAt = now,
                 Evidence = [.. evidence, await PlatformStatementAsync(unit, batch.Year, ct)],
             };
             db.Redemptions.Add(row);
             await db.SaveChangesAsync(ct);
-            await Journal.PostAsync(db, Entry(EntryKind.RedemptionSubmitted, row, now, request.RequestId, by, $"redemption {row.Id} applied for"),
+            var entry = Entry(EntryKind.RedemptionSubmitted, row, now, request.RequestId, by, $"redemption {row.Id} applied for");
+            await Journal.PostAsync(db, entry,
             [
                 Leg.Debit(accounts[AccountKind.Pending], AccountKind.Pending, amount),
                 Leg.Credit(accounts[AccountKind.Deducted], AccountKind.Deducted, amount, Reason.RedemptionExceedsDeducted),
             ], ct);
-            return ToApi(row);
+            await db.Redemptions.Where(r => r.Id == row.Id).ExecuteUpdateAsync(s => s.SetProperty(r => r.SubmittedEntryId, entry.Id), ct);
+            return await LoadAsync(row.Id, ct);
         }, context.CancellationToken);
     }
 
@@ -126,17 +131,20 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
             var (row, accounts) = await LockAsync(redemptionId, ct);
             if (row.State != RedemptionState.Submitted)
             {
-                throw new LedgerException(Reason.InvalidArgument, $"Redemption {redemptionId} was already reviewed.");
+                throw new LedgerException(Reason.AlreadyDecided, $"Redemption {redemptionId} was already reviewed; a review is final.");
             }
 
-            if (request.ApprovedFen > row.RequestedFen)
+            // Standing is checked at every step of redemption: a unit blacklisted since it applied is refused.
+            await Eligibility.EnsureUnitInGoodStandingAsync(db, row.UnitUscc, ct);
+            var held = new Fen(row.OutstandingFen);
+            if (request.ApprovedFen > held.Value)
             {
-                throw new LedgerException(Reason.InvalidAmount, $"At most the {new Fen(row.RequestedFen)} applied for can be approved.");
+                throw new LedgerException(Reason.InvalidAmount, $"At most the {held} the application holds (applied for, less any claw-back) can be approved.");
             }
 
             var now = time.GetUtcNow();
             var approved = new Fen(request.ApprovedFen);
-            var rest = new Fen(row.RequestedFen) - approved;
+            var rest = held - approved;
             var legs = new List<Leg>();
             if (approved.IsPositive)
             {
@@ -151,14 +159,27 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
                 legs.Add(Leg.Credit(accounts[AccountKind.Pending], AccountKind.Pending, rest));
             }
 
-            await Journal.PostAsync(db, Entry(EntryKind.RedemptionReviewed, row, now, request.RequestId, by,
-                $"redemption {row.Id} reviewed by {reviewer}: {approved} approved"), legs, ct);
-            await db.Redemptions.Where(r => r.Id == row.Id).ExecuteUpdateAsync(s => s
+            long? entryId = null;
+            if (legs.Count > 0)
+            {
+                var entry = Entry(EntryKind.RedemptionReviewed, row, now, request.RequestId, by, $"redemption {row.Id} reviewed by {reviewer}: {approved} approved");
+                await Journal.PostAsync(db, entry, legs, ct);
+                entryId = entry.Id;
+            }
+
+            var decided = await db.Redemptions.Where(r => r.Id == row.Id && r.State == RedemptionState.Submitted).ExecuteUpdateAsync(s => s
                 .SetProperty(r => r.State, RedemptionState.Reviewed)
                 .SetProperty(r => r.ApprovedFen, approved.Value)
+                .SetProperty(r => r.OutstandingFen, approved.Value)
                 .SetProperty(r => r.Reviewer, reviewer)
                 .SetProperty(r => r.ReviewReason, reason)
-                .SetProperty(r => r.ReviewedAt, now), ct);
+                .SetProperty(r => r.ReviewedAt, now)
+                .SetProperty(r => r.ReviewedEntryId, entryId), ct);
+            if (decided != 1)
+            {
+                throw new InvalidOperationException($"Redemption {row.Id} changed under its unit-year lock.");
+            }
+
             return await LoadAsync(row.Id, ct);
         }, context.CancellationToken);
     }
@@ -172,28 +193,34 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
         return idempotency.RunAsync(by, request.RequestId, nameof(Disburse), request, async ct =>
         {
             var (row, accounts) = await LockAsync(redemptionId, ct);
-            if (row.State != RedemptionState.Reviewed)
+            if (row.State == RedemptionState.Disbursed)
             {
-                throw new LedgerException(Reason.InvalidArgument, row.State == RedemptionState.Disbursed
-                    ? $"Redemption {redemptionId} was already disbursed."
-                    : $"Redemption {redemptionId} is not reviewed yet.");
+                throw new LedgerException(Reason.AlreadyDecided, $"Redemption {redemptionId} was already disbursed; it is paid once.");
             }
 
-            var approved = new Fen(row.ApprovedFen ?? 0);
-            if (!approved.IsPositive)
+            if (row.State != RedemptionState.Reviewed)
             {
-                throw new LedgerException(Reason.InvalidAmount, $"Nothing of redemption {redemptionId} was approved, so nothing can be disbursed.");
+                throw new LedgerException(Reason.InvalidArgument, $"Redemption {redemptionId} is not reviewed yet; an expert reviews it first.");
+            }
+
+            await Eligibility.EnsureUnitInGoodStandingAsync(db, row.UnitUscc, ct);
+            var payable = new Fen(row.OutstandingFen);
+            if (!payable.IsPositive)
+            {
+                throw new LedgerException(Reason.InvalidAmount,
+                    $"Nothing of redemption {redemptionId} is payable: {new Fen(row.ApprovedFen ?? 0)} was approved, {new Fen(row.ClawedBackFen)} clawed back.");
             }
 
             var now = time.GetUtcNow();
             var entry = Entry(EntryKind.Disbursement, row, now, request.RequestId, by, $"redemption {row.Id} paid, {paymentRef}");
             await Journal.PostAsync(db, entry,
             [
-                Leg.Debit(accounts[AccountKind.Disbursed], AccountKind.Disbursed, approved),
-                Leg.Credit(accounts[AccountKind.Redeemed], AccountKind.Redeemed, approved),
+                Leg.Debit(accounts[AccountKind.Disbursed], AccountKind.Disbursed, payable),
+                Leg.Credit(accounts[AccountKind.Redeemed], AccountKind.Redeemed, payable),
             ], ct);
             await db.Redemptions.Where(r => r.Id == row.Id).ExecuteUpdateAsync(s => s
                 .SetProperty(r => r.State, RedemptionState.Disbursed)
+                .SetProperty(r => r.DisbursedFen, payable.Value)
                 .SetProperty(r => r.PaymentRef, paymentRef)
                 .SetProperty(r => r.DisbursedAt, now)
                 .SetProperty(r => r.DisbursementEntryId, entry.Id), ct);
@@ -283,11 +310,13 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
     private async Task<V1.Redemption?> LoadOrDefaultAsync(long redemptionId, CancellationToken ct) =>
         await db.Redemptions.AsNoTracking().Include(r => r.Evidence).SingleOrDefaultAsync(r => r.Id == redemptionId, ct) is { } row ? ToApi(row) : null;
 
-    /// <summary>The platform statement (Art 12.8), generated by the ledger: a digest of the unit-year's journal chain so far.</summary>
+    /// <summary>The platform statement (Art 12.6), generated by the ledger: a digest of every entry of the unit's statement
+    /// for the year so far, its own chain's and the gifts it received from an operator's chain, in entry order.</summary>
     private async Task<EvidenceRow> PlatformStatementAsync(string unit, int year, CancellationToken ct)
     {
-        var chain = $"{unit}:{year}";
-        var hashes = await db.JournalEntries.AsNoTracking().Where(e => e.ChainKey == chain).OrderBy(e => e.Id)
+        var hashes = await db.JournalEntries.AsNoTracking()
+            .Where(e => e.Year == year && (e.UnitUscc == unit || e.CounterpartyUscc == unit))
+            .OrderBy(e => e.Id)
             .Select(e => new { e.Id, e.Hash }).ToListAsync(ct);
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var entry in hashes)
@@ -357,8 +386,9 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
         Year = row.Year,
         RequestedFen = row.RequestedFen,
         ApprovedFen = row.ApprovedFen ?? 0,
-        DisbursedFen = row.State == RedemptionState.Disbursed ? row.ApprovedFen ?? 0 : 0,
+        DisbursedFen = row.DisbursedFen,
         ClawedBackFen = row.ClawedBackFen,
+        OutstandingFen = row.OutstandingFen,
         State = (V1.RedemptionState)row.State,
         Evidence = { row.Evidence.OrderBy(e => e.Id).Select(e => new Evidence { Kind = (EvidenceKind)e.Kind, Reference = e.Reference, Sha256 = e.Sha256 }) },
         Reviewer = row.Reviewer ?? "",

@@ -1,10 +1,12 @@
 using Grpc.Core;
 using Microsoft.EntityFrameworkCore;
 using QuotaLedger.Server.Grpc;
+using QuotaLedger.Server.Ledger;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Security;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
+using ResidencyStatus = QuotaLedger.Server.Storage.ResidencyStatus;
 using UnitKind = QuotaLedger.Server.Storage.UnitKind;
 
 namespace QuotaLedger.Server.Registry;
@@ -17,7 +19,7 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
         var caller = Access.RequireSelf(context, Role.Provider, request.ProviderUscc, orBureau: true);
         var uscc = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var name = Validate.Text(request.Name, "name");
-        var licences = Validate.TextList(request.Licences, "licences");
+        var licences = Registration.Licences(request.Licences);
 
         return idempotency.RunAsync(caller.ScopeFor(Callers.Provider(uscc)), request.RequestId, nameof(RegisterProvider), request, async ct =>
         {
@@ -40,7 +42,8 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
         var name = Validate.Text(request.Name, "name");
         var kind = request.Kind.FromApi()
             ?? throw new LedgerException(Reason.InvalidArgument, "kind must be ENTERPRISE, RESEARCH_INSTITUTE, UNIVERSITY or OPC_OPERATOR.");
-        var materials = Validate.TextList(request.MaterialRefs, "material_refs");
+        var materialRefs = Validate.TextList(request.MaterialRefs, "material_refs");
+        var materials = Registration.Materials(request.Materials, request.Kind, request.Sme);
 
         return idempotency.RunAsync(caller.ScopeFor(Callers.Unit(uscc)), request.RequestId, nameof(RegisterUnit), request, async ct =>
         {
@@ -55,7 +58,8 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
                 Name = name,
                 Kind = kind,
                 Sme = request.Sme,
-                MaterialRefs = [.. materials],
+                MaterialRefs = [.. materialRefs],
+                Materials = materials,
                 RegisteredAt = time.GetUtcNow(),
             });
             await SaveOrAlreadyRegistered("unit", uscc, ct);
@@ -69,6 +73,7 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
         var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
         var reason = Validate.Text(request.Reason, "reason", required: !request.Approve);
+        EnsureNotSelf(provider, unit, "review");
 
         return idempotency.RunAsync(caller.ScopeFor(Callers.Provider(provider)), request.RequestId, nameof(ReviewUnit), request, async ct =>
         {
@@ -94,16 +99,23 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
         var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
         var accelerator = Validate.Text(request.Accelerator, "accelerator");
-        var serviceMode = Validate.Text(request.ServiceMode, "service_mode", required: false);
+        var serviceMode = Registration.ServiceMode(request.ServiceMode);
         var unitPrice = Validate.Amount(request.UnitPriceFen, "unit_price_fen");
         var amount = Validate.Amount(request.AmountFen, "amount_fen");
         var purpose = Validate.Text(request.Purpose, "purpose");
         var signedOn = Validate.Date(request.SignedOn, "signed_on");
+        EnsureNotSelf(provider, unit, "contract");
 
         return idempotency.RunAsync(caller.ScopeFor(Callers.Provider(provider)), request.RequestId, nameof(RegisterContract), request, async ct =>
         {
             await EnsureProvider(provider, ct);
             await EnsureUnit(unit, ct);
+            if ((await Eligibility.ReadAsync(db, provider, unit, ct)).Related)
+            {
+                throw new LedgerException(Reason.RelatedParties,
+                    $"Provider {provider} and unit {unit} are declared related parties (Art 5.6); a contract between them would never get quota.");
+            }
+
             if (await db.Contracts.AnyAsync(c => c.ProviderUscc == provider && c.ContractNo == contractNo, ct))
             {
                 throw AlreadyRegistered("contract", contractNo);
@@ -144,57 +156,110 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
         {
             await EnsureProvider(provider, ct);
             await EnsureUnit(unit, ct);
-            var now = time.GetUtcNow();
-            // Declaring again keeps the first declaration; the relation is what matters.
-            await db.Database.ExecuteSqlAsync(
-                $"""
-                INSERT INTO related_parties (provider_uscc, unit_uscc, reason, declared_at)
-                VALUES ({provider}, {unit}, {reason}, {now})
-                ON CONFLICT DO NOTHING
-                """, ct);
-            var row = await db.RelatedParties.AsNoTracking().SingleAsync(r => r.ProviderUscc == provider && r.UnitUscc == unit, ct);
-            return new DeclareRelatedPartyResponse
-            {
-                ProviderUscc = provider,
-                UnitUscc = unit,
-                Reason = row.Reason,
-                DeclaredAt = row.DeclaredAt.ToTimestamp(),
-            };
+            return await RecordRelationAsync(provider, unit, related: true, reason, request.RequestId, caller.ScopeFor(Callers.Provider(provider)), ct);
         }, context.CancellationToken);
+    }
+
+    public override Task<DeclareRelatedPartyResponse> EndRelatedParty(EndRelatedPartyRequest request, ServerCallContext context)
+    {
+        // Only the bureau ends a relation: a party that could end its own would escape Art 5.6 at will.
+        var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
+        var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
+        var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
+        var reason = Validate.Text(request.Reason, "reason");
+
+        return idempotency.RunAsync(by, request.RequestId, nameof(EndRelatedParty), request, async ct =>
+        {
+            await EnsureProvider(provider, ct);
+            await EnsureUnit(unit, ct);
+            EnsureNotSelf(provider, unit, "relation to end");
+            return await RecordRelationAsync(provider, unit, related: false, reason, request.RequestId, by, ct);
+        }, context.CancellationToken);
+    }
+
+    /// <summary>Appends a row when it changes whether the two are related; declaring again, or ending what is not in
+    /// force, changes nothing. Answers with the row in force.</summary>
+    private async Task<DeclareRelatedPartyResponse> RecordRelationAsync(string provider, string unit, bool related, string reason,
+        string requestId, string by, CancellationToken ct)
+    {
+        Task<RelatedPartyRow?> LatestAsync() => db.RelatedParties.AsNoTracking()
+            .Where(r => r.ProviderUscc == provider && r.UnitUscc == unit).OrderByDescending(r => r.Id).FirstOrDefaultAsync(ct);
+
+        var latest = await LatestAsync();
+        if ((latest?.Related ?? false) != related)
+        {
+            db.RelatedParties.Add(new RelatedPartyRow
+            {
+                ProviderUscc = provider, UnitUscc = unit, Related = related, Reason = reason, RecordedAt = time.GetUtcNow(), RequestId = requestId, Caller = by,
+            });
+            await db.SaveChangesAsync(ct);
+            latest = await LatestAsync();
+        }
+
+        return new DeclareRelatedPartyResponse
+        {
+            ProviderUscc = provider,
+            UnitUscc = unit,
+            Related = latest?.Related ?? false,
+            Reason = latest?.Reason ?? "",
+            DeclaredAt = latest?.RecordedAt.ToTimestamp(),
+        };
     }
 
     public override Task<AddResidentOpcResponse> AddResidentOpc(AddResidentOpcRequest request, ServerCallContext context)
     {
         var caller = Access.RequireSelf(context, Role.Unit, request.OperatorUscc, orBureau: true);
+        var (operatorUscc, resident) = ResidencyPair(request.OperatorUscc, request.ResidentUscc);
+        var by = caller.ScopeFor(Callers.Unit(operatorUscc));
+
+        return idempotency.RunAsync(by, request.RequestId, nameof(AddResidentOpc), request, ct =>
+            OpcCommunity.RecordAsync(db, operatorUscc, resident, ResidencyStatus.Declared, "declared by the operator", time.GetUtcNow(), request.RequestId, by, ct),
+            context.CancellationToken);
+    }
+
+    public override Task<AddResidentOpcResponse> ConfirmResidentOpc(ConfirmResidentOpcRequest request, ServerCallContext context)
+    {
+        var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
+        var (operatorUscc, resident) = ResidencyPair(request.OperatorUscc, request.ResidentUscc);
+        var reason = Validate.Text(request.Reason, "reason", required: !request.Confirm);
+        var next = request.Confirm ? ResidencyStatus.Confirmed : ResidencyStatus.Rejected;
+
+        return idempotency.RunAsync(by, request.RequestId, nameof(ConfirmResidentOpc), request, ct =>
+            OpcCommunity.RecordAsync(db, operatorUscc, resident, next, reason, time.GetUtcNow(), request.RequestId, by, ct),
+            context.CancellationToken);
+    }
+
+    public override Task<AddResidentOpcResponse> RemoveResidentOpc(RemoveResidentOpcRequest request, ServerCallContext context)
+    {
+        var caller = Access.RequireSelf(context, Role.Unit, request.OperatorUscc, orBureau: true);
+        var (operatorUscc, resident) = ResidencyPair(request.OperatorUscc, request.ResidentUscc);
+        var reason = Validate.Text(request.Reason, "reason");
+        var by = caller.ScopeFor(Callers.Unit(operatorUscc));
+
+        return idempotency.RunAsync(by, request.RequestId, nameof(RemoveResidentOpc), request, ct =>
+            OpcCommunity.RecordAsync(db, operatorUscc, resident, ResidencyStatus.Ended, reason, time.GetUtcNow(), request.RequestId, by, ct),
+            context.CancellationToken);
+    }
+
+    public override Task<Unit> ConfirmOpcOperator(ConfirmOpcOperatorRequest request, ServerCallContext context)
+    {
+        var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
         var operatorUscc = Validate.Uscc(request.OperatorUscc, "operator_uscc");
-        var resident = Validate.Uscc(request.ResidentUscc, "resident_uscc");
-        if (operatorUscc == resident)
-        {
-            throw new LedgerException(Reason.InvalidArgument, "An OPC community operator cannot be its own resident.");
-        }
+        var reason = Validate.Text(request.Reason, "reason");
 
-        return idempotency.RunAsync(caller.ScopeFor(Callers.Unit(operatorUscc)), request.RequestId, nameof(AddResidentOpc), request, async ct =>
+        return idempotency.RunAsync(by, request.RequestId, nameof(ConfirmOpcOperator), request, async ct =>
         {
-            await EnsureUnit(operatorUscc, ct);
-            await EnsureUnit(resident, ct);
-            if (await db.Units.Where(u => u.Uscc == operatorUscc).Select(u => u.Kind).SingleAsync(ct) != UnitKind.OpcOperator)
-            {
-                throw new LedgerException(Reason.InvalidArgument, $"Unit {operatorUscc} is not registered as an OPC_OPERATOR, so it keeps no list of residents.");
-            }
-
-            await db.Database.ExecuteSqlAsync(
-                $"""
-                INSERT INTO opc_residents (operator_uscc, resident_uscc, added_at)
-                VALUES ({operatorUscc}, {resident}, {time.GetUtcNow()})
-                ON CONFLICT DO NOTHING
-                """, ct);
-            var residents = await db.OpcResidents.AsNoTracking()
-                .Where(r => r.OperatorUscc == operatorUscc)
-                .OrderBy(r => r.ResidentUscc)
-                .Select(r => r.ResidentUscc)
-                .ToListAsync(ct);
-            return new AddResidentOpcResponse { OperatorUscc = operatorUscc, ResidentUsccs = { residents } };
+            await OpcCommunity.ConfirmOperatorAsync(db, operatorUscc, request.Confirm, reason, time.GetUtcNow(), request.RequestId, by, ct);
+            return await LoadUnit(operatorUscc, ct);
         }, context.CancellationToken);
+    }
+
+    private static (string Operator, string Resident) ResidencyPair(string operatorUscc, string residentUscc)
+    {
+        var pair = (Validate.Uscc(operatorUscc, "operator_uscc"), Validate.Uscc(residentUscc, "resident_uscc"));
+        return pair.Item1 != pair.Item2
+            ? pair
+            : throw new LedgerException(Reason.InvalidArgument, "An OPC community operator cannot be its own resident.");
     }
 
     public override async Task<Unit> GetUnit(GetUnitRequest request, ServerCallContext context)
@@ -226,7 +291,10 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
             .SingleOrDefaultAsync(c => c.ProviderUscc == provider && c.ContractNo == contractNo, context.CancellationToken)
             ?? throw new LedgerException(Reason.UnknownContract, $"Provider {provider} has no contract '{contractNo}'.");
         Access.EnsureParty(Access.CallerOf(context), row.ProviderUscc, row.UnitUscc);
-        return row.ToApi();
+        // Expiry takes effect at expires_at: what due grants hold no longer counts as committed on the contract.
+        var contract = row.ToApi();
+        contract.GrantedFen -= await Grants.LapsedAsync(db.Grants.Where(g => g.ContractId == row.Id), time.GetUtcNow(), context.CancellationToken);
+        return contract;
     }
 
     private async Task<Unit> LoadUnit(string uscc, CancellationToken ct)
@@ -248,7 +316,14 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
             Standing = row.Standing.ToApi(),
             Approved = reviews.Any(r => r.Approved),
             RegisteredAt = row.RegisteredAt.ToTimestamp(),
+            Materials = { Registration.MaterialsOf(row.Materials) },
         };
+        if (row.Kind == UnitKind.OpcOperator)
+        {
+            unit.OpcConfirmed = await OpcCommunity.OperatorConfirmedAsync(db, uscc, ct);
+            unit.Residents.AddRange((await OpcCommunity.ResidentsAsync(db, uscc, ct)).Select(OpcCommunity.ToApi));
+        }
+
         unit.Reviews.AddRange(reviews.OrderBy(r => r.ProviderUscc, StringComparer.Ordinal).Select(r => new UnitReview
         {
             ProviderUscc = r.ProviderUscc,
@@ -285,6 +360,16 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
         {
             // A concurrent registration of the same key won the race.
             throw AlreadyRegistered(what, key);
+        }
+    }
+
+    /// <summary>A USCC registered both as provider and as unit is its own related party (Art 5.6): it neither reviews
+    /// itself nor contracts with itself.</summary>
+    private static void EnsureNotSelf(string provider, string unit, string what)
+    {
+        if (provider == unit)
+        {
+            throw new LedgerException(Reason.RelatedParties, $"{provider} cannot be both provider and unit of one {what} (Art 5.6).");
         }
     }
 

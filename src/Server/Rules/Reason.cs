@@ -37,6 +37,9 @@ public enum Reason
     NotYourResource,
     RoleRequired,
     Unauthenticated,
+    YearNotOpen,
+    AlreadyDecided,
+    NotResident,
 
     /// <summary>Not in API.md's table: the per-caller rate limit (RESOURCE_EXHAUSTED, with a retry hint).</summary>
     RateLimited,
@@ -77,6 +80,9 @@ public static class ReasonExtensions
         Reason.NotYourResource => "NOT_YOUR_RESOURCE",
         Reason.RoleRequired => "ROLE_REQUIRED",
         Reason.Unauthenticated => "UNAUTHENTICATED",
+        Reason.YearNotOpen => "YEAR_NOT_OPEN",
+        Reason.AlreadyDecided => "ALREADY_DECIDED",
+        Reason.NotResident => "NOT_RESIDENT",
         Reason.RateLimited => "RATE_LIMITED",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };

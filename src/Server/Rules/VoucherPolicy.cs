@@ -9,8 +9,12 @@ public sealed record VoucherPolicy(
     Fen UnitYearCap,
     Fen UnitYearFloor,
     Fen YearTotal,
-    int ValidityMonths)
+    int ValidityMonths,
+    DateOnly EffectiveFrom)
 {
+    /// <summary>The day the revised measures take effect (Art 19).</summary>
+    public static readonly DateOnly MeasuresTakeEffect = new(2026, 5, 13);
+
     /// <summary>The 2026 figures of the Chengdu measures.</summary>
     public static readonly VoucherPolicy Chengdu2026 = new(
         Year: 2026,
@@ -20,7 +24,19 @@ public sealed record VoucherPolicy(
         UnitYearCap: new Fen(5_000_000_00),
         UnitYearFloor: new Fen(10_000_00),
         YearTotal: new Fen(100_000_000_00),
-        ValidityMonths: 1);
+        ValidityMonths: 1,
+        EffectiveFrom: MeasuresTakeEffect);
+
+    /// <summary>When a year's policy takes effect unless the bureau says otherwise: the year's first day, but never
+    /// before the measures themselves.</summary>
+    public static DateOnly DefaultEffectiveFrom(int year)
+    {
+        var first = new DateOnly(year, 1, 1);
+        return first < MeasuresTakeEffect ? MeasuresTakeEffect : first;
+    }
+
+    /// <summary>The effective-date rule (Art 19): whether the policy is in force on <paramref name="day"/> (China time).</summary>
+    public bool InForceOn(DateOnly day) => day >= EffectiveFrom;
 
     /// <summary>The ratio rule: the share of the service fee the voucher may cover, by the contract's
     /// self-controllable flag, plus the SME bonus.</summary>
@@ -52,6 +68,12 @@ public sealed record VoucherPolicy(
         if (ValidityMonths is < 1 or > 24)
         {
             throw new LedgerException(Reason.InvalidArgument, "validity_months must be from 1 to 24.");
+        }
+
+        if (EffectiveFrom.Year != Year)
+        {
+            throw new LedgerException(Reason.InvalidArgument,
+                $"effective_from must be a day of {Year}; got {EffectiveFrom:yyyy-MM-dd}. The measures take effect on {MeasuresTakeEffect:yyyy-MM-dd} (Art 19).");
         }
     }
 

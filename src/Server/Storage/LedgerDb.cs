@@ -22,6 +22,7 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
     public DbSet<StandingChangeRow> StandingChanges => Set<StandingChangeRow>();
     public DbSet<RelatedPartyRow> RelatedParties => Set<RelatedPartyRow>();
     public DbSet<OpcResidentRow> OpcResidents => Set<OpcResidentRow>();
+    public DbSet<OpcOperatorConfirmationRow> OpcOperatorConfirmations => Set<OpcOperatorConfirmationRow>();
     public DbSet<RedemptionBatchRow> RedemptionBatches => Set<RedemptionBatchRow>();
     public DbSet<RedemptionRow> Redemptions => Set<RedemptionRow>();
     public DbSet<ClawBackRow> ClawBacks => Set<ClawBackRow>();
@@ -45,6 +46,7 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
                 UnitYearFloorFen = p2026.UnitYearFloor.Value,
                 YearTotalFen = p2026.YearTotal.Value,
                 ValidityMonths = p2026.ValidityMonths,
+                EffectiveFrom = p2026.EffectiveFrom,
                 UpdatedAt = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero),
             });
         });
@@ -58,7 +60,8 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
 
         model.Entity<UnitRow>(e =>
         {
-            e.ToTable("units");
+            // The SME bonus (Art 6) is for enterprises only (POLICY.md, Decision).
+            e.ToTable("units", t => t.HasCheckConstraint("ck_units_sme_enterprise", $"NOT sme OR kind = {(short)UnitKind.Enterprise}"));
             e.HasKey(u => u.Uscc);
             e.Property(u => u.Uscc).HasMaxLength(18).IsFixedLength();
         });
@@ -76,7 +79,7 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
             e.ToTable("contracts", t =>
             {
                 t.HasCheckConstraint("ck_contracts_amounts", "amount_fen > 0 AND unit_price_fen > 0");
-                t.HasCheckConstraint("ck_contracts_granted", "granted_fen >= 0");
+                t.HasCheckConstraint("ck_contracts_granted", "granted_fen BETWEEN 0 AND amount_fen");
                 t.HasCheckConstraint("ck_contracts_invoiced", "invoiced_fen BETWEEN 0 AND amount_fen");
             });
             e.HasIndex(c => new { c.ProviderUscc, c.ContractNo }).IsUnique();
@@ -106,7 +109,8 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
         {
             e.ToTable("grants", t =>
             {
-                t.HasCheckConstraint("ck_grants_amounts", "amount_fen > 0 AND returned_fen BETWEEN 0 AND amount_fen");
+                t.HasCheckConstraint("ck_grants_amounts",
+                    "amount_fen > 0 AND returned_fen >= 0 AND clawed_back_fen >= 0 AND returned_fen + clawed_back_fen <= amount_fen");
                 t.HasCheckConstraint("ck_grants_ratio", "ratio_bp BETWEEN 0 AND 10000");
             });
             e.HasOne<ContractRow>().WithMany().HasForeignKey(g => g.ContractId).OnDelete(DeleteBehavior.Restrict);
@@ -160,25 +164,37 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
         model.Entity<RelatedPartyRow>(e =>
         {
             e.ToTable("related_parties");
-            e.HasKey(r => new { r.ProviderUscc, r.UnitUscc });
+            e.HasIndex(r => new { r.ProviderUscc, r.UnitUscc, r.Id });
             e.HasOne<ProviderRow>().WithMany().HasForeignKey(r => r.ProviderUscc).OnDelete(DeleteBehavior.Restrict);
             e.HasOne<UnitRow>().WithMany().HasForeignKey(r => r.UnitUscc).OnDelete(DeleteBehavior.Restrict);
         });
 
         model.Entity<OpcResidentRow>(e =>
         {
-            e.ToTable("opc_residents");
-            e.HasKey(r => new { r.OperatorUscc, r.ResidentUscc });
+            e.ToTable("opc_residents", t => t.HasCheckConstraint("ck_opc_residents_status", "status BETWEEN 1 AND 4"));
+            e.HasIndex(r => new { r.OperatorUscc, r.ResidentUscc, r.Id });
             e.HasOne<UnitRow>().WithMany().HasForeignKey(r => r.OperatorUscc).OnDelete(DeleteBehavior.Restrict);
             e.HasOne<UnitRow>().WithMany().HasForeignKey(r => r.ResidentUscc).OnDelete(DeleteBehavior.Restrict);
+        });
+
+        model.Entity<OpcOperatorConfirmationRow>(e =>
+        {
+            e.ToTable("opc_operator_confirmations");
+            e.HasIndex(r => new { r.OperatorUscc, r.Id });
+            e.HasOne<UnitRow>().WithMany().HasForeignKey(r => r.OperatorUscc).OnDelete(DeleteBehavior.Restrict);
         });
 
         model.Entity<RedemptionBatchRow>(e => e.ToTable("redemption_batches"));
 
         model.Entity<RedemptionRow>(e =>
         {
+            // A claw-back takes at most what the application still holds in its stage, so what is held and what was
+            // clawed back together never pass what was applied for; once reviewed, what is held never passes what was
+            // approved, and what is paid never passes it either.
             e.ToTable("redemptions", t => t.HasCheckConstraint("ck_redemptions_amounts",
-                "requested_fen > 0 AND (approved_fen IS NULL OR approved_fen BETWEEN 0 AND requested_fen) AND clawed_back_fen >= 0"));
+                "requested_fen > 0 AND (approved_fen IS NULL OR approved_fen BETWEEN 0 AND requested_fen)"
+                + " AND outstanding_fen >= 0 AND clawed_back_fen >= 0 AND outstanding_fen + clawed_back_fen <= requested_fen"
+                + " AND outstanding_fen <= coalesce(approved_fen, requested_fen) AND disbursed_fen BETWEEN 0 AND coalesce(approved_fen, 0)"));
             e.HasOne<RedemptionBatchRow>().WithMany().HasForeignKey(r => r.BatchId).OnDelete(DeleteBehavior.Restrict);
             e.HasOne<UnitRow>().WithMany().HasForeignKey(r => r.UnitUscc).OnDelete(DeleteBehavior.Restrict);
             e.HasMany(r => r.Evidence).WithOne().HasForeignKey(v => v.RedemptionId).OnDelete(DeleteBehavior.Restrict);

@@ -58,6 +58,17 @@ public enum UnitKind : short
     OpcOperator = 4,
 }
 
+/// <summary>How a contract's compute is served (Art 8).</summary>
+public enum ServiceMode : short
+{
+    /// <summary>Only on contracts registered before the mode was required.</summary>
+    Unspecified = 0,
+    BareMetal = 1,
+    CloudInstance = 2,
+    Container = 3,
+    DedicatedCluster = 4,
+}
+
 /// <summary>The stored state of a grant. Expired-by-time and exhausted are derived when read.</summary>
 public enum GrantState : short
 {
@@ -76,6 +87,10 @@ public sealed class YearPolicyRow
     public long UnitYearFloorFen { get; set; }
     public long YearTotalFen { get; set; }
     public int ValidityMonths { get; set; }
+
+    /// <summary>The first day (China time) the year's policy takes effect (Art 19): nothing is granted before it, and no
+    /// invoice dated before it is deducted.</summary>
+    public DateOnly EffectiveFrom { get; set; }
     public DateTimeOffset UpdatedAt { get; set; }
 }
 
@@ -95,6 +110,9 @@ public sealed class UnitRow
     public UnitKind Kind { get; set; }
     public bool Sme { get; set; }
     public List<string> MaterialRefs { get; set; } = [];
+
+    /// <summary>The Art 7 qualification materials, each as "KIND:reference" (see <c>UnitMaterials</c>).</summary>
+    public List<string> Materials { get; set; } = [];
     public PartyStanding Standing { get; set; } = PartyStanding.Good;
     public DateTimeOffset RegisteredAt { get; set; }
 }
@@ -118,7 +136,8 @@ public sealed class ContractRow
     public required string UnitUscc { get; set; }
     public string Accelerator { get; set; } = "";
     public bool SelfControllable { get; set; }
-    public string ServiceMode { get; set; } = "";
+    /// <summary>Unspecified only on contracts registered before the mode was an enum.</summary>
+    public ServiceMode ServiceMode { get; set; }
     public long UnitPriceFen { get; set; }
     public long AmountFen { get; set; }
     public string Purpose { get; set; } = "";
@@ -159,6 +178,9 @@ public sealed class GrantRow
 
     /// <summary>What went back to the pool on expiry or release.</summary>
     public long ReturnedFen { get; set; }
+
+    /// <summary>What the bureau clawed back from the grant's open quota (Art 17); never overwritten by a later close.</summary>
+    public long ClawedBackFen { get; set; }
 
     /// <summary>For a resident's grant made by an OPC gift: the operator's grant it came from.</summary>
     public long? GiftedFromGrantId { get; set; }
@@ -271,21 +293,62 @@ public sealed class StandingChangeRow
     public required string Caller { get; set; }
 }
 
-/// <summary>A provider and a unit declared related (Art 5.6): no grants between them.</summary>
+/// <summary>A change of whether a provider and a unit are related parties (Art 5.6). Append-only: the latest row of a
+/// pair is in force, so a relation is ended by a new row, and the history stays.</summary>
 public sealed class RelatedPartyRow
 {
+    public long Id { get; set; }
     public required string ProviderUscc { get; set; }
     public required string UnitUscc { get; set; }
+
+    /// <summary>True when the row declares the relation, false when it ends it.</summary>
+    public bool Related { get; set; }
     public required string Reason { get; set; }
-    public DateTimeOffset DeclaredAt { get; set; }
+    public DateTimeOffset RecordedAt { get; set; }
+    public required string RequestId { get; set; }
+    public required string Caller { get; set; }
 }
 
-/// <summary>A resident one-person company on an OPC community operator's list (Art 15).</summary>
+/// <summary>Where a resident one-person company stands on an OPC community operator's list (Art 15).</summary>
+public enum ResidencyStatus : short
+{
+    /// <summary>The operator put it on its list; the bureau has not confirmed it yet.</summary>
+    Declared = 1,
+
+    /// <summary>The bureau confirmed it: the operator may give it quota.</summary>
+    Confirmed = 2,
+
+    /// <summary>The bureau refused it.</summary>
+    Rejected = 3,
+
+    /// <summary>Taken off the list by the operator or the bureau.</summary>
+    Ended = 4,
+}
+
+/// <summary>A step of a resident's standing on an operator's list. Append-only: the latest row of a pair is in force.</summary>
 public sealed class OpcResidentRow
 {
+    public long Id { get; set; }
     public required string OperatorUscc { get; set; }
     public required string ResidentUscc { get; set; }
-    public DateTimeOffset AddedAt { get; set; }
+    public ResidencyStatus Status { get; set; }
+    public string Reason { get; set; } = "";
+    public DateTimeOffset RecordedAt { get; set; }
+    public required string RequestId { get; set; }
+    public required string Caller { get; set; }
+}
+
+/// <summary>The bureau's confirmation (or withdrawal) of a unit's OPC community operator status. Append-only: the
+/// latest row of a unit is in force.</summary>
+public sealed class OpcOperatorConfirmationRow
+{
+    public long Id { get; set; }
+    public required string OperatorUscc { get; set; }
+    public bool Confirmed { get; set; }
+    public required string Reason { get; set; }
+    public DateTimeOffset RecordedAt { get; set; }
+    public required string RequestId { get; set; }
+    public required string Caller { get; set; }
 }
 
 public enum RedemptionState : short
@@ -312,6 +375,12 @@ public sealed class RedemptionRow
     public int Year { get; set; }
     public long RequestedFen { get; set; }
     public long? ApprovedFen { get; set; }
+
+    /// <summary>What of the application is still in its current stage (applied for, approved, or paid), after claw-backs.</summary>
+    public long OutstandingFen { get; set; }
+
+    /// <summary>What was paid out (the approved amount less what was clawed back before payment).</summary>
+    public long DisbursedFen { get; set; }
     public long ClawedBackFen { get; set; }
     public RedemptionState State { get; set; } = RedemptionState.Submitted;
     public string? Reviewer { get; set; }
@@ -320,6 +389,10 @@ public sealed class RedemptionRow
     public DateTimeOffset SubmittedAt { get; set; }
     public DateTimeOffset? ReviewedAt { get; set; }
     public DateTimeOffset? DisbursedAt { get; set; }
+
+    /// <summary>The entries of its steps, which a claw-back at that step reverses.</summary>
+    public long? SubmittedEntryId { get; set; }
+    public long? ReviewedEntryId { get; set; }
 
     /// <summary>The entry that paid it, which a claw-back of the payment reverses.</summary>
     public long? DisbursementEntryId { get; set; }

@@ -2,11 +2,11 @@ using QuotaLedger.V1;
 
 namespace QuotaLedger.Tests.Infrastructure;
 
-/// <summary>The suite's database and its main server, whose clock stands still in March 2026 (the seeded policy's
-/// year). Tests that move time, or need a year of their own, start another server on the same database.</summary>
+/// <summary>The suite's database and its main server, whose clock stands still in June 2026 (the seeded policy's
+/// year, after the measures took effect on 2026-05-13). Tests that move time, or need a year of their own, start another server on the same database.</summary>
 public sealed class LedgerFixture : IAsyncLifetime
 {
-    public static readonly DateTimeOffset Now = new(2026, 3, 2, 1, 0, 0, TimeSpan.Zero);
+    public static readonly DateTimeOffset Now = new(2026, 6, 2, 1, 0, 0, TimeSpan.Zero);
 
     /// <summary>What the fixture funds the 2026 pool with: half the year's total.</summary>
     public const long Funding2026Fen = 5_000_000_000;

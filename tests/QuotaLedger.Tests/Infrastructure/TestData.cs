@@ -65,9 +65,37 @@ internal static class Scenario
             Name = "Test AI company",
             Kind = kind,
             Sme = sme,
-            MaterialRefs = { "application-form", "integrity-pledge" },
+            Materials = { Materials(sme) },
         });
         return uscc;
+    }
+
+    /// <summary>The Art 7 materials a unit registers with: the four every unit files, and the SME declaration for an SME.</summary>
+    public static IEnumerable<Material> Materials(bool sme = false) =>
+        new[] { MaterialKind.ApplicationForm, MaterialKind.RegistrationCertificate, MaterialKind.IntegrityPledge, MaterialKind.CreditReport }
+            .Concat(sme ? [MaterialKind.SmeDeclaration] : [])
+            .Select(kind => new Material { Kind = kind, Reference = $"docs/{kind}.pdf" });
+
+    /// <summary>An OPC community operator the bureau has confirmed, approved by the provider.</summary>
+    public static async Task<string> NewConfirmedOperatorAsync(this LedgerServer server, string provider)
+    {
+        var opc = await server.NewUnitAsync(kind: UnitKind.OpcOperator);
+        await server.ApproveAsync(provider, opc);
+        await server.Registry.ConfirmOpcOperatorAsync(new ConfirmOpcOperatorRequest { RequestId = Ids.New(), OperatorUscc = opc, Confirm = true, Reason = "site visit done" });
+        return opc;
+    }
+
+    /// <summary>A resident the operator declares and the bureau confirms, approved by the provider.</summary>
+    public static async Task<string> NewConfirmedResidentAsync(this LedgerServer server, string provider, string opc)
+    {
+        var resident = await server.NewUnitAsync();
+        await server.ApproveAsync(provider, resident);
+        await server.Registry.AddResidentOpcAsync(new AddResidentOpcRequest { RequestId = Ids.New(), OperatorUscc = opc, ResidentUscc = resident });
+        await server.Registry.ConfirmResidentOpcAsync(new ConfirmResidentOpcRequest
+        {
+            RequestId = Ids.New(), OperatorUscc = opc, ResidentUscc = resident, Confirm = true, Reason = "residency contract seen",
+        });
+        return resident;
     }
 
     public static Task ApproveAsync(this LedgerServer server, string provider, string unit, bool approve = true) =>
@@ -92,7 +120,7 @@ internal static class Scenario
             UnitUscc = unit,
             Accelerator = selfControllable ? "Ascend 910B" : "H100",
             SelfControllable = selfControllable,
-            ServiceMode = "bare-metal rental",
+            ServiceMode = ServiceMode.BareMetal,
             UnitPriceFen = 2_500,
             AmountFen = amountFen,
             Purpose = "model training",
@@ -123,18 +151,23 @@ internal static class Scenario
     public static Task<GrantResponse> GrantAsync(this LedgerServer server, Deal deal, long amountFen) =>
         server.Ledger.GrantAsync(deal.GrantRequest(amountFen)).ResponseAsync;
 
-    public static DeductRequest DeductRequest(this Deal deal, long grantId, long invoiceAmountFen, string? invoiceNo = null) => new()
+    public static DeductRequest DeductRequest(this Deal deal, long grantId, long invoiceAmountFen, string? invoiceNo = null, string invoiceDate = "2026-06-01") => new()
     {
         RequestId = Ids.New(),
         ProviderUscc = deal.Provider,
         GrantId = grantId,
         InvoiceNo = invoiceNo ?? "INV-" + Ids.New()[..16],
         InvoiceAmountFen = invoiceAmountFen,
-        InvoiceDate = "2026-03-01",
+        InvoiceDate = invoiceDate,
     };
 
+    /// <summary>A deduction of an invoice dated the server's today (China time).</summary>
     public static Task<DeductResponse> DeductAsync(this LedgerServer server, Deal deal, long grantId, long invoiceAmountFen, string? invoiceNo = null) =>
-        server.Ledger.DeductAsync(deal.DeductRequest(grantId, invoiceAmountFen, invoiceNo)).ResponseAsync;
+        server.Ledger.DeductAsync(deal.DeductRequest(grantId, invoiceAmountFen, invoiceNo, server.Today())).ResponseAsync;
+
+    /// <summary>The server's day in China time, as an invoice date.</summary>
+    public static string Today(this LedgerServer server) =>
+        server.Clock.GetUtcNow().ToOffset(TimeSpan.FromHours(8)).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Sets a policy for a year of the test's own, with small figures, and funds its pool.</summary>
     public static async Task SetSmallYearAsync(this LedgerServer server, int year, long capFen, long totalFen, long fundFen)

@@ -168,9 +168,8 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnType("boolean")
                         .HasColumnName("self_controllable");
 
-                    b.Property<string>("ServiceMode")
-                        .IsRequired()
-                        .HasColumnType("text")
+                    b.Property<short>("ServiceMode")
+                        .HasColumnType("smallint")
                         .HasColumnName("service_mode");
 
                     b.Property<DateOnly>("SignedOn")
@@ -204,7 +203,7 @@ namespace QuotaLedger.Server.Storage.Migrations
                         {
                             t.HasCheckConstraint("ck_contracts_amounts", "amount_fen > 0 AND unit_price_fen > 0");
 
-                            t.HasCheckConstraint("ck_contracts_granted", "granted_fen >= 0");
+                            t.HasCheckConstraint("ck_contracts_granted", "granted_fen BETWEEN 0 AND amount_fen");
 
                             t.HasCheckConstraint("ck_contracts_invoiced", "invoiced_fen BETWEEN 0 AND amount_fen");
                         });
@@ -322,6 +321,10 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnType("bigint")
                         .HasColumnName("amount_fen");
 
+                    b.Property<long>("ClawedBackFen")
+                        .HasColumnType("bigint")
+                        .HasColumnName("clawed_back_fen");
+
                     b.Property<long>("ContractId")
                         .HasColumnType("bigint")
                         .HasColumnName("contract_id");
@@ -397,7 +400,7 @@ namespace QuotaLedger.Server.Storage.Migrations
 
                     b.ToTable("grants", null, t =>
                         {
-                            t.HasCheckConstraint("ck_grants_amounts", "amount_fen > 0 AND returned_fen BETWEEN 0 AND amount_fen");
+                            t.HasCheckConstraint("ck_grants_amounts", "amount_fen > 0 AND returned_fen >= 0 AND clawed_back_fen >= 0 AND returned_fen + clawed_back_fen <= amount_fen");
 
                             t.HasCheckConstraint("ck_grants_ratio", "ratio_bp BETWEEN 0 AND 10000");
                         });
@@ -558,27 +561,107 @@ namespace QuotaLedger.Server.Storage.Migrations
                     b.ToTable("journal_entries", (string)null);
                 });
 
-            modelBuilder.Entity("QuotaLedger.Server.Storage.OpcResidentRow", b =>
+            modelBuilder.Entity("QuotaLedger.Server.Storage.OpcOperatorConfirmationRow", b =>
                 {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<string>("Caller")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("caller");
+
+                    b.Property<bool>("Confirmed")
+                        .HasColumnType("boolean")
+                        .HasColumnName("confirmed");
+
                     b.Property<string>("OperatorUscc")
+                        .IsRequired()
                         .HasColumnType("character(18)")
                         .HasColumnName("operator_uscc");
 
+                    b.Property<string>("Reason")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("reason");
+
+                    b.Property<DateTimeOffset>("RecordedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("recorded_at");
+
+                    b.Property<string>("RequestId")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("request_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_opc_operator_confirmations");
+
+                    b.HasIndex("OperatorUscc", "Id")
+                        .HasDatabaseName("ix_opc_operator_confirmations_operator_uscc_id");
+
+                    b.ToTable("opc_operator_confirmations", (string)null);
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.OpcResidentRow", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<string>("Caller")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("caller");
+
+                    b.Property<string>("OperatorUscc")
+                        .IsRequired()
+                        .HasColumnType("character(18)")
+                        .HasColumnName("operator_uscc");
+
+                    b.Property<string>("Reason")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("reason");
+
+                    b.Property<DateTimeOffset>("RecordedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("recorded_at");
+
+                    b.Property<string>("RequestId")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("request_id");
+
                     b.Property<string>("ResidentUscc")
+                        .IsRequired()
                         .HasColumnType("character(18)")
                         .HasColumnName("resident_uscc");
 
-                    b.Property<DateTimeOffset>("AddedAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("added_at");
+                    b.Property<short>("Status")
+                        .HasColumnType("smallint")
+                        .HasColumnName("status");
 
-                    b.HasKey("OperatorUscc", "ResidentUscc")
+                    b.HasKey("Id")
                         .HasName("pk_opc_residents");
 
                     b.HasIndex("ResidentUscc")
                         .HasDatabaseName("ix_opc_residents_resident_uscc");
 
-                    b.ToTable("opc_residents", (string)null);
+                    b.HasIndex("OperatorUscc", "ResidentUscc", "Id")
+                        .HasDatabaseName("ix_opc_residents_operator_uscc_resident_uscc_id");
+
+                    b.ToTable("opc_residents", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_opc_residents_status", "status BETWEEN 1 AND 4");
+                        });
                 });
 
             modelBuilder.Entity("QuotaLedger.Server.Storage.PostingRow", b =>
@@ -701,9 +784,17 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("disbursed_at");
 
+                    b.Property<long>("DisbursedFen")
+                        .HasColumnType("bigint")
+                        .HasColumnName("disbursed_fen");
+
                     b.Property<long?>("DisbursementEntryId")
                         .HasColumnType("bigint")
                         .HasColumnName("disbursement_entry_id");
+
+                    b.Property<long>("OutstandingFen")
+                        .HasColumnType("bigint")
+                        .HasColumnName("outstanding_fen");
 
                     b.Property<string>("PaymentRef")
                         .HasColumnType("text")
@@ -721,6 +812,10 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("reviewed_at");
 
+                    b.Property<long?>("ReviewedEntryId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("reviewed_entry_id");
+
                     b.Property<string>("Reviewer")
                         .HasColumnType("text")
                         .HasColumnName("reviewer");
@@ -732,6 +827,10 @@ namespace QuotaLedger.Server.Storage.Migrations
                     b.Property<DateTimeOffset>("SubmittedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("submitted_at");
+
+                    b.Property<long?>("SubmittedEntryId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("submitted_entry_id");
 
                     b.Property<string>("UnitUscc")
                         .IsRequired()
@@ -753,34 +852,60 @@ namespace QuotaLedger.Server.Storage.Migrations
 
                     b.ToTable("redemptions", null, t =>
                         {
-                            t.HasCheckConstraint("ck_redemptions_amounts", "requested_fen > 0 AND (approved_fen IS NULL OR approved_fen BETWEEN 0 AND requested_fen) AND clawed_back_fen >= 0");
+                            t.HasCheckConstraint("ck_redemptions_amounts", "requested_fen > 0 AND (approved_fen IS NULL OR approved_fen BETWEEN 0 AND requested_fen) AND outstanding_fen >= 0 AND clawed_back_fen >= 0 AND outstanding_fen + clawed_back_fen <= requested_fen AND outstanding_fen <= coalesce(approved_fen, requested_fen) AND disbursed_fen BETWEEN 0 AND coalesce(approved_fen, 0)");
                         });
                 });
 
             modelBuilder.Entity("QuotaLedger.Server.Storage.RelatedPartyRow", b =>
                 {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<string>("Caller")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("caller");
+
                     b.Property<string>("ProviderUscc")
+                        .IsRequired()
                         .HasColumnType("character(18)")
                         .HasColumnName("provider_uscc");
-
-                    b.Property<string>("UnitUscc")
-                        .HasColumnType("character(18)")
-                        .HasColumnName("unit_uscc");
-
-                    b.Property<DateTimeOffset>("DeclaredAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("declared_at");
 
                     b.Property<string>("Reason")
                         .IsRequired()
                         .HasColumnType("text")
                         .HasColumnName("reason");
 
-                    b.HasKey("ProviderUscc", "UnitUscc")
+                    b.Property<DateTimeOffset>("RecordedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("recorded_at");
+
+                    b.Property<bool>("Related")
+                        .HasColumnType("boolean")
+                        .HasColumnName("related");
+
+                    b.Property<string>("RequestId")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("request_id");
+
+                    b.Property<string>("UnitUscc")
+                        .IsRequired()
+                        .HasColumnType("character(18)")
+                        .HasColumnName("unit_uscc");
+
+                    b.HasKey("Id")
                         .HasName("pk_related_parties");
 
                     b.HasIndex("UnitUscc")
                         .HasDatabaseName("ix_related_parties_unit_uscc");
+
+                    b.HasIndex("ProviderUscc", "UnitUscc", "Id")
+                        .HasDatabaseName("ix_related_parties_provider_uscc_unit_uscc_id");
 
                     b.ToTable("related_parties", (string)null);
                 });
@@ -901,6 +1026,11 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnType("text[]")
                         .HasColumnName("material_refs");
 
+                    b.PrimitiveCollection<List<string>>("Materials")
+                        .IsRequired()
+                        .HasColumnType("text[]")
+                        .HasColumnName("materials");
+
                     b.Property<string>("Name")
                         .IsRequired()
                         .HasColumnType("text")
@@ -921,7 +1051,10 @@ namespace QuotaLedger.Server.Storage.Migrations
                     b.HasKey("Uscc")
                         .HasName("pk_units");
 
-                    b.ToTable("units", (string)null);
+                    b.ToTable("units", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_units_sme_enterprise", "NOT sme OR kind = 1");
+                        });
                 });
 
             modelBuilder.Entity("QuotaLedger.Server.Storage.UnitYearRow", b =>
@@ -965,6 +1098,10 @@ namespace QuotaLedger.Server.Storage.Migrations
                     b.Property<int>("Year")
                         .HasColumnType("integer")
                         .HasColumnName("year");
+
+                    b.Property<DateOnly>("EffectiveFrom")
+                        .HasColumnType("date")
+                        .HasColumnName("effective_from");
 
                     b.Property<int>("OtherRatioBp")
                         .HasColumnType("integer")
@@ -1010,6 +1147,7 @@ namespace QuotaLedger.Server.Storage.Migrations
                         new
                         {
                             Year = 2026,
+                            EffectiveFrom = new DateOnly(2026, 5, 13),
                             OtherRatioBp = 3000,
                             SelfControllableRatioBp = 5000,
                             SmeBonusBp = 1000,
@@ -1116,6 +1254,16 @@ namespace QuotaLedger.Server.Storage.Migrations
                     b.Navigation("Deduction");
 
                     b.Navigation("Grant");
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.OpcOperatorConfirmationRow", b =>
+                {
+                    b.HasOne("QuotaLedger.Server.Storage.UnitRow", null)
+                        .WithMany()
+                        .HasForeignKey("OperatorUscc")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_opc_operator_confirmations_units_operator_uscc");
                 });
 
             modelBuilder.Entity("QuotaLedger.Server.Storage.OpcResidentRow", b =>
