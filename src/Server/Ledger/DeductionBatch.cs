@@ -252,7 +252,7 @@ internal static class DeductionBatch
         var request = item.Request;
         var grant = state.Grants.GetValueOrDefault(request.GrantId);
         var contract = grant is null ? null : state.Contracts.GetValueOrDefault(grant.ContractId);
-        var decision = Deductions.Decide(request, grant, contract, invoices.Contains((request.Provider, request.InvoiceNo)), now);
+        var decision = Deductions.Decide(request.Claim, grant, contract, invoices.Contains((request.Provider, request.InvoiceNo)), now);
         if (decision.Refusal is { } refusal)
         {
             throw refusal;

@@ -9,11 +9,16 @@ internal sealed record DeductionRequest(
     DeductRequest Sent, string By, string Provider, long GrantId, string InvoiceNo, Fen InvoiceAmount, DateOnly InvoiceDate)
 {
     public string RequestId => Sent.RequestId;
+
+    public InvoiceClaim Claim => new(Provider, GrantId, InvoiceNo, InvoiceAmount, InvoiceDate);
 }
+
+/// <summary>What a provider claims against a grant: an invoice, by number, amount and date.</summary>
+public readonly record struct InvoiceClaim(string Provider, long GrantId, string InvoiceNo, Fen InvoiceAmount, DateOnly InvoiceDate);
 
 /// <summary>What the deduction rules read of a grant once its unit-year is locked. <see cref="BalanceFen"/> is the
 /// running balance: a batch lowers it as it applies the grant's deductions one after another.</summary>
-internal sealed class GrantFacts
+public sealed class GrantFacts
 {
     public required long Id { get; init; }
     public required long ContractId { get; init; }
@@ -33,7 +38,7 @@ internal sealed class GrantFacts
 }
 
 /// <summary>A contract's amount and, running, what has been invoiced against it.</summary>
-internal sealed class ContractFacts
+public sealed class ContractFacts
 {
     public required long Id { get; init; }
     public required long AmountFen { get; init; }
@@ -41,7 +46,7 @@ internal sealed class ContractFacts
 }
 
 /// <summary>What the rules decided for one deduction: its refusal, or the voucher share and what the grant covers.</summary>
-internal readonly record struct DeductionDecision(LedgerException? Refusal, Fen Requested, Fen Applied)
+public readonly record struct DeductionDecision(LedgerException? Refusal, Fen Requested, Fen Applied)
 {
     public static DeductionDecision Refuse(LedgerException refusal) => new(refusal, Fen.Zero, Fen.Zero);
 }
@@ -50,9 +55,9 @@ internal readonly record struct DeductionDecision(LedgerException? Refusal, Fen 
 /// its own. <see cref="DeductionBatch"/> reads the facts under the unit-year lock, calls it for each deduction in turn
 /// and writes what it decided; a single deduction is a batch of one, so every path runs these same checks in this
 /// same order.</summary>
-internal static class Deductions
+public static class Deductions
 {
-    public static DeductionDecision Decide(DeductionRequest request, GrantFacts? grant, ContractFacts? contract, bool invoiceSeen, DateTimeOffset now)
+    public static DeductionDecision Decide(InvoiceClaim request, GrantFacts? grant, ContractFacts? contract, bool invoiceSeen, DateTimeOffset now)
     {
         if (grant is null || contract is null)
         {

@@ -15,6 +15,14 @@ internal static class Books
         Assert.All(trial.Kinds, k => Assert.Equal(k.PostingsBalanceFen, k.BalanceFen));
         return trial;
     }
+
+    /// <summary>The books balance and every journal chain verifies.</summary>
+    public static async Task AssertHoldAsync(LedgerServer server)
+    {
+        await AssertBalancedAsync(server);
+        var verdict = await server.Admin.VerifyJournalAsync(new VerifyJournalRequest());
+        Assert.True(verdict.Ok, verdict.Problem);
+    }
 }
 
 internal static class Statement
