@@ -37,6 +37,8 @@ internal sealed class ServerProcess : IAsyncDisposable
             RedirectStandardError = true,
             Environment =
             {
+                // The load test's own server runs the unauthenticated development mode, on loopback.
+                ["ASPNETCORE_ENVIRONMENT"] = "Development",
                 ["Kestrel__Endpoints__Grpc__Url"] = address.ToString(),
                 ["Logging__LogLevel__Default"] = "Warning",
                 ["Logging__LogLevel__QuotaLedger"] = "Information",

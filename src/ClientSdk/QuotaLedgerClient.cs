@@ -29,6 +29,13 @@ public sealed partial class QuotaLedgerClient : IDisposable
         var channelOptions = new GrpcChannelOptions { HttpHandler = options.HttpHandler ?? CreateHandler(options), DisposeHttpClient = true };
         if (options.TokenProvider is { } tokens)
         {
+            if (options.Address.Scheme != Uri.UriSchemeHttps && !(options.AllowTokensOverPlainHttpOnLoopback && options.Address.IsLoopback))
+            {
+                throw new InvalidOperationException(
+                    $"A bearer token would go in clear text to {options.Address}: use an https:// address, or for a loopback test server set " +
+                    $"{nameof(QuotaLedgerClientOptions.AllowTokensOverPlainHttpOnLoopback)}.");
+            }
+
             var callCredentials = CallCredentials.FromInterceptor(async (context, metadata) =>
                 metadata.Add("authorization", "Bearer " + await tokens(context.CancellationToken)));
             channelOptions.Credentials = options.Address.Scheme == Uri.UriSchemeHttps

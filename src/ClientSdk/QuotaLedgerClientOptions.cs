@@ -12,8 +12,14 @@ public sealed class QuotaLedgerClientOptions
     /// <summary>A client certificate (with its private key) for mutual TLS: the caller's USCC in its CN.</summary>
     public X509Certificate2? ClientCertificate { get; set; }
 
-    /// <summary>Supplies a bearer token for each call, instead of (or besides) a client certificate.</summary>
+    /// <summary>Supplies a bearer token for each call, instead of (or besides) a client certificate. Tokens go over TLS
+    /// only: with an <c>http://</c> address the client refuses to start unless <see cref="AllowTokensOverPlainHttpOnLoopback"/>
+    /// is set and the address is a loopback one.</summary>
     public Func<CancellationToken, ValueTask<string>>? TokenProvider { get; set; }
+
+    /// <summary>Lets bearer tokens go over plain HTTP to a loopback address (a local test server, a sidecar that adds
+    /// TLS). Off by default: a token sent in clear text over a network is a token given away.</summary>
+    public bool AllowTokensOverPlainHttpOnLoopback { get; set; }
 
     /// <summary>The CA the server's certificate chains to, when it is a private one (the development PKI, say).
     /// Unset, the machine's trusted roots decide.</summary>

@@ -1,4 +1,5 @@
 using System.Threading.RateLimiting;
+using Microsoft.Extensions.Configuration.Json;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using QuotaLedger.Server.Admin;
@@ -16,11 +17,7 @@ public static class QuotaLedgerHost
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
         var builder = WebApplication.CreateBuilder(args);
-        if (builder.Configuration["config-file"] is { Length: > 0 } extra)
-        {
-            builder.Configuration.AddJsonFile(Path.GetFullPath(extra), optional: false);
-        }
-
+        AddConfigFile(builder.Configuration);
         configure?.Invoke(builder);
 
         builder.Services.TryAddSingleton(TimeProvider.System);
@@ -33,7 +30,9 @@ public static class QuotaLedgerHost
         builder.Services.AddSingleton<DeductionQueue>();
         builder.Services.AddHostedService<ExpiryService>();
 
-        builder.AddCallerAuthentication();
+        var auth = builder.AddCallerAuthentication();
+        var development = DevelopmentMode.Decide(builder.Configuration, builder.Environment, auth);
+        builder.Services.AddSingleton(new SecurityMode(development));
         builder.Services.AddSingleton(services =>
         {
             var limits = services.GetRequiredService<IConfiguration>().GetSection("RateLimits").Get<RateLimitOptions>() ?? new RateLimitOptions();
@@ -60,7 +59,10 @@ public static class QuotaLedgerHost
 
         var app = builder.Build();
         app.UseAuthentication();
-        DevelopmentMode.Guard(app);
+        if (development)
+        {
+            DevelopmentMode.Announce(app);
+        }
 
         app.MapGrpcService<AdminGrpcService>();
         app.MapGrpcService<RegistryGrpcService>();
@@ -69,5 +71,29 @@ public static class QuotaLedgerHost
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         return app;
+    }
+
+    /// <summary><c>--config-file PATH</c>: a JSON file read after appsettings but before environment variables and the
+    /// command line, like every other configuration file, so an operator can override any of its values from outside.</summary>
+    private static void AddConfigFile(ConfigurationManager configuration)
+    {
+        if (configuration["config-file"] is not { Length: > 0 } path)
+        {
+            return;
+        }
+
+        var sources = configuration.Sources;
+        var after = -1;
+        for (var i = 0; i < sources.Count; i++)
+        {
+            if (sources[i] is JsonConfigurationSource)
+            {
+                after = i;
+            }
+        }
+
+        var file = new JsonConfigurationSource { Path = Path.GetFullPath(path), Optional = false, ReloadOnChange = false };
+        file.ResolveFileProvider();
+        sources.Insert(after + 1, file);
     }
 }

@@ -27,7 +27,7 @@ public sealed class KestrelTests(LedgerFixture fixture)
             {
                 ["ConnectionStrings__Ledger"] = fixture.Database.ConnectionString,
                 ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{port}",
-                ["DOTNET_ENVIRONMENT"] = "Production",
+                ["DOTNET_ENVIRONMENT"] = "Development",
                 ["Expiry__Enabled"] = "false",
             },
         };

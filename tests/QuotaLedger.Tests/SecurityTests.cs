@@ -1,7 +1,5 @@
 using Grpc.Core;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using QuotaLedger.Server;
 using QuotaLedger.Server.Security;
 using QuotaLedger.Tests.Infrastructure;
@@ -309,22 +307,19 @@ public sealed class SecurityTests(LedgerFixture fixture)
     }
 
     [Fact]
-    public async Task Development_mode_refuses_to_listen_beyond_loopback()
+    public void Development_mode_refuses_to_listen_beyond_loopback_before_it_listens()
     {
-        var app = QuotaLedgerHost.Build([], builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        var refused = Assert.Throws<StartupRefusedException>(() => QuotaLedgerHost.Build([], builder =>
         {
-            ["ConnectionStrings:Ledger"] = fixture.Database.ConnectionString,
-            ["Expiry:Enabled"] = "false",
-            ["Kestrel:Endpoints:Grpc:Url"] = "http://0.0.0.0:0",
-            ["Kestrel:Endpoints:Grpc:Protocols"] = "Http2",
+            builder.Environment.EnvironmentName = "Development";
+            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["ConnectionStrings:Ledger"] = fixture.Database.ConnectionString,
+                ["Kestrel:Endpoints:Grpc:Url"] = "http://0.0.0.0:0",
+                ["Kestrel:Endpoints:Grpc:Protocols"] = "Http2",
+            });
         }));
-        await using (app)
-        {
-            var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
-            await app.StartAsync();
-            Assert.True(lifetime.ApplicationStopping.IsCancellationRequested);
-            await app.StopAsync();
-        }
+        Assert.Contains("loopback only", refused.Message, StringComparison.Ordinal);
     }
 
     private static async Task<List<JournalEntry>> ReadAll(Clients clients, ListEntriesRequest request)

@@ -23,6 +23,10 @@ public sealed class JwtIssuerOptions
     public string SigningKeyFile { get; set; } = "";
 }
 
+/// <summary>The mode <see cref="DevelopmentMode.Decide"/> chose before the server listens.</summary>
+/// <param name="Development">Every caller on loopback acts as the development identity.</param>
+public sealed record SecurityMode(bool Development);
+
 /// <summary>The <c>RateLimits</c> section: a token bucket per caller.</summary>
 public sealed class RateLimitOptions
 {

@@ -14,7 +14,7 @@ public static class CallerAuthentication
 {
     public const string Scheme = "Caller";
 
-    public static void AddCallerAuthentication(this WebApplicationBuilder builder)
+    public static AuthOptions AddCallerAuthentication(this WebApplicationBuilder builder)
     {
         var options = builder.Configuration.GetSection("Auth").Get<AuthOptions>() ?? new AuthOptions();
         builder.Services.AddSingleton(options);
@@ -117,6 +117,7 @@ public static class CallerAuthentication
                 },
             };
         });
+        return options;
     }
 
     /// <summary>Token lifetimes are judged by the server's clock (the injected <see cref="TimeProvider"/>), like everything else.</summary>

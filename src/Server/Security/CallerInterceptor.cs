@@ -8,7 +8,7 @@ namespace QuotaLedger.Server.Security;
 /// <summary>Establishes the caller of every ledger call: an authenticated identity, or the development identity when
 /// nothing is configured and the call comes over loopback; anyone else is UNAUTHENTICATED. Then applies the caller's
 /// rate limit, refusing with RESOURCE_EXHAUSTED and a retry hint rather than queueing without bound.</summary>
-internal sealed class CallerInterceptor(AuthOptions auth, PartitionedRateLimiter<string> limiter) : Interceptor
+internal sealed class CallerInterceptor(SecurityMode mode, PartitionedRateLimiter<string> limiter) : Interceptor
 {
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
         TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
@@ -33,8 +33,13 @@ internal sealed class CallerInterceptor(AuthOptions auth, PartitionedRateLimiter
         }
 
         var http = context.GetHttpContext();
+        if (!mode.Development && !http.Request.IsHttps)
+        {
+            throw new LedgerException(Reason.Unauthenticated, "Credentials are accepted over TLS only: call the server's https:// address.");
+        }
+
         var caller = Caller.From(http.User);
-        if (caller is null && !auth.Configured && Caller.IsLocal(http.Connection.RemoteIpAddress))
+        if (caller is null && mode.Development && Caller.IsLocal(http.Connection.RemoteIpAddress))
         {
             caller = Caller.Development;
         }

@@ -83,22 +83,21 @@ public static class DevelopmentPki
     public static int Run(string[] args)
     {
         var directory = Path.GetFullPath(args.FirstOrDefault() ?? ".dev-pki");
-        Directory.CreateDirectory(directory);
+        CreatePrivateDirectory(directory);
         var ca = CreateCa();
         WritePem(directory, "ca", ca);
         WritePem(directory, "server", CreateServer(ca));
 
         using var tokenKey = CreateTokenKey();
-        File.WriteAllText(Path.Combine(directory, "token-signing.pub.pem"), tokenKey.ExportSubjectPublicKeyInfoPem());
-        File.WriteAllText(Path.Combine(directory, "token-signing.key"), tokenKey.ExportPkcs8PrivateKeyPem());
+        Write(directory, "token-signing.pub.pem", tokenKey.ExportSubjectPublicKeyInfoPem(), secret: false);
+        Write(directory, "token-signing.key", tokenKey.ExportPkcs8PrivateKeyPem(), secret: true);
 
         (string Name, Role Role)[] callers = [("bureau", Role.Bureau), ("provider", Role.Provider), ("unit", Role.Unit), ("expert", Role.Expert)];
         foreach (var (name, role) in callers)
         {
             var uscc = RandomUscc();
             WritePem(directory, name, CreateCaller(ca, uscc, role));
-            File.WriteAllText(Path.Combine(directory, $"{name}.jwt"),
-                CreateToken(tokenKey, uscc, [role], DateTimeOffset.UtcNow, TimeSpan.FromDays(30)));
+            Write(directory, $"{name}.jwt", CreateToken(tokenKey, uscc, [role], DateTimeOffset.UtcNow, TimeSpan.FromDays(30)), secret: true);
             Console.WriteLine($"{name,-9} {uscc}  {name}.pem/{name}.key  {name}.jwt");
         }
 
@@ -123,7 +122,7 @@ public static class DevelopmentPki
             },
         };
         var configFile = Path.Combine(directory, "quotaledger.secure.json");
-        File.WriteAllText(configFile, JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true }));
+        Write(directory, Path.GetFileName(configFile), JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true }), secret: false);
         Console.WriteLine($"""
 
             Development PKI in {directory}. Run the server in secured mode:
@@ -156,13 +155,40 @@ public static class DevelopmentPki
 
     private static void WritePem(string directory, string name, X509Certificate2 certificate)
     {
-        File.WriteAllText(Path.Combine(directory, $"{name}.pem"), certificate.ExportCertificatePem());
-        var keyFile = Path.Combine(directory, $"{name}.key");
-        File.WriteAllText(keyFile, certificate.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem());
+        Write(directory, $"{name}.pem", certificate.ExportCertificatePem(), secret: false);
+        Write(directory, $"{name}.key", certificate.GetECDsaPrivateKey()!.ExportPkcs8PrivateKeyPem(), secret: true);
+    }
+
+    /// <summary>The folder, readable by its owner only (0700), whether it is new or not.</summary>
+    internal static void CreatePrivateDirectory(string directory)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            Directory.CreateDirectory(directory);
+            return;
+        }
+
+        Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
+
+    /// <summary>Writes a file anew. A secret (a key, a token) is created 0600 before any of its content is written, so
+    /// no other user can open it even for a moment; an old file of the name is removed first, whatever its mode was.</summary>
+    internal static void Write(string directory, string name, string content, bool secret)
+    {
+        var path = Path.Combine(directory, name);
+        File.Delete(path);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows())
         {
-            File.SetUnixFileMode(keyFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            options.UnixCreateMode = secret
+                ? UnixFileMode.UserRead | UnixFileMode.UserWrite
+                : UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
         }
+
+        using var stream = new FileStream(path, options);
+        using var writer = new StreamWriter(stream);
+        writer.Write(content);
     }
 
     private static string RandomUscc()

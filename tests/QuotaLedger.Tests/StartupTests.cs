@@ -1,0 +1,134 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using QuotaLedger.Client;
+using QuotaLedger.Server;
+using QuotaLedger.Server.Security;
+using QuotaLedger.Tests.Infrastructure;
+
+namespace QuotaLedger.Tests;
+
+/// <summary>Development mode only when asked for, credentials over TLS only, secrets written private, configuration
+/// overridable from outside: checked on the real server process where it matters.</summary>
+[Collection(LedgerCollection.Name)]
+public sealed class StartupTests(LedgerFixture fixture)
+{
+    [Theory]
+    [InlineData("Production", "http://127.0.0.1:{0}", null, "not Development")]
+    [InlineData("Staging", "http://127.0.0.1:{0}", null, "not Development")]
+    [InlineData("Development", "http://0.0.0.0:{0}", null, "loopback only")]
+    [InlineData("Production", "http://127.0.0.1:{0}", "ca.pem", "TLS only")]
+    public async Task The_server_refuses_to_start_before_it_listens_unless_secured_or_explicitly_in_loopback_development(
+        string environment, string url, string? trustedCa, string reason)
+    {
+        var port = FreePort();
+        var variables = new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Ledger"] = fixture.Database.ConnectionString,
+            ["Kestrel__Endpoints__Grpc__Url"] = string.Format(System.Globalization.CultureInfo.InvariantCulture, url, port),
+            ["ASPNETCORE_ENVIRONMENT"] = environment,
+        };
+        if (trustedCa is not null)
+        {
+            variables["Auth__TrustedClientCaFiles__0"] = trustedCa;
+        }
+
+        var (exitCode, output) = await RunServerAsync(variables, TimeSpan.FromSeconds(60));
+        Assert.Equal(2, exitCode);
+        Assert.Contains("refuses to start", output, StringComparison.Ordinal);
+        Assert.Contains(reason, output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Now listening", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void Dev_pki_writes_every_key_and_token_0600_in_a_0700_folder()
+    {
+        var directory = Path.Combine(Directory.CreateTempSubdirectory("quotaledger-devpki-").FullName, "pki");
+        try
+        {
+            Assert.Equal(0, DevelopmentPki.Run([directory]));
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(directory));
+            var secrets = Directory.GetFiles(directory).Where(f => f.EndsWith(".key", StringComparison.Ordinal) || f.EndsWith(".jwt", StringComparison.Ordinal)).ToList();
+            Assert.True(secrets.Count >= 10, $"only {secrets.Count} keys and tokens");
+            Assert.All(secrets, f => Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(f)));
+        }
+        finally
+        {
+            Directory.Delete(Path.GetDirectoryName(directory)!, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_config_file_is_overridden_by_environment_variables_and_the_command_line()
+    {
+        var file = Path.GetTempFileName();
+        await File.WriteAllTextAsync(file, """{ "Deductions": { "MaxBatch": 7, "Workers": 3 }, "Expiry": { "Interval": "00:05:00" } }""");
+        try
+        {
+            await using var app = QuotaLedgerHost.Build(["--config-file", file, "--Deductions:MaxBatch=9"], builder => builder.Environment.EnvironmentName = "Development");
+            Assert.Equal("9", app.Configuration["Deductions:MaxBatch"]);
+            Assert.Equal("3", app.Configuration["Deductions:Workers"]);
+            Assert.Equal("00:05:00", app.Configuration["Expiry:Interval"]);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public void The_client_refuses_to_send_a_bearer_token_in_clear_text_unless_told_to_for_loopback()
+    {
+        static ValueTask<string> Token(CancellationToken _) => ValueTask.FromResult("token");
+        var refused = Assert.Throws<InvalidOperationException>(() =>
+            new QuotaLedgerClient(new QuotaLedgerClientOptions { Address = new("http://127.0.0.1:5080"), TokenProvider = Token }));
+        Assert.Contains("clear text", refused.Message, StringComparison.Ordinal);
+        Assert.Throws<InvalidOperationException>(() => new QuotaLedgerClient(new QuotaLedgerClientOptions
+        {
+            Address = new("http://ledger.example:5080"), TokenProvider = Token, AllowTokensOverPlainHttpOnLoopback = true,
+        }));
+        using var local = new QuotaLedgerClient(new QuotaLedgerClientOptions
+        {
+            Address = new("http://127.0.0.1:5080"), TokenProvider = Token, AllowTokensOverPlainHttpOnLoopback = true,
+        });
+        using var secure = new QuotaLedgerClient(new QuotaLedgerClientOptions { Address = new("https://ledger.example"), TokenProvider = Token });
+    }
+
+    private static async Task<(int ExitCode, string Output)> RunServerAsync(IDictionary<string, string> variables, TimeSpan timeout)
+    {
+        var start = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "QuotaLedger.Server.dll")])
+        {
+            WorkingDirectory = AppContext.BaseDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var (key, value) in variables)
+        {
+            start.Environment[key] = value;
+        }
+
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        using var cancel = new CancellationTokenSource(timeout);
+        try
+        {
+            await process.WaitForExitAsync(cancel.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw;
+        }
+
+        return (process.ExitCode, await output + await error);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
