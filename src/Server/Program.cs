@@ -1,9 +1,15 @@
 using QuotaLedger.Server;
 using QuotaLedger.Server.Security;
+using QuotaLedger.Server.Storage;
 
 if (args.Length > 0 && args[0] == "dev-pki")
 {
     return DevelopmentPki.Run(args[1..]);
+}
+
+if (args.Length > 0 && args[0] == "migrate")
+{
+    return await Schema.RunMigrateCommandAsync(args[1..]);
 }
 
 try

@@ -92,6 +92,50 @@ public sealed class CoalescingTests(LedgerFixture fixture)
     }
 
     [Fact]
+    public async Task A_coalesced_batch_applies_every_eligibility_rule_to_each_of_its_deductions()
+    {
+        // One unit, five providers, every grant in the unit's one unit-year: one lock, one batch.
+        var unit = await _server.NewUnitAsync();
+        async Task<(Deal Deal, long GrantId)> DealAsync()
+        {
+            var provider = await _server.NewProviderAsync();
+            await _server.ApproveAsync(provider, unit);
+            var deal = new Deal(provider, unit, await _server.NewContractAsync(provider, unit));
+            return (deal, (await _server.GrantAsync(deal, 10_000)).GrantId);
+        }
+
+        var good = await DealAsync();
+        var related = await DealAsync();
+        var suspended = await DealAsync();
+        var withdrawn = await DealAsync();
+        var alsoGood = await DealAsync();
+        await _server.Registry.DeclareRelatedPartyAsync(new DeclareRelatedPartyRequest { RequestId = Ids.New(), ProviderUscc = related.Deal.Provider, UnitUscc = unit, Reason = "same owner" });
+        await _server.Admin.SetStandingAsync(new SetStandingRequest { RequestId = Ids.New(), Uscc = suspended.Deal.Provider, Standing = Standing.Suspended, Reason = "inspection" });
+        await _server.ApproveAsync(withdrawn.Deal.Provider, unit, approve: false);
+
+        var calls = new List<(string Expected, DeductRequest Request)>
+        {
+            ("applied", good.Deal.DeductRequest(good.GrantId, 1_000)),
+            ("RELATED_PARTIES", related.Deal.DeductRequest(related.GrantId, 1_000)),
+            ("applied", good.Deal.DeductRequest(good.GrantId, 1_000)),
+            ("PARTY_SUSPENDED", suspended.Deal.DeductRequest(suspended.GrantId, 1_000)),
+            ("UNIT_NOT_APPROVED", withdrawn.Deal.DeductRequest(withdrawn.GrantId, 1_000)),
+            ("YEAR_NOT_OPEN", good.Deal.DeductRequest(good.GrantId, 1_000, invoiceDate: "2026-05-12")),
+            ("applied", alsoGood.Deal.DeductRequest(alsoGood.GrantId, 1_000)),
+            ("applied", good.Deal.DeductRequest(good.GrantId, 1_000)),
+        };
+
+        var outcomes = await WhileUnitYearLockedAsync(good.GrantId, () => Task.WhenAll(calls.Select(c => OutcomeAsync(c.Request))));
+
+        Assert.Equal(calls.Select(c => c.Expected), outcomes.Select(o => o.Response is null ? o.Reason : "applied"));
+        var remaining = outcomes.Where((o, i) => o.Response is not null && calls[i].Request.GrantId == good.GrantId).Select(o => o.Response!.GrantRemainingFen).Order();
+        Assert.Equal([8_500L, 9_000L, 9_500L], remaining);
+        Assert.InRange(await TransactionsWritingAsync(good.GrantId, alsoGood.GrantId, exceptEntryOf: 0), 1, 2);
+        await _server.Admin.SetStandingAsync(new SetStandingRequest { RequestId = Ids.New(), Uscc = suspended.Deal.Provider, Standing = Standing.Good, Reason = "cleared" });
+        await Books.AssertHoldAsync(_server);
+    }
+
+    [Fact]
     public async Task Two_instances_coalescing_on_one_grant_never_overdraw_it()
     {
         await using var other = fixture.StartServer(LedgerFixture.Now);

@@ -127,21 +127,24 @@ public sealed class DatabaseGuardTests(LedgerFixture fixture)
                 $"""
                 INSERT INTO providers (uscc, name, licences, standing, registered_at) VALUES ('{provider}', 'P', ARRAY[]::text[], 1, now());
                 INSERT INTO units (uscc, name, kind, sme, material_refs, standing, registered_at) VALUES
-                  ('{university}', 'U', 3, true, ARRAY['form'], 1, now()), ('{opc}', 'O', 4, false, ARRAY[]::text[], 1, now()), ('{resident}', 'R', 1, false, ARRAY[]::text[], 1, now());
+                  ('{university}', 'U', 3, true, ARRAY['form'], 1, now()), ('{opc}', 'O', 4, false, ARRAY[]::text[], 1, now()),
+                  ('{resident}', 'R', 1, false, ARRAY[]::text[], 1, now());
+                INSERT INTO unit_reviews (provider_uscc, unit_uscc, approved, reason, reviewed_at) VALUES ('{provider}', '{university}', true, 'ok', now());
                 INSERT INTO contracts (contract_no, provider_uscc, unit_uscc, accelerator, self_controllable, service_mode, unit_price_fen, amount_fen,
                                        purpose, uses_innovation_voucher, signed_on, granted_fen, invoiced_fen, registered_at) VALUES
                   ('C-BARE', '{provider}', '{university}', 'H100', false, 'bare-metal rental', 100, 1000000, 'p', false, '2026-01-01', 0, 0, now()),
-                  ('C-ODD', '{provider}', '{university}', 'H100', false, 'hourly', 100, 1000000, 'p', false, '2026-01-01', 0, 0, now());
-                INSERT INTO related_parties (provider_uscc, unit_uscc, reason, declared_at) VALUES ('{provider}', '{university}', 'old', now());
+                  ('C-ODD', '{provider}', '{university}', 'H100', false, 'hourly', 100, 1000000, 'p', false, '2026-01-01', 7000, 0, now());
+                INSERT INTO related_parties (provider_uscc, unit_uscc, reason, declared_at) VALUES ('{provider}', '{opc}', 'old', now());
                 INSERT INTO opc_residents (operator_uscc, resident_uscc, added_at) VALUES ('{opc}', '{resident}', now());
                 INSERT INTO accounts (kind, year, unit_uscc, balance_fen) VALUES (4, 2026, '{university}', 0);
                 INSERT INTO unit_years (unit_uscc, year, deducted_account_id) SELECT '{university}', 2026, id FROM accounts WHERE kind = 4;
                 INSERT INTO accounts (kind, year, balance_fen) VALUES (3, 2026, 7000), (3, 2026, 0);
                 INSERT INTO grants (contract_id, provider_uscc, unit_uscc, year, unit_year_id, account_id, ratio_bp, amount_fen, state, returned_fen,
                                     granted_at, expires_at)
-                SELECT (SELECT id FROM contracts WHERE contract_no = 'C-BARE'), '{provider}', '{university}', 2026, (SELECT id FROM unit_years),
-                       a.id, 3000, 10000, CASE WHEN a.balance_fen > 0 THEN 1 ELSE 3 END, CASE WHEN a.balance_fen > 0 THEN 3000 ELSE 5000 END,
-                       now(), now() + interval '1 month'
+                SELECT (SELECT id FROM contracts WHERE contract_no = CASE WHEN a.balance_fen > 0 THEN 'C-ODD' ELSE 'C-BARE' END),
+                       '{provider}', '{university}', 2026, (SELECT id FROM unit_years), a.id, 3000, 10000,
+                       CASE WHEN a.balance_fen > 0 THEN 1 ELSE 3 END, CASE WHEN a.balance_fen > 0 THEN 3000 ELSE 5000 END,
+                       '2026-05-15T02:00:00Z', '2026-06-15T02:00:00Z'
                 FROM accounts a WHERE a.kind = 3 ORDER BY a.id;
                 INSERT INTO claw_backs (target_kind, target_id, amount_fen, reason, party_uscc, standing, at)
                 SELECT 'grant', g.id, CASE WHEN g.state = 1 THEN 3000 ELSE 1000 END, 'fraud', '{university}', 3, now() FROM grants g;
@@ -170,6 +173,20 @@ public sealed class DatabaseGuardTests(LedgerFixture fixture)
             Assert.Equal((3_500L, 4_000L), (redemptions[0].OutstandingFen, redemptions[0].DisbursedFen));
             Assert.Equal((100L, 0L), (redemptions[1].OutstandingFen, redemptions[1].DisbursedFen));
         }
+
+        // And the old rows keep working: a provider registered without a licence can be suspended, a contract whose mode
+        // no longer parses takes grants and deductions, and its grants expire.
+        await using var server = LedgerServer.Start(fixture.Database.SettingsFor(connectionString), LedgerFixture.Now);
+        await server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1_000_000 });
+        await server.Admin.SetStandingAsync(new SetStandingRequest { RequestId = Ids.New(), Uscc = provider, Standing = Standing.Suspended, Reason = "no licence" });
+        await server.Admin.SetStandingAsync(new SetStandingRequest { RequestId = Ids.New(), Uscc = provider, Standing = Standing.Good, Reason = "licence filed" });
+        var legacy = new Deal(provider, university, "C-ODD");
+        var grant = await server.GrantAsync(legacy, 1_000);
+        Assert.Equal(600, (await server.DeductAsync(legacy, grant.GrantId, 2_000)).AppliedFen);
+        server.Clock.SetUtcNow(new DateTimeOffset(2026, 7, 20, 2, 0, 0, TimeSpan.Zero));
+        var pass = await server.Admin.ExpireDueGrantsAsync(new ExpireDueGrantsRequest { RequestId = Ids.New() });
+        Assert.Equal((2, 0), (pass.ExpiredGrants, pass.FailedGrants));
+        Assert.Equal(ServiceMode.Unspecified, (await server.Registry.GetContractAsync(new GetContractRequest { ProviderUscc = provider, ContractNo = "C-ODD" })).ServiceMode);
     }
 
     private static readonly DateOnly s_measuresTakeEffect = new(2026, 5, 13);

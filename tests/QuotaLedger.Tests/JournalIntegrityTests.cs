@@ -51,7 +51,7 @@ public sealed class JournalIntegrityTests(LedgerFixture fixture)
     public async Task A_posting_edited_behind_the_servers_back_is_named_by_VerifyJournal()
     {
         var database = await fixture.Database.CreateSiblingAsync();
-        await using var server = LedgerServer.Start(database, LedgerFixture.Now);
+        await using var server = LedgerServer.Start(fixture.Database.SettingsFor(database), LedgerFixture.Now);
         await server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1_000_000 });
         var deal = await server.NewDealAsync();
         var grant = await server.GrantAsync(deal, 10_000);
@@ -86,7 +86,7 @@ public sealed class JournalIntegrityTests(LedgerFixture fixture)
     public async Task A_balanced_rewrite_of_an_entry_still_breaks_its_hash()
     {
         var database = await fixture.Database.CreateSiblingAsync();
-        await using var server = LedgerServer.Start(database, LedgerFixture.Now);
+        await using var server = LedgerServer.Start(fixture.Database.SettingsFor(database), LedgerFixture.Now);
         await server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1_000_000 });
         var deal = await server.NewDealAsync();
         var grant = await server.GrantAsync(deal, 10_000);

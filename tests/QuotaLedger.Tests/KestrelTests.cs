@@ -25,7 +25,8 @@ public sealed class KestrelTests(LedgerFixture fixture)
             RedirectStandardError = true,
             Environment =
             {
-                ["ConnectionStrings__Ledger"] = fixture.Database.ConnectionString,
+                ["ConnectionStrings__Ledger"] = fixture.Database.ServingConnectionString,
+                ["ConnectionStrings__LedgerMigrations"] = fixture.Database.ConnectionString,
                 ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{port}",
                 ["DOTNET_ENVIRONMENT"] = "Development",
                 ["Expiry__Enabled"] = "false",

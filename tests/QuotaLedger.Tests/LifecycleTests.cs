@@ -49,6 +49,47 @@ public sealed class LifecycleTests(LedgerFixture fixture)
     }
 
     [Fact]
+    public async Task The_expiry_pass_goes_on_past_a_grant_it_cannot_expire_and_expires_it_next_time()
+    {
+        await using var server = fixture.StartServer(new DateTimeOffset(2026, 6, 20, 2, 0, 0, TimeSpan.Zero));
+        var deal = await server.NewDealAsync();
+        var stuck = await server.GrantAsync(deal, 1_000);
+        var others = new[] { await server.GrantAsync(deal, 2_000), await server.GrantAsync(deal, 3_000) };
+        server.Clock.Advance(TimeSpan.FromDays(32));
+
+        // Something the pass cannot get past for this one grant (here a trigger an operator added).
+        await ExecuteAsync(
+            $"""
+            CREATE FUNCTION test_refuse_grant_update() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'grant % is under maintenance', OLD.id; END $$;
+            CREATE TRIGGER test_refuse_grant_update BEFORE UPDATE ON grants FOR EACH ROW WHEN (OLD.id = {stuck.GrantId})
+              EXECUTE FUNCTION test_refuse_grant_update();
+            """);
+        ExpireDueGrantsResponse first;
+        try
+        {
+            first = await server.Admin.ExpireDueGrantsAsync(new ExpireDueGrantsRequest { RequestId = Ids.New() });
+        }
+        finally
+        {
+            await ExecuteAsync("DROP TRIGGER test_refuse_grant_update ON grants; DROP FUNCTION test_refuse_grant_update();");
+        }
+
+        Assert.Equal(1, first.FailedGrants);
+        foreach (var grant in others)
+        {
+            var entries = await Statement.ReadAsync(server, new ListEntriesRequest { GrantId = grant.GrantId });
+            Assert.Single(entries, e => e.Kind == EntryKind.Expiry);
+        }
+
+        Assert.DoesNotContain(await Statement.ReadAsync(server, new ListEntriesRequest { GrantId = stuck.GrantId }), e => e.Kind == EntryKind.Expiry);
+        var second = await server.Admin.ExpireDueGrantsAsync(new ExpireDueGrantsRequest { RequestId = Ids.New() });
+        Assert.Equal(0, second.FailedGrants);
+        Assert.Single(await Statement.ReadAsync(server, new ListEntriesRequest { GrantId = stuck.GrantId }), e => e.Kind == EntryKind.Expiry);
+        await Books.AssertHoldAsync(server);
+    }
+
+    [Fact]
     public async Task The_background_pass_expires_due_grants_on_the_servers_clock()
     {
         await using var server = fixture.StartServer(new DateTimeOffset(2026, 7, 1, 2, 0, 0, TimeSpan.Zero), backgroundExpiry: true);
@@ -212,6 +253,14 @@ public sealed class LifecycleTests(LedgerFixture fixture)
         server.Clock.Advance(TimeSpan.FromDays(31));
         await Refusal.AssertAsync(() => server.Ledger.ReleaseAsync(Release(deal.Provider, grant.GrantId)).ResponseAsync,
             StatusCode.FailedPrecondition, "GRANT_EXPIRED");
+    }
+
+    private async Task ExecuteAsync(string sql)
+    {
+        await using var connection = new Npgsql.NpgsqlConnection(fixture.Database.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync();
     }
 
     private static ReleaseRequest Release(string provider, long grantId) => new()

@@ -74,9 +74,11 @@ public sealed class PolicyHoleTests(LedgerFixture fixture)
         var info = await server.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = first.GrantId });
         Assert.Equal((GrantStatus.Expired, 0L, 50_000L), (info.Status, info.RemainingFen, info.ReturnedFen));
 
-        // New grants see the quota and the pool free again, whether or not the pass has run.
-        await server.GrantAsync(full, 50_000);
-        await server.GrantAsync(roomy, 50_000);
+        // New grants see the quota and the pool free again, whether or not the pass has run: first on a contract that
+        // held none of the expired quota (the pool alone must count it), then on the full one (its quota must).
+        var fresh = await server.NewDealAsync(contractAmountFen: 1_000_000);
+        await server.GrantAsync(fresh, 60_000);
+        await server.GrantAsync(full, 40_000);
         program = await ProgramYearAsync(server, 2044);
         Assert.Equal((0L, 100_000L, 100_000L), (program.PoolFen, program.GrantedOpenFen, program.ReclaimedFen));
         await Books.AssertHoldAsync(server);
@@ -353,6 +355,18 @@ public sealed class PolicyHoleTests(LedgerFixture fixture)
         later.RequestId = Ids.New();
         later.EffectiveFrom = "";
         Assert.Equal("2047-01-01", (await server.Admin.SetYearPolicyAsync(later)).EffectiveFrom);
+        later.RequestId = Ids.New();
+        later.EffectiveFrom = "2047-03-01";
+        await server.Admin.SetYearPolicyAsync(later);
+
+        // Changing another value keeps the date the bureau set; a year before the measures has no policy.
+        later.RequestId = Ids.New();
+        later.EffectiveFrom = "";
+        later.UnitYearCapFen = 2_000;
+        Assert.Equal("2047-03-01", (await server.Admin.SetYearPolicyAsync(later)).EffectiveFrom);
+        later.RequestId = Ids.New();
+        later.Year = 2025;
+        await Refusal.AssertAsync(() => server.Admin.SetYearPolicyAsync(later).ResponseAsync, StatusCode.InvalidArgument, "INVALID_ARGUMENT");
         await Books.AssertHoldAsync(server);
     }
 
@@ -365,6 +379,8 @@ public sealed class PolicyHoleTests(LedgerFixture fixture)
         await Refusal.AssertAsync(() => server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2048, AmountFen = 1 }).ResponseAsync,
             StatusCode.FailedPrecondition, "YEAR_NOT_OPEN");
         await Refusal.AssertAsync(() => server.Admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2048 }).ResponseAsync,
+            StatusCode.FailedPrecondition, "YEAR_NOT_OPEN");
+        await Refusal.AssertAsync(() => server.Admin.GetProgramYearAsync(new GetProgramYearRequest { Year = 2048 }).ResponseAsync,
             StatusCode.FailedPrecondition, "YEAR_NOT_OPEN");
         await Refusal.AssertAsync(() => server.Redemption.OpenBatchAsync(new OpenBatchRequest
         {

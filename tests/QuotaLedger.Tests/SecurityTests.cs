@@ -42,7 +42,7 @@ public sealed class SecurityTests(LedgerFixture fixture)
     [Fact]
     public async Task Callers_without_valid_credentials_are_UNAUTHENTICATED_and_health_stays_open()
     {
-        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
+        await using var server = await SecureServer.StartAsync(fixture.Database, s_now);
         var anonymous = server.As(null);
         await Refusal.AssertAsync(() => anonymous.Admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2026 }).ResponseAsync,
             StatusCode.Unauthenticated, "UNAUTHENTICATED");
@@ -71,7 +71,7 @@ public sealed class SecurityTests(LedgerFixture fixture)
     [Fact]
     public async Task A_provider_grants_deducts_and_reads_only_through_its_own_contracts_and_grants()
     {
-        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
+        await using var server = await SecureServer.StartAsync(fixture.Database, s_now);
         var w = await StartWorldAsync(server);
 
         var grantA = await w.ProviderA.Ledger.GrantAsync(Grant(w.A, w.ContractA, 10_000));
@@ -116,7 +116,7 @@ public sealed class SecurityTests(LedgerFixture fixture)
     [Fact]
     public async Task A_unit_reads_only_its_own_and_the_bureau_alone_funds_sets_standing_and_runs_passes()
     {
-        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
+        await using var server = await SecureServer.StartAsync(fixture.Database, s_now);
         var w = await StartWorldAsync(server);
         var grantA = await w.ProviderA.Ledger.GrantAsync(Grant(w.A, w.ContractA, 10_000));
         var grantB = await w.ProviderB.Ledger.GrantAsync(Grant(w.B, w.ContractB, 10_000));
@@ -149,7 +149,7 @@ public sealed class SecurityTests(LedgerFixture fixture)
     [Fact]
     public async Task Each_role_against_each_service_gets_exactly_what_it_may()
     {
-        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
+        await using var server = await SecureServer.StartAsync(fixture.Database, s_now);
         var w = await StartWorldAsync(server);
         var grant = await w.ProviderA.Ledger.GrantAsync(Grant(w.A, w.ContractA, 5_000));
         var q = TestUscc.New();
@@ -251,7 +251,7 @@ public sealed class SecurityTests(LedgerFixture fixture)
     [Fact]
     public async Task A_request_id_replayed_by_another_caller_is_a_new_request_not_a_leak()
     {
-        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
+        await using var server = await SecureServer.StartAsync(fixture.Database, s_now);
         var w = await StartWorldAsync(server);
         var shared = Ids.New();
 
@@ -269,7 +269,7 @@ public sealed class SecurityTests(LedgerFixture fixture)
     [Fact]
     public async Task A_caller_over_its_rate_limit_gets_RESOURCE_EXHAUSTED_with_a_retry_hint()
     {
-        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now, new Dictionary<string, string?>
+        await using var server = await SecureServer.StartAsync(fixture.Database, s_now, new Dictionary<string, string?>
         {
             ["RateLimits:PermitsPerSecond"] = "1",
             ["RateLimits:Burst"] = "3",
@@ -292,7 +292,7 @@ public sealed class SecurityTests(LedgerFixture fixture)
     [Fact]
     public async Task Oversized_messages_and_strings_are_refused_with_clear_errors()
     {
-        await using var server = await SecureServer.StartAsync(fixture.Database.ConnectionString, s_now);
+        await using var server = await SecureServer.StartAsync(fixture.Database, s_now);
         var uscc = TestUscc.New();
         var provider = server.As(server.Certificate(uscc, Role.Provider));
         var huge = await Assert.ThrowsAsync<RpcException>(() => provider.Registry.RegisterProviderAsync(new RegisterProviderRequest

@@ -24,7 +24,7 @@ public sealed class StartupTests(LedgerFixture fixture)
         var port = FreePort();
         var variables = new Dictionary<string, string>
         {
-            ["ConnectionStrings__Ledger"] = fixture.Database.ConnectionString,
+            ["ConnectionStrings__Ledger"] = fixture.Database.ServingConnectionString,
             ["Kestrel__Endpoints__Grpc__Url"] = string.Format(System.Globalization.CultureInfo.InvariantCulture, url, port),
             ["ASPNETCORE_ENVIRONMENT"] = environment,
         };

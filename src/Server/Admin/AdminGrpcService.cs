@@ -13,13 +13,20 @@ using EntryKind = QuotaLedger.Server.Storage.EntryKind;
 namespace QuotaLedger.Server.Admin;
 
 /// <summary>The bureau's calls: the year's policy, funding the pool (Art 6), and the books.</summary>
-internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, TimeProvider time, IServiceScopeFactory scopes)
+internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, TimeProvider time, IServiceScopeFactory scopes, ILogger<AdminGrpcService> logger)
     : AdminService.AdminServiceBase
 {
     public override Task<YearPolicy> SetYearPolicy(SetYearPolicyRequest request, ServerCallContext context)
     {
         var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
         var year = Validate.Year(request.Year);
+        if (year < VoucherPolicy.MeasuresTakeEffect.Year)
+        {
+            throw new LedgerException(Reason.InvalidArgument,
+                $"year {year} is before the measures took effect on {VoucherPolicy.MeasuresTakeEffect:yyyy-MM-dd} (Art 19); there is no policy to set for it.");
+        }
+
+        var keepEffectiveFrom = request.EffectiveFrom.Length == 0;
         var policy = new VoucherPolicy(
             request.Year,
             new BasisPoints(request.SelfControllableRatioBp),
@@ -37,7 +44,13 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
             // The policy row first, then the funding: the order FundBudget takes them in, so a concurrent funding either
             // commits first (and is seen below) or waits and is checked against the new total. (A year without a policy
             // has no funding: FundBudget needs the policy.)
-            await Policies.LockAsync(db, policy.Year, ct, forUpdate: true);
+            // Without an effective_from the year keeps the date it has; a new year gets the default.
+            var current = await Policies.LockAsync(db, policy.Year, ct, forUpdate: true);
+            if (keepEffectiveFrom && current is not null)
+            {
+                policy = policy with { EffectiveFrom = current.EffectiveFrom };
+            }
+
             var funded = await LockFundingAsync(policy.Year, ct);
             if (funded > policy.YearTotal)
             {
@@ -120,7 +133,8 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
     {
         Access.Require(context, Role.Bureau, Role.Expert);
         var year = Validate.Year(request.Year);
-        var policy = await Policies.FindAsync(db, year, context.CancellationToken);
+        var policy = await Policies.FindAsync(db, year, context.CancellationToken)
+            ?? throw new LedgerException(Reason.YearNotOpen, $"There is no policy for {year}, so it has no programme figures; the bureau sets one with SetYearPolicy.");
         return await ProgramYearAsync(year, policy, context.CancellationToken);
     }
 
@@ -173,8 +187,8 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
             // transaction only holds the request id, so a duplicate waits for the pass and gets its answer.
             await using var scope = scopes.CreateAsyncScope();
             var passDb = scope.ServiceProvider.GetRequiredService<LedgerDb>();
-            var outcome = await Expiry.ExpireDueAsync(passDb, time.GetUtcNow(), request.RequestId, by, ct);
-            return new ExpireDueGrantsResponse { ExpiredGrants = outcome.ExpiredGrants, ReturnedFen = outcome.Returned.Value };
+            var outcome = await Expiry.ExpireDueAsync(passDb, time.GetUtcNow(), request.RequestId, by, logger, ct);
+            return new ExpireDueGrantsResponse { ExpiredGrants = outcome.ExpiredGrants, ReturnedFen = outcome.Returned.Value, FailedGrants = outcome.Failed };
         }, context.CancellationToken);
     }
 

@@ -9,42 +9,48 @@ namespace QuotaLedger.Server.Ledger;
 /// Each grant is closed in a transaction of its own under its unit-year lock (the lock a deduction takes), after
 /// checking again that it is still open: so a deduction and an expiry of one grant never both win, several servers
 /// running the pass at once never expire a grant twice, and stopping mid-pass leaves every grant either closed or due.</summary>
-internal static class Expiry
+internal static partial class Expiry
 {
     private const int BatchSize = 200;
 
-    public sealed record Outcome(int ExpiredGrants, Fen Returned);
+    /// <summary>The most grants a grant call expires before it is judged; the rest are the background pass's.</summary>
+    private const int SweepLimit = 1_000;
 
-    public static Task<Outcome> ExpireDueAsync(LedgerDb db, DateTimeOffset now, string requestId, string caller, CancellationToken ct) =>
-        ExpireAsync(db, db.Grants, now, requestId, caller, enough: null, ct);
+    /// <summary>What a pass did: grants expired, what they returned, and grants it could not expire (each logged; the
+    /// next pass tries them again).</summary>
+    public sealed record Outcome(int ExpiredGrants, Fen Returned, int Failed);
+
+    public static Task<Outcome> ExpireDueAsync(LedgerDb db, DateTimeOffset now, string requestId, string caller, ILogger logger, CancellationToken ct) =>
+        ExpireAsync(db, db.Grants, now, requestId, caller, enough: null, int.MaxValue, logger, ct);
 
     /// <summary>Before a grant: makes the stored figures what expiry says they are at <paramref name="now"/>. The
     /// contract's due grants stop holding its quota, and when the pool's balance alone is short of
     /// <paramref name="amount"/>, the year's due grants return what they hold until it is not (Art 11: reclaimed for
-    /// reuse), whether or not the expiry pass has run. Each grant in a transaction of its own, as the pass does.</summary>
-    public static async Task SweepBeforeGrantAsync(LedgerDb db, long contractId, int year, Fen amount, DateTimeOffset now, CancellationToken ct)
+    /// reuse), whether or not the expiry pass has run. Each grant in a transaction of its own, as the pass does, and at
+    /// most <see cref="SweepLimit"/> of them, so a backlog never holds a grant call for long.</summary>
+    public static async Task SweepBeforeGrantAsync(LedgerDb db, long contractId, int year, Fen amount, DateTimeOffset now, ILogger logger, CancellationToken ct)
     {
-        await ExpireAsync(db, db.Grants.Where(g => g.ContractId == contractId), now, "expiry-before-grant", Callers.ExpiryPass, enough: null, ct);
+        await ExpireAsync(db, db.Grants.Where(g => g.ContractId == contractId), now, "expiry-before-grant", Callers.ExpiryPass, enough: null, SweepLimit, logger, ct);
         await ExpireAsync(db, db.Grants.Where(g => g.Year == year), now, "expiry-before-grant", Callers.ExpiryPass,
-            async () => await PoolBalanceAsync(db, year, ct) >= amount.Value, ct);
+            async () => await PoolBalanceAsync(db, year, ct) >= amount.Value, SweepLimit, logger, ct);
     }
 
     private static Task<long> PoolBalanceAsync(LedgerDb db, int year, CancellationToken ct) =>
         db.Accounts.Where(a => a.Kind == AccountKind.Pool && a.Year == year).Select(a => a.BalanceFen).SingleOrDefaultAsync(ct);
 
     private static async Task<Outcome> ExpireAsync(LedgerDb db, IQueryable<GrantRow> grants, DateTimeOffset now, string requestId, string caller,
-        Func<Task<bool>>? enough, CancellationToken ct)
+        Func<Task<bool>>? enough, int limit, ILogger logger, CancellationToken ct)
     {
-        var expired = 0;
+        var (expired, failed, tried) = (0, 0, 0);
         var returned = Fen.Zero;
         var after = 0L;
-        while (enough is null || !await enough())
+        while (tried < limit && (enough is null || !await enough()))
         {
             var due = await grants.AsNoTracking()
                 .Where(g => g.State == GrantState.Open && g.ExpiresAt <= now && g.Id > after)
                 .OrderBy(g => g.Id)
                 .Select(g => g.Id)
-                .Take(BatchSize)
+                .Take(Math.Min(BatchSize, limit - tried))
                 .ToListAsync(ct);
             if (due.Count == 0)
             {
@@ -53,13 +59,28 @@ internal static class Expiry
 
             foreach (var grantId in due)
             {
-                if (await ExpireOneAsync(db, grantId, now, requestId, caller, ct) is { } held)
+                tried++;
+                Fen? held;
+                try
+                {
+                    held = await ExpireOneAsync(db, grantId, now, requestId, caller, ct);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // One grant the pass cannot expire does not stop it: the rest go on, and this one is due next time.
+                    LogGrantFailed(logger, grantId, e);
+                    db.ChangeTracker.Clear();
+                    failed++;
+                    continue;
+                }
+
+                if (held is { } value)
                 {
                     expired++;
-                    returned += held;
-                    if (enough is not null && held.IsPositive && await enough())
+                    returned += value;
+                    if (enough is not null && value.IsPositive && await enough())
                     {
-                        return new Outcome(expired, returned);
+                        return new Outcome(expired, returned, failed);
                     }
                 }
             }
@@ -67,7 +88,7 @@ internal static class Expiry
             after = due[^1];
         }
 
-        return new Outcome(expired, returned);
+        return new Outcome(expired, returned, failed);
     }
 
     /// <summary>Expires one grant if it is still open and due; null when another pass, a release or nothing did.</summary>
@@ -86,6 +107,9 @@ internal static class Expiry
         await transaction.CommitAsync(ct);
         return held;
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Grant {GrantId} could not be expired; it stays due and is tried again by the next pass")]
+    private static partial void LogGrantFailed(ILogger logger, long grantId, Exception exception);
 }
 
 /// <summary>Runs the expiry pass every <c>Expiry:Interval</c> (default one minute) on the server's clock.
@@ -112,7 +136,7 @@ internal sealed partial class ExpiryService(
                 await using var scope = scopes.CreateAsyncScope();
                 var db = scope.ServiceProvider.GetRequiredService<LedgerDb>();
                 var now = time.GetUtcNow();
-                var outcome = await Expiry.ExpireDueAsync(db, now, $"expiry-pass-{now:yyyyMMddTHHmmssZ}", Callers.ExpiryPass, stoppingToken);
+                var outcome = await Expiry.ExpireDueAsync(db, now, $"expiry-pass-{now:yyyyMMddTHHmmssZ}", Callers.ExpiryPass, logger, stoppingToken);
                 if (outcome.ExpiredGrants > 0)
                 {
                     LogExpired(logger, outcome.ExpiredGrants, outcome.Returned.Value);

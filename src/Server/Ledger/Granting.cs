@@ -47,10 +47,11 @@ internal static class Granting
                 $"Contract '{call.ContractNo}' already enjoys the science-and-technology innovation voucher, so it gets no compute-voucher quota (Art 15).");
         }
 
+        // Eligibility is read once the unit-year is locked, as a deduction reads it: a change of standing, relation or
+        // approval that committed while this call waited for the lock is seen.
+        var unitYear = await UnitYears.LockOrCreateAsync(db, contract.UnitUscc, year, ct);
         await Eligibility.EnsureMayDealAsync(db, call.Provider, contract.UnitUscc, ct);
         var unit = await db.Units.AsNoTracking().Where(u => u.Uscc == contract.UnitUscc).Select(u => new { u.Sme, u.Kind }).SingleAsync(ct);
-
-        var unitYear = await UnitYears.LockOrCreateAsync(db, contract.UnitUscc, year, ct);
 
         var ratio = policy.RatioFor(contract.SelfControllable, sme: unit.Sme && unit.Kind == UnitKind.Enterprise);
         var quota = VoucherPolicy.ContractQuota(new Fen(contract.AmountFen), ratio);

@@ -9,7 +9,8 @@ using QuotaLedger.V1;
 namespace QuotaLedger.Server.Ledger;
 
 /// <summary>What provider billing systems call: Grant (Art 9) and Deduct (Art 10), and the reads that go with them.</summary>
-internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, DeductionQueue deductions, TimeProvider time) : LedgerService.LedgerServiceBase
+internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, DeductionQueue deductions, TimeProvider time, ILogger<LedgerGrpcService> logger)
+    : LedgerService.LedgerServiceBase
 {
     public override Task<GrantResponse> Grant(GrantRequest request, ServerCallContext context)
     {
@@ -29,7 +30,7 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
         if (await db.Contracts.AsNoTracking().Where(c => c.ProviderUscc == call.Provider && c.ContractNo == call.ContractNo)
                 .Select(c => (long?)c.Id).SingleOrDefaultAsync(ct) is { } contractId)
         {
-            await Expiry.SweepBeforeGrantAsync(db, contractId, ChinaCalendar.YearOf(now), call.Amount, now, ct);
+            await Expiry.SweepBeforeGrantAsync(db, contractId, ChinaCalendar.YearOf(now), call.Amount, now, logger, ct);
             db.ChangeTracker.Clear();
         }
 

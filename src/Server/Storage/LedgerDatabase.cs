@@ -37,20 +37,21 @@ public sealed class LedgerDatabase : IAsyncDisposable
     }
 }
 
-/// <summary>Starts the private cluster when no connection string is configured, then applies the migrations.
+/// <summary>Starts the private cluster when no connection string is configured, migrates the schema as its owner and
+/// gives the serving role its privileges (<see cref="DatabaseRoles"/>), then points the server at the serving role.
 /// Runs before Kestrel starts listening (hosted services start in order, the web server last).</summary>
 internal sealed partial class DatabaseStartup(
     IConfiguration configuration,
     LedgerDatabase database,
-    IServiceProvider services,
     ILogger<DatabaseStartup> logger) : IHostedService
 {
     private LocalPostgresCluster? _cluster;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var connectionString = configuration.GetConnectionString("Ledger");
-        if (string.IsNullOrWhiteSpace(connectionString))
+        var serving = configuration.GetConnectionString("Ledger");
+        var owner = configuration.GetConnectionString("LedgerMigrations");
+        if (string.IsNullOrWhiteSpace(serving))
         {
             var options = configuration.GetSection("LocalPostgres").Get<LocalPostgresOptions>() ?? new LocalPostgresOptions();
             LogStartingLocalCluster(logger);
@@ -64,14 +65,11 @@ internal sealed partial class DatabaseStartup(
                 throw;
             }
 
-            connectionString = _cluster.ConnectionString;
+            (owner, serving) = (_cluster.ConnectionString, _cluster.ServingConnectionString);
         }
 
-        database.Use(connectionString);
-        await using var scope = services.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<LedgerDb>();
-        await db.Database.MigrateAsync(cancellationToken);
-        LogMigrated(logger, db.Database.GetDbConnection().Database);
+        await Schema.PrepareAsync(owner, serving, logger, cancellationToken);
+        database.Use(serving);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -87,7 +85,96 @@ internal sealed partial class DatabaseStartup(
 
     [LoggerMessage(Level = LogLevel.Critical, Message = "Cannot start: {Advice}")]
     private static partial void LogNoPostgres(ILogger logger, string advice);
+}
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Database {Database} is migrated and ready")]
-    private static partial void LogMigrated(ILogger logger, string database);
+/// <summary>Brings the schema up to date as its owner and hands the serving role exactly its privileges; also the
+/// <c>migrate</c> command, for deployments that migrate separately from serving.</summary>
+public static partial class Schema
+{
+    /// <summary>With an owner connection: migrates as the owner and grants the serving role its privileges. With only
+    /// the serving connection: migrates with it if it owns the schema (and warns that the server then runs with owner
+    /// rights), and otherwise requires the schema to be current.</summary>
+    public static async Task PrepareAsync(string? owner, string serving, ILogger logger, CancellationToken ct)
+    {
+        await using var servingConnection = new NpgsqlConnection(serving);
+        await servingConnection.OpenAsync(ct);
+        var servingRole = await CurrentUserAsync(servingConnection, ct);
+        if (string.IsNullOrWhiteSpace(owner))
+        {
+            if (await DatabaseRoles.OwnsSchemaAsync(servingConnection, ct))
+            {
+                LogOwnerRights(logger, servingRole);
+                await MigrateAsync(serving, ct);
+                LogMigrated(logger, servingConnection.Database, servingRole);
+                return;
+            }
+
+            await using var db = Context(serving);
+            var pending = (await db.Database.GetPendingMigrationsAsync(ct)).ToList();
+            if (pending.Count > 0)
+            {
+                throw new Security.StartupRefusedException(
+                    $"The database {servingConnection.Database} lacks {pending.Count} migration(s) ({string.Join(", ", pending)}), and the serving role " +
+                    $"{servingRole} may not run them. Set ConnectionStrings:LedgerMigrations to the schema owner's connection string, or run " +
+                    "`dotnet QuotaLedger.Server.dll migrate` with it first.");
+            }
+
+            return;
+        }
+
+        await MigrateAsync(owner, ct);
+        await using var ownerConnection = new NpgsqlConnection(owner);
+        await ownerConnection.OpenAsync(ct);
+        var ownerRole = await CurrentUserAsync(ownerConnection, ct);
+        if (ownerRole == servingRole)
+        {
+            LogOwnerRights(logger, servingRole);
+        }
+        else
+        {
+            await DatabaseRoles.GrantServingAsync(ownerConnection, servingRole, ct);
+        }
+
+        LogMigrated(logger, ownerConnection.Database, servingRole);
+    }
+
+    /// <summary><c>migrate</c>: migrates with <c>ConnectionStrings:LedgerMigrations</c> (or <c>Ledger</c>) and grants the
+    /// serving role of <c>ConnectionStrings:Ledger</c> its privileges. Returns the process's exit code.</summary>
+    public static async Task<int> RunMigrateCommandAsync(string[] args)
+    {
+        var builder = Host.CreateApplicationBuilder(args);
+        using var host = builder.Build();
+        var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("QuotaLedger.Migrate");
+        var owner = builder.Configuration.GetConnectionString("LedgerMigrations");
+        var serving = builder.Configuration.GetConnectionString("Ledger");
+        if (string.IsNullOrWhiteSpace(owner) && string.IsNullOrWhiteSpace(serving))
+        {
+            await Console.Error.WriteLineAsync("migrate: set ConnectionStrings:LedgerMigrations (the schema owner) and ConnectionStrings:Ledger (the serving role).");
+            return 2;
+        }
+
+        await PrepareAsync(string.IsNullOrWhiteSpace(owner) ? serving : owner, string.IsNullOrWhiteSpace(serving) ? owner! : serving, logger, CancellationToken.None);
+        return 0;
+    }
+
+    private static async Task MigrateAsync(string connectionString, CancellationToken ct)
+    {
+        await using var db = Context(connectionString);
+        await db.Database.MigrateAsync(ct);
+    }
+
+    private static LedgerDb Context(string connectionString) =>
+        new(new DbContextOptionsBuilder<LedgerDb>().UseNpgsql(connectionString).UseSnakeCaseNamingConvention().Options);
+
+    private static async Task<string> CurrentUserAsync(NpgsqlConnection connection, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand("SELECT current_user", connection);
+        return (string)(await command.ExecuteScalarAsync(ct))!;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The server connects as {Role}, which owns the ledger's schema: it could alter the journal's tables or disable their triggers. Give it a serving role of its own (ConnectionStrings:Ledger) and the owner's connection to ConnectionStrings:LedgerMigrations")]
+    private static partial void LogOwnerRights(ILogger logger, string role);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Database {Database} is migrated and ready; the server serves as {Role}")]
+    private static partial void LogMigrated(ILogger logger, string database, string role);
 }

@@ -64,6 +64,7 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
 {
     private const string DefaultDataDirectory = "/var/tmp/quotaledger/pgdata";
     private const string SuperUser = "quotaledger";
+    private const string ServingUser = "quotaledger_app";
     private const string PostgresUser = "postgres";
     private const string PasswordAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     private const int MaxSocketPathBytes = 100; // sun_path is 108 bytes on Linux, 104 on macOS.
@@ -73,6 +74,7 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     private readonly string _binDirectory;
     private readonly string _parentDirectory;
     private readonly string _passwordFile;
+    private readonly string _servingPasswordFile;
     private readonly string _logFile;
     private readonly string _database;
     private readonly bool _deleteOnDispose;
@@ -91,14 +93,20 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         _parentDirectory = Path.GetDirectoryName(dataDirectory)
             ?? throw new ArgumentException("The data directory cannot be a file system root.", nameof(options));
         _passwordFile = dataDirectory + ".password";
+        _servingPasswordFile = dataDirectory + ".serving-password";
         _logFile = dataDirectory + ".log";
         _database = options.Database;
         _deleteOnDispose = options.DeleteOnDispose;
         _runAsPostgres = !OperatingSystem.IsWindows() && Environment.IsPrivilegedProcess;
     }
 
-    /// <summary>Npgsql connection string for <see cref="LocalPostgresOptions.Database"/> as the cluster's superuser.</summary>
+    /// <summary>Npgsql connection string for <see cref="LocalPostgresOptions.Database"/> as the cluster's superuser, which
+    /// owns the schema and runs the migrations.</summary>
     public string ConnectionString { get; private set; } = string.Empty;
+
+    /// <summary>The same database as the serving role <c>quotaledger_app</c>: a login with no rights of its own, which
+    /// the migrations grant what the server needs (<see cref="DatabaseRoles"/>).</summary>
+    public string ServingConnectionString { get; private set; } = string.Empty;
 
     /// <summary>Full path of the cluster's data directory.</summary>
     public string DataDirectory { get; }
@@ -184,6 +192,43 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         }.ConnectionString;
 
         await EnsureDatabaseAsync(cancellationToken);
+        await EnsureServingRoleAsync(cancellationToken);
+    }
+
+    private async Task EnsureServingRoleAsync(CancellationToken cancellationToken)
+    {
+        string password;
+        if (File.Exists(_servingPasswordFile))
+        {
+            password = (await File.ReadAllTextAsync(_servingPasswordFile, cancellationToken)).Trim();
+        }
+        else
+        {
+            password = RandomNumberGenerator.GetString(PasswordAlphabet, 32);
+            await WriteSecretAsync(_servingPasswordFile, password, cancellationToken);
+        }
+
+        await using (var connection = new NpgsqlConnection(ConnectionString))
+        {
+            await connection.OpenAsync(cancellationToken);
+            await DatabaseRoles.EnsureLoginRoleAsync(connection, ServingUser, password, cancellationToken);
+        }
+
+        ServingConnectionString = new NpgsqlConnectionStringBuilder(ConnectionString) { Username = ServingUser, Password = password }.ConnectionString;
+    }
+
+    /// <summary>Creates a file readable by its owner only (0600) before writing the secret into it.</summary>
+    private static async Task WriteSecretAsync(string path, string secret, CancellationToken cancellationToken)
+    {
+        File.Delete(path);
+        var fileOptions = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+        {
+            fileOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        await using var stream = new FileStream(path, fileOptions);
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(secret + "\n"), cancellationToken);
     }
 
     private async Task PrepareDirectoriesAsync(CancellationToken cancellationToken)
@@ -229,17 +274,7 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         LocalPostgresClusterLog.Initializing(_logger, DataDirectory, _binDirectory);
 
         var password = RandomNumberGenerator.GetString(PasswordAlphabet, 32);
-        File.Delete(_passwordFile);
-        var fileOptions = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            fileOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        await using (var stream = new FileStream(_passwordFile, fileOptions))
-        {
-            await stream.WriteAsync(Encoding.ASCII.GetBytes(password + "\n"), cancellationToken);
-        }
+        await WriteSecretAsync(_passwordFile, password, cancellationToken);
 
         if (_postgresOwner is not null)
         {
@@ -408,6 +443,7 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
             }
 
             File.Delete(_passwordFile);
+            File.Delete(_servingPasswordFile);
             File.Delete(_logFile);
             if (_createdParent && Directory.Exists(_parentDirectory) && !Directory.EnumerateFileSystemEntries(_parentDirectory).Any())
             {

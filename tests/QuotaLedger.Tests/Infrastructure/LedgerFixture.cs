@@ -27,7 +27,7 @@ public sealed class LedgerFixture : IAsyncLifetime
     /// <summary>Another server instance on the suite's database, with its own clock.</summary>
     public LedgerServer StartServer(DateTimeOffset now, bool backgroundExpiry = false, IDictionary<string, string?>? settings = null)
     {
-        var server = LedgerServer.Start(Database.ConnectionString, now, backgroundExpiry, settings);
+        var server = LedgerServer.Start(Database, now, backgroundExpiry, settings);
         lock (_servers)
         {
             _servers.Add(server);

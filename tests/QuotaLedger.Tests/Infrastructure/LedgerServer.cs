@@ -32,6 +32,9 @@ public sealed class LedgerServer : IAsyncDisposable
 
     public FakeTimeProvider Clock { get; }
 
+    /// <summary>The server's services, for tests that look inside it.</summary>
+    public IServiceProvider Services => _factory.Services;
+
     public Uri BaseAddress => _factory.Server.BaseAddress;
 
     /// <summary>A handler into the in-memory server, for clients built by tests (the SDK's, say).</summary>
@@ -47,17 +50,20 @@ public sealed class LedgerServer : IAsyncDisposable
 
     internal RedemptionService.RedemptionServiceClient Redemption { get; }
 
-    public static LedgerServer Start(string connectionString, DateTimeOffset now, bool backgroundExpiry = false, IDictionary<string, string?>? settings = null)
+    public static LedgerServer Start(TestDatabase database, DateTimeOffset now, bool backgroundExpiry = false, IDictionary<string, string?>? settings = null) =>
+        Start(database.ServerSettings, now, backgroundExpiry, settings);
+
+    /// <summary>A server on the database the connection strings in <paramref name="databaseSettings"/> name.</summary>
+    public static LedgerServer Start(IDictionary<string, string?> databaseSettings, DateTimeOffset now, bool backgroundExpiry = false, IDictionary<string, string?>? settings = null)
     {
         var clock = new FakeTimeProvider(now.ToUniversalTime());
         var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(host =>
         {
             host.ConfigureAppConfiguration(config => config.AddInMemoryCollection(new Dictionary<string, string?>
             {
-                ["ConnectionStrings:Ledger"] = connectionString,
                 // Tests run the expiry pass on demand unless they test the background pass itself.
                 ["Expiry:Enabled"] = backgroundExpiry ? "true" : "false",
-            }.Concat(settings ?? new Dictionary<string, string?>())));
+            }.Concat(databaseSettings).Concat(settings ?? new Dictionary<string, string?>())));
             host.ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
             host.ConfigureServices(services =>
             {

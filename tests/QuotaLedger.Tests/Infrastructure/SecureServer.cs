@@ -43,7 +43,7 @@ public sealed class SecureServer : IAsyncDisposable
 
     public string Address { get; }
 
-    public static async Task<SecureServer> StartAsync(string connectionString, DateTimeOffset now, IDictionary<string, string?>? settings = null)
+    public static async Task<SecureServer> StartAsync(TestDatabase database, DateTimeOffset now, IDictionary<string, string?>? settings = null)
     {
         var directory = Directory.CreateTempSubdirectory("quotaledger-pki-").FullName;
         var ca = DevelopmentPki.CreateCa();
@@ -56,9 +56,8 @@ public sealed class SecureServer : IAsyncDisposable
 
         var port = FreePort();
         var clock = new FakeTimeProvider(now.ToUniversalTime());
-        var config = new Dictionary<string, string?>
+        var config = new Dictionary<string, string?>(database.ServerSettings)
         {
-            ["ConnectionStrings:Ledger"] = connectionString,
             ["Expiry:Enabled"] = "false",
             ["Kestrel:Endpoints:Grpc:Url"] = $"https://127.0.0.1:{port}",
             ["Kestrel:Endpoints:Grpc:Protocols"] = "Http2",

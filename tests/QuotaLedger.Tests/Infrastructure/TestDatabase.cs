@@ -21,7 +21,27 @@ public sealed class TestDatabase : IAsyncDisposable
         _owner = owner;
         Source = source;
         DatabaseName = $"quotaledger_test_{Guid.NewGuid():N}"[..40];
+        ServingRole = $"ql_serving_{Guid.NewGuid():N}"[..24];
     }
+
+    /// <summary>The login role the servers of the run serve as: no rights but what the migrations grant it.</summary>
+    public string ServingRole { get; }
+
+    private readonly string _servingPassword = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+
+    /// <summary>The run's database as the serving role, as the server connects (ConnectionStrings:Ledger).</summary>
+    public string ServingConnectionString =>
+        new NpgsqlConnectionStringBuilder(ConnectionString) { Username = ServingRole, Password = _servingPassword }.ConnectionString;
+
+    /// <summary>Both connection strings a server of the run gets: it serves as the serving role and migrates as the owner.</summary>
+    public IDictionary<string, string?> ServerSettings => SettingsFor(ConnectionString);
+
+    /// <summary>The same split for another database of the server (a sibling).</summary>
+    public IDictionary<string, string?> SettingsFor(string ownerConnectionString) => new Dictionary<string, string?>
+    {
+        ["ConnectionStrings:Ledger"] = new NpgsqlConnectionStringBuilder(ownerConnectionString) { Username = ServingRole, Password = _servingPassword }.ConnectionString,
+        ["ConnectionStrings:LedgerMigrations"] = ownerConnectionString,
+    };
 
     public string Source { get; }
 
@@ -29,8 +49,8 @@ public sealed class TestDatabase : IAsyncDisposable
 
     private readonly List<string> _siblings = [];
 
-    /// <summary>The run's database. The races queue hundreds of calls on one unit-year, so waiting for a pooled
-    /// connection may take longer than Npgsql's default 15 seconds on a slow machine.</summary>
+    /// <summary>The run's database as the server's superuser, which owns the schema. The races queue hundreds of calls on
+    /// one unit-year, so waiting for a pooled connection may take longer than Npgsql's default 15 seconds on a slow machine.</summary>
     public string ConnectionString => new NpgsqlConnectionStringBuilder(_server.ConnectionString) { Database = DatabaseName, Timeout = 120 }.ConnectionString;
 
     /// <summary>Another fresh database on the same server, for a test that must damage its data on purpose.</summary>
@@ -70,6 +90,12 @@ public sealed class TestDatabase : IAsyncDisposable
         }
 
         await database.ExecuteOnServerAsync($"CREATE DATABASE \"{database.DatabaseName}\"");
+        await using (var connection = new NpgsqlConnection(database.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await DatabaseRoles.EnsureLoginRoleAsync(connection, database.ServingRole, database._servingPassword, CancellationToken.None);
+        }
+
         return database;
     }
 
@@ -82,6 +108,8 @@ public sealed class TestDatabase : IAsyncDisposable
             {
                 await ExecuteOnServerAsync($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
             }
+
+            await ExecuteOnServerAsync($"DROP ROLE IF EXISTS \"{ServingRole}\"");
         }
         finally
         {

@@ -177,6 +177,7 @@ namespace QuotaLedger.Server.Storage.Migrations
             migrationBuilder.Sql(
                 """
                 UPDATE year_policies SET effective_from = greatest(make_date(year, 1, 1), date '2026-05-13');
+                ALTER TABLE year_policies ALTER COLUMN effective_from DROP DEFAULT;
                 UPDATE related_parties SET related = true, request_id = 'before-history', caller = 'migration';
                 UPDATE opc_residents SET status = 1, reason = 'declared before the bureau confirmed residencies',
                                          request_id = 'before-history', caller = 'migration';
@@ -279,8 +280,27 @@ namespace QuotaLedger.Server.Storage.Migrations
             // Held by the database as well as by the code.
             migrationBuilder.Sql(
                 """
-                ALTER TABLE providers ADD CONSTRAINT ck_providers_licensed CHECK (cardinality(licences) >= 1) NOT VALID;
-                ALTER TABLE contracts ADD CONSTRAINT ck_contracts_service_mode CHECK (service_mode BETWEEN 1 AND 4) NOT VALID;
+                -- A registration is complete when it is made; rows from before the rule keep working (a NOT VALID check
+                -- would still refuse every later update of them, a change of standing or a grant's total included).
+                CREATE FUNCTION provider_registration_complete() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                  IF cardinality(NEW.licences) < 1 THEN
+                    RAISE EXCEPTION 'provider % registers with no licence (Art 5.1)', NEW.uscc USING ERRCODE = 'check_violation';
+                  END IF;
+                  RETURN NEW;
+                END $$;
+                CREATE TRIGGER providers_licensed BEFORE INSERT ON providers
+                  FOR EACH ROW EXECUTE FUNCTION provider_registration_complete();
+
+                CREATE FUNCTION contract_registration_complete() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                  IF NEW.service_mode NOT BETWEEN 1 AND 4 THEN
+                    RAISE EXCEPTION 'contract % registers with no service mode (Art 8)', NEW.contract_no USING ERRCODE = 'check_violation';
+                  END IF;
+                  RETURN NEW;
+                END $$;
+                CREATE TRIGGER contracts_service_mode BEFORE INSERT ON contracts
+                  FOR EACH ROW EXECUTE FUNCTION contract_registration_complete();
 
                 -- A year's funding never passes its total, also when FundBudget and SetYearPolicy race: each side locks the
                 -- other's row (FOR SHARE) before it compares, in the order the code takes them (policy, then funding).
@@ -313,11 +333,15 @@ namespace QuotaLedger.Server.Storage.Migrations
                   FOR EACH ROW EXECUTE FUNCTION year_total_covers_funding();
 
                 -- Committed grants never pass the contract's quota at the ratio the new grant got (the contract quota rule).
+                -- A gift moves quota between grants of one contract and commits nothing new, so it is not checked.
                 CREATE FUNCTION grant_within_contract_quota() RETURNS trigger LANGUAGE plpgsql AS $$
                 DECLARE
                   granted bigint;
                   amount bigint;
                 BEGIN
+                  IF NEW.gifted_from_grant_id IS NOT NULL THEN
+                    RETURN NULL;
+                  END IF;
                   SELECT c.granted_fen, c.amount_fen INTO granted, amount FROM contracts c WHERE c.id = NEW.contract_id;
                   IF granted > amount * NEW.ratio_bp / 10000 THEN
                     RAISE EXCEPTION 'contract % has % fen committed, past its quota of % fen at % bp', NEW.contract_id, granted,
@@ -325,7 +349,7 @@ namespace QuotaLedger.Server.Storage.Migrations
                   END IF;
                   RETURN NULL;
                 END $$;
-                CREATE CONSTRAINT TRIGGER grants_within_contract_quota AFTER INSERT ON grants DEFERRABLE INITIALLY DEFERRED
+                CREATE TRIGGER grants_within_contract_quota AFTER INSERT ON grants
                   FOR EACH ROW EXECUTE FUNCTION grant_within_contract_quota();
                 """);
 
@@ -371,8 +395,10 @@ namespace QuotaLedger.Server.Storage.Migrations
                 DROP FUNCTION year_total_covers_funding();
                 DROP TRIGGER accounts_funding_within_year_total ON accounts;
                 DROP FUNCTION funding_within_year_total();
-                ALTER TABLE contracts DROP CONSTRAINT ck_contracts_service_mode;
-                ALTER TABLE providers DROP CONSTRAINT ck_providers_licensed;
+                DROP TRIGGER contracts_service_mode ON contracts;
+                DROP FUNCTION contract_registration_complete();
+                DROP TRIGGER providers_licensed ON providers;
+                DROP FUNCTION provider_registration_complete();
                 """);
 
             migrationBuilder.DropTable(
