@@ -30,12 +30,16 @@ public static class QuotaLedgerHost
         builder.Services.AddSingleton<DeductionQueue>();
         builder.Services.AddHostedService<ExpiryService>();
 
-        var auth = builder.AddCallerAuthentication();
+        var auth = builder.Configuration.GetSection("Auth").Get<AuthOptions>() ?? new AuthOptions();
         var development = DevelopmentMode.Decide(builder.Configuration, builder.Environment, auth);
+        builder.AddCallerAuthentication(auth);
         builder.Services.AddSingleton(new SecurityMode(development));
         builder.Services.AddSingleton(services =>
+            services.GetRequiredService<IConfiguration>().GetSection("RateLimits").Get<RateLimitOptions>() ?? new RateLimitOptions());
+        builder.Services.AddSingleton<FailedAuthentication>();
+        builder.Services.AddSingleton(services =>
         {
-            var limits = services.GetRequiredService<IConfiguration>().GetSection("RateLimits").Get<RateLimitOptions>() ?? new RateLimitOptions();
+            var limits = services.GetRequiredService<RateLimitOptions>();
             return PartitionedRateLimiter.Create<string, string>(caller => RateLimitPartition.GetTokenBucketLimiter(caller, _ =>
                 new TokenBucketRateLimiterOptions
                 {
@@ -58,6 +62,11 @@ public static class QuotaLedgerHost
         builder.Services.AddGrpcHealthChecks().AddCheck<DatabaseHealthCheck>("ledger-database");
 
         var app = builder.Build();
+        if (!development)
+        {
+            app.Use(app.Services.GetRequiredService<FailedAuthentication>().GateAsync);
+        }
+
         app.UseAuthentication();
         if (development)
         {

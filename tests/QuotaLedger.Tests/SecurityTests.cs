@@ -83,9 +83,9 @@ public sealed class SecurityTests(LedgerFixture fixture)
         await Refusal.AssertAsync(() => w.ProviderA.Ledger.DeductAsync(Deduct(w.A, grantB.GrantId)).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
         await Refusal.AssertAsync(() => w.ProviderA.Ledger.ReleaseAsync(new ReleaseRequest { RequestId = Ids.New(), ProviderUscc = w.A, GrantId = grantB.GrantId, StatementRef = "JS" }).ResponseAsync,
             StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
-        await Refusal.AssertAsync(() => w.ProviderA.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grantB.GrantId }).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => w.ProviderA.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grantB.GrantId }).ResponseAsync, StatusCode.NotFound, "UNKNOWN_GRANT");
         await Refusal.AssertAsync(() => w.ProviderA.Registry.GetContractAsync(new GetContractRequest { ProviderUscc = w.B, ContractNo = w.ContractB }).ResponseAsync,
-            StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+            StatusCode.NotFound, "UNKNOWN_CONTRACT");
         await Refusal.AssertAsync(() => ReadAll(w.ProviderA, new ListEntriesRequest { ProviderUscc = w.B }), StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
         await Refusal.AssertAsync(() => w.ProviderA.Registry.ReviewUnitAsync(new ReviewUnitRequest { RequestId = Ids.New(), ProviderUscc = w.B, UnitUscc = w.U, Approve = true }).ResponseAsync,
             StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
@@ -126,14 +126,14 @@ public sealed class SecurityTests(LedgerFixture fixture)
         Assert.Single(await ReadAll(w.UnitA, new ListEntriesRequest()));
         var otherUnit = (await w.Bureau.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grantB.GrantId })).UnitUscc;
         await Refusal.AssertAsync(() => w.UnitA.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = otherUnit, Year = 2026 }).ResponseAsync,
-            StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
-        await Refusal.AssertAsync(() => w.UnitA.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grantB.GrantId }).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+            StatusCode.NotFound, "UNKNOWN_UNIT");
+        await Refusal.AssertAsync(() => w.UnitA.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grantB.GrantId }).ResponseAsync, StatusCode.NotFound, "UNKNOWN_GRANT");
         await Refusal.AssertAsync(() => ReadAll(w.UnitA, new ListEntriesRequest { UnitUscc = otherUnit }), StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
         await Refusal.AssertAsync(() => w.UnitA.Registry.GetUnitAsync(new GetUnitRequest { UnitUscc = otherUnit }).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
         await Refusal.AssertAsync(() => w.UnitA.Ledger.GrantAsync(Grant(w.A, w.ContractA, 1_000)).ResponseAsync, StatusCode.PermissionDenied, "ROLE_REQUIRED");
         await Refusal.AssertAsync(() => w.UnitA.Admin.TrialBalanceAsync(new TrialBalanceRequest()).ResponseAsync, StatusCode.PermissionDenied, "ROLE_REQUIRED");
         await Refusal.AssertAsync(() => w.ProviderB.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = w.U, Year = 2026 }).ResponseAsync,
-            StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+            StatusCode.NotFound, "UNKNOWN_UNIT");
         Assert.Equal(10_000, (await w.ProviderA.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = w.U, Year = 2026 })).GrantedOpenFen);
 
         // The expert reads the books but changes nothing; the bureau does.
@@ -182,15 +182,15 @@ public sealed class SecurityTests(LedgerFixture fixture)
             ("GetUnit", c => c.Registry.GetUnitAsync(new GetUnitRequest { UnitUscc = w.U }).ResponseAsync,
                 ["OK", "OK", "OK", "OK", "OK"]),
             ("GetContract", c => c.Registry.GetContractAsync(new GetContractRequest { ProviderUscc = w.A, ContractNo = w.ContractA }).ResponseAsync,
-                ["OK", "OK", "NOT_YOUR_RESOURCE", "OK", "OK"]),
+                ["OK", "OK", "UNKNOWN_CONTRACT", "OK", "OK"]),
             ("Grant", c => c.Ledger.GrantAsync(Grant(w.A, w.ContractA, 1)).ResponseAsync,
                 ["ROLE_REQUIRED", "OK", "NOT_YOUR_RESOURCE", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
             ("Deduct", c => c.Ledger.DeductAsync(Deduct(w.A, grant.GrantId)).ResponseAsync,
                 ["ROLE_REQUIRED", "OK", "NOT_YOUR_RESOURCE", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
             ("GetGrant", c => c.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grant.GrantId }).ResponseAsync,
-                ["OK", "OK", "NOT_YOUR_RESOURCE", "OK", "OK"]),
+                ["OK", "OK", "UNKNOWN_GRANT", "OK", "OK"]),
             ("GetUnitYear", c => c.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = w.U, Year = 2026 }).ResponseAsync,
-                ["OK", "OK", "NOT_YOUR_RESOURCE", "OK", "OK"]),
+                ["OK", "OK", "UNKNOWN_UNIT", "OK", "OK"]),
             ("VerifyJournal", c => c.Admin.VerifyJournalAsync(new VerifyJournalRequest()).ResponseAsync,
                 ["OK", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "OK"]),
             ("OpenBatch", c => c.Redemption.OpenBatchAsync(new OpenBatchRequest

@@ -18,6 +18,7 @@ public sealed class StartupTests(LedgerFixture fixture)
     [InlineData("Staging", "http://127.0.0.1:{0}", null, "not Development")]
     [InlineData("Development", "http://0.0.0.0:{0}", null, "loopback only")]
     [InlineData("Production", "http://127.0.0.1:{0}", "ca.pem", "TLS only")]
+    [InlineData("Production", "https://127.0.0.1:{0}", "/nonexistent/ca.pem", "cannot be used")]
     public async Task The_server_refuses_to_start_before_it_listens_unless_secured_or_explicitly_in_loopback_development(
         string environment, string url, string? trustedCa, string reason)
     {

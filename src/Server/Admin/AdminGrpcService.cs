@@ -78,6 +78,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
 
     public override async Task<YearPolicy> GetYearPolicy(GetYearPolicyRequest request, ServerCallContext context)
     {
+        Access.RequireReader(context);
         var year = Validate.Year(request.Year);
         var row = await db.YearPolicies.AsNoTracking().SingleOrDefaultAsync(p => p.Year == year, context.CancellationToken)
             ?? throw new LedgerException(Reason.YearNotOpen, $"There is no policy for {year}; the bureau sets one with SetYearPolicy.");

@@ -54,7 +54,11 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
         }
     }
 
-    public static RpcException ToRpcException(Reason reason, string message, TimeSpan? retryAfter = null)
+    public static RpcException ToRpcException(Reason reason, string message, TimeSpan? retryAfter = null) =>
+        ToStatus(reason, message, retryAfter).ToRpcException();
+
+    /// <summary>The google.rpc.Status of a refusal: its code, message, ErrorInfo and, for a refusal that passes, RetryInfo.</summary>
+    public static Google.Rpc.Status ToStatus(Reason reason, string message, TimeSpan? retryAfter = null)
     {
         var status = new Google.Rpc.Status
         {
@@ -67,7 +71,7 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
             status.Details.Add(Any.Pack(new RetryInfo { RetryDelay = Duration.FromTimeSpan(delay) }));
         }
 
-        return status.ToRpcException();
+        return status;
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unexpected failure in {Method}")]

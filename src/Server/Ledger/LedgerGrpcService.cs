@@ -92,26 +92,26 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
 
     public override async Task<GrantInfo> GetGrant(GetGrantRequest request, ServerCallContext context)
     {
+        var caller = Access.RequireReader(context);
         var grantId = Validate.Id(request.GrantId, "grant_id");
-        var info = await Grants.InfoAsync(db, grantId, time.GetUtcNow(), context.CancellationToken) ?? throw Grants.Unknown(grantId);
-        Access.EnsureParty(Access.CallerOf(context), info.ProviderUscc, info.UnitUscc);
-        return info;
+        var info = await Grants.InfoAsync(db, grantId, time.GetUtcNow(), context.CancellationToken);
+        return info is not null && Access.MayRead(caller, info.ProviderUscc, info.UnitUscc) ? info : throw Grants.Unknown(grantId);
     }
 
     public override async Task<V1.UnitYear> GetUnitYear(GetUnitYearRequest request, ServerCallContext context)
     {
+        var caller = Access.RequireReader(context);
         var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
         var year = Validate.Year(request.Year);
         var ct = context.CancellationToken;
-        if (!await db.Units.AnyAsync(u => u.Uscc == unit, ct))
-        {
-            throw new LedgerException(Reason.UnknownUnit, $"No unit is registered with USCC {unit}.");
-        }
 
-        // A unit reads its own unit-years; a provider those of the units it has a contract with.
-        var caller = Access.CallerOf(context);
+        // A unit reads its own unit-years; a provider those of the units it has a contract with. Anything else answers as
+        // an unknown unit would, so a caller learns nothing of units that are not its business.
         var contracted = caller.Has(Role.Provider) && await db.Contracts.AnyAsync(c => c.ProviderUscc == caller.Uscc && c.UnitUscc == unit, ct);
-        Access.EnsureParty(caller, providerUscc: contracted ? caller.Uscc : "", unitUscc: unit);
+        if (!Access.MayRead(caller, providerUscc: contracted ? caller.Uscc : "", unitUscc: unit) || !await db.Units.AnyAsync(u => u.Uscc == unit, ct))
+        {
+            throw new LedgerException(Reason.UnknownUnit, $"There is no unit {unit} the caller may read.");
+        }
 
         return (await UnitYears.FiguresAsync(db, unit, year, time.GetUtcNow(), ct)).ToApi();
     }
@@ -121,7 +121,7 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
     public override Task ListEntries(ListEntriesRequest request, IServerStreamWriter<JournalEntry> responseStream, ServerCallContext context)
     {
         // A provider's statement is its own entries; a unit's its own (gifts it received included).
-        var caller = Access.CallerOf(context);
+        var caller = Access.RequireReader(context);
         if (!Access.ReadsAll(caller))
         {
             if (caller.Has(Role.Provider))

@@ -252,21 +252,18 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
 
     public override async Task<V1.Redemption> GetRedemption(GetRedemptionRequest request, ServerCallContext context)
     {
+        var caller = Access.Require(context, Role.Bureau, Role.Expert, Role.Unit);
         var redemptionId = Validate.Id(request.RedemptionId, "redemption_id");
-        var redemption = await LoadOrDefaultAsync(redemptionId, context.CancellationToken)
-            ?? throw new LedgerException(Reason.UnknownRedemption, $"There is no redemption {redemptionId}.");
-        var caller = Access.CallerOf(context);
-        if (!Access.ReadsAll(caller))
-        {
-            Access.RequireSelf(context, Role.Unit, redemption.UnitUscc);
-        }
-
-        return redemption;
+        var redemption = await LoadOrDefaultAsync(redemptionId, context.CancellationToken);
+        // The same answer whether it does not exist or is another unit's.
+        return redemption is not null && Access.MayRead(caller, providerUscc: "", redemption.UnitUscc)
+            ? redemption
+            : throw new LedgerException(Reason.UnknownRedemption, $"There is no redemption {redemptionId} the caller may read.");
     }
 
     public override async Task<ListRedemptionsResponse> ListRedemptions(ListRedemptionsRequest request, ServerCallContext context)
     {
-        var caller = Access.CallerOf(context);
+        var caller = Access.Require(context, Role.Bureau, Role.Expert, Role.Unit);
         var unit = request.UnitUscc;
         if (!Access.ReadsAll(caller))
         {

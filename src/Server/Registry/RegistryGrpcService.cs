@@ -88,7 +88,7 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
                 ReviewedAt = time.GetUtcNow(),
             });
             await db.SaveChangesAsync(ct);
-            return await LoadUnit(unit, ct);
+            return await LoadUnit(unit, ct, caller);
         }, context.CancellationToken);
     }
 
@@ -264,19 +264,21 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
 
     public override async Task<Unit> GetUnit(GetUnitRequest request, ServerCallContext context)
     {
-        // Providers read the units they review; a unit reads itself.
-        if (Access.CallerOf(context) is var caller && !Access.ReadsAll(caller) && !caller.Has(Role.Provider))
+        // Providers read the units they review (identity and their own reviews only); a unit reads itself.
+        var caller = Access.RequireReader(context);
+        if (!Access.ReadsAll(caller) && !caller.Has(Role.Provider))
         {
             Access.RequireSelf(context, Role.Unit, request.UnitUscc);
         }
 
         var uscc = Validate.Uscc(request.UnitUscc, "unit_uscc");
         await EnsureUnit(uscc, context.CancellationToken);
-        return await LoadUnit(uscc, context.CancellationToken);
+        return await LoadUnit(uscc, context.CancellationToken, caller);
     }
 
     public override async Task<Provider> GetProvider(GetProviderRequest request, ServerCallContext context)
     {
+        Access.RequireReader(context);
         var uscc = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var row = await db.Providers.AsNoTracking().SingleOrDefaultAsync(p => p.Uscc == uscc, context.CancellationToken)
             ?? throw UnknownProvider(uscc);
@@ -285,19 +287,27 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
 
     public override async Task<Contract> GetContract(GetContractRequest request, ServerCallContext context)
     {
+        var caller = Access.RequireReader(context);
         var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var contractNo = Validate.Text(request.ContractNo, "contract_no", maxLength: 64);
         var row = await db.Contracts.AsNoTracking()
-            .SingleOrDefaultAsync(c => c.ProviderUscc == provider && c.ContractNo == contractNo, context.CancellationToken)
-            ?? throw new LedgerException(Reason.UnknownContract, $"Provider {provider} has no contract '{contractNo}'.");
-        Access.EnsureParty(Access.CallerOf(context), row.ProviderUscc, row.UnitUscc);
+            .SingleOrDefaultAsync(c => c.ProviderUscc == provider && c.ContractNo == contractNo, context.CancellationToken);
+        if (row is null || !Access.MayRead(caller, row.ProviderUscc, row.UnitUscc))
+        {
+            // The same answer whether it does not exist or is not the caller's to read.
+            throw new LedgerException(Reason.UnknownContract, $"Provider {provider} has no contract '{contractNo}' the caller may read.");
+        }
+
         // Expiry takes effect at expires_at: what due grants hold no longer counts as committed on the contract.
         var contract = row.ToApi();
         contract.GrantedFen -= await Grants.LapsedAsync(db.Grants.Where(g => g.ContractId == row.Id), time.GetUtcNow(), context.CancellationToken);
         return contract;
     }
 
-    private async Task<Unit> LoadUnit(string uscc, CancellationToken ct)
+    /// <summary>The unit as <paramref name="viewer"/> may see it. A provider that is neither the unit nor a reader of
+    /// everything sees its identity, standing and kind, and only its own review: not the unit's materials, not other
+    /// providers' reviews or their reasons, not an operator's residents.</summary>
+    private async Task<Unit> LoadUnit(string uscc, CancellationToken ct, Caller? viewer = null)
     {
         var row = await db.Units.AsNoTracking().SingleAsync(u => u.Uscc == uscc, ct);
         var reviews = await db.UnitReviews.AsNoTracking()
@@ -331,6 +341,17 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
             Reason = r.Reason,
             ReviewedAt = r.ReviewedAt.ToTimestamp(),
         }));
+        if (viewer is { } provider && !provider.IsDevelopment && !Access.ReadsAll(provider) && !(provider.Has(Role.Unit) && provider.Uscc == uscc))
+        {
+            unit.MaterialRefs.Clear();
+            unit.Materials.Clear();
+            unit.Residents.Clear();
+            var own = unit.Reviews.Where(r => r.ProviderUscc == provider.Uscc).ToList();
+            unit.Reviews.Clear();
+            unit.Reviews.AddRange(own);
+            unit.Approved = own.Any(r => r.Approved);
+        }
+
         return unit;
     }
 

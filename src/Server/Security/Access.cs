@@ -70,6 +70,16 @@ internal static class Access
         throw new LedgerException(Reason.NotYourResource, $"The caller {caller.Uscc} is not a party to what it asked for.");
     }
 
+    /// <summary>Any caller with a role: every read needs one.</summary>
+    public static Caller RequireReader(ServerCallContext context) => Require(context, Role.Bureau, Role.Expert, Role.Provider, Role.Unit);
+
+    /// <summary>Whether the caller may read what belongs to this provider and unit: either of them, or a reader of everything.
+    /// A read that fails this answers exactly as for a thing that does not exist, so the caller learns nothing of it.</summary>
+    public static bool MayRead(Caller caller, string providerUscc, string unitUscc) =>
+        caller.IsDevelopment || ReadsAll(caller)
+        || (caller.Has(Role.Provider) && caller.Uscc == providerUscc)
+        || (caller.Has(Role.Unit) && caller.Uscc == unitUscc);
+
     /// <summary>Readers of everything: the bureau and its experts (and the development identity).</summary>
     public static bool ReadsAll(Caller caller) => caller.Has(Role.Bureau) || caller.Has(Role.Expert);
 

@@ -8,6 +8,9 @@ public sealed class AuthOptions
     /// subject's CN and its roles (bureau, provider, unit, expert) in OU attributes.</summary>
     public List<string> TrustedClientCaFiles { get; set; } = [];
 
+    /// <summary>CRL files (PEM or DER) of those CAs: a client certificate they list is refused.</summary>
+    public List<string> RevocationListFiles { get; set; } = [];
+
     public JwtIssuerOptions? Jwt { get; set; }
 
     public bool Configured => TrustedClientCaFiles.Count > 0 || Jwt is not null;
@@ -32,4 +35,8 @@ public sealed class RateLimitOptions
 {
     public int PermitsPerSecond { get; set; } = 2_000;
     public int Burst { get; set; } = 4_000;
+
+    /// <summary>Failed authentications an address may make a second, and at once, before it is turned away.</summary>
+    public int FailedAuthenticationsPerSecond { get; set; } = 5;
+    public int FailedAuthenticationBurst { get; set; } = 20;
 }

@@ -27,8 +27,10 @@ public sealed record Caller(string Uscc, IReadOnlySet<Role> Roles, bool IsDevelo
 
     public static string RoleName(Role role) => role.ToString().ToLowerInvariant();
 
-    public static bool TryParseRole(string? name, out Role role) =>
-        Enum.TryParse(name, ignoreCase: true, out role) && Enum.IsDefined(role);
+    private static readonly Dictionary<string, Role> s_roles = Enum.GetValues<Role>().ToDictionary(RoleName, StringComparer.Ordinal);
+
+    /// <summary>A role by its exact name (bureau, provider, unit, expert): "0", "Provider" or "provider,unit" are not roles.</summary>
+    public static bool TryParseRole(string? name, out Role role) => s_roles.TryGetValue(name ?? "", out role);
 
     /// <summary>The principal the authentication handlers build: one USCC claim and a role claim per role.</summary>
     public static ClaimsPrincipal Principal(string uscc, IEnumerable<Role> roles, string scheme)

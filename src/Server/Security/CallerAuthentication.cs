@@ -14,9 +14,8 @@ public static class CallerAuthentication
 {
     public const string Scheme = "Caller";
 
-    public static AuthOptions AddCallerAuthentication(this WebApplicationBuilder builder)
+    public static void AddCallerAuthentication(this WebApplicationBuilder builder, AuthOptions options)
     {
-        var options = builder.Configuration.GetSection("Auth").Get<AuthOptions>() ?? new AuthOptions();
         builder.Services.AddSingleton(options);
 
         // Kestrel asks for a client certificate on TLS endpoints but leaves its validation to the certificate
@@ -33,16 +32,30 @@ public static class CallerAuthentication
                     ? JwtBearerDefaults.AuthenticationScheme
                     : CertificateAuthenticationDefaults.AuthenticationScheme);
 
+        X509Certificate2Collection authorities;
+        RevocationList revocations;
+        try
+        {
+            authorities = [];
+            foreach (var file in options.TrustedClientCaFiles)
+            {
+                authorities.AddRange(LoadPemCertificates(file));
+            }
+
+            revocations = new RevocationList(options.RevocationListFiles, authorities);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or InvalidOperationException)
+        {
+            throw new StartupRefusedException($"The Auth section names client CAs or revocation lists that cannot be used: {e.Message}");
+        }
+
         authentication.AddCertificate(certificate =>
         {
             certificate.AllowedCertificateTypes = CertificateTypes.Chained;
             certificate.ChainTrustValidationMode = X509ChainTrustMode.CustomRootTrust;
             certificate.RevocationMode = X509RevocationMode.NoCheck;
             certificate.ValidateCertificateUse = true;
-            foreach (var file in options.TrustedClientCaFiles)
-            {
-                certificate.CustomTrustStore.AddRange(LoadPemCertificates(file));
-            }
+            certificate.CustomTrustStore.AddRange(authorities);
 
             certificate.Events = new CertificateAuthenticationEvents
             {
@@ -54,22 +67,19 @@ public static class CallerAuthentication
                         return Task.CompletedTask;
                     }
 
-                    var name = context.ClientCertificate.SubjectName;
-                    var uscc = name.EnumerateRelativeDistinguishedNames()
-                        .Where(n => n.GetSingleElementType().Value == "2.5.4.3")
-                        .Select(n => n.GetSingleElementValue())
-                        .FirstOrDefault();
-                    var roles = name.EnumerateRelativeDistinguishedNames()
-                        .Where(n => n.GetSingleElementType().Value == "2.5.4.11")
-                        .Select(n => Caller.TryParseRole(n.GetSingleElementValue(), out var role) ? role : (Role?)null)
-                        .OfType<Role>();
-                    if (!Uscc.IsValid(uscc))
+                    if (revocations.IsRevoked(context.ClientCertificate))
                     {
-                        context.Fail("The certificate's CN is not a valid USCC.");
+                        context.Fail("The certificate is revoked.");
                         return Task.CompletedTask;
                     }
 
-                    context.Principal = Caller.Principal(uscc!, roles, context.Scheme.Name);
+                    if (ReadSubject(context.ClientCertificate.SubjectName) is not { } subject)
+                    {
+                        context.Fail("The certificate's subject is not one CN holding a valid USCC with single-valued name parts.");
+                        return Task.CompletedTask;
+                    }
+
+                    context.Principal = Caller.Principal(subject.Uscc, subject.Roles, context.Scheme.Name);
                     context.Success();
                     return Task.CompletedTask;
                 },
@@ -87,11 +97,18 @@ public static class CallerAuthentication
                 return;
             }
 
+            var key = LoadPublicKey(issuer.SigningKeyFile);
             jwt.TokenValidationParameters = new TokenValidationParameters
             {
                 ValidIssuer = issuer.Issuer,
                 ValidAudience = issuer.Audience,
-                IssuerSigningKey = LoadPublicKey(issuer.SigningKeyFile),
+                IssuerSigningKey = key,
+                // Pinned to the issuer key's own algorithm: no "none", no HMAC with the public key as secret.
+                ValidAlgorithms = key is ECDsaSecurityKey
+                    ? [SecurityAlgorithms.EcdsaSha256, SecurityAlgorithms.EcdsaSha384, SecurityAlgorithms.EcdsaSha512]
+                    : [SecurityAlgorithms.RsaSha256, SecurityAlgorithms.RsaSha384, SecurityAlgorithms.RsaSha512],
+                RequireSignedTokens = true,
+                RequireExpirationTime = true,
                 ValidateIssuer = true,
                 ValidateAudience = true,
                 ValidateLifetime = true,
@@ -117,7 +134,6 @@ public static class CallerAuthentication
                 },
             };
         });
-        return options;
     }
 
     /// <summary>Token lifetimes are judged by the server's clock (the injected <see cref="TimeProvider"/>), like everything else.</summary>
@@ -131,6 +147,41 @@ public static class CallerAuthentication
                 return (notBefore is null || notBefore.Value <= now + skew) && expires is not null && expires.Value > now - skew;
             };
         });
+
+    /// <summary>The caller a certificate's subject names: exactly one CN, a valid USCC, and its OUs that are role names.
+    /// Null for a malformed subject (a multi-valued part, no CN or several), never an exception.</summary>
+    internal static (string Uscc, List<Role> Roles)? ReadSubject(X500DistinguishedName subject)
+    {
+        var names = new List<string>();
+        var roles = new List<Role>();
+        try
+        {
+            foreach (var part in subject.EnumerateRelativeDistinguishedNames())
+            {
+                if (part.HasMultipleElements)
+                {
+                    return null;
+                }
+
+                var value = part.GetSingleElementValue();
+                switch (part.GetSingleElementType().Value)
+                {
+                    case "2.5.4.3":
+                        names.Add(value ?? "");
+                        break;
+                    case "2.5.4.11" when Caller.TryParseRole(value, out var role):
+                        roles.Add(role);
+                        break;
+                }
+            }
+        }
+        catch (CryptographicException)
+        {
+            return null;
+        }
+
+        return names is [var uscc] && Uscc.IsValid(uscc) ? (uscc, roles) : null;
+    }
 
     public static X509Certificate2Collection LoadPemCertificates(string path)
     {

@@ -8,7 +8,7 @@ namespace QuotaLedger.Server.Security;
 /// <summary>Establishes the caller of every ledger call: an authenticated identity, or the development identity when
 /// nothing is configured and the call comes over loopback; anyone else is UNAUTHENTICATED. Then applies the caller's
 /// rate limit, refusing with RESOURCE_EXHAUSTED and a retry hint rather than queueing without bound.</summary>
-internal sealed class CallerInterceptor(SecurityMode mode, PartitionedRateLimiter<string> limiter) : Interceptor
+internal sealed class CallerInterceptor(SecurityMode mode, PartitionedRateLimiter<string> limiter, FailedAuthentication failures) : Interceptor
 {
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
         TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
@@ -46,6 +46,7 @@ internal sealed class CallerInterceptor(SecurityMode mode, PartitionedRateLimite
 
         if (caller is null)
         {
+            failures.RecordFailure(http);
             throw new LedgerException(Reason.Unauthenticated,
                 "The call carries no valid credentials: present a client certificate from a trusted CA or a bearer token from a trusted issuer.");
         }

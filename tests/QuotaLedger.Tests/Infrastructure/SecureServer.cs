@@ -43,10 +43,11 @@ public sealed class SecureServer : IAsyncDisposable
 
     public string Address { get; }
 
-    public static async Task<SecureServer> StartAsync(TestDatabase database, DateTimeOffset now, IDictionary<string, string?>? settings = null)
+    public static async Task<SecureServer> StartAsync(TestDatabase database, DateTimeOffset now, IDictionary<string, string?>? settings = null,
+        X509Certificate2? clientCa = null)
     {
         var directory = Directory.CreateTempSubdirectory("quotaledger-pki-").FullName;
-        var ca = DevelopmentPki.CreateCa();
+        var ca = clientCa ?? DevelopmentPki.CreateCa();
         var server = DevelopmentPki.CreateServer(ca);
         await File.WriteAllTextAsync(Path.Combine(directory, "ca.pem"), ca.ExportCertificatePem());
         await File.WriteAllTextAsync(Path.Combine(directory, "server.pem"), server.ExportCertificatePem());
