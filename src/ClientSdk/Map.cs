@@ -7,6 +7,11 @@ internal static class Map
 {
     public static string Date(DateOnly date) => date.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
 
+    public static LedgerReceipt? From(V1.Receipt? r) => r is null ? null : new(r.EntryId, Convert.ToHexStringLower(r.EntryHash.Span), r.ChainKey);
+
+    public static CheckpointInfo From(V1.Checkpoint c) => new(c.CheckpointId, c.Decoded.Sequence, c.Decoded.CreatedAt.ToDateTimeOffset(), c.KeyId,
+        c.Decoded.Entries, c.Decoded.Heads.Count, Convert.ToHexStringLower(c.Digest.Span));
+
     public static DateOnly Date(string date) => DateOnly.ParseExact(date, "yyyy-MM-dd", CultureInfo.InvariantCulture);
 
     public static UnitYearFigures From(V1.UnitYear u) =>

@@ -220,7 +220,16 @@ public sealed record UnitYearFigures(string UnitUscc, int Year, Fen Cap, Fen Gra
 /// <param name="GrantedAt">When.</param>
 /// <param name="ExpiresAt">When it expires.</param>
 /// <param name="UnitYear">The unit-year after the grant.</param>
-public sealed record GrantResult(long GrantId, Fen Amount, int RatioBp, DateTimeOffset GrantedAt, DateTimeOffset ExpiresAt, UnitYearFigures UnitYear);
+/// <param name="Receipt">The journal entry that recorded it.</param>
+public sealed record GrantResult(long GrantId, Fen Amount, int RatioBp, DateTimeOffset GrantedAt, DateTimeOffset ExpiresAt, UnitYearFigures UnitYear,
+    LedgerReceipt? Receipt);
+
+/// <summary>What the ledger acknowledged for a write: the journal entry it wrote and that entry's hash, which chains to
+/// every entry before it. Keep it: a signed checkpoint that covers the entry later proves the ledger recorded it so.</summary>
+/// <param name="EntryId">The journal entry.</param>
+/// <param name="EntryHash">Its hash, hex.</param>
+/// <param name="ChainKey">Its chain (the unit-year "USCC:year", or the year).</param>
+public sealed record LedgerReceipt(long EntryId, string EntryHash, string ChainKey);
 
 /// <summary>A deduction just made.</summary>
 /// <param name="DeductionId">Its id.</param>
@@ -228,13 +237,15 @@ public sealed record GrantResult(long GrantId, Fen Amount, int RatioBp, DateTime
 /// <param name="Applied">What the grant covered: the share, capped at what it held.</param>
 /// <param name="GrantRemaining">What the grant holds now.</param>
 /// <param name="UnitYear">The unit-year after the deduction.</param>
-public sealed record DeductionResult(long DeductionId, Fen Requested, Fen Applied, Fen GrantRemaining, UnitYearFigures UnitYear);
+/// <param name="Receipt">The journal entry that recorded it.</param>
+public sealed record DeductionResult(long DeductionId, Fen Requested, Fen Applied, Fen GrantRemaining, UnitYearFigures UnitYear, LedgerReceipt? Receipt);
 
 /// <summary>A grant just released.</summary>
 /// <param name="GrantId">The grant.</param>
 /// <param name="Released">What went back to the pool.</param>
 /// <param name="UnitYear">The unit-year after the release.</param>
-public sealed record ReleaseResult(long GrantId, Fen Released, UnitYearFigures UnitYear);
+/// <param name="Receipt">The journal entry that returned the rest (none when the grant held nothing).</param>
+public sealed record ReleaseResult(long GrantId, Fen Released, UnitYearFigures UnitYear, LedgerReceipt? Receipt);
 
 /// <summary>A grant and its amounts.</summary>
 /// <param name="GrantId">Its id.</param>
@@ -262,7 +273,9 @@ public sealed record GrantDetails(long GrantId, string ProviderUscc, string Unit
 /// <param name="SourceRemaining">What the operator's grant holds now.</param>
 /// <param name="OperatorUnitYear">The operator's unit-year after the gift.</param>
 /// <param name="ResidentUnitYear">The resident's unit-year after the gift.</param>
-public sealed record GiftResult(GrantDetails Grant, long SourceGrantId, Fen SourceRemaining, UnitYearFigures OperatorUnitYear, UnitYearFigures ResidentUnitYear);
+/// <param name="Receipt">The journal entry that recorded it.</param>
+public sealed record GiftResult(GrantDetails Grant, long SourceGrantId, Fen SourceRemaining, UnitYearFigures OperatorUnitYear, UnitYearFigures ResidentUnitYear,
+    LedgerReceipt? Receipt);
 
 /// <summary>One side of a journal entry.</summary>
 /// <param name="AccountId">The account.</param>

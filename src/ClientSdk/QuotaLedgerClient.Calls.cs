@@ -14,7 +14,8 @@ public sealed partial class QuotaLedgerClient
     {
         var request = new V1.GrantRequest { RequestId = requestId ?? NewRequestId(), ProviderUscc = providerUscc, ContractNo = contractNo, AmountFen = amount.Value };
         var r = await CallAsync(o => _ledger.GrantAsync(request, o), cancellationToken);
-        return new GrantResult(r.GrantId, new Fen(r.AmountFen), r.RatioBp, r.GrantedAt.ToDateTimeOffset(), r.ExpiresAt.ToDateTimeOffset(), Map.From(r.UnitYear));
+        return new GrantResult(r.GrantId, new Fen(r.AmountFen), r.RatioBp, r.GrantedAt.ToDateTimeOffset(), r.ExpiresAt.ToDateTimeOffset(), Map.From(r.UnitYear),
+            Map.From(r.Receipt));
     }
 
     /// <summary>Deducts the voucher share of an invoice from a grant (Art 10), capped at what the grant holds.</summary>
@@ -34,7 +35,8 @@ public sealed partial class QuotaLedgerClient
             InvoiceAmountFen = invoiceAmount.Value, InvoiceDate = Map.Date(invoiceDate),
         };
         var r = await CallAsync(o => _ledger.DeductAsync(request, o), cancellationToken);
-        return new DeductionResult(r.DeductionId, new Fen(r.RequestedFen), new Fen(r.AppliedFen), new Fen(r.GrantRemainingFen), Map.From(r.UnitYear));
+        return new DeductionResult(r.DeductionId, new Fen(r.RequestedFen), new Fen(r.AppliedFen), new Fen(r.GrantRemainingFen), Map.From(r.UnitYear),
+            Map.From(r.Receipt));
     }
 
     /// <summary>Releases a grant inside its validity (Art 11): what it holds returns to the pool.</summary>
@@ -47,7 +49,7 @@ public sealed partial class QuotaLedgerClient
     {
         var request = new V1.ReleaseRequest { RequestId = requestId ?? NewRequestId(), ProviderUscc = providerUscc, GrantId = grantId, StatementRef = statementRef };
         var r = await CallAsync(o => _ledger.ReleaseAsync(request, o), cancellationToken);
-        return new ReleaseResult(r.GrantId, new Fen(r.ReleasedFen), Map.From(r.UnitYear));
+        return new ReleaseResult(r.GrantId, new Fen(r.ReleasedFen), Map.From(r.UnitYear), Map.From(r.Receipt));
     }
 
     /// <summary>An OPC community operator gives open quota of its grant to a resident on its list (Art 15).</summary>
@@ -61,7 +63,8 @@ public sealed partial class QuotaLedgerClient
     {
         var request = new V1.GiftRequest { RequestId = requestId ?? NewRequestId(), OperatorUscc = operatorUscc, GrantId = grantId, ResidentUscc = residentUscc, AmountFen = amount.Value };
         var r = await CallAsync(o => _ledger.GiftAsync(request, o), cancellationToken);
-        return new GiftResult(Map.From(r.Grant), r.SourceGrantId, new Fen(r.SourceRemainingFen), Map.From(r.OperatorUnitYear), Map.From(r.ResidentUnitYear));
+        return new GiftResult(Map.From(r.Grant), r.SourceGrantId, new Fen(r.SourceRemainingFen), Map.From(r.OperatorUnitYear), Map.From(r.ResidentUnitYear),
+            Map.From(r.Receipt));
     }
 
     /// <summary>A grant's amounts and status.</summary>

@@ -1,3 +1,5 @@
+using Grpc.Core;
+
 namespace QuotaLedger.Client;
 
 public sealed partial class QuotaLedgerClient
@@ -110,9 +112,52 @@ public sealed partial class QuotaLedgerClient
 
     /// <summary>Recomputes every journal chain and account balance; names the first entry or account that does not match.</summary>
     /// <param name="cancellationToken">Cancels the call.</param>
-    public async Task<JournalVerdict> VerifyJournalAsync(CancellationToken cancellationToken = default)
+    public async Task<JournalVerdict> VerifyJournalAsync(CancellationToken cancellationToken = default) =>
+        await VerifyJournalAsync(checkpointId: 0, cancellationToken);
+
+    /// <summary>Recomputes the journal against a signed checkpoint (0: the latest; -1: none).</summary>
+    /// <param name="checkpointId">The checkpoint.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public async Task<JournalVerdict> VerifyJournalAsync(long checkpointId, CancellationToken cancellationToken = default)
     {
-        var r = await CallAsync(o => _admin.VerifyJournalAsync(new V1.VerifyJournalRequest(), o), cancellationToken);
-        return new JournalVerdict(r.Ok, r.EntriesChecked, r.FirstBadEntryId == 0 ? null : r.FirstBadEntryId, r.FirstBadAccountId == 0 ? null : r.FirstBadAccountId, r.Problem);
+        var r = await CallAsync(o => _admin.VerifyJournalAsync(new V1.VerifyJournalRequest { CheckpointId = checkpointId }, o), cancellationToken);
+        return new JournalVerdict(r.Ok, r.EntriesChecked, r.FirstBadEntryId == 0 ? null : r.FirstBadEntryId, r.FirstBadAccountId == 0 ? null : r.FirstBadAccountId,
+            r.Problem, r.CheckpointId == 0 ? null : r.CheckpointId);
+    }
+
+    /// <summary>Signs a checkpoint of the journal now (the bureau).</summary>
+    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    public async Task<CheckpointInfo> MakeCheckpointAsync(string? requestId = null, CancellationToken cancellationToken = default) =>
+        Map.From(await CallAsync(o => _admin.MakeCheckpointAsync(new V1.MakeCheckpointRequest { RequestId = requestId ?? NewRequestId() }, o), cancellationToken));
+
+    /// <summary>Writes the whole journal and every signed checkpoint, one JSON object per line each (the API's
+    /// JournalEntry and Checkpoint), for an auditor to check offline with <c>dotnet QuotaLedger.Server.dll audit</c>.
+    /// Needs the bureau's or an expert's rights.</summary>
+    /// <param name="entries">Where the entries go.</param>
+    /// <param name="checkpoints">Where the checkpoints go.</param>
+    /// <param name="cancellationToken">Stops the export.</param>
+    public async Task ExportJournalAsync(TextWriter entries, TextWriter checkpoints, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            using (var call = _admin.ListCheckpoints(new V1.ListCheckpointsRequest(), cancellationToken: cancellationToken))
+            {
+                await foreach (var checkpoint in call.ResponseStream.ReadAllAsync(cancellationToken))
+                {
+                    await checkpoints.WriteLineAsync(Google.Protobuf.JsonFormatter.Default.Format(checkpoint));
+                }
+            }
+
+            using var stream = _ledger.ListEntries(new V1.ListEntriesRequest(), cancellationToken: cancellationToken);
+            await foreach (var entry in stream.ResponseStream.ReadAllAsync(cancellationToken))
+            {
+                await entries.WriteLineAsync(Google.Protobuf.JsonFormatter.Default.Format(entry));
+            }
+        }
+        catch (RpcException error)
+        {
+            throw new QuotaLedgerException(error);
+        }
     }
 }

@@ -78,7 +78,18 @@ public sealed record ClawBackResult(long ClawBackId, long OriginalEntryId, long 
 /// <param name="FirstBadEntryId">The first entry that does not match, if any.</param>
 /// <param name="FirstBadAccountId">The first account whose balance differs from its postings, if any.</param>
 /// <param name="Problem">What is wrong, for a person.</param>
-public sealed record JournalVerdict(bool Ok, long EntriesChecked, long? FirstBadEntryId, long? FirstBadAccountId, string Problem);
+/// <param name="CheckpointId">The signed checkpoint the journal was checked against, if any.</param>
+public sealed record JournalVerdict(bool Ok, long EntriesChecked, long? FirstBadEntryId, long? FirstBadAccountId, string Problem, long? CheckpointId);
+
+/// <summary>A signed checkpoint of the journal.</summary>
+/// <param name="CheckpointId">Its id.</param>
+/// <param name="Sequence">Its place in the checkpoints' own chain (1 for the first).</param>
+/// <param name="CreatedAt">When it was made.</param>
+/// <param name="KeyId">The hex SHA-256 of the signing key's SubjectPublicKeyInfo.</param>
+/// <param name="Entries">How many entries it and the checkpoints before it sign.</param>
+/// <param name="Chains">How many chains it holds the heads of.</param>
+/// <param name="Digest">The hex SHA-256 of its signed body.</param>
+public sealed record CheckpointInfo(long CheckpointId, long Sequence, DateTimeOffset CreatedAt, string KeyId, long Entries, int Chains, string Digest);
 
 /// <summary>What to claw back.</summary>
 public enum ClawBackTarget

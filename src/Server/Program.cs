@@ -7,6 +7,11 @@ if (args.Length > 0 && args[0] == "dev-pki")
     return DevelopmentPki.Run(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == "audit")
+{
+    return await QuotaLedger.Server.Admin.JournalAudit.RunAsync(args[1..], Console.Out);
+}
+
 if (args.Length > 0 && args[0] == "migrate")
 {
     return await Schema.RunMigrateCommandAsync(args[1..]);

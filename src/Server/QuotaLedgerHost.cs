@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using QuotaLedger.Server.Admin;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Ledger;
+using QuotaLedger.Server.Posting;
 using QuotaLedger.Server.Registry;
 using QuotaLedger.Server.Security;
 using QuotaLedger.Server.Storage;
@@ -33,6 +34,7 @@ public static class QuotaLedgerHost
         var auth = builder.Configuration.GetSection("Auth").Get<AuthOptions>() ?? new AuthOptions();
         var development = DevelopmentMode.Decide(builder.Configuration, builder.Environment, auth);
         builder.AddCallerAuthentication(auth);
+        AddCheckpoints(builder, development);
         builder.Services.AddSingleton(new SecurityMode(development));
         builder.Services.AddSingleton(services =>
             services.GetRequiredService<IConfiguration>().GetSection("RateLimits").Get<RateLimitOptions>() ?? new RateLimitOptions());
@@ -80,6 +82,28 @@ public static class QuotaLedgerHost
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         return app;
+    }
+
+    /// <summary>The checkpoint signer, from <c>Checkpoints:SigningKeyFile</c>, which secured mode requires (checked before
+    /// the server listens). In development without one, a key beside the local cluster's folder. Read from the
+    /// configuration as it stands when first used, so hosts that add configuration late (tests) are heard.</summary>
+    private static void AddCheckpoints(WebApplicationBuilder builder, bool development)
+    {
+        if (!development && string.IsNullOrWhiteSpace(builder.Configuration["Checkpoints:SigningKeyFile"]))
+        {
+            // Throws the refusal that says what to configure.
+            CheckpointSigner.FromOptions(new CheckpointOptions(), development: false, "");
+        }
+
+        builder.Services.AddSingleton(services =>
+        {
+            var configuration = services.GetRequiredService<IConfiguration>();
+            var options = configuration.GetSection("Checkpoints").Get<CheckpointOptions>() ?? new CheckpointOptions();
+            var localFolder = Path.GetDirectoryName(Path.GetFullPath(configuration["LocalPostgres:DataDirectory"] ?? "/var/tmp/quotaledger/pgdata"))!;
+            return CheckpointSigner.FromOptions(options, services.GetRequiredService<SecurityMode>().Development,
+                Path.Combine(localFolder, "checkpoint-signing.key"));
+        });
+        builder.Services.AddHostedService<CheckpointService>();
     }
 
     /// <summary><c>--config-file PATH</c>: a JSON file read after appsettings but before environment variables and the

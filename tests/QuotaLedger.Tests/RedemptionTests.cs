@@ -67,6 +67,8 @@ public sealed class RedemptionTests(LedgerFixture fixture)
         await Refusal.AssertAsync(() => server.Redemption.DisburseAsync(new DisburseRequest { RequestId = Ids.New(), RedemptionId = second.RedemptionId, PaymentRef = "x" }).ResponseAsync,
             StatusCode.InvalidArgument, "INVALID_AMOUNT");
 
+        Assert.NotNull(paid.Receipt);
+        paid.Receipt = null;
         Assert.Equal(paid, await server.Redemption.GetRedemptionAsync(new GetRedemptionRequest { RedemptionId = redemption.RedemptionId }));
         var listed = await server.Redemption.ListRedemptionsAsync(new ListRedemptionsRequest { BatchId = batch.BatchId });
         Assert.Equal([redemption.RedemptionId, second.RedemptionId], listed.Redemptions.Select(r => r.RedemptionId));

@@ -13,7 +13,14 @@ using EntryKind = QuotaLedger.Server.Storage.EntryKind;
 namespace QuotaLedger.Server.Admin;
 
 /// <summary>The bureau's calls: the year's policy, funding the pool (Art 6), and the books.</summary>
-internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, TimeProvider time, IServiceScopeFactory scopes, ILogger<AdminGrpcService> logger)
+internal sealed class AdminGrpcService(
+    LedgerDb db,
+    Idempotency idempotency,
+    TimeProvider time,
+    IServiceScopeFactory scopes,
+    LedgerDatabase database,
+    CheckpointSigner signer,
+    ILogger<AdminGrpcService> logger)
     : AdminService.AdminServiceBase
 {
     public override Task<YearPolicy> SetYearPolicy(SetYearPolicyRequest request, ServerCallContext context)
@@ -113,7 +120,7 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
             var accounts = await db.Accounts.AsNoTracking()
                 .Where(a => a.Year == year && (a.Kind == AccountKind.Funding || a.Kind == AccountKind.Pool))
                 .ToDictionaryAsync(a => a.Kind, a => a.Id, ct);
-            await Journal.PostAsync(db, new JournalEntryRow
+            var entry = new JournalEntryRow
             {
                 Kind = EntryKind.Funding,
                 CreatedAt = time.GetUtcNow(),
@@ -121,12 +128,15 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
                 RequestId = request.RequestId,
                 Caller = by,
                 Memo = $"budget funding {year}",
-            },
+            };
+            await Journal.PostAsync(db, entry,
             [
                 Leg.Debit(accounts[AccountKind.Pool], AccountKind.Pool, amount),
                 Leg.Credit(accounts[AccountKind.Funding], AccountKind.Funding, amount),
             ], ct);
-            return await ProgramYearAsync(year, policy, ct);
+            var figures = await ProgramYearAsync(year, policy, ct);
+            figures.Receipt = entry.ToReceipt();
+            return figures;
         }, context.CancellationToken);
     }
 
@@ -196,7 +206,51 @@ internal sealed class AdminGrpcService(LedgerDb db, Idempotency idempotency, Tim
     public override Task<VerifyJournalResponse> VerifyJournal(VerifyJournalRequest request, ServerCallContext context)
     {
         Access.Require(context, Role.Bureau, Role.Expert);
-        return JournalVerification.VerifyAsync(db, context.CancellationToken);
+        return JournalVerification.VerifyAsync(database.DataSource, signer, request.CheckpointId, context.CancellationToken);
+    }
+
+    public override Task<Checkpoint> MakeCheckpoint(MakeCheckpointRequest request, ServerCallContext context)
+    {
+        var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
+        // The checkpoint is made on a connection of its own; this call's transaction holds the request id, so a retry
+        // gets the same checkpoint.
+        return idempotency.RunAsync(by, request.RequestId, nameof(MakeCheckpoint), request, async ct =>
+            Checkpoints.ToApi(await Checkpoints.MakeAsync(database.DataSource, signer, time.GetUtcNow(), ct)), context.CancellationToken);
+    }
+
+    public override async Task<Checkpoint> GetCheckpoint(GetCheckpointRequest request, ServerCallContext context)
+    {
+        Access.Require(context, Role.Bureau, Role.Expert);
+        var ct = context.CancellationToken;
+        var row = request.CheckpointId == 0
+            ? await db.Checkpoints.AsNoTracking().OrderByDescending(c => c.Id).FirstOrDefaultAsync(ct)
+            : await db.Checkpoints.AsNoTracking().SingleOrDefaultAsync(c => c.Id == request.CheckpointId, ct);
+        return row is null
+            ? throw new LedgerException(Reason.InvalidArgument, request.CheckpointId == 0
+                ? "No checkpoint has been made yet; the bureau calls MakeCheckpoint, or the server makes one every Checkpoints:Interval."
+                : $"There is no checkpoint {request.CheckpointId}.")
+            : Checkpoints.ToApi(row);
+    }
+
+    public override async Task ListCheckpoints(ListCheckpointsRequest request, IServerStreamWriter<Checkpoint> responseStream, ServerCallContext context)
+    {
+        Access.Require(context, Role.Bureau, Role.Expert);
+        var after = request.AfterCheckpointId;
+        while (true)
+        {
+            var page = await db.Checkpoints.AsNoTracking().Where(c => c.Id > after).OrderBy(c => c.Id).Take(20).ToListAsync(context.CancellationToken);
+            if (page.Count == 0)
+            {
+                return;
+            }
+
+            foreach (var row in page)
+            {
+                await responseStream.WriteAsync(Checkpoints.ToApi(row), context.CancellationToken);
+            }
+
+            after = page[^1].Id;
+        }
     }
 
     /// <summary>Locks the year's funding account (when there is one) and returns what has been funded.</summary>

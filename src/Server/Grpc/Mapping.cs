@@ -9,6 +9,14 @@ internal static class Mapping
 {
     public static Timestamp ToTimestamp(this DateTimeOffset value) => Timestamp.FromDateTimeOffset(value);
 
+    /// <summary>The receipt of an entry just written: its id, hash and chain.</summary>
+    public static V1.Receipt ToReceipt(this JournalEntryRow entry) => new()
+    {
+        EntryId = entry.Id,
+        EntryHash = Google.Protobuf.ByteString.CopyFrom(entry.Hash),
+        ChainKey = entry.ChainKey,
+    };
+
     public static string ToApiDate(this DateOnly date) => date.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
 
     public static V1.Standing ToApi(this PartyStanding standing) => standing switch

@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Npgsql;
+using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Posting;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
@@ -312,6 +313,7 @@ internal static class DeductionBatch
             AppliedFen = applied.Value,
             GrantRemainingFen = grant.BalanceFen,
             UnitYear = figures.ToApi(),
+            Receipt = entry.ToReceipt(),
         };
     }
 
@@ -362,8 +364,8 @@ internal static class DeductionBatch
                 entries.Select(e => e.Id).ToArray(), entries.Select(e => e.Year).ToArray(), entries.Select(e => e.UnitUscc!).ToArray(),
                 entries.Select(e => e.ProviderUscc!).ToArray(), entries.Select(e => e.GrantId!.Value).ToArray(),
                 entries.Select(e => e.DeductionId!.Value).ToArray(), entries.Select(e => e.RequestId).ToArray(), entries.Select(e => e.Caller).ToArray(),
-                entries.Select(e => e.Memo).ToArray(), entries.Select(e => e.ChainKey!).ToArray(), entries.Select(e => e.PrevHash!).ToArray(),
-                entries[0].CreatedAt, entries.Select(e => e.Hash!).ToArray());
+                entries.Select(e => e.Memo).ToArray(), entries.Select(e => e.ChainKey).ToArray(), entries.Select(e => e.PrevHash).ToArray(),
+                entries[0].CreatedAt, entries.Select(e => e.Hash).ToArray());
 
             Add(batch,
                 """

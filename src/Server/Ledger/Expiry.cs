@@ -102,7 +102,7 @@ internal static partial class Expiry
             return null;
         }
 
-        var held = await GrantReturns.CloseAsync(db, grant, GrantState.Expired, requestId, caller, now,
+        var (held, _) = await GrantReturns.CloseAsync(db, grant, GrantState.Expired, requestId, caller, now,
             $"expired at {grant.ExpiresAt:u}", statementRef: null, ct);
         await transaction.CommitAsync(ct);
         return held;

@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Posting;
 using QuotaLedger.Server.Registry;
 using QuotaLedger.Server.Rules;
@@ -86,7 +87,7 @@ internal static class Gifts
         db.Grants.Add(gift);
         await db.SaveChangesAsync(ct);
 
-        await Journal.PostAsync(db, new JournalEntryRow
+        var entry = new JournalEntryRow
         {
             Kind = EntryKind.Gift,
             CreatedAt = now,
@@ -99,7 +100,8 @@ internal static class Gifts
             RequestId = requestId,
             Caller = by,
             Memo = $"OPC gift to resident {residentUscc}",
-        },
+        };
+        await Journal.PostAsync(db, entry,
         [
             Leg.Debit(gift.AccountId, AccountKind.Grant, amount),
             Leg.Credit(source.AccountId, AccountKind.Grant, amount, Reason.GrantEmpty),
@@ -112,6 +114,7 @@ internal static class Gifts
             SourceRemainingFen = (held - amount).Value,
             OperatorUnitYear = (await UnitYears.FiguresAsync(db, operatorUscc, source.Year, now, ct)).ToApi(),
             ResidentUnitYear = (residentBefore with { GrantedOpen = residentBefore.GrantedOpen + amount }).ToApi(),
+            Receipt = entry.ToReceipt(),
         };
     }
 

@@ -10,7 +10,8 @@ namespace QuotaLedger.Server.Ledger;
 /// the grant's unit-year lock.</summary>
 internal static class GrantReturns
 {
-    public static async Task<Fen> CloseAsync(LedgerDb db, GrantRow grant, GrantState closedAs, string requestId, string caller,
+    /// <summary>Closes the grant; returns what went back to the pool and the entry that moved it (none when it held nothing).</summary>
+    public static async Task<(Fen Held, JournalEntryRow? Entry)> CloseAsync(LedgerDb db, GrantRow grant, GrantState closedAs, string requestId, string caller,
         DateTimeOffset now, string memo, string? statementRef, CancellationToken ct)
     {
         var held = new Fen(grant.Account!.BalanceFen);
@@ -27,13 +28,13 @@ internal static class GrantReturns
 
         if (!held.IsPositive)
         {
-            return held;
+            return (held, null);
         }
 
         await db.Contracts.Where(c => c.Id == grant.ContractId)
             .ExecuteUpdateAsync(s => s.SetProperty(c => c.GrantedFen, c => c.GrantedFen - held.Value), ct);
         var poolId = await db.Accounts.Where(a => a.Kind == AccountKind.Pool && a.Year == grant.Year).Select(a => a.Id).SingleAsync(ct);
-        await Journal.PostAsync(db, new JournalEntryRow
+        var entry = new JournalEntryRow
         {
             Kind = closedAs == GrantState.Released ? EntryKind.Release : EntryKind.Expiry,
             CreatedAt = now,
@@ -44,11 +45,12 @@ internal static class GrantReturns
             RequestId = requestId,
             Caller = caller,
             Memo = memo,
-        },
+        };
+        await Journal.PostAsync(db, entry,
         [
             Leg.Debit(poolId, AccountKind.Pool, held),
             Leg.Credit(grant.AccountId, AccountKind.Grant, held),
         ], ct);
-        return held;
+        return (held, entry);
     }
 }

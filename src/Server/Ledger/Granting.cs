@@ -91,7 +91,7 @@ internal static class Granting
         db.Grants.Add(grant);
         await db.SaveChangesAsync(ct);
 
-        await Journal.PostAsync(db, new JournalEntryRow
+        var entry = new JournalEntryRow
         {
             Kind = EntryKind.Grant,
             CreatedAt = now,
@@ -102,7 +102,8 @@ internal static class Granting
             RequestId = call.RequestId,
             Caller = call.By,
             Memo = $"grant on contract {call.ContractNo}",
-        },
+        };
+        await Journal.PostAsync(db, entry,
         [
             Leg.Debit(grant.AccountId, AccountKind.Grant, amount),
             Leg.Credit(poolId, AccountKind.Pool, amount, Reason.BudgetExhausted),
@@ -116,6 +117,7 @@ internal static class Granting
             GrantedAt = now.ToTimestamp(),
             RatioBp = ratio.Value,
             UnitYear = (before with { GrantedOpen = before.GrantedOpen + amount }).ToApi(),
+            Receipt = entry.ToReceipt(),
         };
     }
 }

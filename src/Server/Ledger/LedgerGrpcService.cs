@@ -67,13 +67,14 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
 
             var now = time.GetUtcNow();
             Grants.EnsureOpen(grant, now, "release");
-            var released = await GrantReturns.CloseAsync(db, grant, GrantState.Released, request.RequestId, by, now,
+            var (released, entry) = await GrantReturns.CloseAsync(db, grant, GrantState.Released, request.RequestId, by, now,
                 $"released, joint statement {statementRef}", statementRef, ct);
             return new ReleaseResponse
             {
                 GrantId = grantId,
                 ReleasedFen = released.Value,
                 UnitYear = (await UnitYears.FiguresAsync(db, grant.UnitUscc, grant.Year, now, ct)).ToApi(),
+                Receipt = entry?.ToReceipt(),
             };
         }, context.CancellationToken);
     }

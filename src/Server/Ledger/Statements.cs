@@ -47,11 +47,18 @@ internal static class Statements
                     SourceId = row.DeductionId ?? row.GrantId ?? 0,
                     CounterpartyUscc = row.CounterpartyUscc ?? "",
                     CounterpartyGrantId = row.CounterpartyGrantId ?? 0,
-                    ReversesEntryId = row.ReversesEntryId ?? 0,
                     RequestId = row.RequestId,
                     Caller = row.Caller,
                     Memo = row.Memo,
+                    ChainKey = row.ChainKey,
+                    PrevHash = Google.Protobuf.ByteString.CopyFrom(row.PrevHash),
+                    Hash = Google.Protobuf.ByteString.CopyFrom(row.Hash),
                 };
+                if (row.ReversesEntryId is { } reversed)
+                {
+                    entry.ReversesEntryId = reversed;
+                }
+
                 entry.Postings.AddRange(byEntry[row.Id].Select(p => new V1.Posting
                 {
                     AccountId = p.AccountId,

@@ -22,7 +22,7 @@ namespace QuotaLedger.Server.Redemption;
 /// What a grant loses this way is its <c>clawed_back_fen</c>, kept apart from what expiry or release returns.</summary>
 internal static class ClawBacks
 {
-    private sealed record Reversal(string Kind, long TargetId, string Unit, string? Provider, long? GrantId, int Year, long OriginalEntryId, List<Leg> Legs);
+    private sealed record Reversal(string Kind, long TargetId, string Unit, string? Provider, long? GrantId, int Year, long? OriginalEntryId, List<Leg> Legs);
 
     public static async Task<ClawBackResponse> ReverseAsync(LedgerDb db, ClawBackRequest request, Fen amount, string reason,
         string? party, PartyStanding standing, DateTimeOffset now, string by, CancellationToken ct)
@@ -67,11 +67,12 @@ internal static class ClawBacks
         return new ClawBackResponse
         {
             ClawBackId = row.Id,
-            OriginalEntryId = reversal.OriginalEntryId,
+            OriginalEntryId = reversal.OriginalEntryId ?? 0,
             EntryId = entry.Id,
             AmountFen = amount.Value,
             PartyUscc = partyUscc,
             Standing = standing.ToApi(),
+            Receipt = entry.ToReceipt(),
         };
     }
 
@@ -151,7 +152,7 @@ internal static class ClawBacks
                 Leg.Credit(accounts[AccountKind.Disbursed], AccountKind.Disbursed, amount),
             }),
         };
-        return new Reversal(kind, redemptionId, key.UnitUscc, null, null, key.Year, original ?? 0, legs);
+        return new Reversal(kind, redemptionId, key.UnitUscc, null, null, key.Year, original, legs);
     }
 
     private static async Task<long> PoolAsync(LedgerDb db, int year, CancellationToken ct) =>

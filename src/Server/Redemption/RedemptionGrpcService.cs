@@ -110,7 +110,7 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
                 Leg.Credit(accounts[AccountKind.Deducted], AccountKind.Deducted, amount, Reason.RedemptionExceedsDeducted),
             ], ct);
             await db.Redemptions.Where(r => r.Id == row.Id).ExecuteUpdateAsync(s => s.SetProperty(r => r.SubmittedEntryId, entry.Id), ct);
-            return await LoadAsync(row.Id, ct);
+            return WithReceipt(await LoadAsync(row.Id, ct), entry);
         }, context.CancellationToken);
     }
 
@@ -159,12 +159,11 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
                 legs.Add(Leg.Credit(accounts[AccountKind.Pending], AccountKind.Pending, rest));
             }
 
-            long? entryId = null;
+            JournalEntryRow? entry = null;
             if (legs.Count > 0)
             {
-                var entry = Entry(EntryKind.RedemptionReviewed, row, now, request.RequestId, by, $"redemption {row.Id} reviewed by {reviewer}: {approved} approved");
+                entry = Entry(EntryKind.RedemptionReviewed, row, now, request.RequestId, by, $"redemption {row.Id} reviewed by {reviewer}: {approved} approved");
                 await Journal.PostAsync(db, entry, legs, ct);
-                entryId = entry.Id;
             }
 
             var decided = await db.Redemptions.Where(r => r.Id == row.Id && r.State == RedemptionState.Submitted).ExecuteUpdateAsync(s => s
@@ -174,13 +173,13 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
                 .SetProperty(r => r.Reviewer, reviewer)
                 .SetProperty(r => r.ReviewReason, reason)
                 .SetProperty(r => r.ReviewedAt, now)
-                .SetProperty(r => r.ReviewedEntryId, entryId), ct);
+                .SetProperty(r => r.ReviewedEntryId, entry == null ? null : entry.Id), ct);
             if (decided != 1)
             {
                 throw new InvalidOperationException($"Redemption {row.Id} changed under its unit-year lock.");
             }
 
-            return await LoadAsync(row.Id, ct);
+            return WithReceipt(await LoadAsync(row.Id, ct), entry);
         }, context.CancellationToken);
     }
 
@@ -224,7 +223,7 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
                 .SetProperty(r => r.PaymentRef, paymentRef)
                 .SetProperty(r => r.DisbursedAt, now)
                 .SetProperty(r => r.DisbursementEntryId, entry.Id), ct);
-            return await LoadAsync(row.Id, ct);
+            return WithReceipt(await LoadAsync(row.Id, ct), entry);
         }, context.CancellationToken);
     }
 
@@ -318,7 +317,7 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var entry in hashes)
         {
-            sha.AppendData(entry.Hash ?? []);
+            sha.AppendData(entry.Hash);
         }
 
         return new EvidenceRow
@@ -354,6 +353,12 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
         }
 
         return rows.Count <= 64 ? rows : throw new LedgerException(Reason.InvalidArgument, "At most 64 evidence items are accepted.");
+    }
+
+    private static V1.Redemption WithReceipt(V1.Redemption redemption, JournalEntryRow? entry)
+    {
+        redemption.Receipt = entry?.ToReceipt();
+        return redemption;
     }
 
     private static JournalEntryRow Entry(EntryKind kind, RedemptionRow row, DateTimeOffset now, string requestId, string by, string memo) => new()

@@ -92,6 +92,11 @@ public static class DevelopmentPki
         Write(directory, "token-signing.pub.pem", tokenKey.ExportSubjectPublicKeyInfoPem(), secret: false);
         Write(directory, "token-signing.key", tokenKey.ExportPkcs8PrivateKeyPem(), secret: true);
 
+        // The checkpoint key signs the journal's checkpoints; keep it where the database cannot reach it.
+        using var checkpointKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        Write(directory, "checkpoint-signing.pub.pem", checkpointKey.ExportSubjectPublicKeyInfoPem(), secret: false);
+        Write(directory, "checkpoint-signing.key", checkpointKey.ExportPkcs8PrivateKeyPem(), secret: true);
+
         (string Name, Role Role)[] callers = [("bureau", Role.Bureau), ("provider", Role.Provider), ("unit", Role.Unit), ("expert", Role.Expert)];
         foreach (var (name, role) in callers)
         {
@@ -120,6 +125,7 @@ public static class DevelopmentPki
                 TrustedClientCaFiles = new[] { Path.Combine(directory, "ca.pem") },
                 Jwt = new { Issuer, Audience, SigningKeyFile = Path.Combine(directory, "token-signing.pub.pem") },
             },
+            Checkpoints = new { SigningKeyFile = Path.Combine(directory, "checkpoint-signing.key") },
         };
         var configFile = Path.Combine(directory, "quotaledger.secure.json");
         Write(directory, Path.GetFileName(configFile), JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true }), secret: false);

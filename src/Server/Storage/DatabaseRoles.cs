@@ -24,6 +24,7 @@ public static class DatabaseRoles
         ["redemption_batches"] = [],
         ["redemption_evidence"] = [],
         ["claw_backs"] = [],
+        ["checkpoints"] = [],
         // Rows that are created and then only locked: UPDATE of one column is what SELECT ... FOR UPDATE needs, and the
         // table's append-only trigger refuses any real update.
         ["unit_years"] = ["year"],

@@ -1,4 +1,6 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 using Npgsql;
 
 namespace QuotaLedger.Server.Storage;
@@ -157,9 +159,25 @@ public static partial class Schema
         return 0;
     }
 
+    /// <summary>Applies the pending migrations. Before the one that makes every entry's hash required, the entries of an
+    /// older database are chained (<see cref="LegacyChains"/>): a data step in C#, since the hash is computed here.</summary>
     private static async Task MigrateAsync(string connectionString, CancellationToken ct)
     {
         await using var db = Context(connectionString);
+        var pending = (await db.Database.GetPendingMigrationsAsync(ct)).ToList();
+        var index = pending.IndexOf(LegacyChains.Before);
+        if (index > 0)
+        {
+            await db.GetService<IMigrator>().MigrateAsync(pending[index - 1], ct);
+        }
+
+        if (index >= 0)
+        {
+            await using var owner = new NpgsqlConnection(connectionString);
+            await owner.OpenAsync(ct);
+            await LegacyChains.ChainAsync(owner, ct);
+        }
+
         await db.Database.MigrateAsync(ct);
     }
 

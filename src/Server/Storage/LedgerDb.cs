@@ -26,6 +26,7 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
     public DbSet<RedemptionBatchRow> RedemptionBatches => Set<RedemptionBatchRow>();
     public DbSet<RedemptionRow> Redemptions => Set<RedemptionRow>();
     public DbSet<ClawBackRow> ClawBacks => Set<ClawBackRow>();
+    public DbSet<CheckpointRow> Checkpoints => Set<CheckpointRow>();
 
     protected override void OnModelCreating(ModelBuilder model)
     {
@@ -208,6 +209,8 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
             e.ToTable("claw_backs", t => t.HasCheckConstraint("ck_claw_backs_amount", "amount_fen > 0"));
             e.HasIndex(c => new { c.TargetKind, c.TargetId });
         });
+
+        model.Entity<CheckpointRow>(e => e.ToTable("checkpoints"));
 
         model.Entity<IdempotencyRow>(e =>
         {

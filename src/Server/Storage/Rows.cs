@@ -242,12 +242,12 @@ public sealed class JournalEntryRow
     public long? ReversesEntryId { get; set; }
 
     /// <summary>The chain the entry belongs to: its unit-year ("USCC:year"), or its year for city-wide entries.</summary>
-    public string? ChainKey { get; set; }
+    public string ChainKey { get; set; } = "";
 
     /// <summary>The hash of the chain's previous entry (empty for the first), and of this entry's canonical content
-    /// chained to it. Null on entries written before the journal was chained.</summary>
-    public byte[]? PrevHash { get; set; }
-    public byte[]? Hash { get; set; }
+    /// chained to it. Every entry has both (entries of a database older than the chain were chained when it migrated).</summary>
+    public byte[] PrevHash { get; set; } = [];
+    public byte[] Hash { get; set; } = [];
 
     public List<PostingRow> Postings { get; set; } = [];
 }
@@ -407,6 +407,21 @@ public sealed class EvidenceRow
     public short Kind { get; set; }
     public required string Reference { get; set; }
     public required string Sha256 { get; set; }
+}
+
+/// <summary>A signed checkpoint of the journal (see <c>Posting.Checkpoints</c>). Append-only.</summary>
+public sealed class CheckpointRow
+{
+    public long Id { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>The serialized CheckpointBody, exactly as signed.</summary>
+    public required byte[] Body { get; set; }
+
+    /// <summary>SHA-256 of <see cref="Body"/>: the next checkpoint's previous_digest.</summary>
+    public required byte[] Digest { get; set; }
+    public required string KeyId { get; set; }
+    public required byte[] Signature { get; set; }
 }
 
 /// <summary>A reversal ordered by the bureau (Art 17), and why.</summary>

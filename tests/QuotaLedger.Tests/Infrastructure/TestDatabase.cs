@@ -36,12 +36,30 @@ public sealed class TestDatabase : IAsyncDisposable
     /// <summary>Both connection strings a server of the run gets: it serves as the serving role and migrates as the owner.</summary>
     public IDictionary<string, string?> ServerSettings => SettingsFor(ConnectionString);
 
-    /// <summary>The same split for another database of the server (a sibling).</summary>
+    /// <summary>The same split for another database of the server (a sibling). Every server of the run signs checkpoints
+    /// with one key (<see cref="CheckpointKeyFile"/>) and makes them only when asked.</summary>
     public IDictionary<string, string?> SettingsFor(string ownerConnectionString) => new Dictionary<string, string?>
     {
         ["ConnectionStrings:Ledger"] = new NpgsqlConnectionStringBuilder(ownerConnectionString) { Username = ServingRole, Password = _servingPassword }.ConnectionString,
         ["ConnectionStrings:LedgerMigrations"] = ownerConnectionString,
+        ["Checkpoints:SigningKeyFile"] = CheckpointKeyFile,
+        ["Checkpoints:Enabled"] = "false",
     };
+
+    /// <summary>The run's checkpoint signing key (PEM), and its public half.</summary>
+    public string CheckpointKeyFile { get; } = WriteCheckpointKey();
+
+    public string CheckpointPublicKeyFile => CheckpointKeyFile + ".pub";
+
+    private static string WriteCheckpointKey()
+    {
+        var directory = Directory.CreateTempSubdirectory("quotaledger-checkpoint-key-").FullName;
+        var file = Path.Combine(directory, "checkpoint-signing.key");
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        File.WriteAllText(file, key.ExportPkcs8PrivateKeyPem());
+        File.WriteAllText(file + ".pub", key.ExportSubjectPublicKeyInfoPem());
+        return file;
+    }
 
     public string Source { get; }
 
@@ -113,6 +131,7 @@ public sealed class TestDatabase : IAsyncDisposable
         }
         finally
         {
+            Directory.Delete(Path.GetDirectoryName(CheckpointKeyFile)!, recursive: true);
             if (_owner is not null)
             {
                 await _owner.DisposeAsync();

@@ -67,6 +67,45 @@ namespace QuotaLedger.Server.Storage.Migrations
                         });
                 });
 
+            modelBuilder.Entity("QuotaLedger.Server.Storage.CheckpointRow", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<byte[]>("Body")
+                        .IsRequired()
+                        .HasColumnType("bytea")
+                        .HasColumnName("body");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<byte[]>("Digest")
+                        .IsRequired()
+                        .HasColumnType("bytea")
+                        .HasColumnName("digest");
+
+                    b.Property<string>("KeyId")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("key_id");
+
+                    b.Property<byte[]>("Signature")
+                        .IsRequired()
+                        .HasColumnType("bytea")
+                        .HasColumnName("signature");
+
+                    b.HasKey("Id")
+                        .HasName("pk_checkpoints");
+
+                    b.ToTable("checkpoints", (string)null);
+                });
+
             modelBuilder.Entity("QuotaLedger.Server.Storage.ClawBackRow", b =>
                 {
                     b.Property<long>("Id")
@@ -464,6 +503,7 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnName("caller");
 
                     b.Property<string>("ChainKey")
+                        .IsRequired()
                         .HasColumnType("text")
                         .HasColumnName("chain_key");
 
@@ -488,6 +528,7 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnName("grant_id");
 
                     b.Property<byte[]>("Hash")
+                        .IsRequired()
                         .HasColumnType("bytea")
                         .HasColumnName("hash");
 
@@ -501,6 +542,7 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .HasColumnName("memo");
 
                     b.Property<byte[]>("PrevHash")
+                        .IsRequired()
                         .HasColumnType("bytea")
                         .HasColumnName("prev_hash");
 

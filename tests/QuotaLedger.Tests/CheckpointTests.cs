@@ -1,0 +1,258 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
+using Npgsql;
+using QuotaLedger.Client;
+using QuotaLedger.Server.Admin;
+using QuotaLedger.Server.Posting;
+using QuotaLedger.Tests.Infrastructure;
+using QuotaLedger.V1;
+
+namespace QuotaLedger.Tests;
+
+/// <summary>A journal no insider can rewrite unseen: signed checkpoints anchor the hash chains outside the database,
+/// receipts let a provider hold the ledger to what it acknowledged, and an auditor checks an export offline.</summary>
+[Collection(LedgerCollection.Name)]
+public sealed class CheckpointTests(LedgerFixture fixture)
+{
+    [Fact]
+    public async Task An_insider_who_rewrites_a_posting_and_recomputes_the_chain_is_named_by_the_last_checkpoint_online_and_offline()
+    {
+        var database = await fixture.Database.CreateSiblingAsync();
+        await using var server = LedgerServer.Start(fixture.Database.SettingsFor(database), LedgerFixture.Now);
+        await server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1_000_000 });
+        var deal = await server.NewDealAsync();
+        var grant = await server.GrantAsync(deal, 10_000);
+        var target = await server.DeductAsync(deal, grant.GrantId, 4_000);
+        await server.DeductAsync(deal, grant.GrantId, 2_000);
+        var checkpoint = await server.Admin.MakeCheckpointAsync(new MakeCheckpointRequest { RequestId = Ids.New() });
+        await server.DeductAsync(deal, grant.GrantId, 1_000);
+
+        using var client = Client(server);
+        var clean = await ExportAndAuditAsync(client);
+        Assert.Equal(0, clean.ExitCode);
+
+        // The insider doubles a posting of a signed entry, moves the balances to match, and recomputes every hash after it.
+        await RewriteAndRechainAsync(database, target.Receipt.EntryId);
+
+        var chainsOnly = await server.Admin.VerifyJournalAsync(new VerifyJournalRequest { CheckpointId = -1 });
+        Assert.True(chainsOnly.Ok, "the chain alone can be recomputed by anyone with write access: " + chainsOnly.Problem);
+        var verdict = await server.Admin.VerifyJournalAsync(new VerifyJournalRequest());
+        Assert.False(verdict.Ok);
+        Assert.Equal(target.Receipt.EntryId, verdict.FirstBadEntryId);
+        Assert.Equal(checkpoint.CheckpointId, verdict.CheckpointId);
+        Assert.Contains($"checkpoint {checkpoint.CheckpointId} signed", verdict.Problem, StringComparison.Ordinal);
+
+        var tampered = await ExportAndAuditAsync(client);
+        Assert.Equal(1, tampered.ExitCode);
+        Assert.Contains($"FAILED at entry {target.Receipt.EntryId}", tampered.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Checkpoints_chain_to_each_other_sign_every_entry_once_and_cannot_be_altered_unseen()
+    {
+        var database = await fixture.Database.CreateSiblingAsync();
+        await using var server = LedgerServer.Start(fixture.Database.SettingsFor(database), LedgerFixture.Now);
+        await server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1_000_000 });
+        var deal = await server.NewDealAsync();
+        var grant = await server.GrantAsync(deal, 10_000);
+        var first = await server.Admin.MakeCheckpointAsync(new MakeCheckpointRequest { RequestId = Ids.New() });
+        var deduction = await server.DeductAsync(deal, grant.GrantId, 2_000);
+        var second = await server.Admin.MakeCheckpointAsync(new MakeCheckpointRequest { RequestId = Ids.New() });
+        var again = await server.Admin.MakeCheckpointAsync(new MakeCheckpointRequest { RequestId = Ids.New() });
+
+        Assert.Equal(second.CheckpointId, again.CheckpointId);
+        Assert.Equal((1L, 2L), (first.Decoded.Sequence, second.Decoded.Sequence));
+        Assert.Equal(first.Digest, second.Decoded.PreviousDigest);
+        Assert.Equal(first.Decoded.Entries + 1, second.Decoded.Entries);
+
+        // The receipt of the deduction is what the second checkpoint signed for it, and its chain's head.
+        var leaf = Assert.Single(second.Decoded.Leaves);
+        Assert.Equal((deduction.Receipt.EntryId, deduction.Receipt.EntryHash), (leaf.EntryId, leaf.Hash));
+        var head = Assert.Single(second.Decoded.Heads, h => h.ChainKey == deduction.Receipt.ChainKey);
+        Assert.Equal(deduction.Receipt.EntryHash, head.Hash);
+        Assert.Equal(second, await server.Admin.GetCheckpointAsync(new GetCheckpointRequest()));
+        Assert.Equal(first, await server.Admin.GetCheckpointAsync(new GetCheckpointRequest { CheckpointId = first.CheckpointId }));
+        var verdict = await server.Admin.VerifyJournalAsync(new VerifyJournalRequest());
+        Assert.True(verdict.Ok, verdict.Problem);
+        Assert.Equal((second.CheckpointId, 2L), (verdict.CheckpointId, verdict.CheckpointsVerified));
+
+        // An owner who edits a checkpoint (its signed heads, say) cannot sign it again.
+        await ExecuteAsync(database,
+            $"""
+            ALTER TABLE checkpoints DISABLE TRIGGER checkpoints_append_only;
+            UPDATE checkpoints SET body = set_byte(body, length(body) - 1, get_byte(body, length(body) - 1) # 1), digest = sha256(set_byte(body, length(body) - 1, get_byte(body, length(body) - 1) # 1))
+            WHERE id = {first.CheckpointId};
+            ALTER TABLE checkpoints ENABLE TRIGGER checkpoints_append_only;
+            """);
+        var broken = await server.Admin.VerifyJournalAsync(new VerifyJournalRequest());
+        Assert.False(broken.Ok);
+        Assert.Contains($"Checkpoint {first.CheckpointId}: it is not signed by a trusted key", broken.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Entries_of_a_database_older_than_the_chain_are_chained_when_it_migrates()
+    {
+        var connectionString = await fixture.Database.CreateSiblingAsync();
+        var options = new DbContextOptionsBuilder<Server.Storage.LedgerDb>().UseNpgsql(connectionString).UseSnakeCaseNamingConvention().Options;
+        await using (var db = new Server.Storage.LedgerDb(options))
+        {
+            await db.GetService<IMigrator>().MigrateAsync("20261127035851_Lifecycle");
+        }
+
+        // Two funding entries from before the chain existed...
+        await ExecuteAsync(connectionString,
+            """
+            INSERT INTO accounts (kind, year, balance_fen) VALUES (1, 2026, 3000), (2, 2026, 3000);
+            INSERT INTO journal_entries (kind, created_at, year, request_id, caller, memo) VALUES
+              (1, '2026-05-20T01:00:00Z', 2026, 'old-1', 'bureau', 'budget funding 2026'), (1, '2026-05-21T01:00:00Z', 2026, 'old-2', 'bureau', 'budget funding 2026');
+            INSERT INTO postings (entry_id, account_id, amount_fen)
+            SELECT e.id, a.id, CASE WHEN a.kind = 2 THEN 1000 * e.id ELSE -1000 * e.id END
+            FROM journal_entries e CROSS JOIN accounts a;
+            """);
+        await using (var db = new Server.Storage.LedgerDb(options))
+        {
+            await db.GetService<IMigrator>().MigrateAsync("20261127044438_Redemption");
+        }
+
+        // ...and one written after it, chained from nothing since its predecessors had no hash.
+        var third = new Server.Storage.JournalEntryRow
+        {
+            Id = 3, Kind = Server.Storage.EntryKind.Funding, CreatedAt = new DateTimeOffset(2026, 5, 22, 1, 0, 0, TimeSpan.Zero), Year = 2026,
+            RequestId = "new-3", Caller = "bureau", Memo = "budget funding 2026", ChainKey = "2026",
+        };
+        await ExecuteAsync(connectionString, "UPDATE accounts SET balance_fen = 6000");
+        var postings = await PostingsOfNewFundingAsync(connectionString);
+        third.Hash = Chain.HashOf(third, postings, []);
+        await ExecuteAsync(connectionString,
+            $"""
+            INSERT INTO journal_entries (id, kind, created_at, year, request_id, caller, memo, chain_key, prev_hash, hash)
+            VALUES (3, 1, '2026-05-22T01:00:00Z', 2026, 'new-3', 'bureau', 'budget funding 2026', '2026', ''::bytea, '\x{Convert.ToHexStringLower(third.Hash)}'::bytea);
+            INSERT INTO postings (entry_id, account_id, amount_fen) VALUES {string.Join(", ", postings.Select(p => $"(3, {p.AccountId}, {p.AmountFen})"))};
+            SELECT setval('journal_entries_id_seq', 3);
+            """);
+
+        await using var server = LedgerServer.Start(fixture.Database.SettingsFor(connectionString), LedgerFixture.Now);
+        var verdict = await server.Admin.VerifyJournalAsync(new VerifyJournalRequest());
+        Assert.True(verdict.Ok, verdict.Problem);
+        Assert.Equal((3L, 1), (verdict.EntriesChecked, verdict.Chains));
+        var entries = await Statement.ReadAsync(server, new ListEntriesRequest { Year = 2026 });
+        Assert.Equal([entries[0].Hash, entries[1].Hash], entries.Skip(1).Select(e => e.PrevHash));
+    }
+
+    private static async Task<List<(long AccountId, long AmountFen)>> PostingsOfNewFundingAsync(string connectionString)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT id, kind FROM accounts ORDER BY id", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        var postings = new List<(long, long)>();
+        while (await reader.ReadAsync())
+        {
+            postings.Add((reader.GetInt64(0), reader.GetInt16(1) == 2 ? 3000 : -3000));
+        }
+
+        return postings;
+    }
+
+    private QuotaLedgerClient Client(LedgerServer server) =>
+        new(new QuotaLedgerClientOptions { Address = server.BaseAddress, HttpHandler = server.CreateHandler() });
+
+    /// <summary>Exports the journal and checkpoints through the SDK, then runs the offline audit on the files.</summary>
+    private async Task<(int ExitCode, string Output)> ExportAndAuditAsync(QuotaLedgerClient client)
+    {
+        var directory = Directory.CreateTempSubdirectory("quotaledger-audit-").FullName;
+        try
+        {
+            var (entries, checkpoints) = (Path.Combine(directory, "entries.jsonl"), Path.Combine(directory, "checkpoints.jsonl"));
+            await using (var entriesWriter = File.CreateText(entries))
+            await using (var checkpointsWriter = File.CreateText(checkpoints))
+            {
+                await client.ExportJournalAsync(entriesWriter, checkpointsWriter);
+            }
+
+            using var output = new StringWriter();
+            var exitCode = await JournalAudit.RunAsync(
+                ["--entries", entries, "--checkpoints", checkpoints, "--public-key", fixture.Database.CheckpointPublicKeyFile], output);
+            return (exitCode, output.ToString());
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    /// <summary>What an insider with the owner's rights does: changes one entry's postings and the balances they moved, then
+    /// recomputes the hash of that entry and of every later entry of its chain, so the chain links up again.</summary>
+    private static async Task RewriteAndRechainAsync(string connectionString, long entryId)
+    {
+        await ExecuteAsync(connectionString,
+            $"""
+            ALTER TABLE postings DISABLE TRIGGER postings_append_only;
+            ALTER TABLE journal_entries DISABLE TRIGGER journal_entries_append_only;
+            UPDATE accounts a SET balance_fen = balance_fen + CASE WHEN a.kind = 1 THEN -p.amount_fen ELSE p.amount_fen END
+            FROM postings p WHERE p.entry_id = {entryId} AND p.account_id = a.id;
+            UPDATE postings SET amount_fen = amount_fen * 2 WHERE entry_id = {entryId};
+            """);
+
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        var chain = new List<(Server.Storage.JournalEntryRow Entry, List<(long, long)> Postings)>();
+        await using (var command = new NpgsqlCommand(
+            $"""
+            SELECT e.id, e.kind, e.created_at, e.year, e.unit_uscc, e.provider_uscc, e.grant_id, e.counterparty_uscc, e.counterparty_grant_id,
+                   e.request_id, e.caller, e.memo, e.reverses_entry_id, e.chain_key, e.prev_hash,
+                   ARRAY(SELECT p.account_id FROM postings p WHERE p.entry_id = e.id ORDER BY p.id),
+                   ARRAY(SELECT p.amount_fen FROM postings p WHERE p.entry_id = e.id ORDER BY p.id)
+            FROM journal_entries e WHERE e.chain_key = (SELECT chain_key FROM journal_entries WHERE id = {entryId}) AND e.id >= {entryId}
+            ORDER BY e.id
+            """, connection))
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                chain.Add((new Server.Storage.JournalEntryRow
+                {
+                    Id = reader.GetInt64(0),
+                    Kind = (Server.Storage.EntryKind)reader.GetInt16(1),
+                    CreatedAt = reader.GetFieldValue<DateTimeOffset>(2),
+                    Year = reader.GetInt32(3),
+                    UnitUscc = reader.IsDBNull(4) ? null : reader.GetString(4),
+                    ProviderUscc = reader.IsDBNull(5) ? null : reader.GetString(5),
+                    GrantId = reader.IsDBNull(6) ? null : reader.GetInt64(6),
+                    CounterpartyUscc = reader.IsDBNull(7) ? null : reader.GetString(7),
+                    CounterpartyGrantId = reader.IsDBNull(8) ? null : reader.GetInt64(8),
+                    RequestId = reader.GetString(9),
+                    Caller = reader.GetString(10),
+                    Memo = reader.GetString(11),
+                    ReversesEntryId = reader.IsDBNull(12) ? null : reader.GetInt64(12),
+                    ChainKey = reader.GetString(13),
+                    PrevHash = reader.GetFieldValue<byte[]>(14),
+                }, [.. reader.GetFieldValue<long[]>(15).Zip(reader.GetFieldValue<long[]>(16))]));
+            }
+        }
+
+        var previous = chain[0].Entry.PrevHash;
+        foreach (var (entry, postings) in chain)
+        {
+            var hash = Chain.HashOf(entry, postings, previous);
+            await using var update = new NpgsqlCommand("UPDATE journal_entries SET prev_hash = $1, hash = $2 WHERE id = $3", connection)
+            {
+                Parameters = { new() { Value = previous }, new() { Value = hash }, new() { Value = entry.Id } },
+            };
+            await update.ExecuteNonQueryAsync();
+            previous = hash;
+        }
+
+        await ExecuteAsync(connectionString,
+            "ALTER TABLE postings ENABLE TRIGGER postings_append_only; ALTER TABLE journal_entries ENABLE TRIGGER journal_entries_append_only;");
+    }
+
+    private static async Task ExecuteAsync(string connectionString, string sql)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync();
+    }
+}
