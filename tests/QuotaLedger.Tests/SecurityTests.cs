@@ -208,6 +208,16 @@ public sealed class SecurityTests(LedgerFixture fixture)
                 ["UNKNOWN_GRANT", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
             ("Gift", c => c.Ledger.GiftAsync(new GiftRequest { RequestId = Ids.New(), OperatorUscc = w.U, GrantId = grant.GrantId, ResidentUscc = w.U, AmountFen = 1 }).ResponseAsync,
                 ["ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "NOT_TRANSFERABLE", "ROLE_REQUIRED"]),
+            ("MakeCheckpoint", c => c.Admin.MakeCheckpointAsync(new MakeCheckpointRequest { RequestId = Ids.New() }).ResponseAsync,
+                ["OK", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
+            ("GetCheckpoint", c => c.Admin.GetCheckpointAsync(new GetCheckpointRequest()).ResponseAsync,
+                ["OK", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "OK"]),
+            ("EndRelatedParty", c => c.Registry.EndRelatedPartyAsync(new EndRelatedPartyRequest { RequestId = Ids.New(), ProviderUscc = w.A, UnitUscc = w.U, Reason = "r" }).ResponseAsync,
+                ["OK", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
+            ("ConfirmOpcOperator", c => c.Registry.ConfirmOpcOperatorAsync(new ConfirmOpcOperatorRequest { RequestId = Ids.New(), OperatorUscc = w.U, Confirm = true, Reason = "r" }).ResponseAsync,
+                ["INVALID_ARGUMENT", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
+            ("ConfirmResidentOpc", c => c.Registry.ConfirmResidentOpcAsync(new ConfirmResidentOpcRequest { RequestId = Ids.New(), OperatorUscc = w.U, ResidentUscc = q, Confirm = true }).ResponseAsync,
+                ["UNKNOWN_UNIT", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED"]),
         };
 
         var mismatches = new List<string>();
