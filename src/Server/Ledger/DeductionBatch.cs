@@ -86,6 +86,10 @@ internal static class DeductionBatch
 
         await using var batch = new NpgsqlBatch(connection);
         Add(batch, "BEGIN ISOLATION LEVEL READ COMMITTED");
+        // Every statement of a batch looks rows up by key. A plan made while a table was nearly empty (a sequential
+        // scan, a hash join) would stay cached on this connection as the table grows to millions of rows, and the cost
+        // of a batch would grow with it: this session never prefers a sequential scan, so every plan probes an index.
+        Add(batch, "SET LOCAL enable_seqscan = off");
         Add(batch, "SELECT id, unit_uscc, year, deducted_account_id FROM unit_years WHERE id = ANY($1) ORDER BY id FOR UPDATE", unitYearIds);
         Add(batch,
             """
@@ -111,18 +115,22 @@ internal static class DeductionBatch
             FROM unit_years uy WHERE uy.id = ANY($2)
             """,
             now, unitYearIds);
+        // Every lookup by key is a LATERAL probe of its unique index: a join with the arrays would let a plan made while
+        // the table was small (a hash join over a sequential scan) stay cached as it grows to millions of rows.
         Add(batch,
             """
-            SELECT d.provider_uscc, d.invoice_no FROM deductions d
-            JOIN unnest($1::text[], $2::text[]) AS i(provider_uscc, invoice_no) ON d.provider_uscc = i.provider_uscc AND d.invoice_no = i.invoice_no
+            SELECT i.provider_uscc, i.invoice_no
+            FROM unnest($1::text[], $2::text[]) AS i(provider_uscc, invoice_no)
+            CROSS JOIN LATERAL (SELECT 1 FROM deductions d WHERE d.provider_uscc = i.provider_uscc AND d.invoice_no = i.invoice_no LIMIT 1) found
             """,
             items.Select(i => i.Request.Provider).ToArray(), items.Select(i => i.Request.InvoiceNo).ToArray());
         // Earlier outcomes of the batch's request ids. A duplicate of a deduction waiting here is a deduction of the same
         // grant, so whichever transaction applied it has committed before this one got the unit-year's lock.
         Add(batch,
             """
-            SELECT r.caller, r.request_id, r.method, r.request_hash, r.outcome, r.message, r.response FROM idempotency_records r
-            JOIN unnest($1::text[], $2::text[]) AS c(caller, request_id) ON r.caller = c.caller AND r.request_id = c.request_id
+            SELECT r.caller, r.request_id, r.method, r.request_hash, r.outcome, r.message, r.response
+            FROM unnest($1::text[], $2::text[]) AS c(caller, request_id)
+            CROSS JOIN LATERAL (SELECT * FROM idempotency_records x WHERE x.caller = c.caller AND x.request_id = c.request_id LIMIT 1) r
             WHERE r.outcome IS NOT NULL
             """,
             keys.Select(k => k.Caller).ToArray(), keys.Select(k => k.RequestId).ToArray());
