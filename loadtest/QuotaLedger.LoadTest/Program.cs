@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using Grpc.Core;
 using QuotaLedger.Client;
 using QuotaLedger.LoadTest;
 
@@ -53,8 +54,24 @@ result = result with { ServerPeakRssKb = server?.PeakRssKilobytes() };
 Console.WriteLine();
 Console.WriteLine(result.Describe());
 
-var failures = options.Scenario == "ping" ? [] : await Books.CheckAsync(clients[0], year, targets, run.AppliedByTarget);
-result = result with { BooksChecked = options.Scenario != "ping", BookFailures = failures };
+var failures = new List<string>();
+if (options.Scenario != "ping")
+{
+    // A call whose outcome the run did not see (timed out, UNAVAILABLE, a broken connection) may or may not have been
+    // applied: each is retried with its request id, which replays it or applies it once, before the books are compared.
+    var unresolved = await run.ResolveAsync(address);
+    failures.AddRange(unresolved);
+    try
+    {
+        failures.AddRange(await Books.CheckAsync(clients[0], year, targets, run.AppliedByTarget));
+    }
+    catch (Exception e) when (e is QuotaLedgerException or HttpRequestException or OperationCanceledException)
+    {
+        failures.Add($"the books could not be checked: {e.Message}");
+    }
+}
+
+result = result with { BooksChecked = options.Scenario != "ping", BookFailures = failures, Retried = run.Retried };
 await File.WriteAllTextAsync(options.Json, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
 Console.WriteLine($"Results written to {Path.GetFullPath(options.Json)}");
 foreach (var failure in failures)
@@ -94,6 +111,7 @@ namespace QuotaLedger.LoadTest
     internal sealed class Run(Options options, QuotaLedgerClient[] clients, string provider, int year, List<Target> targets)
     {
         private readonly ConcurrentDictionary<string, long> _errors = new();
+        private readonly ConcurrentQueue<Deduction> _unseen = new();
         private readonly ConcurrentBag<List<long>> _latencies = [];
         private long _invoice;
         private long _progress;
@@ -102,6 +120,56 @@ namespace QuotaLedger.LoadTest
         private volatile bool _measuring;
 
         public ConcurrentDictionary<int, long> AppliedByTarget { get; } = new();
+
+        /// <summary>Calls whose outcome the run did not see, and what their retry with the same request id answered.</summary>
+        public SortedDictionary<string, long> Retried { get; } = [];
+
+        /// <summary>Retries every deduction whose outcome the run did not see, with its request id, until it answers
+        /// (applied, or refused for good), counting what it applied; returns those that never answered.</summary>
+        public async Task<List<string>> ResolveAsync(Uri address)
+        {
+            if (_unseen.IsEmpty)
+            {
+                return [];
+            }
+
+            Console.WriteLine($"Retrying {_unseen.Count} call(s) whose outcome the run did not see, each with its request id ...");
+            using var patient = new QuotaLedgerClient(new QuotaLedgerClientOptions
+            {
+                Address = address,
+                DefaultDeadline = TimeSpan.FromMinutes(2),
+                Retry = { MaxAttempts = 20, MaxBackoff = TimeSpan.FromSeconds(5) },
+            });
+            var unresolved = new List<string>();
+            foreach (var deduction in _unseen)
+            {
+                string outcome;
+                try
+                {
+                    var result = await patient.DeductAsync(provider, deduction.Target.GrantId, deduction.InvoiceNo, Setup.InvoiceAmount, deduction.InvoiceDate, deduction.RequestId);
+                    AppliedByTarget.AddOrUpdate(deduction.Target.Index, result.Applied.Value, (_, sum) => sum + result.Applied.Value);
+                    outcome = "applied";
+                }
+                catch (QuotaLedgerException e) when (!Unseen(e))
+                {
+                    outcome = e.ReasonWord.Length > 0 ? e.ReasonWord : e.StatusCode.ToString();
+                }
+                catch (Exception e) when (e is QuotaLedgerException or HttpRequestException or OperationCanceledException)
+                {
+                    outcome = "unresolved";
+                    unresolved.Add($"deduction {deduction.RequestId} (grant {deduction.Target.GrantId}): no answer on retry: {e.Message}");
+                }
+
+                Retried[outcome] = Retried.GetValueOrDefault(outcome) + 1;
+            }
+
+            Console.WriteLine($"Retried: {string.Join(", ", Retried.Select(r => $"{r.Key} {r.Value}"))}");
+            return unresolved;
+        }
+
+        /// <summary>Whether an error leaves the call's outcome unknown to the caller (anything but a refusal).</summary>
+        private static bool Unseen(QuotaLedgerException e) => e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded
+            or StatusCode.Cancelled or StatusCode.Internal or StatusCode.Unknown or StatusCode.ResourceExhausted;
 
         public async Task<Result> ExecuteAsync()
         {
@@ -238,13 +306,28 @@ namespace QuotaLedger.LoadTest
             {
                 Fail(e.ReasonWord.Length > 0 ? e.ReasonWord : e.StatusCode.ToString());
             }
+            catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException)
+            {
+                Fail(e.GetType().Name);
+            }
         }
 
         private async Task DeductAsync(QuotaLedgerClient client)
         {
             var target = targets[targets.Count == 1 ? 0 : Random.Shared.Next(targets.Count)];
             var invoice = Interlocked.Increment(ref _invoice);
-            var result = await client.DeductAsync(provider, target.GrantId, $"LT-{invoice}", Setup.InvoiceAmount, DateOnly.FromDateTime(DateTime.UtcNow.AddHours(8)).AddDays(-1));
+            var deduction = new Deduction(target, QuotaLedgerClient.NewRequestId(), $"LT-{invoice}", DateOnly.FromDateTime(DateTime.UtcNow.AddHours(8)).AddDays(-1));
+            DeductionResult result;
+            try
+            {
+                result = await client.DeductAsync(provider, target.GrantId, deduction.InvoiceNo, Setup.InvoiceAmount, deduction.InvoiceDate, deduction.RequestId);
+            }
+            catch (Exception e) when (e is QuotaLedgerException q && Unseen(q) || e is HttpRequestException or OperationCanceledException or IOException)
+            {
+                _unseen.Enqueue(deduction);
+                throw;
+            }
+
             AppliedByTarget.AddOrUpdate(target.Index, result.Applied.Value, (_, sum) => sum + result.Applied.Value);
         }
 
@@ -268,12 +351,18 @@ namespace QuotaLedger.LoadTest
         private static double Ms(long ticks) => ticks * 1_000d / Stopwatch.Frequency;
     }
 
+    /// <summary>One deduction the run sent, kept to retry it with its request id should its outcome go unseen.</summary>
+    internal sealed record Deduction(Target Target, string RequestId, string InvoiceNo, DateOnly InvoiceDate);
+
     internal sealed record Result(
         string Scenario, int Concurrency, int Rate, double DurationSeconds, int UnitYears,
         long Completed, long Failed, double CallsPerSecond,
         double P50Ms, double P90Ms, double P99Ms, double P999Ms, double MaxMs,
         SortedDictionary<string, long> ErrorsByReason, long? ServerPeakRssKb, bool BooksChecked, List<string> BookFailures)
     {
+        /// <summary>What the retries of calls whose outcome went unseen answered.</summary>
+        public SortedDictionary<string, long> Retried { get; init; } = [];
+
         public string Describe() => string.Create(CultureInfo.InvariantCulture, $"""
             scenario {Scenario}, {(Rate > 0 ? $"open loop {Rate}/s" : $"{Concurrency} callers")}, {UnitYears} unit-year(s), {DurationSeconds:0} s measured
             throughput   {CallsPerSecond:0} calls/s ({Completed} ok, {Failed} failed)

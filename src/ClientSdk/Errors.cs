@@ -78,6 +78,10 @@ public enum LedgerReason
     AlreadyDecided,
     /// <summary>NOT_RESIDENT: a gift to a unit that is not a bureau-confirmed resident on the operator's list.</summary>
     NotResident,
+    /// <summary>OVERLOADED: the server refused to take the call (its queue is full, or it is stopping); nothing was applied. Retried by the client.</summary>
+    Overloaded,
+    /// <summary>STORE_UNAVAILABLE: the database could not be reached, or the outcome is not known yet. Retried by the client with the same request id.</summary>
+    StoreUnavailable,
 }
 
 /// <summary>A call the ledger refused or could not complete: the typed reason, the gRPC status, the server's message.</summary>

@@ -22,6 +22,12 @@ public static class QuotaLedgerHost
         configure?.Invoke(builder);
 
         builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.AddSettings<DatabaseOptions>("Database");
+        builder.Services.AddSettings<LocalPostgresOptions>("LocalPostgres");
+        builder.Services.AddSettings<DeductionOptions>("Deductions");
+        builder.Services.AddSettings<ExpiryOptions>("Expiry");
+        builder.Services.AddSettings<RateLimitOptions>("RateLimits");
+        builder.Services.AddSettings<CheckpointOptions>("Checkpoints");
         builder.Services.AddSingleton<LedgerDatabase>();
         builder.Services.AddHostedService<DatabaseStartup>();
         builder.Services.AddDbContextPool<LedgerDb>((services, options) => options
@@ -29,15 +35,15 @@ public static class QuotaLedgerHost
             .UseSnakeCaseNamingConvention());
         builder.Services.AddScoped<Idempotency>();
         builder.Services.AddSingleton<DeductionQueue>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<DeductionQueue>());
         builder.Services.AddHostedService<ExpiryService>();
 
-        var auth = builder.Configuration.GetSection("Auth").Get<AuthOptions>() ?? new AuthOptions();
+        // Read while the host is built: it decides the security mode and the authentication handlers.
+        var auth = Settings.Read<AuthOptions>(builder.Configuration, "Auth");
         var development = DevelopmentMode.Decide(builder.Configuration, builder.Environment, auth);
         builder.AddCallerAuthentication(auth);
         AddCheckpoints(builder, development);
         builder.Services.AddSingleton(new SecurityMode(development));
-        builder.Services.AddSingleton(services =>
-            services.GetRequiredService<IConfiguration>().GetSection("RateLimits").Get<RateLimitOptions>() ?? new RateLimitOptions());
         builder.Services.AddSingleton<FailedAuthentication>();
         builder.Services.AddSingleton(services =>
         {
@@ -85,8 +91,7 @@ public static class QuotaLedgerHost
     }
 
     /// <summary>The checkpoint signer, from <c>Checkpoints:SigningKeyFile</c>, which secured mode requires (checked before
-    /// the server listens). In development without one, a key beside the local cluster's folder. Read from the
-    /// configuration as it stands when first used, so hosts that add configuration late (tests) are heard.</summary>
+    /// the server listens). In development without one, a key beside the local cluster's folder.</summary>
     private static void AddCheckpoints(WebApplicationBuilder builder, bool development)
     {
         if (!development && string.IsNullOrWhiteSpace(builder.Configuration["Checkpoints:SigningKeyFile"]))
@@ -97,9 +102,8 @@ public static class QuotaLedgerHost
 
         builder.Services.AddSingleton(services =>
         {
-            var configuration = services.GetRequiredService<IConfiguration>();
-            var options = configuration.GetSection("Checkpoints").Get<CheckpointOptions>() ?? new CheckpointOptions();
-            var localFolder = Path.GetDirectoryName(Path.GetFullPath(configuration["LocalPostgres:DataDirectory"] ?? "/var/tmp/quotaledger/pgdata"))!;
+            var options = services.GetRequiredService<CheckpointOptions>();
+            var localFolder = Path.GetDirectoryName(Path.GetFullPath(services.GetRequiredService<LocalPostgresOptions>().DataDirectory ?? "/var/tmp/quotaledger/pgdata"))!;
             return CheckpointSigner.FromOptions(options, services.GetRequiredService<SecurityMode>().Development,
                 Path.Combine(localFolder, "checkpoint-signing.key"));
         });

@@ -78,6 +78,29 @@ public sealed class StartupTests(LedgerFixture fixture)
         }
     }
 
+    [Theory]
+    [InlineData("--Deductions:MaxBatch=0", "Deductions:MaxBatch must be 1 to 10000; it is 0.")]
+    [InlineData("--Deductions:MaxBach=5", "MaxBach")]
+    [InlineData("--Database:LockTimeout=soon", "Database:LockTimeout")]
+    [InlineData("--Database:StatementTimeout=00:00:00", "Database:StatementTimeout must be")]
+    [InlineData("--RateLimits:Burst=-1", "RateLimits:Burst must be 1 to 1000000; it is -1.")]
+    [InlineData("--Expiry:Interval=00:00:00", "Expiry:Interval must be")]
+    [InlineData("--LocalPostgres:Database=bad name", "LocalPostgres:Database must be")]
+    public async Task A_bad_setting_stops_the_start_with_a_message_naming_its_key(string setting, string expected)
+    {
+        await using var app = QuotaLedgerHost.Build([setting], builder => builder.Environment.EnvironmentName = "Development");
+        var refused = await Assert.ThrowsAsync<StartupRefusedException>(() => app.StartAsync());
+        Assert.Contains(expected, refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_bad_auth_setting_stops_the_build_with_a_message_naming_its_key()
+    {
+        var refused = Assert.Throws<StartupRefusedException>(() => QuotaLedgerHost.Build(["--Auth:TrustedClientCaFile=ca.pem"]));
+        Assert.Contains("TrustedClientCaFile", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("Auth", refused.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void The_client_refuses_to_send_a_bearer_token_in_clear_text_unless_told_to_for_loopback()
     {

@@ -206,7 +206,7 @@ internal sealed class AdminGrpcService(
     public override Task<VerifyJournalResponse> VerifyJournal(VerifyJournalRequest request, ServerCallContext context)
     {
         Access.Require(context, Role.Bureau, Role.Expert);
-        return JournalVerification.VerifyAsync(database.DataSource, signer, request.CheckpointId, context.CancellationToken);
+        return JournalVerification.VerifyAsync(database, signer, request.CheckpointId, context.CancellationToken);
     }
 
     public override Task<Checkpoint> MakeCheckpoint(MakeCheckpointRequest request, ServerCallContext context)
@@ -215,7 +215,7 @@ internal sealed class AdminGrpcService(
         // The checkpoint is made on a connection of its own; this call's transaction holds the request id, so a retry
         // gets the same checkpoint.
         return idempotency.RunAsync(by, request.RequestId, nameof(MakeCheckpoint), request, async ct =>
-            Checkpoints.ToApi(await Checkpoints.MakeAsync(database.DataSource, signer, time.GetUtcNow(), ct)), context.CancellationToken);
+            Checkpoints.ToApi(await Checkpoints.MakeAsync(database, signer, time.GetUtcNow(), ct)), context.CancellationToken);
     }
 
     public override async Task<Checkpoint> GetCheckpoint(GetCheckpointRequest request, ServerCallContext context)

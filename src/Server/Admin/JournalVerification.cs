@@ -14,10 +14,11 @@ namespace QuotaLedger.Server.Admin;
 /// each chain's head and the signed hashes in memory.</summary>
 internal static class JournalVerification
 {
-    public static async Task<VerifyJournalResponse> VerifyAsync(NpgsqlDataSource dataSource, CheckpointSigner signer, long checkpointId, CancellationToken ct)
+    public static async Task<VerifyJournalResponse> VerifyAsync(LedgerDatabase database, CheckpointSigner signer, long checkpointId, CancellationToken ct)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(ct);
+        await using var connection = await database.DataSource.OpenConnectionAsync(ct);
         await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
+        await database.Options.AllowAuditAsync(connection, transaction, ct);
         var response = new VerifyJournalResponse();
 
         var checkpoints = checkpointId < 0 ? [] : await CheckpointsAsync(connection, transaction, checkpointId, ct);

@@ -7,7 +7,8 @@ using QuotaLedger.Server.Rules;
 namespace QuotaLedger.Server.Grpc;
 
 /// <summary>Turns a <see cref="LedgerException"/> into the gRPC status of its reason, carrying a google.rpc.ErrorInfo
-/// with the reason word; anything unexpected becomes INTERNAL without leaking details.</summary>
+/// with the reason word; a transient failure of the database becomes UNAVAILABLE (<see cref="Storage.StoreFailures"/>);
+/// anything unexpected becomes INTERNAL without leaking details.</summary>
 internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Interceptor
 {
     public const string Domain = "quotaledger.v1";
@@ -47,7 +48,12 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
             case LedgerException refusal:
                 return ToRpcException(refusal.Reason, refusal.Message, refusal.RetryAfter);
             case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
-                return new RpcException(new global::Grpc.Core.Status(StatusCode.Cancelled, "The call was cancelled."));
+                return context.Deadline <= DateTime.UtcNow
+                    ? new RpcException(new global::Grpc.Core.Status(StatusCode.DeadlineExceeded, "The call's deadline passed before it was answered."))
+                    : new RpcException(new global::Grpc.Core.Status(StatusCode.Cancelled, "The call was cancelled."));
+            case var _ when Storage.StoreFailures.Translate(exception) is { } unavailable:
+                LogStoreFailure(logger, context.Method, exception.Message);
+                return ToRpcException(unavailable.Reason, unavailable.Message);
             default:
                 LogUnexpected(logger, exception, context.Method);
                 return new RpcException(new global::Grpc.Core.Status(StatusCode.Internal, "The ledger failed to complete the call; nothing was changed. Retry with the same request_id."));
@@ -73,6 +79,9 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
 
         return status;
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Method} answered UNAVAILABLE: {Error}")]
+    private static partial void LogStoreFailure(ILogger logger, string method, string error);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unexpected failure in {Method}")]
     private static partial void LogUnexpected(ILogger logger, Exception exception, string method);

@@ -21,15 +21,25 @@ internal sealed class PendingDeduction(DeductionRequest request, long? unitYearI
 
     public TaskCompletionSource<DeductResponse> Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>Its place in the queue while it waits there; null once a worker has taken it (or it was withdrawn).</summary>
+    public LinkedListNode<PendingDeduction>? Node { get; set; }
+
     public (string Caller, string RequestId) Key => (Request.By, Request.RequestId);
 }
 
-/// <summary>What a coalesced transaction decided for one deduction: its response, or its refusal.</summary>
-internal readonly record struct DeductionOutcome(DeductResponse? Response, LedgerException? Refusal);
+/// <summary>What a coalesced transaction decided for one deduction: its response, or its refusal; or, when its
+/// unit-year or contract was locked by another session and the transaction did not wait, nothing yet.</summary>
+internal readonly record struct DeductionOutcome(DeductResponse? Response, LedgerException? Refusal)
+{
+    public static DeductionOutcome NotYet { get; } = new(null, null);
+
+    public bool Deferred => Response is null && Refusal is null;
+}
 
 /// <summary>One or many deductions in one transaction, each decided by <see cref="Deductions.Decide"/> in turn against
 /// the running balances. Two round trips: the first locks the unit-years (by id) and the grants' contracts (by id),
-/// then reads every fact the rules need; the second writes every entry, deduction, posting, balance and idempotency
+/// then reads every fact the rules need. Without waiting for locks, rows another session holds are skipped, and the
+/// deductions that need them are left undecided (<see cref="DeductionOutcome.Deferred"/>), nothing of them written; the second writes every entry, deduction, posting, balance and idempotency
 /// record and commits. A deduction its rules refuse is refused alone: its refusal is recorded against its request id
 /// and nothing of it is written. An error of the transaction as a whole (a deadlock, a unique violation raced in by
 /// another unit-year) throws, and nothing of the batch is kept.</summary>
@@ -37,13 +47,34 @@ internal static class DeductionBatch
 {
     private const string Method = nameof(LedgerGrpcService.Deduct);
 
-    /// <summary>Applies the deductions on <paramref name="connection"/>, which is open and in no transaction, and leaves it so.</summary>
-    public static async Task<DeductionOutcome[]> RunAsync(NpgsqlConnection connection, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, CancellationToken ct)
+    private const string LockUnitYears =
+        "SELECT id, unit_uscc, year, deducted_account_id FROM unit_years WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+    private const string LockUnitYearsUnlessHeld =
+        "SELECT id, unit_uscc, year, deducted_account_id FROM unit_years WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED";
+
+    private const string LockContracts =
+        """
+        SELECT c.id, c.amount_fen, c.invoiced_fen FROM contracts c
+        WHERE c.id = ANY(ARRAY(SELECT g.contract_id FROM grants g WHERE g.id = ANY($1))) ORDER BY c.id FOR UPDATE
+        """;
+
+    private const string LockContractsUnlessHeld =
+        """
+        SELECT c.id, c.amount_fen, c.invoiced_fen FROM contracts c
+        WHERE c.id = ANY(ARRAY(SELECT g.contract_id FROM grants g WHERE g.id = ANY($1))) ORDER BY c.id FOR UPDATE SKIP LOCKED
+        """;
+
+    /// <summary>Applies the deductions on <paramref name="connection"/>, which is open and in no transaction, and leaves
+    /// it so. With <paramref name="waitForLocks"/> it waits for every lock (at most the session's lock_timeout, after
+    /// which it throws); without, the deductions whose rows another session holds come back deferred.</summary>
+    public static async Task<DeductionOutcome[]> RunAsync(
+        NpgsqlConnection connection, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, bool waitForLocks, CancellationToken ct)
     {
         now = Chain.ToStoredPrecision(now);
         try
         {
-            var state = await ReadAsync(connection, items, now, ct);
+            var state = await ReadAsync(connection, items, now, waitForLocks, ct);
             var plan = Decide(state, items, now);
             await WriteAndCommitAsync(connection, plan, now, ct);
             return plan.Outcomes;
@@ -78,7 +109,8 @@ internal static class DeductionBatch
         public Dictionary<(string Caller, string RequestId), IdempotencyRow> Decided { get; } = [];
     }
 
-    private static async Task<State> ReadAsync(NpgsqlConnection connection, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, CancellationToken ct)
+    private static async Task<State> ReadAsync(
+        NpgsqlConnection connection, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, bool waitForLocks, CancellationToken ct)
     {
         var keys = items.Select(i => i.Key).Distinct().ToList();
         var unitYearIds = items.Where(i => i.UnitYearId is not null).Select(i => i.UnitYearId!.Value).Distinct().Order().ToArray();
@@ -90,13 +122,8 @@ internal static class DeductionBatch
         // scan, a hash join) would stay cached on this connection as the table grows to millions of rows, and the cost
         // of a batch would grow with it: this session never prefers a sequential scan, so every plan probes an index.
         Add(batch, "SET LOCAL enable_seqscan = off");
-        Add(batch, "SELECT id, unit_uscc, year, deducted_account_id FROM unit_years WHERE id = ANY($1) ORDER BY id FOR UPDATE", unitYearIds);
-        Add(batch,
-            """
-            SELECT c.id, c.amount_fen, c.invoiced_fen FROM contracts c
-            WHERE c.id = ANY(ARRAY(SELECT g.contract_id FROM grants g WHERE g.id = ANY($1))) ORDER BY c.id FOR UPDATE
-            """,
-            grantIds);
+        Add(batch, waitForLocks ? LockUnitYears : LockUnitYearsUnlessHeld, unitYearIds);
+        Add(batch, waitForLocks ? LockContracts : LockContractsUnlessHeld, grantIds);
         Add(batch,
             $"""
             SELECT g.id, g.contract_id, g.provider_uscc, g.unit_uscc, g.year, g.unit_year_id, g.account_id, g.ratio_bp, g.state,
@@ -178,7 +205,12 @@ internal static class DeductionBatch
         await reader.NextResultAsync(ct);
         while (await reader.ReadAsync(ct))
         {
-            var unitYear = state.UnitYears[reader.GetInt64(0)];
+            if (!state.UnitYears.TryGetValue(reader.GetInt64(0), out var unitYear))
+            {
+                // Held by another session: its deductions wait for a transaction that waits for it.
+                continue;
+            }
+
             state.Figures.Add(unitYear.Id, UnitYears.ReadFigures(reader, 1, unitYear.UnitUscc, unitYear.Year));
             state.ChainHeads.Add(unitYear.Id, reader.GetFieldValue<byte[]>(5));
         }
@@ -222,6 +254,12 @@ internal static class DeductionBatch
         for (var i = 0; i < items.Count; i++)
         {
             var item = items[i];
+            if (!Locked(state, item))
+            {
+                plan.Outcomes[i] = DeductionOutcome.NotYet;
+                continue;
+            }
+
             var key = item.Key;
             if (plan.Decided.TryGetValue(key, out var first) || state.Earlier.TryGetValue(key, out first))
             {
@@ -255,6 +293,11 @@ internal static class DeductionBatch
 
         return plan;
     }
+
+    /// <summary>Whether the transaction holds the rows a deduction needs: its unit-year's and its grant's contract's.</summary>
+    private static bool Locked(State state, PendingDeduction item) =>
+        (item.UnitYearId is not { } unitYearId || state.UnitYears.ContainsKey(unitYearId))
+        && (state.Grants.GetValueOrDefault(item.Request.GrantId) is not { } grant || state.Contracts.ContainsKey(grant.ContractId));
 
     private static DeductResponse Apply(State state, Plan plan, HashSet<(string, string)> invoices, PendingDeduction item, DateTimeOffset now)
     {

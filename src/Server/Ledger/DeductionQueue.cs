@@ -1,13 +1,14 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using Npgsql;
+using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
 
 namespace QuotaLedger.Server.Ledger;
 
 /// <summary>How deductions are coalesced (configuration section <c>Deductions</c>).</summary>
-public sealed class DeductionOptions
+public sealed class DeductionOptions : ICheckedSettings
 {
     /// <summary>Coalesce concurrent deductions into shared transactions. Off, each deduction is its own transaction.</summary>
     public bool Coalesce { get; set; } = true;
@@ -16,58 +17,170 @@ public sealed class DeductionOptions
     public int MaxBatch { get; set; } = 256;
 
     /// <summary>How many coalesced transactions may run at once (each on its own connection, on distinct unit-years).
-    /// One makes the largest batches, hence the least database work per deduction, and was fastest on the two-core
-    /// benchmark machine (docs/benchmarks.md); more let deductions of other unit-years go on while one transaction
-    /// waits on a lock another server instance holds.</summary>
+    /// One makes the largest batches, hence the least database work per deduction; docs/benchmarks.md has the
+    /// measurements on the two-core benchmark machine.</summary>
     public int Workers { get; set; } = 1;
+
+    /// <summary>The most deductions that may wait for a worker. One more is refused at once with OVERLOADED.</summary>
+    public int MaxWaiting { get; set; } = 10_000;
+
+    /// <summary>How many transactions may wait at once for a unit-year whose row another session holds (another server
+    /// instance, a person in psql), each on its own connection and at most <c>Database:LockTimeout</c> long.</summary>
+    public int LockWaiters { get; set; } = 4;
+
+    public IEnumerable<string> Problems() =>
+        Settings.Range(nameof(MaxBatch), MaxBatch, 1, 10_000)
+            .Concat(Settings.Range(nameof(Workers), Workers, 1, 64))
+            .Concat(Settings.Range(nameof(MaxWaiting), MaxWaiting, 1, 1_000_000))
+            .Concat(Settings.Range(nameof(LockWaiters), LockWaiters, 1, 64));
 }
 
-/// <summary>The fast path of Deduct. Deductions wait here while a transaction holds their unit-year; each worker
-/// takes every waiting deduction (up to <see cref="DeductionOptions.MaxBatch"/>) whose unit-year no other worker of
-/// this process is applying, and applies them in one transaction (<see cref="DeductionBatch"/>): one lock, one
-/// commit, one fsync for many. Answers go out after the commit. Per unit-year the order of arrival is kept, and
-/// correctness across several server processes still rests on the unit-year row lock the transaction takes. When a
-/// coalesced transaction fails as a whole, its deductions are applied again each as a batch of its own, which gives
-/// each its own outcome. With coalescing off, every deduction is such a batch of one: the same rules, the same
-/// statements, one transaction each.</summary>
+/// <summary>The fast path of Deduct. Deductions wait here while a transaction holds their unit-year; each worker takes
+/// every waiting deduction (up to <see cref="DeductionOptions.MaxBatch"/>) whose unit-year no other worker of this
+/// process is applying, and applies them in one transaction (<see cref="DeductionBatch"/>): one lock, one commit, one
+/// fsync for many. Answers go out after the commit. Per unit-year the order of arrival is kept, and correctness
+/// across several server processes rests on the unit-year row lock the transaction takes.
+/// <para>A worker never waits for a row lock: a unit-year or contract another session holds is skipped, and its
+/// deductions are handed to a lock waiter, which waits for that one unit-year on a connection of its own, at most
+/// <c>Database:LockTimeout</c>, while the workers go on with every other unit-year. When a coalesced transaction fails
+/// as a whole, its deductions are applied again each as a batch of its own, which gives each its own outcome. With
+/// coalescing off, every deduction is such a batch of one: the same rules, the same statements.</para>
+/// <para>The queue is bounded (<see cref="DeductionOptions.MaxWaiting"/>); a caller that gives up before a worker has
+/// taken its deduction withdraws it; when the host stops, the queue takes no more, finishes the transactions in flight
+/// and answers the deductions still waiting with UNAVAILABLE, nothing of them applied.</para></summary>
 internal sealed partial class DeductionQueue(
     LedgerDatabase database,
-    IConfiguration configuration,
+    DeductionOptions options,
     TimeProvider time,
     IMeterFactory meters,
-    ILogger<DeductionQueue> logger) : IAsyncDisposable
+    ILogger<DeductionQueue> logger) : IHostedService, IAsyncDisposable
 {
     private const int GrantCacheLimit = 100_000;
 
     private readonly Lock _gate = new();
-    private readonly List<PendingDeduction> _waiting = [];
+    private readonly LinkedList<PendingDeduction> _waiting = [];
     private readonly HashSet<long> _busy = [];
     private readonly ConcurrentDictionary<long, long> _unitYearOfGrant = new();
+    private readonly SemaphoreSlim _lockWaiters = new(options.LockWaiters);
     private readonly Histogram<int> _batchSizes = meters.Create("QuotaLedger.Deductions")
         .CreateHistogram<int>("quotaledger.deductions.batch_size", "{deduction}", "Deductions applied by one coalesced transaction");
     private readonly Counter<long> _fallbacks = meters.Create("QuotaLedger.Deductions")
         .CreateCounter<long>("quotaledger.deductions.fallbacks", "{transaction}", "Coalesced transactions that failed as a whole and were applied one by one");
+    private readonly Counter<long> _deferred = meters.Create("QuotaLedger.Deductions")
+        .CreateCounter<long>("quotaledger.deductions.lock_waits", "{deduction}", "Deductions whose unit-year another session held, handed to a lock waiter");
+    private readonly Counter<long> _refused = meters.Create("QuotaLedger.Deductions")
+        .CreateCounter<long>("quotaledger.deductions.refused", "{deduction}", "Deductions refused with UNAVAILABLE before anything was applied");
     // Connections kept open for the workers, so each batch runs on a backend whose caches and prepared statements
     // are warm instead of on whichever pooled connection comes next.
     private readonly ConcurrentStack<NpgsqlConnection> _connections = new();
-    private DeductionOptions? _options;
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _workers;
-
-    private DeductionOptions Options => _options ??= Checked(configuration.GetSection("Deductions").Get<DeductionOptions>() ?? new DeductionOptions());
+    private int _inFlight;
+    private bool _stopping;
 
     public async Task<DeductResponse> DeductAsync(DeductionRequest request, CancellationToken ct)
     {
         var unitYearId = await UnitYearOfAsync(request.GrantId, ct);
-        if (!Options.Coalesce || unitYearId is null)
+        var item = new PendingDeduction(request, unitYearId);
+        if (!options.Coalesce || unitYearId is null)
         {
             // Unknown grants too: a batch of one records their refusal.
-            return Answer(await OneAsync(new PendingDeduction(request, unitYearId), ct));
+            Admit(item, enqueue: false);
+            try
+            {
+                return Answer(await OneAsync(item, ct));
+            }
+            finally
+            {
+                Leave();
+            }
         }
 
-        var item = new PendingDeduction(request, unitYearId);
-        Enqueue(item);
-        // A caller that gives up stops waiting; the deduction is still decided, and a retry with its id replays it.
-        return await item.Answer.Task.WaitAsync(ct);
+        Admit(item, enqueue: true);
+        // A caller that gives up before a worker has taken its deduction withdraws it: nothing of it is applied. Once
+        // taken it is decided and recorded, and a retry with its request id replays the outcome.
+        await using (ct.Register(() => Withdraw(item)))
+        {
+            return await item.Answer.Task;
+        }
+    }
+
+    /// <summary>Lets a deduction in, unless the queue is full or the host is stopping. Queued, it is added under the
+    /// same lock, and a worker is started if one may be.</summary>
+    private void Admit(PendingDeduction item, bool enqueue)
+    {
+        var startWorker = false;
+        lock (_gate)
+        {
+            if (_stopping)
+            {
+                _refused.Add(1);
+                throw new LedgerException(Reason.Overloaded,
+                    "The server is stopping and takes no more deductions; this one was not applied. Retry with the same request_id.");
+            }
+
+            if (enqueue && _waiting.Count >= options.MaxWaiting)
+            {
+                _refused.Add(1);
+                throw new LedgerException(Reason.Overloaded,
+                    $"{_waiting.Count} deductions are already waiting; this one was not applied. Retry with the same request_id after a pause.");
+            }
+
+            _inFlight++;
+            if (enqueue)
+            {
+                item.Node = _waiting.AddLast(item);
+                startWorker = StartWorkerIfIdle(item.UnitYearId!.Value);
+            }
+        }
+
+        if (startWorker)
+        {
+            _ = Task.Run(WorkAsync);
+        }
+    }
+
+    /// <summary>Whether a new worker should start for a deduction of <paramref name="unitYearId"/>: one may, and no
+    /// worker or lock waiter is busy with that unit-year (whoever is picks it up when done). Called under the gate.</summary>
+    private bool StartWorkerIfIdle(long unitYearId)
+    {
+        if (_workers >= options.Workers || _busy.Contains(unitYearId))
+        {
+            return false;
+        }
+
+        _workers++;
+        return true;
+    }
+
+    /// <summary>Answers a deduction that is done and counts it out; the last one out while stopping says so.</summary>
+    private void Leave()
+    {
+        lock (_gate)
+        {
+            if (--_inFlight == 0 && _stopping)
+            {
+                _drained.TrySetResult();
+            }
+        }
+    }
+
+    private void Withdraw(PendingDeduction item)
+    {
+        lock (_gate)
+        {
+            if (item.Node is not { List: not null } node)
+            {
+                // Taken by a worker already: its outcome will be recorded.
+                return;
+            }
+
+            _waiting.Remove(node);
+            item.Node = null;
+        }
+
+        item.Answer.TrySetCanceled();
+        Leave();
     }
 
     /// <summary>The unit-year a grant belongs to, which never changes; null for an unknown grant.</summary>
@@ -94,23 +207,6 @@ internal sealed partial class DeductionQueue(
         return unitYearId;
     }
 
-    private void Enqueue(PendingDeduction item)
-    {
-        lock (_gate)
-        {
-            _waiting.Add(item);
-            // A deduction of a unit-year being applied waits for the worker applying it to come round again.
-            if (_workers >= Options.Workers || _busy.Contains(item.UnitYearId!.Value))
-            {
-                return;
-            }
-
-            _workers++;
-        }
-
-        _ = Task.Run(WorkAsync);
-    }
-
     private async Task WorkAsync()
     {
         while (true)
@@ -126,15 +222,12 @@ internal sealed partial class DeductionQueue(
                 }
             }
 
-            try
+            var handedOn = await ApplyAsync(batch);
+            lock (_gate)
             {
-                await ApplyAsync(batch);
-            }
-            finally
-            {
-                lock (_gate)
+                foreach (var item in batch)
                 {
-                    foreach (var item in batch)
+                    if (!handedOn.Contains(item.UnitYearId!.Value))
                     {
                         _busy.Remove(item.UnitYearId!.Value);
                     }
@@ -143,33 +236,33 @@ internal sealed partial class DeductionQueue(
         }
     }
 
-    /// <summary>The waiting deductions, in order of arrival, of unit-years no other worker holds. Called under the gate.</summary>
+    /// <summary>The waiting deductions, in order of arrival, of unit-years no worker or lock waiter holds. Called under the gate.</summary>
     private List<PendingDeduction> TakeBatch()
     {
         var batch = new List<PendingDeduction>();
         var taken = new HashSet<long>();
-        var left = new List<PendingDeduction>(_waiting.Count);
-        foreach (var item in _waiting)
+        for (var node = _waiting.First; node is not null && batch.Count < options.MaxBatch;)
         {
-            var unitYearId = item.UnitYearId!.Value;
-            if (batch.Count < Options.MaxBatch && (taken.Contains(unitYearId) || !_busy.Contains(unitYearId)))
+            var next = node.Next;
+            var unitYearId = node.Value.UnitYearId!.Value;
+            if (taken.Contains(unitYearId) || !_busy.Contains(unitYearId))
             {
-                batch.Add(item);
+                batch.Add(node.Value);
                 taken.Add(unitYearId);
+                _waiting.Remove(node);
+                node.Value.Node = null;
             }
-            else
-            {
-                left.Add(item);
-            }
+
+            node = next;
         }
 
-        _waiting.Clear();
-        _waiting.AddRange(left);
         _busy.UnionWith(taken);
         return batch;
     }
 
-    private async Task ApplyAsync(List<PendingDeduction> batch)
+    /// <summary>Applies a batch and answers what it decided. Returns the unit-years handed to lock waiters, which stay
+    /// busy until their waiter is done.</summary>
+    private async Task<HashSet<long>> ApplyAsync(List<PendingDeduction> batch)
     {
         _batchSizes.Record(batch.Count);
         DeductionOutcome[] outcomes;
@@ -178,7 +271,7 @@ internal sealed partial class DeductionQueue(
             var connection = _connections.TryPop(out var warm) ? warm : await database.DataSource.OpenConnectionAsync();
             try
             {
-                outcomes = await DeductionBatch.RunAsync(connection, batch, time.GetUtcNow(), CancellationToken.None);
+                outcomes = await DeductionBatch.RunAsync(connection, batch, time.GetUtcNow(), waitForLocks: false, CancellationToken.None);
             }
             catch
             {
@@ -190,50 +283,183 @@ internal sealed partial class DeductionQueue(
         }
         catch (Exception e)
         {
-            // Apply each deduction on its own, so each gets its own outcome. Nothing of a failed transaction is kept;
-            // should the connection have been lost after COMMIT reached the server, the deductions did take effect, and
-            // each then replays its recorded outcome.
+            // Apply each deduction on its own, so each gets its own outcome, aside from the worker (one of them may wait
+            // for a lock). Nothing of a failed transaction is kept; should the connection have been lost after COMMIT
+            // reached the server, the deductions did take effect, and each then replays its recorded outcome.
             LogFallback(logger, batch.Count, e.Message);
             _fallbacks.Add(1);
-
-            foreach (var item in batch)
-            {
-                try
-                {
-                    Settle(item, await OneAsync(item, CancellationToken.None));
-                }
-                catch (Exception failure)
-                {
-                    item.Answer.TrySetException(failure);
-                }
-            }
-
-            return;
+            return HandOff(batch, together: false);
         }
 
+        var deferred = new List<PendingDeduction>();
         for (var i = 0; i < batch.Count; i++)
         {
-            Settle(batch[i], outcomes[i]);
+            if (outcomes[i].Deferred)
+            {
+                deferred.Add(batch[i]);
+            }
+            else
+            {
+                Settle(batch[i], outcomes[i]);
+            }
+        }
+
+        _deferred.Add(deferred.Count);
+        return HandOff(deferred, together: true);
+    }
+
+    /// <summary>Hands deductions to tasks of their own, one per unit-year, so the worker goes on with the others.
+    /// Returns the unit-years handed on.</summary>
+    private HashSet<long> HandOff(List<PendingDeduction> items, bool together)
+    {
+        var byUnitYear = items.GroupBy(i => i.UnitYearId!.Value).ToList();
+        foreach (var group in byUnitYear)
+        {
+            var unitYearItems = group.ToList();
+            _ = Task.Run(() => AsideAsync(group.Key, unitYearItems, together));
+        }
+
+        return [.. byUnitYear.Select(g => g.Key)];
+    }
+
+    /// <summary>Applies the deductions of one unit-year on a connection of its own, waiting for their locks at most
+    /// <c>Database:LockTimeout</c>: together, when a worker found the unit-year's row (or a contract's) held by another
+    /// session; one by one, when their coalesced transaction failed as a whole. The unit-year stays busy meanwhile, so
+    /// its later deductions wait behind these and keep their order.</summary>
+    private async Task AsideAsync(long unitYearId, List<PendingDeduction> items, bool together)
+    {
+        try
+        {
+            await _lockWaiters.WaitAsync();
+            try
+            {
+                if (together)
+                {
+                    await TogetherAsync(unitYearId, items);
+                }
+                else
+                {
+                    foreach (var item in items)
+                    {
+                        await SettleAlone(item);
+                    }
+                }
+            }
+            finally
+            {
+                _lockWaiters.Release();
+            }
+        }
+        finally
+        {
+            bool startWorker;
+            lock (_gate)
+            {
+                _busy.Remove(unitYearId);
+                // Deductions of this unit-year that arrived meanwhile found it busy and started no worker.
+                startWorker = _waiting.Count > 0 && StartWorkerIfIdle(unitYearId);
+            }
+
+            if (startWorker)
+            {
+                _ = Task.Run(WorkAsync);
+            }
         }
     }
 
-    private static void Settle(PendingDeduction item, DeductionOutcome outcome)
+    private async Task TogetherAsync(long unitYearId, List<PendingDeduction> items)
+    {
+        try
+        {
+            await using var connection = await database.DataSource.OpenConnectionAsync();
+            var outcomes = await DeductionBatch.RunAsync(connection, items, time.GetUtcNow(), waitForLocks: true, CancellationToken.None);
+            for (var i = 0; i < items.Count; i++)
+            {
+                Settle(items[i], outcomes[i]);
+            }
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        {
+            // The deductions of the unit-year that queued meanwhile have waited for the same lock: they are answered
+            // now too, instead of each waiting out another lock timeout.
+            items.AddRange(TakeWaiting(unitYearId));
+            LogLockHeld(logger, unitYearId, items.Count, database.Options.LockTimeout);
+            foreach (var item in items)
+            {
+                Refuse(item, new LedgerException(Reason.StoreUnavailable,
+                    $"Another session has held this grant's unit-year (or its contract) locked for longer than {database.Options.LockTimeout.TotalSeconds:0.###} s; " +
+                    "the deduction was not applied. Retry with the same request_id."));
+            }
+        }
+        catch (Exception e)
+        {
+            LogFallback(logger, items.Count, e.Message);
+            foreach (var item in items)
+            {
+                await SettleAlone(item);
+            }
+        }
+    }
+
+    /// <summary>Takes the waiting deductions of one unit-year out of the queue.</summary>
+    private List<PendingDeduction> TakeWaiting(long unitYearId)
+    {
+        var taken = new List<PendingDeduction>();
+        lock (_gate)
+        {
+            for (var node = _waiting.First; node is not null;)
+            {
+                var next = node.Next;
+                if (node.Value.UnitYearId == unitYearId)
+                {
+                    taken.Add(node.Value);
+                    _waiting.Remove(node);
+                    node.Value.Node = null;
+                }
+
+                node = next;
+            }
+        }
+
+        return taken;
+    }
+
+    private async Task SettleAlone(PendingDeduction item)
+    {
+        try
+        {
+            Settle(item, await OneAsync(item, CancellationToken.None));
+        }
+        catch (Exception failure)
+        {
+            Refuse(item, failure);
+        }
+    }
+
+    private void Settle(PendingDeduction item, DeductionOutcome outcome)
     {
         if (outcome.Refusal is { } refusal)
         {
-            item.Answer.TrySetException(refusal);
+            Refuse(item, refusal);
+            return;
         }
-        else
-        {
-            item.Answer.TrySetResult(outcome.Response!);
-        }
+
+        item.Answer.TrySetResult(outcome.Response!);
+        Leave();
+    }
+
+    private void Refuse(PendingDeduction item, Exception refusal)
+    {
+        item.Answer.TrySetException(refusal);
+        Leave();
     }
 
     private static DeductResponse Answer(DeductionOutcome outcome) => outcome.Refusal is { } refusal ? throw refusal : outcome.Response!;
 
-    /// <summary>Applies one deduction as a batch of its own. A transaction that fails as a whole because of what another
-    /// transaction committed meanwhile (the same invoice or request id on another unit-year, a deadlock) is tried
-    /// again: its fresh read then sees what the other committed, and the rules refuse or replay accordingly.</summary>
+    /// <summary>Applies one deduction as a batch of its own, waiting for its locks. A transaction that fails as a whole
+    /// because of what another transaction committed meanwhile (the same invoice or request id on another unit-year, a
+    /// deadlock) is tried again: its fresh read then sees what the other committed, and the rules refuse or replay
+    /// accordingly.</summary>
     private async Task<DeductionOutcome> OneAsync(PendingDeduction item, CancellationToken ct)
     {
         for (var attempt = 1; ; attempt++)
@@ -241,7 +467,7 @@ internal sealed partial class DeductionQueue(
             await using var connection = await database.DataSource.OpenConnectionAsync(ct);
             try
             {
-                return (await DeductionBatch.RunAsync(connection, [item], time.GetUtcNow(), ct))[0];
+                return (await DeductionBatch.RunAsync(connection, [item], time.GetUtcNow(), waitForLocks: true, ct))[0];
             }
             catch (PostgresException e) when (attempt < 3 && e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.DeadlockDetected
                 or PostgresErrorCodes.SerializationFailure)
@@ -251,14 +477,9 @@ internal sealed partial class DeductionQueue(
         }
     }
 
-    private static DeductionOptions Checked(DeductionOptions options) =>
-        options.MaxBatch >= 1 && options.Workers >= 1
-            ? options
-            : throw new InvalidOperationException("Deductions:MaxBatch and Deductions:Workers must be at least 1.");
-
     private void Return(NpgsqlConnection connection)
     {
-        if (_connections.Count < Options.Workers)
+        if (_connections.Count < options.Workers)
         {
             _connections.Push(connection);
         }
@@ -268,12 +489,47 @@ internal sealed partial class DeductionQueue(
         }
     }
 
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>Takes no more deductions, answers those still waiting with UNAVAILABLE (nothing of them applied), and
+    /// waits for the transactions in flight to commit and answer, as long as the host allows.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        List<PendingDeduction> left;
+        lock (_gate)
+        {
+            _stopping = true;
+            left = [.. _waiting];
+            _waiting.Clear();
+            foreach (var item in left)
+            {
+                item.Node = null;
+            }
+
+            if (_inFlight == left.Count)
+            {
+                _drained.TrySetResult();
+            }
+        }
+
+        foreach (var item in left)
+        {
+            Refuse(item, new LedgerException(Reason.Overloaded,
+                "The server stopped before this deduction was applied; nothing of it was. Retry with the same request_id."));
+        }
+
+        LogStopping(logger, left.Count);
+        await _drained.Task.WaitAsync(cancellationToken);
+    }
+
     public async ValueTask DisposeAsync()
     {
         while (_connections.TryPop(out var connection))
         {
             await connection.DisposeAsync();
         }
+
+        _lockWaiters.Dispose();
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "A coalesced transaction of {Count} deductions failed ({Error}); applying them one by one")]
@@ -281,4 +537,10 @@ internal sealed partial class DeductionQueue(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Deduction {RequestId} raced another transaction ({SqlState}); reading again")]
     private static partial void LogRetry(ILogger logger, string requestId, string sqlState);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Unit-year {UnitYearId} stayed locked by another session past the lock timeout ({LockTimeout}); {Count} deductions answered UNAVAILABLE")]
+    private static partial void LogLockHeld(ILogger logger, long unitYearId, int count, TimeSpan lockTimeout);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Deductions stop: {Count} waiting deductions answered UNAVAILABLE; finishing those in flight")]
+    private static partial void LogStopping(ILogger logger, int count);
 }

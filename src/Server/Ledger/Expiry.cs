@@ -112,23 +112,33 @@ internal static partial class Expiry
     private static partial void LogGrantFailed(ILogger logger, long grantId, Exception exception);
 }
 
+/// <summary>The <c>Expiry</c> section.</summary>
+public sealed class ExpiryOptions : ICheckedSettings
+{
+    /// <summary>Run the expiry pass in the background.</summary>
+    public bool Enabled { get; set; } = true;
+
+    public TimeSpan Interval { get; set; } = TimeSpan.FromMinutes(1);
+
+    public IEnumerable<string> Problems() => Settings.Range(nameof(Interval), Interval, TimeSpan.FromMilliseconds(10), TimeSpan.FromDays(1));
+}
+
 /// <summary>Runs the expiry pass every <c>Expiry:Interval</c> (default one minute) on the server's clock.
 /// <c>Expiry:Enabled=false</c> leaves it to <c>AdminService.ExpireDueGrants</c>.</summary>
 internal sealed partial class ExpiryService(
     IServiceScopeFactory scopes,
     TimeProvider time,
-    IConfiguration configuration,
+    ExpiryOptions options,
     ILogger<ExpiryService> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (!configuration.GetValue("Expiry:Enabled", true))
+        if (!options.Enabled)
         {
             return;
         }
 
-        var interval = configuration.GetValue("Expiry:Interval", TimeSpan.FromMinutes(1));
-        using var timer = new PeriodicTimer(interval, time);
+        using var timer = new PeriodicTimer(options.Interval, time);
         while (await timer.WaitForNextTickAsync(stoppingToken))
         {
             try

@@ -10,11 +10,9 @@ internal sealed partial class CheckpointService(
     IServiceProvider services,
     LedgerDatabase database,
     TimeProvider time,
-    IConfiguration configuration,
+    CheckpointOptions options,
     ILogger<CheckpointService> logger) : BackgroundService
 {
-    private CheckpointOptions Options => configuration.GetSection("Checkpoints").Get<CheckpointOptions>() ?? new CheckpointOptions();
-
     public override Task StartAsync(CancellationToken cancellationToken)
     {
         _ = services.GetRequiredService<CheckpointSigner>();
@@ -23,7 +21,6 @@ internal sealed partial class CheckpointService(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var options = Options;
         if (!options.Enabled)
         {
             return;
@@ -35,7 +32,7 @@ internal sealed partial class CheckpointService(
         {
             try
             {
-                var checkpoint = await Checkpoints.MakeAsync(database.DataSource, signer, time.GetUtcNow(), stoppingToken);
+                var checkpoint = await Checkpoints.MakeAsync(database, signer, time.GetUtcNow(), stoppingToken);
                 LogMade(logger, checkpoint.Id);
             }
             catch (Exception e) when (e is not OperationCanceledException)

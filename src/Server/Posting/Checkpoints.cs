@@ -22,14 +22,15 @@ internal static class Checkpoints
 
     /// <summary>Makes a checkpoint of what is committed now, after checking every entry it signs for the first time; or
     /// returns the latest checkpoint when nothing was written since. Refuses to sign a journal that does not verify.</summary>
-    public static async Task<CheckpointRow> MakeAsync(NpgsqlDataSource dataSource, CheckpointSigner signer, DateTimeOffset now, CancellationToken ct)
+    public static async Task<CheckpointRow> MakeAsync(LedgerDatabase database, CheckpointSigner signer, DateTimeOffset now, CancellationToken ct)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(ct);
+        await using var connection = await database.DataSource.OpenConnectionAsync(ct);
         await ExecuteAsync(connection, null, $"SELECT pg_advisory_lock({MakerLock})", ct);
         try
         {
             // The snapshot is taken after the lock: it sees the checkpoint another maker committed before.
             await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
+            await database.Options.AllowAuditAsync(connection, transaction, ct);
             var previous = await LatestAsync(connection, transaction, ct);
             var previousBody = previous is null ? new CheckpointBody() : CheckpointBody.Parser.ParseFrom(previous.Body);
             var heads = previousBody.Heads.ToDictionary(h => h.ChainKey, h => h.Clone(), StringComparer.Ordinal);

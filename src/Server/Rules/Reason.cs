@@ -41,6 +41,12 @@ public enum Reason
     AlreadyDecided,
     NotResident,
 
+    /// <summary>Admission refused: the queue is full or the server is stopping; nothing was applied.</summary>
+    Overloaded,
+
+    /// <summary>The database could not be reached, or the transaction's outcome is not known yet.</summary>
+    StoreUnavailable,
+
     /// <summary>Not in API.md's table: the per-caller rate limit (RESOURCE_EXHAUSTED, with a retry hint).</summary>
     RateLimited,
 }
@@ -83,6 +89,8 @@ public static class ReasonExtensions
         Reason.YearNotOpen => "YEAR_NOT_OPEN",
         Reason.AlreadyDecided => "ALREADY_DECIDED",
         Reason.NotResident => "NOT_RESIDENT",
+        Reason.Overloaded => "OVERLOADED",
+        Reason.StoreUnavailable => "STORE_UNAVAILABLE",
         Reason.RateLimited => "RATE_LIMITED",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
@@ -96,6 +104,7 @@ public static class ReasonExtensions
         Reason.NotYourResource or Reason.RoleRequired => StatusCode.PermissionDenied,
         Reason.Unauthenticated => StatusCode.Unauthenticated,
         Reason.RateLimited => StatusCode.ResourceExhausted,
+        Reason.Overloaded or Reason.StoreUnavailable => StatusCode.Unavailable,
         _ => StatusCode.FailedPrecondition,
     };
 

@@ -2,7 +2,7 @@ namespace QuotaLedger.Server.Security;
 
 /// <summary>The <c>Auth</c> configuration section. Nothing is trusted by default: with neither client-certificate
 /// anchors nor a token issuer configured, the server runs in development mode, on loopback only.</summary>
-public sealed class AuthOptions
+public sealed class AuthOptions : ICheckedSettings
 {
     /// <summary>PEM files of the CAs whose client certificates are accepted. A caller certificate names its USCC in the
     /// subject's CN and its roles (bureau, provider, unit, expert) in OU attributes.</summary>
@@ -14,6 +14,19 @@ public sealed class AuthOptions
     public JwtIssuerOptions? Jwt { get; set; }
 
     public bool Configured => TrustedClientCaFiles.Count > 0 || Jwt is not null;
+
+    public IEnumerable<string> Problems()
+    {
+        if (Jwt is { } jwt && (string.IsNullOrWhiteSpace(jwt.Issuer) || string.IsNullOrWhiteSpace(jwt.Audience) || string.IsNullOrWhiteSpace(jwt.SigningKeyFile)))
+        {
+            yield return "Jwt needs Issuer, Audience and SigningKeyFile.";
+        }
+
+        if (RevocationListFiles.Count > 0 && TrustedClientCaFiles.Count == 0)
+        {
+            yield return "RevocationListFiles is set without TrustedClientCaFiles.";
+        }
+    }
 }
 
 /// <summary>A trusted token issuer: tokens carry the caller's USCC in <c>sub</c> and its roles in <c>roles</c>.</summary>
@@ -31,7 +44,7 @@ public sealed class JwtIssuerOptions
 public sealed record SecurityMode(bool Development);
 
 /// <summary>The <c>RateLimits</c> section: a token bucket per caller.</summary>
-public sealed class RateLimitOptions
+public sealed class RateLimitOptions : ICheckedSettings
 {
     public int PermitsPerSecond { get; set; } = 2_000;
     public int Burst { get; set; } = 4_000;
@@ -39,4 +52,10 @@ public sealed class RateLimitOptions
     /// <summary>Failed authentications an address may make a second, and at once, before it is turned away.</summary>
     public int FailedAuthenticationsPerSecond { get; set; } = 5;
     public int FailedAuthenticationBurst { get; set; } = 20;
+
+    public IEnumerable<string> Problems() =>
+        Settings.Range(nameof(PermitsPerSecond), PermitsPerSecond, 1, 1_000_000)
+            .Concat(Settings.Range(nameof(Burst), Burst, 1, 1_000_000))
+            .Concat(Settings.Range(nameof(FailedAuthenticationsPerSecond), FailedAuthenticationsPerSecond, 1, 1_000_000))
+            .Concat(Settings.Range(nameof(FailedAuthenticationBurst), FailedAuthenticationBurst, 1, 1_000_000));
 }

@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 namespace QuotaLedger.Server.Security;
 
 /// <summary>The <c>Checkpoints</c> section.</summary>
-public sealed class CheckpointOptions
+public sealed class CheckpointOptions : ICheckedSettings
 {
     /// <summary>PEM (PKCS#8) file of the ECDSA P-256 key that signs checkpoints. It lives outside the database, where
     /// nobody with only database access can reach it. Required in secured mode; `dev-pki` writes one.</summary>
@@ -13,6 +13,8 @@ public sealed class CheckpointOptions
     public bool Enabled { get; set; } = true;
 
     public TimeSpan Interval { get; set; } = TimeSpan.FromMinutes(15);
+
+    public IEnumerable<string> Problems() => Settings.Range(nameof(Interval), Interval, TimeSpan.FromSeconds(1), TimeSpan.FromDays(7));
 }
 
 /// <summary>Signs checkpoints with the configured key and checks their signatures. The key id is the hex SHA-256 of the

@@ -7,16 +7,19 @@ namespace QuotaLedger.Server.Storage;
 
 /// <summary>Where the ledger's database is: <c>ConnectionStrings:Ledger</c> when set, otherwise a private local
 /// cluster this process starts. Known once <see cref="DatabaseStartup"/> has run, before the server takes calls.</summary>
-public sealed class LedgerDatabase : IAsyncDisposable
+public sealed class LedgerDatabase(DatabaseOptions options) : IAsyncDisposable
 {
     private NpgsqlDataSource? _dataSource;
+
+    /// <summary>The limits every serving session runs under.</summary>
+    public DatabaseOptions Options { get; } = options;
 
     public NpgsqlDataSource DataSource =>
         _dataSource ?? throw new InvalidOperationException("The ledger database is not started yet.");
 
     internal void Use(string connectionString)
     {
-        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        var builder = Options.Apply(new NpgsqlConnectionStringBuilder(connectionString));
         builder.MaxPoolSize = Math.Max(builder.MaxPoolSize, 100);
         // The hot path repeats the same few statements: let Npgsql prepare them server-side once per connection
         // instead of PostgreSQL parsing and planning each one per call (see docs/benchmarks.md).
@@ -25,7 +28,8 @@ public sealed class LedgerDatabase : IAsyncDisposable
             builder.MaxAutoPrepare = 64;
             builder.AutoPrepareMinUsages = 2;
         }
-        // Nothing here changes session state, so a pooled connection needs no reset statements when reused.
+        // Nothing here changes session state beyond a transaction (SET LOCAL), so a pooled connection needs no reset
+        // statements when reused.
         builder.NoResetOnClose = true;
         _dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
     }
@@ -44,6 +48,7 @@ public sealed class LedgerDatabase : IAsyncDisposable
 /// Runs before Kestrel starts listening (hosted services start in order, the web server last).</summary>
 internal sealed partial class DatabaseStartup(
     IConfiguration configuration,
+    LocalPostgresOptions localPostgres,
     LedgerDatabase database,
     ILogger<DatabaseStartup> logger) : IHostedService
 {
@@ -55,11 +60,10 @@ internal sealed partial class DatabaseStartup(
         var owner = configuration.GetConnectionString("LedgerMigrations");
         if (string.IsNullOrWhiteSpace(serving))
         {
-            var options = configuration.GetSection("LocalPostgres").Get<LocalPostgresOptions>() ?? new LocalPostgresOptions();
             LogStartingLocalCluster(logger);
             try
             {
-                _cluster = await LocalPostgresCluster.StartAsync(options, logger, cancellationToken);
+                _cluster = await LocalPostgresCluster.StartAsync(localPostgres, logger, cancellationToken);
             }
             catch (PostgresBinariesNotFoundException e)
             {

@@ -10,7 +10,7 @@ using Npgsql;
 namespace QuotaLedger.Server.Storage;
 
 /// <summary>Settings for <see cref="LocalPostgresCluster"/>.</summary>
-public sealed class LocalPostgresOptions
+public sealed class LocalPostgresOptions : ICheckedSettings
 {
     /// <summary>Where the cluster's data lives; reused across restarts. Default: <c>/var/tmp/quotaledger/pgdata</c>.</summary>
     public string? DataDirectory { get; set; }
@@ -26,6 +26,19 @@ public sealed class LocalPostgresOptions
 
     /// <summary>Remove the data directory when disposed (for throwaway clusters, e.g. in tests).</summary>
     public bool DeleteOnDispose { get; set; }
+
+    public IEnumerable<string> Problems()
+    {
+        if (string.IsNullOrWhiteSpace(Database) || !Database.All(c => char.IsAsciiLetterOrDigit(c) || c == '_'))
+        {
+            yield return $"{nameof(Database)} must be a name of letters, digits and underscores; it is '{Database}'.";
+        }
+
+        if (BinDirectory is { Length: > 0 } bin && !Directory.Exists(bin))
+        {
+            yield return $"{nameof(BinDirectory)} names a folder that does not exist: {bin}.";
+        }
+    }
 }
 
 /// <summary>Thrown when no PostgreSQL server binaries (<c>initdb</c>, <c>pg_ctl</c>) can be found.</summary>
