@@ -5,7 +5,8 @@ namespace QuotaLedger.LoadTest;
 /// <summary>Command-line options, in the manner of grpc-dotnet's benchmark client.</summary>
 internal sealed record Options
 {
-    public Uri? Address { get; init; }
+    /// <summary>The servers to load, round-robin over the channels; none: start one.</summary>
+    public IReadOnlyList<Uri> Addresses { get; init; } = [];
     public string Scenario { get; init; } = "hot";
     public int Concurrency { get; init; } = 64;
     public int Rate { get; init; }
@@ -14,10 +15,13 @@ internal sealed record Options
     public int UnitYears { get; init; } = 1_000;
     public int Connections { get; init; } = 1;
     public string Json { get; init; } = "loadtest-results.json";
+    public string? Fault { get; init; }
+    public TimeSpan FaultAt { get; init; } = TimeSpan.FromSeconds(10);
+    public string? Database { get; init; }
 
     public const string Usage = """
         QuotaLedger load test
-          --address URL        server to load (default: start one, with no configuration)
+          --address URL[,URL]  server(s) to load, round-robin over the channels (default: start one, with no configuration)
           --scenario NAME      hot | spread | mixed | ping (default hot)
           --concurrency N      callers in the closed loop, or the in-flight cap in the open loop (default 64)
           --rate N             open loop: N calls a second (default 0: closed loop)
@@ -26,6 +30,11 @@ internal sealed record Options
           --unit-years N       spread/mixed: how many unit-years (default 1000)
           --connections N      gRPC channels (default 1)
           --json PATH          where to write the results (default loadtest-results.json)
+          --fault COMMAND      a shell command run once during the measured time (a fault to inject); the results
+                               then say how long the rate took to come back
+          --fault-at SECONDS   when into the measured time the fault starts (default 10)
+          --database CONNSTR   after the run, check in the ledger's database itself that every acknowledged deduction
+                               exists exactly once and nothing else was applied (what the run was not told of)
         """;
 
     public static Options Parse(string[] args)
@@ -36,7 +45,7 @@ internal sealed record Options
             var value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value.\n{Usage}");
             options = args[i] switch
             {
-                "--address" => options with { Address = new Uri(value) },
+                "--address" => options with { Addresses = [.. value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(a => new Uri(a))] },
                 "--scenario" => options with { Scenario = value is "hot" or "spread" or "mixed" or "ping" ? value : throw new ArgumentException($"Unknown scenario {value}.\n{Usage}") },
                 "--concurrency" => options with { Concurrency = Positive(value) },
                 "--rate" => options with { Rate = int.Parse(value, CultureInfo.InvariantCulture) },
@@ -45,6 +54,9 @@ internal sealed record Options
                 "--unit-years" => options with { UnitYears = Positive(value) },
                 "--connections" => options with { Connections = Positive(value) },
                 "--json" => options with { Json = value },
+                "--fault" => options with { Fault = value },
+                "--fault-at" => options with { FaultAt = TimeSpan.FromSeconds(Positive(value)) },
+                "--database" => options with { Database = value },
                 _ => throw new ArgumentException($"Unknown option {args[i]}.\n{Usage}"),
             };
             i++;

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Grpc.Core;
+using Npgsql;
 using QuotaLedger.Client;
 using QuotaLedger.LoadTest;
 
@@ -17,16 +18,20 @@ catch (ArgumentException e)
     return 2;
 }
 
-await using var server = options.Address is null ? await ServerProcess.StartAsync() : null;
-var address = options.Address ?? server!.Address;
-var clients = Enumerable.Range(0, options.Connections).Select(_ => new QuotaLedgerClient(new QuotaLedgerClientOptions
+await using var server = options.Addresses.Count == 0 ? await ServerProcess.StartAsync() : null;
+IReadOnlyList<Uri> addresses = server is null ? options.Addresses : [server.Address];
+var address = addresses[0];
+var clients = Enumerable.Range(0, Math.Max(options.Connections, addresses.Count)).Select(i => new QuotaLedgerClient(new QuotaLedgerClientOptions
 {
-    Address = address,
+    Address = addresses[i % addresses.Count],
     DefaultDeadline = TimeSpan.FromSeconds(30),
     // The load test counts failures instead of hiding them behind retries.
     Retry = { MaxAttempts = 1 },
 })).ToArray();
-await WaitUntilUpAsync(clients[0]);
+foreach (var client in clients.Take(addresses.Count))
+{
+    await WaitUntilUpAsync(client);
+}
 
 var unitYears = options.Scenario == "hot" ? 1 : options.UnitYears;
 var grantEach = options.Scenario == "hot" ? Fen.FromYuan(2_000_000) : Fen.FromYuan(5_000);
@@ -55,6 +60,7 @@ Console.WriteLine();
 Console.WriteLine(result.Describe());
 
 var failures = new List<string>();
+ExactlyOnceReport? audit = null;
 if (options.Scenario != "ping")
 {
     // A call whose outcome the run did not see (timed out, UNAVAILABLE, a broken connection) may or may not have been
@@ -64,14 +70,25 @@ if (options.Scenario != "ping")
     try
     {
         failures.AddRange(await Books.CheckAsync(clients[0], year, targets, run.AppliedByTarget));
+        if (options.Database is { } database)
+        {
+            audit = await ExactlyOnce.CheckAsync(database, provider, run.Acknowledged.All);
+            Console.WriteLine($"Exactly once: {audit.Acknowledged} acknowledged, {audit.Stored} held by the ledger, {audit.Lost} lost, {audit.Duplicated} duplicated");
+            failures.AddRange(audit.Examples);
+            var verdict = await clients[0].VerifyJournalAsync();
+            if (!verdict.Ok)
+            {
+                failures.Add($"VerifyJournal: {verdict.Problem} (entry {verdict.FirstBadEntryId}, account {verdict.FirstBadAccountId})");
+            }
+        }
     }
-    catch (Exception e) when (e is QuotaLedgerException or HttpRequestException or OperationCanceledException)
+    catch (Exception e) when (e is QuotaLedgerException or HttpRequestException or OperationCanceledException or NpgsqlException)
     {
         failures.Add($"the books could not be checked: {e.Message}");
     }
 }
 
-result = result with { BooksChecked = options.Scenario != "ping", BookFailures = failures, Retried = run.Retried };
+result = result with { BooksChecked = options.Scenario != "ping", BookFailures = failures, Retried = run.Retried, ExactlyOnce = audit };
 await File.WriteAllTextAsync(options.Json, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
 Console.WriteLine($"Results written to {Path.GetFullPath(options.Json)}");
 foreach (var failure in failures)
@@ -118,8 +135,12 @@ namespace QuotaLedger.LoadTest
         private long _completed;
         private long _failed;
         private volatile bool _measuring;
+        private readonly FaultInjection? _fault = options.Fault is { } command ? new FaultInjection(command, options.FaultAt) : null;
 
         public ConcurrentDictionary<int, long> AppliedByTarget { get; } = new();
+
+        /// <summary>Every deduction acknowledged, the retries' included; kept when the run audits the database.</summary>
+        public Acknowledgements Acknowledged { get; } = new(options.Database is not null);
 
         /// <summary>Calls whose outcome the run did not see, and what their retry with the same request id answered.</summary>
         public SortedDictionary<string, long> Retried { get; } = [];
@@ -148,6 +169,7 @@ namespace QuotaLedger.LoadTest
                 {
                     var result = await patient.DeductAsync(provider, deduction.Target.GrantId, deduction.InvoiceNo, Setup.InvoiceAmount, deduction.InvoiceDate, deduction.RequestId);
                     AppliedByTarget.AddOrUpdate(deduction.Target.Index, result.Applied.Value, (_, sum) => sum + result.Applied.Value);
+                    Acknowledged.Add(new Acknowledgement(deduction.RequestId, deduction.Target.GrantId, deduction.InvoiceNo, result.DeductionId, result.Applied.Value));
                     outcome = "applied";
                 }
                 catch (QuotaLedgerException e) when (!Unseen(e))
@@ -195,11 +217,14 @@ namespace QuotaLedger.LoadTest
             _errors.Clear();
             _measuring = true;
             measured.Restart();
+            _fault?.Start();
+            var fault = _fault?.RunAsync(stop.Token) ?? Task.CompletedTask;
             await Task.Delay(options.Duration);
             _measuring = false;
             var seconds = measured.Elapsed.TotalSeconds;
             var completed = Interlocked.Read(ref _completed);
             var failed = Interlocked.Read(ref _failed);
+            await fault; // a fault still running (a restart, say) ends before the run is judged
             await stop.CancelAsync();
             await work;
             await progress;
@@ -209,7 +234,7 @@ namespace QuotaLedger.LoadTest
             return new Result(options.Scenario, options.Concurrency, options.Rate, options.Duration.TotalSeconds, targets.Count,
                 completed, failed, completed / seconds,
                 Percentile(all, 50), Percentile(all, 90), Percentile(all, 99), Percentile(all, 99.9), all.Length == 0 ? 0 : Ms(all[^1]),
-                new SortedDictionary<string, long>(_errors), null, false, []);
+                new SortedDictionary<string, long>(_errors), null, false, []) { Fault = _fault?.Summarize(seconds) };
         }
 
         private async Task ClosedLoopAsync(CancellationToken stop)
@@ -301,6 +326,10 @@ namespace QuotaLedger.LoadTest
 
                 Interlocked.Increment(ref _completed);
                 Interlocked.Increment(ref _progress);
+                if (_measuring)
+                {
+                    _fault?.Succeeded();
+                }
             }
             catch (QuotaLedgerException e)
             {
@@ -329,6 +358,7 @@ namespace QuotaLedger.LoadTest
             }
 
             AppliedByTarget.AddOrUpdate(target.Index, result.Applied.Value, (_, sum) => sum + result.Applied.Value);
+            Acknowledged.Add(new Acknowledgement(deduction.RequestId, target.GrantId, deduction.InvoiceNo, result.DeductionId, result.Applied.Value));
         }
 
         private void Record(List<long> latencies, long started)
@@ -363,17 +393,24 @@ namespace QuotaLedger.LoadTest
         /// <summary>What the retries of calls whose outcome went unseen answered.</summary>
         public SortedDictionary<string, long> Retried { get; init; } = [];
 
+        /// <summary>The fault injected during the run, and the rate around it.</summary>
+        public FaultReport? Fault { get; init; }
+
+        /// <summary>The database audit: acknowledged deductions against what the ledger holds.</summary>
+        public ExactlyOnceReport? ExactlyOnce { get; init; }
+
         public string Describe() => string.Create(CultureInfo.InvariantCulture, $"""
             scenario {Scenario}, {(Rate > 0 ? $"open loop {Rate}/s" : $"{Concurrency} callers")}, {UnitYears} unit-year(s), {DurationSeconds:0} s measured
             throughput   {CallsPerSecond:0} calls/s ({Completed} ok, {Failed} failed)
             latency ms   p50 {P50Ms:0.00}  p90 {P90Ms:0.00}  p99 {P99Ms:0.00}  p99.9 {P999Ms:0.00}  max {MaxMs:0.00}
             errors       {(ErrorsByReason.Count == 0 ? "none" : string.Join(", ", ErrorsByReason.Select(e => $"{e.Key} {e.Value}")))}
             server RSS   {(ServerPeakRssKb is { } kb ? $"{kb / 1024} MiB peak" : "n/a (server not started by the load test)")}
+            {(Fault is { } f ? $"fault        at {f.StartedAtSeconds:0.0} s, ended {f.EndedAtSeconds:0.0} s (exit {f.ExitCode}); rate before {f.RateBefore:0}/s, lowest 1 s after {f.LowestRateAfter:0}/s, back to half for good {f.SecondsToRecover:0.0} s after it started, {f.ZeroSeconds:0.0} s with nothing applied" : "")}
             """);
     }
 
-    /// <summary>The books after the run: what the responses applied is what the ledger shows deducted, no grant is
-    /// overdrawn, and the trial balance balances.</summary>
+    /// <summary>The books after the run: what the responses applied is what the ledger shows deducted, per unit-year
+    /// and per grant; no grant is overdrawn; the trial balance balances.</summary>
     internal static class Books
     {
         public static async Task<List<string>> CheckAsync(QuotaLedgerClient client, int year, List<Target> targets, ConcurrentDictionary<int, long> applied)
@@ -389,6 +426,11 @@ namespace QuotaLedger.LoadTest
                 }
 
                 var grant = await client.GetGrantAsync(target.GrantId);
+                if (grant.Deducted.Value != applied.GetValueOrDefault(target.Index))
+                {
+                    failures.Add($"grant {grant.GrantId}: ledger shows {grant.Deducted.Value} fen deducted, responses applied {applied.GetValueOrDefault(target.Index)}");
+                }
+
                 if (grant.Remaining.Value < 0 || grant.Deducted + grant.Remaining + grant.Returned != grant.Amount)
                 {
                     failures.Add($"grant {grant.GrantId}: amount {grant.Amount.Value}, deducted {grant.Deducted.Value}, remaining {grant.Remaining.Value}, returned {grant.Returned.Value}");

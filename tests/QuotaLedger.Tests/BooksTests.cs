@@ -21,4 +21,29 @@ public sealed class BooksTests(LedgerFixture fixture)
         var byKind = (await Books.AssertBalancedAsync(fixture.Server, 2026)).Kinds.ToDictionary(k => k.Kind);
         Assert.Equal(year.FundedFen, byKind[AccountKind.Funding].BalanceFen);
     }
+
+    [Fact]
+    public async Task The_trial_balance_reads_one_snapshot_while_deductions_commit()
+    {
+        var deal = await fixture.Server.NewDealAsync();
+        var grant = await fixture.Server.GrantAsync(deal, 50_000_000);
+        using var stop = new CancellationTokenSource();
+        var deducting = Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                await fixture.Server.DeductAsync(deal, grant.GrantId, 1_000);
+            }
+        })));
+
+        // Each trial balance reads every account kind and then the entries; a deduction committing between two of
+        // those reads would show debits and credits apart if they were not one snapshot.
+        for (var i = 0; i < 40; i++)
+        {
+            await Books.AssertBalancedAsync(fixture.Server, 2026);
+        }
+
+        await stop.CancelAsync();
+        await deducting;
+    }
 }

@@ -157,7 +157,7 @@ internal sealed class AdminGrpcService(
             Validate.Year(request.Year);
         }
 
-        return Books.TrialBalanceAsync(db, request.Year, context.CancellationToken);
+        return Books.TrialBalanceAsync(database, request.Year, context.CancellationToken);
     }
 
     public override Task<SetStandingResponse> SetStanding(SetStandingRequest request, ServerCallContext context)

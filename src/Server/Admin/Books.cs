@@ -1,3 +1,5 @@
+using System.Data;
+using Npgsql;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
@@ -6,17 +8,23 @@ using AccountKind = QuotaLedger.Server.Storage.AccountKind;
 namespace QuotaLedger.Server.Admin;
 
 /// <summary>The trial balance: per account kind, the postings' debits and credits, the stored balances, and the
-/// balances recomputed from the postings.</summary>
+/// balances recomputed from the postings. Every figure is read in one snapshot (a read-only REPEATABLE READ
+/// transaction), so deductions committing meanwhile can never make it report a mismatch that is not there.</summary>
 internal static class Books
 {
-    public static async Task<TrialBalanceResponse> TrialBalanceAsync(LedgerDb db, int year, CancellationToken ct)
+    public static async Task<TrialBalanceResponse> TrialBalanceAsync(LedgerDatabase database, int year, CancellationToken ct)
     {
+        await using var connection = await database.DataSource.OpenConnectionAsync(ct);
+        await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
+        await database.Options.AllowAuditAsync(connection, transaction, ct);
         var response = new TrialBalanceResponse { Year = year };
         var mismatched = 0;
         foreach (var kind in Enum.GetValues<AccountKind>())
         {
             var normal = Posting.Journal.IsDebitNormal(kind) ? 1 : -1;
-            var line = await db.QueryRowAsync(
+            var line = await QueryRowAsync(
+                connection,
+                transaction,
                 """
                 SELECT count(*)::int,
                        coalesce(sum(p.debit), 0)::bigint,
@@ -49,7 +57,9 @@ internal static class Books
             mismatched += line.Mismatched;
         }
 
-        response.UnbalancedEntries = await db.QueryRowAsync(
+        response.UnbalancedEntries = await QueryRowAsync(
+            connection,
+            transaction,
             """
             SELECT count(*) FROM (
               SELECT e.id FROM journal_entries e JOIN postings p ON p.entry_id = e.id
@@ -59,8 +69,23 @@ internal static class Books
             r => r.GetInt64(0),
             ct,
             year);
+        await transaction.CommitAsync(ct);
         response.BalancesMatchPostings = mismatched == 0;
         response.Balanced = response.TotalDebitFen == response.TotalCreditFen && response.UnbalancedEntries == 0;
         return response;
+    }
+
+    private static async Task<T> QueryRowAsync<T>(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string sql, Func<NpgsqlDataReader, T> read, CancellationToken ct, params object[] parameters)
+    {
+        await using var command = new NpgsqlCommand(sql, connection, transaction);
+        foreach (var parameter in parameters)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = parameter });
+        }
+
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        await reader.ReadAsync(ct);
+        return read(reader);
     }
 }

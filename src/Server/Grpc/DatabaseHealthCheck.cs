@@ -1,13 +1,24 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Npgsql;
 using QuotaLedger.Server.Storage;
 
 namespace QuotaLedger.Server.Grpc;
 
-/// <summary>Healthy while the ledger database answers.</summary>
-internal sealed class DatabaseHealthCheck(LedgerDb db) : IHealthCheck
+/// <summary>Healthy while the ledger database answers a query. A query, not only an open: a pooled connection opens
+/// without a round trip, so a database that went away behind it would still look healthy.</summary>
+internal sealed class DatabaseHealthCheck(LedgerDatabase database) : IHealthCheck
 {
-    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
-        await db.Database.CanConnectAsync(cancellationToken)
-            ? HealthCheckResult.Healthy()
-            : HealthCheckResult.Unhealthy("The ledger database does not answer.");
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await using var command = database.DataSource.CreateCommand("SELECT 1");
+            await command.ExecuteScalarAsync(cancellationToken);
+            return HealthCheckResult.Healthy();
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or TimeoutException)
+        {
+            return HealthCheckResult.Unhealthy("The ledger database does not answer: " + e.Message);
+        }
+    }
 }

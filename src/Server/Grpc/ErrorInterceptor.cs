@@ -52,11 +52,11 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
                     ? new RpcException(new global::Grpc.Core.Status(StatusCode.DeadlineExceeded, "The call's deadline passed before it was answered."))
                     : new RpcException(new global::Grpc.Core.Status(StatusCode.Cancelled, "The call was cancelled."));
             case var _ when Storage.StoreFailures.Translate(exception) is { } unavailable:
-                LogStoreFailure(logger, context.Method, exception.Message);
+                LogStoreFailure(logger, context.Method, unavailable.Reason.Word(), exception.Message);
                 return ToRpcException(unavailable.Reason, unavailable.Message);
             default:
                 LogUnexpected(logger, exception, context.Method);
-                return new RpcException(new global::Grpc.Core.Status(StatusCode.Internal, "The ledger failed to complete the call; nothing was changed. Retry with the same request_id."));
+                return new RpcException(new global::Grpc.Core.Status(StatusCode.Internal, "The ledger failed to complete the call, and the failure is logged. Its outcome is not known: retry with the same request_id, which replays the call if it was applied and applies it once if not."));
         }
     }
 
@@ -80,8 +80,8 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
         return status;
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Method} answered UNAVAILABLE: {Error}")]
-    private static partial void LogStoreFailure(ILogger logger, string method, string error);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Method} answered {Reason}: {Error}")]
+    private static partial void LogStoreFailure(ILogger logger, string method, string reason, string error);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unexpected failure in {Method}")]
     private static partial void LogUnexpected(ILogger logger, Exception exception, string method);

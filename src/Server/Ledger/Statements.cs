@@ -102,13 +102,13 @@ internal static class Statements
 
         if (request.From is not null)
         {
-            var from = request.From.ToDateTimeOffset();
+            var from = Validate.Instant(request.From, "from");
             query = query.Where(e => e.CreatedAt >= from);
         }
 
         if (request.To is not null)
         {
-            var to = request.To.ToDateTimeOffset();
+            var to = Validate.Instant(request.To, "to");
             query = query.Where(e => e.CreatedAt < to);
         }
 

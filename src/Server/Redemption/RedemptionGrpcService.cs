@@ -31,7 +31,7 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
     {
         var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
         var year = Validate.Year(request.Year);
-        var closesAt = request.ClosesAt?.ToDateTimeOffset()
+        var closesAt = (request.ClosesAt is { } given ? Validate.Instant(given, "closes_at") : (DateTimeOffset?)null)
             ?? throw new LedgerException(Reason.InvalidArgument, "closes_at is required.");
         if (closesAt <= time.GetUtcNow())
         {

@@ -92,6 +92,21 @@ public static class Validate
         return value;
     }
 
+    /// <summary>A protobuf timestamp as an instant: seconds within 0001-01-01 to 9999-12-31 and nanos within a second,
+    /// as the protobuf specification requires (a timestamp outside them cannot be a real time and no clock reads one).</summary>
+    public static DateTimeOffset Instant(Google.Protobuf.WellKnownTypes.Timestamp value, string field)
+    {
+        const long minSeconds = -62_135_596_800; // 0001-01-01T00:00:00Z
+        const long maxSeconds = 253_402_300_799; // 9999-12-31T23:59:59Z
+        if (value.Seconds is < minSeconds or > maxSeconds || value.Nanos is < 0 or > 999_999_999)
+        {
+            throw new LedgerException(Reason.InvalidArgument,
+                $"{field} must be a time from 0001-01-01 to 9999-12-31 with nanos from 0 to 999999999; got seconds {value.Seconds}, nanos {value.Nanos}.");
+        }
+
+        return value.ToDateTimeOffset();
+    }
+
     public static long Id(long value, string field)
     {
         if (value <= 0)

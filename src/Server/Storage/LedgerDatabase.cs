@@ -20,7 +20,6 @@ public sealed class LedgerDatabase(DatabaseOptions options) : IAsyncDisposable
     internal void Use(string connectionString)
     {
         var builder = Options.Apply(new NpgsqlConnectionStringBuilder(connectionString));
-        builder.MaxPoolSize = Math.Max(builder.MaxPoolSize, 100);
         // The hot path repeats the same few statements: let Npgsql prepare them server-side once per connection
         // instead of PostgreSQL parsing and planning each one per call (see docs/benchmarks.md).
         if (builder.MaxAutoPrepare == 0)
@@ -102,6 +101,10 @@ public static partial class Schema
     /// rights), and otherwise requires the schema to be current.</summary>
     public static async Task PrepareAsync(string? owner, string serving, ILogger logger, CancellationToken ct)
     {
+        // The start's connections are closed when it ends, not left idle in pools beside the serving one: the pool the
+        // operator configures is every connection the server keeps.
+        serving = Unpooled(serving);
+        owner = owner is null ? null : Unpooled(owner);
         await using var servingConnection = new NpgsqlConnection(serving);
         await servingConnection.OpenAsync(ct);
         var servingRole = await CurrentUserAsync(servingConnection, ct);
@@ -184,6 +187,9 @@ public static partial class Schema
 
         await db.Database.MigrateAsync(ct);
     }
+
+    private static string Unpooled(string connectionString) =>
+        string.IsNullOrWhiteSpace(connectionString) ? connectionString : new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString;
 
     private static LedgerDb Context(string connectionString) =>
         new(new DbContextOptionsBuilder<LedgerDb>().UseNpgsql(connectionString).UseSnakeCaseNamingConvention().Options);

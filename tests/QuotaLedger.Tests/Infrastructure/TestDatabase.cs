@@ -84,14 +84,23 @@ public sealed class TestDatabase : IAsyncDisposable
         return new NpgsqlConnectionStringBuilder(_server.ConnectionString) { Database = name }.ConnectionString;
     }
 
-    public static async Task<TestDatabase> StartAsync()
+    /// <summary>The local cluster the database lives on when the run started one of its own.</summary>
+    public LocalPostgresCluster? Cluster => _owner as LocalPostgresCluster;
+
+    public static Task<TestDatabase> StartAsync() => StartAsync(privateCluster: false);
+
+    /// <summary>A database on a throwaway local cluster of its own, whatever the environment names: for a test that
+    /// stops, restarts or kills PostgreSQL, which must not touch the server the rest of the suite runs on.</summary>
+    public static Task<TestDatabase> StartPrivateAsync() => StartAsync(privateCluster: true);
+
+    private static async Task<TestDatabase> StartAsync(bool privateCluster)
     {
         TestDatabase database;
-        if (Environment.GetEnvironmentVariable(EnvironmentVariable) is { Length: > 0 } given)
+        if (!privateCluster && Environment.GetEnvironmentVariable(EnvironmentVariable) is { Length: > 0 } given)
         {
             database = new TestDatabase(given, null, EnvironmentVariable);
         }
-        else if (await TryContainerAsync() is { } container)
+        else if (!privateCluster && await TryContainerAsync() is { } container)
         {
             database = new TestDatabase(container.GetConnectionString(), container, "Testcontainers");
         }
