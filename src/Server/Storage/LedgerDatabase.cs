@@ -44,7 +44,8 @@ public sealed class LedgerDatabase(DatabaseOptions options) : IAsyncDisposable
 
 /// <summary>Starts the private cluster when no connection string is configured, migrates the schema as its owner and
 /// gives the serving role its privileges (<see cref="DatabaseRoles"/>), then points the server at the serving role.
-/// Runs before Kestrel starts listening (hosted services start in order, the web server last).</summary>
+/// Runs before Kestrel starts listening (hosted services start in order, the web server last). When the server stops it
+/// leaves the cluster, which the last server using it stops.</summary>
 internal sealed partial class DatabaseStartup(
     IConfiguration configuration,
     LocalPostgresOptions localPostgres,

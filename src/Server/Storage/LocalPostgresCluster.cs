@@ -6,6 +6,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using Npgsql;
+using QuotaLedger.Server.Security;
 
 namespace QuotaLedger.Server.Storage;
 
@@ -70,8 +71,11 @@ public sealed class PostgresBinariesNotFoundException : Exception
 
 /// <summary>
 /// A PostgreSQL cluster in a local folder, created with initdb on first use and started with pg_ctl on
-/// a free loopback port. A cluster that is already running from the folder is reused and left running.
-/// When the process runs as root, the PostgreSQL tools run as the <c>postgres</c> user.
+/// a free loopback port. A cluster already running from the folder is reused. Every instance registers as a user of
+/// the cluster (<see cref="LocalClusterUsers"/>) and the last live user stops it, whichever instance started it; a
+/// cluster left running by a server that was killed is taken over by the next one.
+/// When the process runs as root, the PostgreSQL tools run as the <c>postgres</c> user. Folders it creates are 0700 and
+/// owned by the user that runs PostgreSQL; folders it did not create are never changed, only checked.
 /// </summary>
 public sealed class LocalPostgresCluster : IAsyncDisposable
 {
@@ -92,10 +96,10 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     private readonly string _database;
     private readonly bool _deleteOnDispose;
     private readonly bool _runAsPostgres;
+    private readonly LocalClusterUsers _users;
+    private readonly List<string> _createdDirectories = [];
     private string? _postgresOwner;
-    private bool _createdParent;
-    private bool _ownsServer;
-    private bool _reusedRunningServer;
+    private bool _locked;
     private int _disposed;
 
     private LocalPostgresCluster(LocalPostgresOptions options, string dataDirectory, string binDirectory, ILogger logger)
@@ -111,6 +115,7 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         _database = options.Database;
         _deleteOnDispose = options.DeleteOnDispose;
         _runAsPostgres = !OperatingSystem.IsWindows() && Environment.IsPrivilegedProcess;
+        _users = new LocalClusterUsers(dataDirectory);
     }
 
     /// <summary>Npgsql connection string for <see cref="LocalPostgresOptions.Database"/> as the cluster's superuser, which
@@ -126,7 +131,11 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
 
     private string PgVersionFile => Path.Combine(DataDirectory, "PG_VERSION");
 
-    /// <summary>Creates the cluster if needed, starts it unless it is already running, and creates the database.</summary>
+    /// <summary>Who runs PostgreSQL, for messages.</summary>
+    private string PostgresRunner => _runAsPostgres ? $"{PostgresUser} user" : $"user {Environment.UserName}";
+
+    /// <summary>Creates the cluster if needed, starts it unless it is already running, creates the database, and registers
+    /// this instance as one of the cluster's users.</summary>
     public static async Task<LocalPostgresCluster> StartAsync(
         LocalPostgresOptions options, ILogger logger, CancellationToken cancellationToken = default)
     {
@@ -148,7 +157,8 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops the cluster if this instance started it, then deletes it if <see cref="LocalPostgresOptions.DeleteOnDispose"/> is set.</summary>
+    /// <summary>Leaves the cluster and, if no other live server uses it, stops it, then deletes it if
+    /// <see cref="LocalPostgresOptions.DeleteOnDispose"/> is set.</summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -156,18 +166,45 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
             return;
         }
 
-        if (_ownsServer)
+        if (_locked)
         {
             try
             {
-                await RunToolAsync("pg_ctl", ["stop", "-D", DataDirectory, "-m", "fast", "-w", "-t", "60"], true, CancellationToken.None);
-                LocalPostgresClusterLog.Stopped(_logger, DataDirectory);
+                await LeaveAsync();
             }
-            catch (Exception ex) when (ex is InvalidOperationException or Win32Exception or IOException)
+            catch (Exception ex) when (ex is InvalidOperationException or Win32Exception or IOException or UnauthorizedAccessException)
             {
                 LocalPostgresClusterLog.StopFailed(_logger, DataDirectory, ex);
                 return; // Never delete the files of a server that may still be running.
             }
+        }
+
+        if (_deleteOnDispose || !_locked)
+        {
+            DeleteCreatedDirectories(); // only those left empty
+        }
+    }
+
+    /// <summary>Under the lock: unregisters, and stops (and deletes) the cluster unless another live server uses it.</summary>
+    private async Task LeaveAsync()
+    {
+        await using var gate = await LockAsync(CancellationToken.None);
+        var others = _users.Leave();
+        if (others > 0)
+        {
+            LocalPostgresClusterLog.LeftRunning(_logger, DataDirectory, others);
+            if (_deleteOnDispose)
+            {
+                LocalPostgresClusterLog.NotDeletingRunning(_logger, DataDirectory, others);
+            }
+
+            return;
+        }
+
+        if (await IsRunningAsync(CancellationToken.None))
+        {
+            await RunToolAsync("pg_ctl", ["stop", "-D", DataDirectory, "-m", "fast", "-w", "-t", "60"], true, CancellationToken.None);
+            LocalPostgresClusterLog.Stopped(_logger, DataDirectory);
         }
 
         if (_deleteOnDispose)
@@ -180,6 +217,10 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     {
         await PrepareDirectoriesAsync(cancellationToken);
 
+        // One server at a time creates, starts or joins the cluster, so two starting together share one.
+        await using var gate = await LockAsync(cancellationToken);
+        _locked = true;
+
         var password = File.Exists(PgVersionFile)
             ? await ReadPasswordAsync(cancellationToken)
             : await InitializeClusterAsync(cancellationToken);
@@ -187,7 +228,6 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         var port = await GetRunningPortAsync(cancellationToken);
         if (port is not null)
         {
-            _reusedRunningServer = true;
             LocalPostgresClusterLog.Reusing(_logger, DataDirectory, port.Value, _logFile);
         }
         else
@@ -206,7 +246,16 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
 
         await EnsureDatabaseAsync(cancellationToken);
         await EnsureServingRoleAsync(cancellationToken);
+
+        var gone = _users.Join();
+        if (gone > 0)
+        {
+            LocalPostgresClusterLog.TookOver(_logger, DataDirectory, gone);
+        }
     }
+
+    private Task<FileStream> LockAsync(CancellationToken cancellationToken) =>
+        _users.LockAsync(() => LocalPostgresClusterLog.WaitingForLock(_logger, DataDirectory, _users.LockFile), cancellationToken);
 
     private async Task EnsureServingRoleAsync(CancellationToken cancellationToken)
     {
@@ -244,42 +293,99 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         await stream.WriteAsync(Encoding.ASCII.GetBytes(secret + "\n"), cancellationToken);
     }
 
+    /// <summary>Creates the missing folders down to the data directory's parent, and checks that the user that runs
+    /// PostgreSQL may write where it must. A folder this process did not create is never chowned or chmodded: it could
+    /// be anybody's, a system folder even.</summary>
     private async Task PrepareDirectoriesAsync(CancellationToken cancellationToken)
     {
-        _createdParent = !Directory.Exists(_parentDirectory);
-        Directory.CreateDirectory(_parentDirectory);
-        if (!_runAsPostgres || OperatingSystem.IsWindows())
+        if (OperatingSystem.IsWindows())
         {
+            if (!Directory.Exists(_parentDirectory))
+            {
+                Directory.CreateDirectory(_parentDirectory);
+                _createdDirectories.Add(_parentDirectory);
+            }
+
             return;
         }
 
-        // The postgres user must own the folder holding the data directory, password, log and socket,
-        // unless it is a shared sticky folder such as /tmp or /var/tmp, which it can write to anyway.
-        _postgresOwner = await GetPostgresOwnerAsync(cancellationToken);
-        var targets = new List<string>();
-        if ((File.GetUnixFileMode(_parentDirectory) & UnixFileMode.StickyBit) == 0
-            && Path.GetDirectoryName(_parentDirectory) is not null)
+        if (_runAsPostgres)
         {
-            targets.Add(_parentDirectory);
+            _postgresOwner = await GetPostgresOwnerAsync(cancellationToken);
+        }
+
+        var missing = new Stack<string>();
+        for (var folder = _parentDirectory; !Directory.Exists(folder); folder = Path.GetDirectoryName(folder)!)
+        {
+            missing.Push(folder);
+        }
+
+        if (missing.TryPeek(out var top))
+        {
+            await RequireAccessAsync(Path.GetDirectoryName(top)!, write: false, cancellationToken);
+        }
+
+        while (missing.TryPop(out var folder))
+        {
+            if (await CreateDirectoryAsync(folder, cancellationToken))
+            {
+                _createdDirectories.Add(folder);
+            }
+        }
+
+        if (!_createdDirectories.Contains(_parentDirectory))
+        {
+            await RequireAccessAsync(_parentDirectory, write: true, cancellationToken);
         }
 
         if (Directory.Exists(DataDirectory) && !File.Exists(PgVersionFile))
         {
-            targets.Add(DataDirectory); // created empty by the caller; initdb must be able to chmod it
+            await RequireAccessAsync(DataDirectory, write: true, cancellationToken); // initdb fills it
+        }
+    }
+
+    /// <summary>Creates one folder, 0700 and owned by the user that runs PostgreSQL; false if another process made it
+    /// first (then it is not ours to change). mkdir itself says which, where checking beforehand could be outrun.</summary>
+    private async Task<bool> CreateDirectoryAsync(string folder, CancellationToken cancellationToken)
+    {
+        // As that user where it may write the folder above (/tmp, /var/tmp): the folder is then never root's for a moment.
+        var made = await RunToolAsync("mkdir", ["-m", "700", folder], false, cancellationToken, "/");
+        if (made.ExitCode != 0 && !Directory.Exists(folder) && _postgresOwner is not null)
+        {
+            made = await RunProcessAsync("mkdir", ["-m", "700", folder], false, cancellationToken);
+            if (made.ExitCode == 0)
+            {
+                await RunProcessAsync("chown", [_postgresOwner, folder], true, cancellationToken);
+            }
         }
 
-        if (targets.Count > 0)
+        if (made.ExitCode == 0)
         {
-            await RunProcessAsync("chown", [_postgresOwner, .. targets], true, cancellationToken);
+            return true;
         }
 
-        var access = await RunToolAsync("test", ["-w", _parentDirectory], false, cancellationToken);
-        if (access.ExitCode != 0)
+        return Directory.Exists(folder)
+            ? false
+            : throw new StartupRefusedException(
+                $"Could not create {folder} for the PostgreSQL cluster in {DataDirectory}: {made.Output} " +
+                "Set LocalPostgres:DataDirectory to a folder this user can create.");
+    }
+
+    private async Task RequireAccessAsync(string folder, bool write, CancellationToken cancellationToken)
+    {
+        string[] test = write ? ["-w", folder, "-a", "-x", folder] : ["-x", folder];
+        if ((await RunToolAsync("test", test, false, cancellationToken, "/")).ExitCode == 0)
         {
-            throw new InvalidOperationException(
-                $"The {PostgresUser} user cannot write to {_parentDirectory}. Choose a data directory whose parent " +
-                "folders it can reach (root's home folder, for example, is closed to other users).");
+            return;
         }
+
+        throw new StartupRefusedException(write
+            ? $"The {PostgresRunner} cannot write to {folder}, which the PostgreSQL cluster in {DataDirectory} needs; " +
+              "this server changes the owner or mode only of folders it creates. Set LocalPostgres:DataDirectory to a folder " +
+              $"elsewhere (the default is {DefaultDataDirectory}), or give the {PostgresRunner} write access to {folder} yourself."
+            : $"The {PostgresRunner} cannot reach {folder}, so it cannot use a data directory below it. Choose a " +
+              "LocalPostgres:DataDirectory whose parent folders it can reach (root's home folder, for example, is closed to " +
+              $"other users), or fix the permissions of {folder} yourself.");
     }
 
     private async Task<string> InitializeClusterAsync(CancellationToken cancellationToken)
@@ -331,13 +437,7 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     private async Task<int?> GetRunningPortAsync(CancellationToken cancellationToken)
     {
         var pidFile = Path.Combine(DataDirectory, "postmaster.pid");
-        if (!File.Exists(pidFile))
-        {
-            return null;
-        }
-
-        var status = await RunToolAsync("pg_ctl", ["status", "-D", DataDirectory], false, cancellationToken);
-        if (status.ExitCode != 0)
+        if (!await IsRunningAsync(cancellationToken))
         {
             return null;
         }
@@ -350,6 +450,12 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
 
         throw new InvalidOperationException($"PostgreSQL is running from {DataDirectory}, but {pidFile} holds no port.");
     }
+
+    /// <summary>Whether a server runs from the data directory: pg_ctl checks that the pid in postmaster.pid is alive, so a
+    /// file left by a crashed server does not count (and pg_ctl start replaces it).</summary>
+    private async Task<bool> IsRunningAsync(CancellationToken cancellationToken) =>
+        File.Exists(Path.Combine(DataDirectory, "postmaster.pid"))
+        && (await RunToolAsync("pg_ctl", ["status", "-D", DataDirectory], false, cancellationToken)).ExitCode == 0;
 
     private async Task<int> StartServerAsync(CancellationToken cancellationToken)
     {
@@ -377,7 +483,8 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
                 "-c", "shared_buffers=128MB",
             ];
 
-            // pg_ctl hands -o to /bin/sh, so every argument is quoted for the shell.
+            // pg_ctl hands -o to /bin/sh, so every argument is quoted for the shell. It creates the log under umask 077
+            // (the data directory's mode), so the log is private too.
             var serverOptions = string.Join(' ', serverArguments.Select(a => "'" + a.Replace("'", "'\\''", StringComparison.Ordinal) + "'"));
             var logStart = File.Exists(_logFile) ? new FileInfo(_logFile).Length : 0;
             var result = await RunToolAsync(
@@ -387,7 +494,6 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
                 cancellationToken);
             if (result.ExitCode == 0)
             {
-                _ownsServer = true;
                 LocalPostgresClusterLog.Started(_logger, DataDirectory, port, _logFile);
                 return port;
             }
@@ -438,14 +544,9 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>Under the lock, once the cluster is stopped: its data, secrets, log and registry.</summary>
     private void DeleteFiles()
     {
-        if (_reusedRunningServer)
-        {
-            LocalPostgresClusterLog.NotDeletingRunning(_logger, DataDirectory);
-            return;
-        }
-
         try
         {
             // Only delete what looks like a cluster (or an empty folder), never an unrelated directory.
@@ -458,9 +559,25 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
             File.Delete(_passwordFile);
             File.Delete(_servingPasswordFile);
             File.Delete(_logFile);
-            if (_createdParent && Directory.Exists(_parentDirectory) && !Directory.EnumerateFileSystemEntries(_parentDirectory).Any())
+            _users.Delete();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            LocalPostgresClusterLog.DeleteFailed(_logger, DataDirectory, ex);
+        }
+    }
+
+    /// <summary>The folders this instance created, deepest first, as far as they are empty.</summary>
+    private void DeleteCreatedDirectories()
+    {
+        try
+        {
+            foreach (var folder in Enumerable.Reverse(_createdDirectories))
             {
-                Directory.Delete(_parentDirectory);
+                if (Directory.Exists(folder) && !Directory.EnumerateFileSystemEntries(folder).Any())
+                {
+                    Directory.Delete(folder);
+                }
             }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -545,13 +662,15 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     }
 
     /// <summary>Runs a tool (from the bin directory when it has it), as the postgres user when this process is root.</summary>
-    private Task<ProcessResult> RunToolAsync(string tool, IReadOnlyList<string> arguments, bool throwOnFailure, CancellationToken cancellationToken)
+    private Task<ProcessResult> RunToolAsync(
+        string tool, IReadOnlyList<string> arguments, bool throwOnFailure, CancellationToken cancellationToken, string? workingDirectory = null)
     {
         var toolPath = Path.Combine(_binDirectory, ExecutableName(tool));
         var executable = File.Exists(toolPath) ? toolPath : tool;
+        workingDirectory ??= _parentDirectory;
         return _runAsPostgres
-            ? RunProcessAsync("runuser", ["-u", PostgresUser, "--", executable, .. arguments], throwOnFailure, cancellationToken, _parentDirectory)
-            : RunProcessAsync(executable, arguments, throwOnFailure, cancellationToken, _parentDirectory);
+            ? RunProcessAsync("runuser", ["-u", PostgresUser, "--", executable, .. arguments], throwOnFailure, cancellationToken, workingDirectory)
+            : RunProcessAsync(executable, arguments, throwOnFailure, cancellationToken, workingDirectory);
     }
 
     private static async Task<ProcessResult> RunProcessAsync(
@@ -625,12 +744,21 @@ internal static partial class LocalPostgresClusterLog
     [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "Port {Port} was taken before PostgreSQL could bind it; trying another")]
     public static partial void PortTaken(ILogger logger, int port);
 
-    [LoggerMessage(EventId = 8, Level = LogLevel.Warning, Message = "Not deleting {DataDirectory}: its server was already running and is left running")]
-    public static partial void NotDeletingRunning(ILogger logger, string dataDirectory);
+    [LoggerMessage(EventId = 8, Level = LogLevel.Warning, Message = "Not deleting {DataDirectory}: {Users} other server(s) still use it")]
+    public static partial void NotDeletingRunning(ILogger logger, string dataDirectory, int users);
 
     [LoggerMessage(EventId = 9, Level = LogLevel.Warning, Message = "Could not delete {DataDirectory}")]
     public static partial void DeleteFailed(ILogger logger, string dataDirectory, Exception exception);
 
     [LoggerMessage(EventId = 10, Level = LogLevel.Information, Message = "The path {Directory} is too long for a Unix socket; PostgreSQL will listen on TCP only")]
     public static partial void SocketDisabled(ILogger logger, string directory);
+
+    [LoggerMessage(EventId = 11, Level = LogLevel.Information, Message = "Leaving PostgreSQL in {DataDirectory} running for {Users} other server(s); the last to stop stops it")]
+    public static partial void LeftRunning(ILogger logger, string dataDirectory, int users);
+
+    [LoggerMessage(EventId = 12, Level = LogLevel.Information, Message = "Waiting for another server to finish starting or stopping PostgreSQL in {DataDirectory} (lock {LockFile})")]
+    public static partial void WaitingForLock(ILogger logger, string dataDirectory, string lockFile);
+
+    [LoggerMessage(EventId = 13, Level = LogLevel.Information, Message = "PostgreSQL in {DataDirectory} was used by {Gone} server process(es) that are gone (killed, say); this server takes their place and stops it when it is the last user")]
+    public static partial void TookOver(ILogger logger, string dataDirectory, int gone);
 }
