@@ -15,6 +15,8 @@
 #
 # Usage: loadtest/faults.sh [measured seconds per fault, default 45] [one|two|both, default both]
 #        FAULTS="kill9 terminate" loadtest/faults.sh ...   (only these faults)
+#        FAULTS_PG_OPTIONS="-c checkpoint_timeout=30s" loadtest/faults.sh ...   (PostgreSQL settings for the suite's cluster)
+#        loadtest/faults.sh ha [seconds, default 60]   (a failover of the loadtest/ha.sh formation under load, as root)
 #        loadtest/faults.sh inject FAULT   (what the load test runs at the fault's time)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,8 +39,8 @@ sql() { "$bin/psql" -X -q -At -h 127.0.0.1 -p "$pgport" -U quotaledger -d "${2:-
 start_instance() {
   local n=$1 port=${ports[$1]}
   (cd "$server_dir" && exec setsid env \
-    ConnectionStrings__LedgerMigrations="Host=127.0.0.1;Port=$pgport;Username=quotaledger;Database=$FAULTS_DATABASE" \
-    ConnectionStrings__Ledger="Host=127.0.0.1;Port=$pgport;Username=quotaledger_app;Database=$FAULTS_DATABASE" \
+    ConnectionStrings__LedgerMigrations="${FAULTS_OWNER:-Host=127.0.0.1;Port=$pgport;Username=quotaledger;Database=$FAULTS_DATABASE}" \
+    ConnectionStrings__Ledger="${FAULTS_SERVING:-Host=127.0.0.1;Port=$pgport;Username=quotaledger_app;Database=$FAULTS_DATABASE}" \
     Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$port" Kestrel__Endpoints__Grpc__Protocols=Http2 \
     RateLimits__PermitsPerSecond=1000000 RateLimits__Burst=1000000 Logging__LogLevel__Default=Warning \
     ASPNETCORE_ENVIRONMENT=Development dotnet QuotaLedger.Server.dll) < /dev/null >> "$out/server-$n.log" 2>&1 &
@@ -83,10 +85,32 @@ if [ "${1:-}" = inject ]; then
   exit
 fi
 
+# The failover: one server on the pg_auto_failover formation of loadtest/ha.sh (both hosts in its connection strings),
+# the primary killed under load, then the same audit.
+if [ "${1:-}" = ha ]; then
+  seconds="${2:-60}"
+  mkdir -p "$out"
+  rm -f "$out"/failover.* "$out"/server-1.log
+  dotnet build loadtest/QuotaLedger.LoadTest -c Release -v quiet -nologo > /dev/null
+  dotnet build src/Server -c Release -o "$server_dir" -v quiet -nologo > /dev/null
+  loadtest/ha.sh start > /dev/null
+  eval "$(loadtest/ha.sh env)"
+  export FAULTS_OWNER="$ConnectionStrings__LedgerMigrations" FAULTS_SERVING="$ConnectionStrings__Ledger"
+  unset ConnectionStrings__LedgerMigrations ConnectionStrings__Ledger
+  trap 'stop_instance 1' EXIT
+  start_instance 1
+  echo "== failover: one instance on the formation, the primary killed at 15 s of $seconds s"
+  dotnet loadtest/QuotaLedger.LoadTest/bin/Release/net10.0/QuotaLedger.LoadTest.dll --address "http://127.0.0.1:${ports[1]}" \
+    --scenario spread --unit-years 100 --concurrency 64 --warmup 5 --duration "$seconds" \
+    --fault "loadtest/ha.sh kill-primary" --fault-at 15 --database "$FAULTS_OWNER" --json "$out/failover.json" > "$out/failover.txt" 2>&1 || true
+  grep -E "^(throughput|errors|fault|Exactly|Retried|Books|BOOKS)" "$out/failover.txt" || tail -5 "$out/failover.txt"
+  exit
+fi
+
 seconds="${1:-45}"
 which="${2:-both}"
 mkdir -p "$out"
-rm -f "$out"/*.json "$out"/*.log "$out"/*.txt
+rm -f "$out"/{kill9,sigterm,pg-restart,terminate,lock-held}-* "$out"/server-*.log "$out"/report.md
 
 start_cluster() {
   if [ "$(id -u)" = 0 ]; then
@@ -103,7 +127,7 @@ start_cluster() {
       | as_postgres tee "$pgdata/pg_hba.conf" > /dev/null
   fi
   as_postgres "$bin/pg_ctl" start -D "$pgdata" -w -t 120 -l "$dir/postgres.log" \
-    -o "-p $pgport -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c max_connections=300" > /dev/null
+    -o "-p $pgport -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c max_connections=300 ${FAULTS_PG_OPTIONS:-}" > /dev/null
   as_postgres "$bin/psql" -X -q -h "$dir" -p "$pgport" -U postgres -d postgres -c \
     "DO \$\$ BEGIN
        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'quotaledger') THEN CREATE ROLE quotaledger LOGIN CREATEDB; END IF;

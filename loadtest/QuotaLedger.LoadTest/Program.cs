@@ -161,8 +161,9 @@ namespace QuotaLedger.LoadTest
                 DefaultDeadline = TimeSpan.FromMinutes(2),
                 Retry = { MaxAttempts = 20, MaxBackoff = TimeSpan.FromSeconds(5) },
             });
-            var unresolved = new List<string>();
-            foreach (var deduction in _unseen)
+            var unresolved = new ConcurrentBag<string>();
+            var outcomes = new ConcurrentDictionary<string, long>();
+            await Parallel.ForEachAsync(_unseen, new ParallelOptions { MaxDegreeOfParallelism = 32 }, async (deduction, _) =>
             {
                 string outcome;
                 try
@@ -182,11 +183,15 @@ namespace QuotaLedger.LoadTest
                     unresolved.Add($"deduction {deduction.RequestId} (grant {deduction.Target.GrantId}): no answer on retry: {e.Message}");
                 }
 
-                Retried[outcome] = Retried.GetValueOrDefault(outcome) + 1;
+                outcomes.AddOrUpdate(outcome, 1, (_, n) => n + 1);
+            });
+            foreach (var (outcome, count) in outcomes)
+            {
+                Retried[outcome] = count;
             }
 
             Console.WriteLine($"Retried: {string.Join(", ", Retried.Select(r => $"{r.Key} {r.Value}"))}");
-            return unresolved;
+            return [.. unresolved];
         }
 
         /// <summary>Whether an error leaves the call's outcome unknown to the caller (anything but a refusal).</summary>
@@ -334,12 +339,19 @@ namespace QuotaLedger.LoadTest
             catch (QuotaLedgerException e)
             {
                 Fail(e.ReasonWord.Length > 0 ? e.ReasonWord : e.StatusCode.ToString());
+                await BackOffAsync(Unseen(e));
             }
             catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException)
             {
                 Fail(e.GetType().Name);
+                await BackOffAsync(true);
             }
         }
+
+        /// <summary>A caller whose call failed for want of a server waits a little before the next, as a real client
+        /// backs off, instead of turning an outage into a flood of instant failures.</summary>
+        private static Task BackOffAsync(bool unavailable) =>
+            unavailable ? Task.Delay(TimeSpan.FromMilliseconds(100)) : Task.CompletedTask;
 
         private async Task DeductAsync(QuotaLedgerClient client)
         {

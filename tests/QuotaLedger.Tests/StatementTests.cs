@@ -1,3 +1,5 @@
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
 using QuotaLedger.Tests.Infrastructure;
 using QuotaLedger.V1;
 
@@ -65,5 +67,19 @@ public sealed class StatementTests(LedgerFixture fixture)
         var entries = await Statement.ReadAsync(fixture.Server, new ListEntriesRequest { GrantId = grant.GrantId });
         Assert.Equal(601, entries.Count);
         Assert.Equal(600, entries.Select(e => e.SourceId).Skip(1).Distinct().Count());
+    }
+
+    [Theory]
+    [InlineData(253_402_300_800L, 0)]   // 10000-01-01
+    [InlineData(-62_135_596_801L, 0)]   // before 0001-01-01
+    [InlineData(1_780_000_000L, -1)]
+    [InlineData(1_780_000_000L, 1_000_000_000)]
+    public async Task A_timestamp_out_of_range_is_refused_as_invalid_argument_never_internal(long seconds, int nanos)
+    {
+        var outOfRange = new Timestamp { Seconds = seconds, Nanos = nanos };
+        await Refusal.AssertAsync(() => Statement.ReadAsync(fixture.Server, new ListEntriesRequest { From = outOfRange }), StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+        await Refusal.AssertAsync(() => Statement.ReadAsync(fixture.Server, new ListEntriesRequest { To = outOfRange }), StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+        await Refusal.AssertAsync(() => fixture.Server.Redemption.OpenBatchAsync(new OpenBatchRequest { RequestId = Ids.New(), Year = 2026, ClosesAt = outOfRange }).ResponseAsync,
+            StatusCode.InvalidArgument, "INVALID_ARGUMENT");
     }
 }
