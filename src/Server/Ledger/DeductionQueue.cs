@@ -268,7 +268,20 @@ internal sealed partial class DeductionQueue(
         DeductionOutcome[] outcomes;
         try
         {
-            var connection = _connections.TryPop(out var warm) ? warm : await database.DataSource.OpenConnectionAsync();
+            NpgsqlConnection connection;
+            try
+            {
+                connection = _connections.TryPop(out var warm) ? warm : await database.DataSource.OpenConnectionAsync();
+            }
+            catch (Exception e) when (StoreFailures.Translate(e) is not null)
+            {
+                // The database refuses connections (down, restarting, recovering): nothing of the batch was tried, and
+                // trying each deduction on its own would only meet the same refusal, one at a time. Answer them now.
+                LogUnreachable(logger, batch.Count, e.Message);
+                batch.ForEach(item => Refuse(item, e));
+                return [];
+            }
+
             try
             {
                 outcomes = await DeductionBatch.RunAsync(connection, batch, time.GetUtcNow(), waitForLocks: false, CancellationToken.None);
@@ -339,10 +352,7 @@ internal sealed partial class DeductionQueue(
                 }
                 else
                 {
-                    foreach (var item in items)
-                    {
-                        await SettleAlone(item);
-                    }
+                    await SettleEachAsync(items);
                 }
             }
             finally
@@ -394,9 +404,20 @@ internal sealed partial class DeductionQueue(
         catch (Exception e)
         {
             LogFallback(logger, items.Count, e.Message);
-            foreach (var item in items)
+            await SettleEachAsync(items);
+        }
+    }
+
+    /// <summary>Applies deductions one by one; once the database refuses a connection, answers the rest with that
+    /// refusal instead of trying each against it.</summary>
+    private async Task SettleEachAsync(List<PendingDeduction> items)
+    {
+        for (var i = 0; i < items.Count; i++)
+        {
+            if (await SettleAlone(items[i]) is { } unreachable)
             {
-                await SettleAlone(item);
+                items.Skip(i + 1).ToList().ForEach(item => Refuse(item, unreachable));
+                return;
             }
         }
     }
@@ -424,17 +445,28 @@ internal sealed partial class DeductionQueue(
         return taken;
     }
 
-    private async Task SettleAlone(PendingDeduction item)
+    /// <summary>Applies one deduction and answers it. Returns the failure when the database refused the connection.</summary>
+    private async Task<Exception?> SettleAlone(PendingDeduction item)
     {
         try
         {
             Settle(item, await OneAsync(item, CancellationToken.None));
+            return null;
+        }
+        catch (Unreachable unreachable)
+        {
+            Refuse(item, unreachable.InnerException!);
+            return unreachable.InnerException;
         }
         catch (Exception failure)
         {
             Refuse(item, failure);
+            return null;
         }
     }
+
+    /// <summary>The database refused a connection: nothing was tried.</summary>
+    private sealed class Unreachable(Exception inner) : Exception(inner.Message, inner);
 
     private void Settle(PendingDeduction item, DeductionOutcome outcome)
     {
@@ -464,7 +496,17 @@ internal sealed partial class DeductionQueue(
     {
         for (var attempt = 1; ; attempt++)
         {
-            await using var connection = await database.DataSource.OpenConnectionAsync(ct);
+            NpgsqlConnection connection;
+            try
+            {
+                connection = await database.DataSource.OpenConnectionAsync(ct);
+            }
+            catch (Exception e) when (StoreFailures.Translate(e) is not null)
+            {
+                throw new Unreachable(e);
+            }
+
+            await using var opened = connection;
             try
             {
                 return (await DeductionBatch.RunAsync(connection, [item], time.GetUtcNow(), waitForLocks: true, ct))[0];
@@ -531,6 +573,9 @@ internal sealed partial class DeductionQueue(
 
         _lockWaiters.Dispose();
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The database refused a connection ({Error}); {Count} deductions answered UNAVAILABLE, none tried")]
+    private static partial void LogUnreachable(ILogger logger, int count, string error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "A coalesced transaction of {Count} deductions failed ({Error}); applying them one by one")]
     private static partial void LogFallback(ILogger logger, int count, string error);
