@@ -26,6 +26,7 @@ dir=/var/tmp/quotaledger-faults
 pgdata="$dir/pgdata"
 pgport="${FAULTS_PG_PORT:-5441}"
 bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+[ -x "$bin/initdb" ] || { echo "faults.sh: no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (apt-get install postgresql)" >&2; exit 2; }
 server_dir="$PWD/.artifacts/faults-server"
 ports=(0 5191 5192)
 
@@ -54,6 +55,9 @@ start_instance() {
 stop_instance() {
   local pid
   pid=$(cat "$out/server-$1.pid" 2>/dev/null) || return 0
+  rm -f "$out/server-$1.pid"
+  # Only a server this script started: a pid left from an earlier run may since belong to another process.
+  grep -q QuotaLedger.Server "/proc/$pid/cmdline" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null || return 0
   for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
@@ -97,13 +101,14 @@ if [ "${1:-}" = ha ]; then
   eval "$(loadtest/ha.sh env)"
   export FAULTS_OWNER="$ConnectionStrings__LedgerMigrations" FAULTS_SERVING="$ConnectionStrings__Ledger"
   unset ConnectionStrings__LedgerMigrations ConnectionStrings__Ledger
-  trap 'stop_instance 1' EXIT
+  trap 'stop_instance 1; loadtest/ha.sh stop > /dev/null 2>&1 || true' EXIT
   start_instance 1
   echo "== failover: one instance on the formation, the primary killed at 15 s of $seconds s"
   dotnet loadtest/QuotaLedger.LoadTest/bin/Release/net10.0/QuotaLedger.LoadTest.dll --address "http://127.0.0.1:${ports[1]}" \
     --scenario spread --unit-years 100 --concurrency 64 --warmup 5 --duration "$seconds" \
     --fault "loadtest/ha.sh kill-primary" --fault-at 15 --database "$FAULTS_OWNER" --json "$out/failover.json" > "$out/failover.txt" 2>&1 || true
   grep -E "^(throughput|errors|fault|Exactly|Retried|Books|BOOKS)" "$out/failover.txt" || tail -5 "$out/failover.txt"
+  grep -q "^Books check: OK" "$out/failover.txt" && ! grep -q "Internal" "$out/failover.txt"
   exit
 fi
 
@@ -173,6 +178,7 @@ python3 - "$out" "${instance_counts[@]}" <<'PY' | tee "$out/report.md"
 import json, os, sys
 out, counts = sys.argv[1], sys.argv[2:]
 faults = os.environ.get("FAULTS", "kill9 sigterm pg-restart terminate lock-held").split()
+failed = []
 print("| fault | instances | acknowledged | lost | duplicated | INTERNAL answers | s to recover | s with nothing applied | rate before → lowest 1 s | unseen, retried | books |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for n in counts:
@@ -180,6 +186,7 @@ for n in counts:
         path = os.path.join(out, f"{fault}-{n}.json")
         if not os.path.exists(path):
             print(f"| {fault} | {n} | no result (see {fault}-{n}.txt) |||||||||")
+            failed.append(f"{fault}-{n}")
             continue
         r = json.load(open(path))
         audit, f = r.get("ExactlyOnce") or {}, r.get("Fault") or {}
@@ -189,4 +196,9 @@ for n in counts:
         print(f"| {fault} | {n} | {audit.get('Acknowledged', '?')} | {audit.get('Lost', '?')} | {audit.get('Duplicated', '?')} | {internal} "
               f"| {recover} | {f.get('ZeroSeconds', '?')} | {f.get('RateBefore', 0):.0f} → {f.get('LowestRateAfter', 0):.0f}/s "
               f"| {retried} | {'OK' if not r['BookFailures'] else '; '.join(r['BookFailures'][:3])} |")
+        if audit.get("Lost", 1) or audit.get("Duplicated", 1) or internal or r["BookFailures"]:
+            failed.append(f"{fault}-{n}")
+if failed:
+    print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
+    sys.exit(1)
 PY

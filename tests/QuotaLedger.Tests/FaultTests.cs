@@ -51,6 +51,7 @@ public sealed class FaultTests
         await load.StopAsync(running);
 
         Assert.Empty(load.Unexpected);
+        await AssertRefusalsThatSayNotAppliedWereNotAsync(database, load);
         if (fault.StartsWith("restart", StringComparison.Ordinal))
         {
             Assert.True(load.Refused > 0, "No call went without an answer: the crash did not hit the load.");
@@ -67,6 +68,9 @@ public sealed class FaultTests
         await server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1_000_000_000 });
         var deal = await server.NewDealAsync();
         var grant = await server.GrantAsync(deal, 100_000);
+        // One deduction first, so the next reaches the deduction queue (its grant's unit-year is known) and meets the
+        // database's absence there, with a kept connection that died with it.
+        await server.DeductAsync(deal, grant.GrantId, InvoiceFen);
         var health = new Health.HealthClient(server.Channel);
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, (await health.CheckAsync(new HealthCheckRequest())).Status);
 
@@ -81,7 +85,7 @@ public sealed class FaultTests
         await PostgresControl.StartAgainAsync(database.Cluster!);
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, (await health.CheckAsync(new HealthCheckRequest())).Status);
         var applied = await server.Ledger.DeductAsync(deduction);
-        Assert.Equal(100_000 - Share, applied.GrantRemainingFen);
+        Assert.Equal(100_000 - (2 * Share), applied.GrantRemainingFen);
         Assert.Equal(applied, await server.Ledger.DeductAsync(deduction));
         await Books.AssertHoldAsync(server);
     }
@@ -132,6 +136,25 @@ public sealed class FaultTests
 
         await transaction.RollbackAsync();
         Assert.Equal(Share, (await waiting).AppliedFen);
+    }
+
+    /// <summary>Before any retry: a refusal that said its deduction was not applied (or its transaction rolled back)
+    /// told the truth, whatever the fault.</summary>
+    private static async Task AssertRefusalsThatSayNotAppliedWereNotAsync(TestDatabase database, Load load)
+    {
+        var claimed = load.Refusals.Where(r => r.Message.Contains("not applied", StringComparison.Ordinal)
+            || r.Message.Contains("rolled back", StringComparison.Ordinal)).Select(r => r.InvoiceNo).ToArray();
+        await using var connection = await OpenAsync(database);
+        await using var command = new NpgsqlCommand("SELECT invoice_no FROM deductions WHERE invoice_no = ANY($1)", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = claimed });
+        var applied = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            applied.Add(reader.GetString(0));
+        }
+
+        Assert.Empty(applied);
     }
 
     private static async Task UntilSomeoneWaitsOnALockAsync(TestDatabase database)
@@ -227,6 +250,9 @@ public sealed class FaultTests
 
         public ConcurrentQueue<DeductRequest> Unseen { get; } = new();
 
+        /// <summary>What each refusal said, by invoice.</summary>
+        public ConcurrentBag<(string InvoiceNo, string Message)> Refusals { get; } = [];
+
         /// <summary>Answers no fault may give: INTERNAL, UNKNOWN, or a refusal other than the transient ones.</summary>
         public ConcurrentBag<string> Unexpected { get; } = [];
 
@@ -250,6 +276,7 @@ public sealed class FaultTests
                 {
                     Interlocked.Increment(ref _refused);
                     Unseen.Enqueue(request);
+                    Refusals.Add((request.InvoiceNo, e.Status.Detail));
                     await Task.Delay(20);
                 }
                 catch (RpcException e)

@@ -52,7 +52,16 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
                     ? new RpcException(new global::Grpc.Core.Status(StatusCode.DeadlineExceeded, "The call's deadline passed before it was answered."))
                     : new RpcException(new global::Grpc.Core.Status(StatusCode.Cancelled, "The call was cancelled."));
             case var _ when Storage.StoreFailures.Translate(exception) is { } unavailable:
-                LogStoreFailure(logger, context.Method, unavailable.Reason.Word(), exception.Message);
+                if (unavailable.Reason == Reason.InvalidArgument)
+                {
+                    // A value the database could not hold: the request checks should have caught it, or the server built it.
+                    LogDataException(logger, exception, context.Method);
+                }
+                else
+                {
+                    LogStoreFailure(logger, context.Method, unavailable.Reason.Word(), exception.Message);
+                }
+
                 return ToRpcException(unavailable.Reason, unavailable.Message);
             default:
                 LogUnexpected(logger, exception, context.Method);
@@ -82,6 +91,9 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Method} answered {Reason}: {Error}")]
     private static partial void LogStoreFailure(ILogger logger, string method, string reason, string error);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Method} answered INVALID_ARGUMENT for a value the database could not hold; a request check is missing or the server built the value")]
+    private static partial void LogDataException(ILogger logger, Exception exception, string method);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unexpected failure in {Method}")]
     private static partial void LogUnexpected(ILogger logger, Exception exception, string method);

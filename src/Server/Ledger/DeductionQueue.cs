@@ -301,7 +301,7 @@ internal sealed partial class DeductionQueue(
             // reached the server, the deductions did take effect, and each then replays its recorded outcome.
             LogFallback(logger, batch.Count, e.Message);
             _fallbacks.Add(1);
-            return HandOff(batch, together: false);
+            return HandOff(batch, together: false, OutcomeUnknown(e));
         }
 
         var deferred = new List<PendingDeduction>();
@@ -318,18 +318,18 @@ internal sealed partial class DeductionQueue(
         }
 
         _deferred.Add(deferred.Count);
-        return HandOff(deferred, together: true);
+        return HandOff(deferred, together: true, outcomeUnknown: false);
     }
 
     /// <summary>Hands deductions to tasks of their own, one per unit-year, so the worker goes on with the others.
     /// Returns the unit-years handed on.</summary>
-    private HashSet<long> HandOff(List<PendingDeduction> items, bool together)
+    private HashSet<long> HandOff(List<PendingDeduction> items, bool together, bool outcomeUnknown)
     {
         var byUnitYear = items.GroupBy(i => i.UnitYearId!.Value).ToList();
         foreach (var group in byUnitYear)
         {
             var unitYearItems = group.ToList();
-            _ = Task.Run(() => AsideAsync(group.Key, unitYearItems, together));
+            _ = Task.Run(() => AsideAsync(group.Key, unitYearItems, together, outcomeUnknown));
         }
 
         return [.. byUnitYear.Select(g => g.Key)];
@@ -339,7 +339,7 @@ internal sealed partial class DeductionQueue(
     /// <c>Database:LockTimeout</c>: together, when a worker found the unit-year's row (or a contract's) held by another
     /// session; one by one, when their coalesced transaction failed as a whole. The unit-year stays busy meanwhile, so
     /// its later deductions wait behind these and keep their order.</summary>
-    private async Task AsideAsync(long unitYearId, List<PendingDeduction> items, bool together)
+    private async Task AsideAsync(long unitYearId, List<PendingDeduction> items, bool together, bool outcomeUnknown)
     {
         try
         {
@@ -352,7 +352,7 @@ internal sealed partial class DeductionQueue(
                 }
                 else
                 {
-                    await SettleEachAsync(items);
+                    await SettleEachAsync(items, outcomeUnknown);
                 }
             }
             finally
@@ -404,23 +404,34 @@ internal sealed partial class DeductionQueue(
         catch (Exception e)
         {
             LogFallback(logger, items.Count, e.Message);
-            await SettleEachAsync(items);
+            await SettleEachAsync(items, OutcomeUnknown(e));
         }
     }
 
     /// <summary>Applies deductions one by one; once the database refuses a connection, answers the rest with that
-    /// refusal instead of trying each against it.</summary>
-    private async Task SettleEachAsync(List<PendingDeduction> items)
+    /// refusal instead of trying each against it. <paramref name="outcomeUnknown"/>: their coalesced transaction
+    /// failed in a way that leaves its COMMIT's outcome unknown (the connection broke), so a deduction that cannot be
+    /// tried again now is answered as unknown, never as not applied.</summary>
+    private async Task SettleEachAsync(List<PendingDeduction> items, bool outcomeUnknown)
     {
         for (var i = 0; i < items.Count; i++)
         {
-            if (await SettleAlone(items[i]) is { } unreachable)
+            if (await SettleAlone(items[i], outcomeUnknown) is { } unreachable)
             {
-                items.Skip(i + 1).ToList().ForEach(item => Refuse(item, unreachable));
+                items.Skip(i + 1).ToList().ForEach(item => Refuse(item, outcomeUnknown ? UnknownOutcome() : unreachable));
                 return;
             }
         }
     }
+
+    /// <summary>Whether a transaction's failure leaves its outcome unknown: anything but an error PostgreSQL reported,
+    /// which aborted the transaction before it could commit.</summary>
+    private static bool OutcomeUnknown(Exception failure) => failure is not PostgresException;
+
+    private static LedgerException UnknownOutcome() => new(Reason.StoreUnavailable,
+        "The connection to the ledger's database broke while this deduction's transaction was in flight, and the database " +
+        "could not be reached again to settle it: whether it was applied is not known. Retry with the same request_id, " +
+        "which replays it if it was applied and applies it once if not.");
 
     /// <summary>Takes the waiting deductions of one unit-year out of the queue.</summary>
     private List<PendingDeduction> TakeWaiting(long unitYearId)
@@ -446,7 +457,7 @@ internal sealed partial class DeductionQueue(
     }
 
     /// <summary>Applies one deduction and answers it. Returns the failure when the database refused the connection.</summary>
-    private async Task<Exception?> SettleAlone(PendingDeduction item)
+    private async Task<Exception?> SettleAlone(PendingDeduction item, bool outcomeUnknown)
     {
         try
         {
@@ -455,12 +466,13 @@ internal sealed partial class DeductionQueue(
         }
         catch (Unreachable unreachable)
         {
-            Refuse(item, unreachable.InnerException!);
+            Refuse(item, outcomeUnknown ? UnknownOutcome() : unreachable.InnerException!);
             return unreachable.InnerException;
         }
         catch (Exception failure)
         {
-            Refuse(item, failure);
+            // A retry that failed for the store's sake says nothing of the first transaction, whose outcome is unknown.
+            Refuse(item, outcomeUnknown && StoreFailures.Translate(failure) is not null ? UnknownOutcome() : failure);
             return null;
         }
     }

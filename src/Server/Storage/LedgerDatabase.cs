@@ -10,12 +10,19 @@ namespace QuotaLedger.Server.Storage;
 public sealed class LedgerDatabase(DatabaseOptions options) : IAsyncDisposable
 {
     private NpgsqlDataSource? _dataSource;
+    private NpgsqlDataSource? _healthSource;
 
     /// <summary>The limits every serving session runs under.</summary>
     public DatabaseOptions Options { get; } = options;
 
     public NpgsqlDataSource DataSource =>
         _dataSource ?? throw new InvalidOperationException("The ledger database is not started yet.");
+
+    /// <summary>For the health check: a connection of its own per check, outside the pool (an exhausted pool is load,
+    /// not a dead database), bounded to 2 s to connect and 2 s to answer (a database that stops answering without
+    /// refusing reads as down, not as a check that hangs).</summary>
+    public NpgsqlDataSource HealthSource =>
+        _healthSource ?? throw new InvalidOperationException("The ledger database is not started yet.");
 
     internal void Use(string connectionString)
     {
@@ -31,10 +38,17 @@ public sealed class LedgerDatabase(DatabaseOptions options) : IAsyncDisposable
         // statements when reused.
         builder.NoResetOnClose = true;
         _dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
+        _healthSource = new NpgsqlDataSourceBuilder(
+            new NpgsqlConnectionStringBuilder(builder.ConnectionString) { Pooling = false, Timeout = 2, CommandTimeout = 2 }.ConnectionString).Build();
     }
 
     public async ValueTask DisposeAsync()
     {
+        if (_healthSource is not null)
+        {
+            await _healthSource.DisposeAsync();
+        }
+
         if (_dataSource is not null)
         {
             await _dataSource.DisposeAsync();

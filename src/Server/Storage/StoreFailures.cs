@@ -4,8 +4,9 @@ using QuotaLedger.Server.Rules;
 namespace QuotaLedger.Server.Storage;
 
 /// <summary>Which database failures pass, and what a caller is told about them. A failure PostgreSQL reported for a
-/// statement aborted its transaction, so nothing of the call was applied; a lost connection leaves the outcome of a
-/// write unknown until the caller retries it with the same request id and the ledger replays or applies it.</summary>
+/// statement rolled its transaction back (the messages say that, not "nothing was applied": a call of several
+/// transactions, such as an expiry pass, may have committed earlier ones); a lost connection leaves the outcome of a
+/// write unknown. Either way the caller retries with the same request id and the ledger replays or applies it.</summary>
 internal static class StoreFailures
 {
     private const string Retry = " Retry with the same request_id.";
@@ -25,14 +26,14 @@ internal static class StoreFailures
                 // and the statement's failure aborted its transaction, so nothing was applied.
                 case PostgresException postgres when postgres.SqlState.StartsWith("22", StringComparison.Ordinal):
                     return new LedgerException(Reason.InvalidArgument,
-                        $"A value of the request is outside what the ledger can store ({postgres.MessageText}); nothing was applied.");
+                        $"A value of the request is outside what the ledger can store ({postgres.MessageText}); its transaction was rolled back.");
                 case PostgresException:
                     return null;
                 case NpgsqlException { InnerException: TimeoutException } when e.Message.Contains("pool", StringComparison.OrdinalIgnoreCase):
-                    return new LedgerException(Reason.Overloaded, "Every connection to the ledger's database is in use; nothing was applied." + Retry);
+                    return new LedgerException(Reason.Overloaded, "Every connection to the ledger's database is in use." + Retry);
                 // Any other failure Npgsql reports that PostgreSQL did not (a refused or broken connection, a read that timed
                 // out, no suitable host of several while a standby is promoted): the connection, not the request, failed.
-                case NpgsqlException and not PostgresException:
+                case NpgsqlException npgsql and not PostgresException when ConnectionFailed(npgsql):
                     return new LedgerException(Reason.StoreUnavailable,
                         "The ledger's database could not be reached; a write's outcome is not known until it is retried." + Retry);
             }
@@ -41,17 +42,26 @@ internal static class StoreFailures
         return null;
     }
 
+    /// <summary>A failure of the connection, not of the request: transient by Npgsql's own account, an I/O or socket
+    /// failure or timeout beneath it, or no usable host among several (every one recently seen down or read-only, which
+    /// Npgsql reports with no inner exception). Anything else Npgsql raises (a statement it cannot send, a setting it
+    /// refuses) is a fault of the server or its configuration and stays INTERNAL, logged.</summary>
+    private static bool ConnectionFailed(NpgsqlException e) =>
+        e.IsTransient
+        || e.InnerException is IOException or System.Net.Sockets.SocketException or TimeoutException
+        || e.Message.Contains("suitable host", StringComparison.OrdinalIgnoreCase);
+
     private static string? Known(string sqlState) => sqlState switch
     {
-        PostgresErrorCodes.LockNotAvailable => "A row this call needs was locked by another session for longer than the lock timeout; nothing was applied.",
-        PostgresErrorCodes.QueryCanceled => "The database stopped a statement that ran past its timeout; nothing was applied.",
+        PostgresErrorCodes.LockNotAvailable => "A row this call needs was locked by another session for longer than the lock timeout; its transaction was rolled back.",
+        PostgresErrorCodes.QueryCanceled => "The database stopped a statement that ran past its timeout; its transaction was rolled back.",
         PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected =>
-            "The call raced another transaction on the same rows; nothing was applied.",
+            "The call raced another transaction on the same rows; its transaction was rolled back.",
         // idle_in_transaction_session_timeout, which Npgsql names no constant for.
-        "25P03" => "The database ended a transaction left idle; nothing was applied.",
+        "25P03" => "The database ended a transaction left idle and rolled it back.",
         // A read-only server: a standby reached during a failover, or a primary being demoted or promoted.
-        PostgresErrorCodes.ReadOnlySqlTransaction => "The database refused writes for now (a failover is under way); nothing was applied.",
-        PostgresErrorCodes.TooManyConnections => "The database refused another connection; nothing was applied.",
+        PostgresErrorCodes.ReadOnlySqlTransaction => "The database refused writes for now (a failover is under way); the transaction was rolled back.",
+        PostgresErrorCodes.TooManyConnections => "The database refused another connection.",
         PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow =>
             "The database is restarting; a write's outcome is not known until it is retried.",
         _ when sqlState.StartsWith("08", StringComparison.Ordinal) =>
