@@ -200,10 +200,7 @@ public sealed class CheckpointTests(LedgerFixture fixture)
         var chain = new List<(Server.Storage.JournalEntryRow Entry, List<(long, long)> Postings)>();
         await using (var command = new NpgsqlCommand(
             $"""
-            SELECT e.id, e.kind, e.created_at, e.year, e.unit_uscc, e.provider_uscc, e.grant_id, e.counterparty_uscc, e.counterparty_grant_id,
-                   e.request_id, e.caller, e.memo, e.reverses_entry_id, e.chain_key, e.prev_hash,
-                   ARRAY(SELECT p.account_id FROM postings p WHERE p.entry_id = e.id ORDER BY p.id),
-                   ARRAY(SELECT p.amount_fen FROM postings p WHERE p.entry_id = e.id ORDER BY p.id)
+            SELECT {Server.Storage.JournalRows.Columns}
             FROM journal_entries e WHERE e.chain_key = (SELECT chain_key FROM journal_entries WHERE id = {entryId}) AND e.id >= {entryId}
             ORDER BY e.id
             """, connection))
@@ -211,24 +208,7 @@ public sealed class CheckpointTests(LedgerFixture fixture)
         {
             while (await reader.ReadAsync())
             {
-                chain.Add((new Server.Storage.JournalEntryRow
-                {
-                    Id = reader.GetInt64(0),
-                    Kind = (Server.Storage.EntryKind)reader.GetInt16(1),
-                    CreatedAt = reader.GetFieldValue<DateTimeOffset>(2),
-                    Year = reader.GetInt32(3),
-                    UnitUscc = reader.IsDBNull(4) ? null : reader.GetString(4),
-                    ProviderUscc = reader.IsDBNull(5) ? null : reader.GetString(5),
-                    GrantId = reader.IsDBNull(6) ? null : reader.GetInt64(6),
-                    CounterpartyUscc = reader.IsDBNull(7) ? null : reader.GetString(7),
-                    CounterpartyGrantId = reader.IsDBNull(8) ? null : reader.GetInt64(8),
-                    RequestId = reader.GetString(9),
-                    Caller = reader.GetString(10),
-                    Memo = reader.GetString(11),
-                    ReversesEntryId = reader.IsDBNull(12) ? null : reader.GetInt64(12),
-                    ChainKey = reader.GetString(13),
-                    PrevHash = reader.GetFieldValue<byte[]>(14),
-                }, [.. reader.GetFieldValue<long[]>(15).Zip(reader.GetFieldValue<long[]>(16))]));
+                chain.Add(Server.Storage.JournalRows.Read(reader));
             }
         }
 

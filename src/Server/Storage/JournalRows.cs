@@ -3,8 +3,10 @@ using Npgsql;
 namespace QuotaLedger.Server.Storage;
 
 /// <summary>Reads journal entries with their postings in one statement, for the readers that check the journal
-/// (VerifyJournal, checkpoints): <see cref="Columns"/> over <c>journal_entries e</c>, read back by <see cref="Read"/>.</summary>
-internal static class JournalRows
+/// (VerifyJournal, checkpoints, the chaining of an older database's entries): <see cref="Columns"/> over
+/// <c>journal_entries e</c>, read back by <see cref="Read"/>. A hash an older database has not computed yet reads as
+/// empty.</summary>
+public static class JournalRows
 {
     public const string Columns =
         """
@@ -32,8 +34,8 @@ internal static class JournalRows
             Memo = reader.GetString(11),
             ReversesEntryId = reader.IsDBNull(12) ? null : reader.GetInt64(12),
             ChainKey = reader.GetString(13),
-            PrevHash = reader.GetFieldValue<byte[]>(14),
-            Hash = reader.GetFieldValue<byte[]>(15),
+            PrevHash = reader.IsDBNull(14) ? [] : reader.GetFieldValue<byte[]>(14),
+            Hash = reader.IsDBNull(15) ? [] : reader.GetFieldValue<byte[]>(15),
         };
         return (entry, [.. reader.GetFieldValue<long[]>(16).Zip(reader.GetFieldValue<long[]>(17))]);
     }

@@ -72,26 +72,7 @@ internal static class LegacyChains
         await using var reader = await command.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))
         {
-            var entry = new JournalEntryRow
-            {
-                Id = reader.GetInt64(0),
-                Kind = (EntryKind)reader.GetInt16(1),
-                CreatedAt = reader.GetFieldValue<DateTimeOffset>(2),
-                Year = reader.GetInt32(3),
-                UnitUscc = reader.IsDBNull(4) ? null : reader.GetString(4),
-                ProviderUscc = reader.IsDBNull(5) ? null : reader.GetString(5),
-                GrantId = reader.IsDBNull(6) ? null : reader.GetInt64(6),
-                CounterpartyUscc = reader.IsDBNull(7) ? null : reader.GetString(7),
-                CounterpartyGrantId = reader.IsDBNull(8) ? null : reader.GetInt64(8),
-                RequestId = reader.GetString(9),
-                Caller = reader.GetString(10),
-                Memo = reader.GetString(11),
-                ReversesEntryId = reader.IsDBNull(12) ? null : reader.GetInt64(12),
-                ChainKey = reader.GetString(13),
-                PrevHash = reader.IsDBNull(14) ? [] : reader.GetFieldValue<byte[]>(14),
-                Hash = reader.IsDBNull(15) ? [] : reader.GetFieldValue<byte[]>(15),
-            };
-            var postings = reader.GetFieldValue<long[]>(16).Zip(reader.GetFieldValue<long[]>(17)).ToList();
+            var (entry, postings) = JournalRows.Read(reader);
             entries.Add((entry, postings, !reader.IsDBNull(15) && !reader.IsDBNull(14)));
         }
 
