@@ -62,6 +62,10 @@ internal static class Map
         Year = f.Year ?? 0,
         From = f.From is { } from ? QuotaLedgerClient.Stamp(from) : null,
         To = f.To is { } to ? QuotaLedgerClient.Stamp(to) : null,
+        AfterEntryId = f.AfterEntryId ?? 0,
+        PageSize = f.PageSize is { } size
+            ? size > 0 ? size : throw new ArgumentOutOfRangeException(nameof(f), size, "EntryFilter.PageSize must be positive (null for all).")
+            : 0,
     };
 
     private static string? NullIfEmpty(string value) => value.Length == 0 ? null : value;

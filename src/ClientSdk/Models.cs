@@ -310,8 +310,17 @@ public sealed record JournalEntryInfo(long EntryId, EntryKind Kind, DateTimeOffs
 /// <param name="Year">Entries of this year.</param>
 /// <param name="From">Entries created at or after.</param>
 /// <param name="To">Entries created before.</param>
+/// <param name="AfterEntryId">Only entries after this id: a checkpointed reader passes the last id it processed.</param>
+/// <param name="PageSize">At most this many entries, then the stream ends (a reader that works in pages resumes with
+/// <paramref name="AfterEntryId"/>); all when null.</param>
 public sealed record EntryFilter(string? UnitUscc = null, string? ProviderUscc = null, long? GrantId = null, int? Year = null,
-    DateTimeOffset? From = null, DateTimeOffset? To = null);
+    DateTimeOffset? From = null, DateTimeOffset? To = null, long? AfterEntryId = null, int? PageSize = null);
+
+/// <summary>One page of a paged list.</summary>
+/// <typeparam name="T">What the list holds.</typeparam>
+/// <param name="Items">This page's items.</param>
+/// <param name="NextPageToken">Pass it to get the next page; null on the last page.</param>
+public sealed record Page<T>(IReadOnlyList<T> Items, string? NextPageToken);
 
 /// <summary>A year's policy values.</summary>
 /// <param name="Year">The year.</param>

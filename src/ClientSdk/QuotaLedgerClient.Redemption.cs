@@ -1,28 +1,19 @@
+using System.Runtime.CompilerServices;
 using Grpc.Core;
 
 namespace QuotaLedger.Client;
 
 public sealed partial class QuotaLedgerClient
 {
-    /// <summary>Opens a redemption batch for a year (the bureau).</summary>
-    /// <param name="year">The year.</param>
-    /// <param name="closesAt">When applications close.</param>
-    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <inheritdoc />
     public async Task<BatchInfo> OpenBatchAsync(int year, DateTimeOffset closesAt, string? requestId = null, CancellationToken cancellationToken = default)
     {
         var request = new V1.OpenBatchRequest { RequestId = requestId ?? NewRequestId(), Year = year, ClosesAt = Stamp(closesAt) };
-        var r = await CallAsync(o => _redemption.OpenBatchAsync(request, o), cancellationToken);
+        var r = await CallAsync(s_openBatch, request.RequestId, o => _redemption.OpenBatchAsync(request, o), cancellationToken);
         return new BatchInfo(r.BatchId, r.Year, r.OpenedAt.ToDateTimeOffset(), r.ClosesAt.ToDateTimeOffset());
     }
 
-    /// <summary>A unit applies to redeem part of what it deducted, with its evidence (Art 12).</summary>
-    /// <param name="batchId">The open batch.</param>
-    /// <param name="unitUscc">The unit (the caller).</param>
-    /// <param name="amount">How much.</param>
-    /// <param name="evidence">One item at least of each kind but the platform statement, which the ledger adds.</param>
-    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <inheritdoc />
     public async Task<RedemptionInfo> SubmitRedemptionAsync(long batchId, string unitUscc, Fen amount, IEnumerable<EvidenceItem> evidence,
         string? requestId = null, CancellationToken cancellationToken = default)
     {
@@ -31,43 +22,25 @@ public sealed partial class QuotaLedgerClient
             RequestId = requestId ?? NewRequestId(), BatchId = batchId, UnitUscc = unitUscc, AmountFen = amount.Value,
             Evidence = { evidence.Select(e => new V1.Evidence { Kind = (V1.EvidenceKind)e.Kind, Reference = e.Reference, Sha256 = e.Sha256 }) },
         };
-        return Map.From(await CallAsync(o => _redemption.SubmitAsync(request, o), cancellationToken));
+        return Map.From(await CallAsync(s_submit, request.RequestId, o => _redemption.SubmitAsync(request, o), cancellationToken));
     }
 
-    /// <summary>An expert's review: approve all, part or none.</summary>
-    /// <param name="redemptionId">The redemption.</param>
-    /// <param name="approved">What is approved.</param>
-    /// <param name="reviewer">Who reviews.</param>
-    /// <param name="reason">Why.</param>
-    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <inheritdoc />
     public async Task<RedemptionInfo> ReviewRedemptionAsync(long redemptionId, Fen approved, string reviewer, string reason,
         string? requestId = null, CancellationToken cancellationToken = default)
     {
         var request = new V1.ReviewRequest { RequestId = requestId ?? NewRequestId(), RedemptionId = redemptionId, ApprovedFen = approved.Value, Reviewer = reviewer, Reason = reason };
-        return Map.From(await CallAsync(o => _redemption.ReviewAsync(request, o), cancellationToken));
+        return Map.From(await CallAsync(s_review, request.RequestId, o => _redemption.ReviewAsync(request, o), cancellationToken));
     }
 
-    /// <summary>Pays the approved amount, once (the bureau).</summary>
-    /// <param name="redemptionId">The redemption.</param>
-    /// <param name="paymentRef">The payment's reference.</param>
-    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <inheritdoc />
     public async Task<RedemptionInfo> DisburseAsync(long redemptionId, string paymentRef, string? requestId = null, CancellationToken cancellationToken = default)
     {
         var request = new V1.DisburseRequest { RequestId = requestId ?? NewRequestId(), RedemptionId = redemptionId, PaymentRef = paymentRef };
-        return Map.From(await CallAsync(o => _redemption.DisburseAsync(request, o), cancellationToken));
+        return Map.From(await CallAsync(s_disburse, request.RequestId, o => _redemption.DisburseAsync(request, o), cancellationToken));
     }
 
-    /// <summary>Reverses a deduction, a grant's open quota or a disbursement with new entries, and sets a party's standing (Art 17).</summary>
-    /// <param name="target">What kind of thing <paramref name="targetId"/> names.</param>
-    /// <param name="targetId">The deduction, grant or redemption.</param>
-    /// <param name="amount">How much.</param>
-    /// <param name="reason">Why.</param>
-    /// <param name="partyUscc">Whose standing to set; the unit concerned when omitted.</param>
-    /// <param name="standing">The standing to set; BLACKLISTED when omitted.</param>
-    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <inheritdoc />
     public async Task<ClawBackResult> ClawBackAsync(ClawBackTarget target, long targetId, Fen amount, string reason, string? partyUscc = null,
         Standing? standing = null, string? requestId = null, CancellationToken cancellationToken = default)
     {
@@ -89,54 +62,61 @@ public sealed partial class QuotaLedgerClient
                 break;
         }
 
-        var r = await CallAsync(o => _redemption.ClawBackAsync(request, o), cancellationToken);
+        var r = await CallAsync(s_clawBack, request.RequestId, o => _redemption.ClawBackAsync(request, o), cancellationToken);
         return new ClawBackResult(r.ClawBackId, r.OriginalEntryId, r.EntryId, new Fen(r.AmountFen), r.PartyUscc, (Standing)r.Standing);
     }
 
-    /// <summary>A redemption.</summary>
-    /// <param name="redemptionId">The redemption.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <inheritdoc />
     public async Task<RedemptionInfo> GetRedemptionAsync(long redemptionId, CancellationToken cancellationToken = default) =>
-        Map.From(await CallAsync(o => _redemption.GetRedemptionAsync(new V1.GetRedemptionRequest { RedemptionId = redemptionId }, o), cancellationToken));
+        Map.From(await CallAsync(s_getRedemption, null, o => _redemption.GetRedemptionAsync(new V1.GetRedemptionRequest { RedemptionId = redemptionId }, o), cancellationToken));
 
-    /// <summary>Redemptions, filtered by batch, unit and year (each optional).</summary>
-    /// <param name="batchId">The batch, or null.</param>
-    /// <param name="unitUscc">The unit, or null.</param>
-    /// <param name="year">The year, or null.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
-    public async Task<IReadOnlyList<RedemptionInfo>> ListRedemptionsAsync(long? batchId = null, string? unitUscc = null, int? year = null, CancellationToken cancellationToken = default)
+    /// <inheritdoc />
+    public async IAsyncEnumerable<RedemptionInfo> ListRedemptionsAsync(long? batchId = null, string? unitUscc = null, int? year = null, int pageSize = 0,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var request = new V1.ListRedemptionsRequest { BatchId = batchId ?? 0, UnitUscc = unitUscc ?? "", Year = year ?? 0 };
-        return [.. (await CallAsync(o => _redemption.ListRedemptionsAsync(request, o), cancellationToken)).Redemptions.Select(Map.From)];
+        string? token = null;
+        do
+        {
+            var page = await ListRedemptionsPageAsync(batchId, unitUscc, year, pageSize, token, cancellationToken);
+            foreach (var redemption in page.Items)
+            {
+                yield return redemption;
+            }
+
+            token = page.NextPageToken;
+        }
+        while (token is not null);
     }
 
-    /// <summary>Recomputes every journal chain and account balance; names the first entry or account that does not match.</summary>
-    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <inheritdoc />
+    public async Task<Page<RedemptionInfo>> ListRedemptionsPageAsync(long? batchId = null, string? unitUscc = null, int? year = null, int pageSize = 0,
+        string? pageToken = null, CancellationToken cancellationToken = default)
+    {
+        var request = new V1.ListRedemptionsRequest { BatchId = batchId ?? 0, UnitUscc = unitUscc ?? "", Year = year ?? 0, PageSize = pageSize, PageToken = pageToken ?? "" };
+        var r = await CallAsync(s_listRedemptions, null, o => _redemption.ListRedemptionsAsync(request, o), cancellationToken);
+        return new Page<RedemptionInfo>([.. r.Redemptions.Select(Map.From)], r.NextPageToken.Length == 0 ? null : r.NextPageToken);
+    }
+
+    /// <inheritdoc />
     public async Task<JournalVerdict> VerifyJournalAsync(CancellationToken cancellationToken = default) =>
         await VerifyJournalAsync(checkpointId: 0, cancellationToken);
 
-    /// <summary>Recomputes the journal against a signed checkpoint (0: the latest; -1: none).</summary>
-    /// <param name="checkpointId">The checkpoint.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <inheritdoc />
     public async Task<JournalVerdict> VerifyJournalAsync(long checkpointId, CancellationToken cancellationToken = default)
     {
-        var r = await CallAsync(o => _admin.VerifyJournalAsync(new V1.VerifyJournalRequest { CheckpointId = checkpointId }, o), cancellationToken);
+        var r = await CallAsync(s_verifyJournal, null, o => _admin.VerifyJournalAsync(new V1.VerifyJournalRequest { CheckpointId = checkpointId }, o), cancellationToken);
         return new JournalVerdict(r.Ok, r.EntriesChecked, r.FirstBadEntryId == 0 ? null : r.FirstBadEntryId, r.FirstBadAccountId == 0 ? null : r.FirstBadAccountId,
             r.Problem, r.CheckpointId == 0 ? null : r.CheckpointId);
     }
 
-    /// <summary>Signs a checkpoint of the journal now (the bureau).</summary>
-    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
-    public async Task<CheckpointInfo> MakeCheckpointAsync(string? requestId = null, CancellationToken cancellationToken = default) =>
-        Map.From(await CallAsync(o => _admin.MakeCheckpointAsync(new V1.MakeCheckpointRequest { RequestId = requestId ?? NewRequestId() }, o), cancellationToken));
+    /// <inheritdoc />
+    public async Task<CheckpointInfo> MakeCheckpointAsync(string? requestId = null, CancellationToken cancellationToken = default)
+    {
+        var request = new V1.MakeCheckpointRequest { RequestId = requestId ?? NewRequestId() };
+        return Map.From(await CallAsync(s_makeCheckpoint, request.RequestId, o => _admin.MakeCheckpointAsync(request, o), cancellationToken));
+    }
 
-    /// <summary>Writes the whole journal and every signed checkpoint, one JSON object per line each (the API's
-    /// JournalEntry and Checkpoint), for an auditor to check offline with <c>dotnet QuotaLedger.Server.dll audit</c>.
-    /// Needs the bureau's or an expert's rights.</summary>
-    /// <param name="entries">Where the entries go.</param>
-    /// <param name="checkpoints">Where the checkpoints go.</param>
-    /// <param name="cancellationToken">Stops the export.</param>
+    /// <inheritdoc />
     public async Task ExportJournalAsync(TextWriter entries, TextWriter checkpoints, CancellationToken cancellationToken = default)
     {
         try
@@ -157,7 +137,7 @@ public sealed partial class QuotaLedgerClient
         }
         catch (RpcException error)
         {
-            throw new QuotaLedgerException(error);
+            throw StreamFailure(s_listCheckpoints, error, attempts: 1, cancellationToken);
         }
     }
 }

@@ -1,88 +1,276 @@
-using System.Net.Security;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using Google.Protobuf.WellKnownTypes;
 using Google.Rpc;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace QuotaLedger.Client;
 
 /// <summary>The QuotaLedger client: every call of the ledger's API as an async method taking and returning .NET types.
 /// Thread-safe; create one per process (or register it with <c>AddQuotaLedgerClient</c>) and reuse it.
-/// Refusals throw <see cref="QuotaLedgerException"/> with a typed <see cref="LedgerReason"/>.</summary>
-public sealed partial class QuotaLedgerClient : IDisposable
+/// Refusals throw <see cref="QuotaLedgerException"/>; no definite answer throws <see cref="QuotaLedgerUnavailableException"/>
+/// (with the request id to retry with); the caller's cancellation throws <see cref="OperationCanceledException"/>.</summary>
+public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
 {
     private readonly QuotaLedgerClientOptions _options;
-    private readonly GrpcChannel _channel;
+    private readonly GrpcChannel? _ownedChannel;
+    private readonly ILogger _logger;
+    private readonly ClientMetrics _metrics;
+    private readonly string _serverAddress;
+    private readonly int _serverPort;
     private readonly V1.AdminService.AdminServiceClient _admin;
     private readonly V1.RegistryService.RegistryServiceClient _registry;
     private readonly V1.LedgerService.LedgerServiceClient _ledger;
     private readonly V1.RedemptionService.RedemptionServiceClient _redemption;
 
-    /// <summary>Creates a client and its channel.</summary>
-    /// <param name="options">Address, credentials, deadline and retries.</param>
+    /// <summary>Creates a client and its own channel.</summary>
+    /// <param name="options">Address, credentials, deadline and retries; checked here (see <see cref="QuotaLedgerClientOptions.Problems"/>).</param>
     public QuotaLedgerClient(QuotaLedgerClientOptions options)
+        : this(options, loggerFactory: null, meterFactory: null)
+    {
+    }
+
+    /// <summary>Creates a client and its own channel, logging and measuring through the given factories.</summary>
+    /// <param name="options">Address, credentials, deadline and retries; checked here.</param>
+    /// <param name="loggerFactory">Where the client logs (retries, refusals); none when null.</param>
+    /// <param name="meterFactory">Makes the client's meter; a shared one when null.</param>
+    public QuotaLedgerClient(QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory, IMeterFactory? meterFactory)
+        : this(CreateChannel(options, loggerFactory), options, loggerFactory, meterFactory)
+    {
+    }
+
+    /// <summary>Creates a client over a call invoker made elsewhere (a channel of your own, the gRPC client factory, an
+    /// interceptor chain). The client does not own it: disposing the client leaves it alone.</summary>
+    /// <param name="callInvoker">Carries the calls.</param>
+    /// <param name="options">Deadline and retries (the address and credentials are the invoker's).</param>
+    /// <param name="loggerFactory">Where the client logs; none when null.</param>
+    /// <param name="meterFactory">Makes the client's meter; a shared one when null.</param>
+    public QuotaLedgerClient(CallInvoker callInvoker, QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory = null, IMeterFactory? meterFactory = null)
+        : this(callInvoker, owned: null, options, loggerFactory, meterFactory)
+    {
+    }
+
+    private QuotaLedgerClient(GrpcChannel channel, QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory, IMeterFactory? meterFactory)
+        : this(channel.CreateCallInvoker(), channel, options, loggerFactory, meterFactory)
+    {
+    }
+
+    private QuotaLedgerClient(CallInvoker invoker, GrpcChannel? owned, QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory, IMeterFactory? meterFactory)
+    {
+        ThrowIfUnusable(options, needsAddress: owned is not null);
+        _options = options;
+        _ownedChannel = owned;
+        _logger = (ILogger?)loggerFactory?.CreateLogger<QuotaLedgerClient>() ?? NullLogger.Instance;
+        _metrics = new ClientMetrics(meterFactory?.Create(QuotaLedgerTelemetry.Name, QuotaLedgerTelemetry.Version) ?? QuotaLedgerTelemetry.SharedMeter);
+        _serverAddress = options.Address?.Host ?? "";
+        _serverPort = options.Address?.Port ?? 0;
+        _admin = new V1.AdminService.AdminServiceClient(invoker);
+        _registry = new V1.RegistryService.RegistryServiceClient(invoker);
+        _ledger = new V1.LedgerService.LedgerServiceClient(invoker);
+        _redemption = new V1.RedemptionService.RedemptionServiceClient(invoker);
+    }
+
+    /// <summary>A view of this client whose calls take another deadline; it shares the channel (dispose only the original).</summary>
+    private QuotaLedgerClient(QuotaLedgerClient original, QuotaLedgerClientOptions options)
     {
         _options = options;
-        var channelOptions = new GrpcChannelOptions { HttpHandler = options.HttpHandler ?? CreateHandler(options), DisposeHttpClient = true };
-        if (options.TokenProvider is { } tokens)
-        {
-            if (options.Address.Scheme != Uri.UriSchemeHttps && !(options.AllowTokensOverPlainHttpOnLoopback && options.Address.IsLoopback))
-            {
-                throw new InvalidOperationException(
-                    $"A bearer token would go in clear text to {options.Address}: use an https:// address, or for a loopback test server set " +
-                    $"{nameof(QuotaLedgerClientOptions.AllowTokensOverPlainHttpOnLoopback)}.");
-            }
-
-            var callCredentials = CallCredentials.FromInterceptor(async (context, metadata) =>
-                metadata.Add("authorization", "Bearer " + await tokens(context.CancellationToken)));
-            channelOptions.Credentials = options.Address.Scheme == Uri.UriSchemeHttps
-                ? ChannelCredentials.Create(new SslCredentials(), callCredentials)
-                : ChannelCredentials.Create(ChannelCredentials.Insecure, callCredentials);
-            channelOptions.UnsafeUseInsecureChannelCallCredentials = options.Address.Scheme != Uri.UriSchemeHttps;
-        }
-
-        _channel = GrpcChannel.ForAddress(options.Address, channelOptions);
-        _admin = new V1.AdminService.AdminServiceClient(_channel);
-        _registry = new V1.RegistryService.RegistryServiceClient(_channel);
-        _ledger = new V1.LedgerService.LedgerServiceClient(_channel);
-        _redemption = new V1.RedemptionService.RedemptionServiceClient(_channel);
+        _ownedChannel = null;
+        _logger = original._logger;
+        _metrics = original._metrics;
+        _serverAddress = original._serverAddress;
+        _serverPort = original._serverPort;
+        _admin = original._admin;
+        _registry = original._registry;
+        _ledger = original._ledger;
+        _redemption = original._redemption;
     }
 
     /// <summary>A fresh request id, as the client makes one for each logical call that is not given one.</summary>
     public static string NewRequestId() => Guid.NewGuid().ToString("N");
 
     /// <inheritdoc />
-    public void Dispose() => _channel.Dispose();
+    public IQuotaLedgerClient WithDeadline(TimeSpan deadline) =>
+        deadline > TimeSpan.Zero
+            ? new QuotaLedgerClient(this, _options.With(deadline))
+            : throw new ArgumentOutOfRangeException(nameof(deadline), deadline, "A call's deadline must be positive.");
+
+    /// <inheritdoc />
+    public void Dispose() => _ownedChannel?.Dispose();
+
+    private static void ThrowIfUnusable(QuotaLedgerClientOptions options, bool needsAddress)
+    {
+        var problems = options.Problems().Where(p => needsAddress || !p.StartsWith("Address", StringComparison.Ordinal)).ToList();
+        if (problems.Count > 0)
+        {
+            throw new InvalidOperationException("The QuotaLedger client's options are not usable: " + string.Join(" ", problems));
+        }
+    }
+
+    private static GrpcChannel CreateChannel(QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory)
+    {
+        ThrowIfUnusable(options, needsAddress: true);
+        var channelOptions = new GrpcChannelOptions { HttpHandler = options.HttpHandler ?? ChannelSetup.CreateHandler(options), DisposeHttpClient = true, LoggerFactory = loggerFactory };
+        ChannelSetup.ApplyCredentials(channelOptions, options);
+        return GrpcChannel.ForAddress(options.Address!, channelOptions);
+    }
 
     /// <summary>Runs one logical unary call: each attempt gets its own deadline within the call's; UNAVAILABLE, an
     /// attempt's deadline and RESOURCE_EXHAUSTED are retried with backoff (the request, request id included, is the
-    /// same on every attempt); anything else surfaces as a <see cref="QuotaLedgerException"/>.</summary>
-    private async Task<TResponse> CallAsync<TResponse>(Func<CallOptions, AsyncUnaryCall<TResponse>> call, CancellationToken cancellationToken)
+    /// same on every attempt). A refusal throws <see cref="QuotaLedgerException"/>, no definite answer
+    /// <see cref="QuotaLedgerUnavailableException"/>, the caller's cancellation <see cref="OperationCanceledException"/>.</summary>
+    private async Task<TResponse> CallAsync<TResponse>(Rpc rpc, string? requestId, Func<CallOptions, AsyncUnaryCall<TResponse>> call, CancellationToken cancellationToken)
     {
         var time = _options.TimeProvider;
+        var started = time.GetTimestamp();
         var deadline = time.GetUtcNow() + _options.DefaultDeadline;
+        using var span = StartSpan(rpc, ActivityKind.Internal, requestId);
+        var mayHaveApplied = false;
         for (var attempt = 1; ; attempt++)
         {
-            var now = time.GetUtcNow();
-            var attemptDeadline = Min(deadline, now + _options.Retry.AttemptTimeout);
-            try
+            var attemptDeadline = Min(deadline, time.GetUtcNow() + _options.Retry.AttemptTimeout);
+            RpcException failure;
+            using (var attemptSpan = StartSpan(rpc, ActivityKind.Client, requestId, attempt))
             {
-                return await call(new CallOptions(deadline: attemptDeadline.UtcDateTime, cancellationToken: cancellationToken));
+                try
+                {
+                    var response = await call(new CallOptions(deadline: attemptDeadline.UtcDateTime, cancellationToken: cancellationToken));
+                    End(attemptSpan, StatusCode.OK, "");
+                    Finish(span, rpc, Outcomes.Ok, StatusCode.OK, "", attempt, time.GetElapsedTime(started));
+                    return response;
+                }
+                catch (Exception error) when (cancellationToken.IsCancellationRequested && error is RpcException or OperationCanceledException)
+                {
+                    End(attemptSpan, StatusCode.Cancelled, "");
+                    throw Canceled(span, rpc, requestId, attempt, time.GetElapsedTime(started), error, cancellationToken);
+                }
+                catch (RpcException error)
+                {
+                    failure = error;
+                    End(attemptSpan, error.StatusCode, Word(error));
+                }
             }
-            catch (RpcException error) when (!cancellationToken.IsCancellationRequested
-                && attempt < _options.Retry.MaxAttempts
-                && RetryDelay(error, attempt, deadline) is { } delay)
+
+            mayHaveApplied |= requestId is not null && MayHaveApplied(failure);
+            if (IsRefusal(failure.StatusCode))
             {
-                await Task.Delay(delay, time, cancellationToken);
+                ClientLog.Refused(_logger, rpc.FullName, Word(failure), failure.StatusCode, requestId, failure.Status.Detail);
+                Finish(span, rpc, Outcomes.Refused, failure.StatusCode, Word(failure), attempt, time.GetElapsedTime(started));
+                throw new QuotaLedgerException(failure, requestId);
             }
-            catch (RpcException error)
+
+            if (attempt < _options.Retry.MaxAttempts && RetryDelay(failure, attempt, deadline) is { } delay)
             {
-                throw new QuotaLedgerException(error);
+                ClientLog.Retrying(_logger, rpc.FullName, attempt, failure.StatusCode, Word(failure), delay, requestId);
+                _metrics.Retry(rpc, failure.StatusCode);
+                try
+                {
+                    await Task.Delay(delay, time, cancellationToken);
+                }
+                catch (OperationCanceledException canceled)
+                {
+                    throw Canceled(span, rpc, requestId, attempt, time.GetElapsedTime(started), canceled, cancellationToken);
+                }
+
+                continue;
             }
+
+            ClientLog.GaveUp(_logger, rpc.FullName, attempt, failure.StatusCode, Word(failure), mayHaveApplied, requestId);
+            Finish(span, rpc, Outcomes.Unavailable, failure.StatusCode, Word(failure), attempt, time.GetElapsedTime(started));
+            throw Unavailable(failure, requestId, mayHaveApplied, attempt);
         }
+    }
+
+    /// <summary>A definite refusal: the server judged the request (or the caller) and said no.</summary>
+    private static bool IsRefusal(StatusCode status) => status is StatusCode.InvalidArgument or StatusCode.NotFound or StatusCode.AlreadyExists
+        or StatusCode.PermissionDenied or StatusCode.Unauthenticated or StatusCode.FailedPrecondition or StatusCode.OutOfRange or StatusCode.Unimplemented;
+
+    /// <summary>Whether an attempt that failed so may have been applied: everything but an admission refusal (OVERLOADED,
+    /// RATE_LIMITED) and a connection that was never made.</summary>
+    private static bool MayHaveApplied(RpcException error) => error.StatusCode switch
+    {
+        StatusCode.ResourceExhausted => false,
+        StatusCode.Unavailable when LedgerReasons.Parse(Word(error)) == LedgerReason.Overloaded => false,
+        StatusCode.Unavailable when error.Status.DebugException is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError } => false,
+        _ => true,
+    };
+
+    private static QuotaLedgerUnavailableException Unavailable(RpcException error, string? requestId, bool mayHaveApplied, int attempts)
+    {
+        var reason = LedgerReasons.Parse(Word(error));
+        var said = error.Status.Detail.Length > 0 ? error.Status.Detail : error.StatusCode.ToString();
+        var message = requestId is null
+            ? $"The ledger gave no answer after {attempts} attempt(s): {said}"
+            : mayHaveApplied
+                ? $"The outcome is not known after {attempts} attempt(s) ({said}); retry later with request id {requestId}: it is applied at most once."
+                : $"Nothing was applied after {attempts} attempt(s) ({said}); retry later, with request id {requestId} or a new one.";
+        return new QuotaLedgerUnavailableException(message, requestId, mayHaveApplied, attempts, error.StatusCode, reason, error);
+    }
+
+    private OperationCanceledException Canceled(Activity? span, Rpc rpc, string? requestId, int attempts, TimeSpan elapsed, Exception error, CancellationToken token)
+    {
+        ClientLog.Canceled(_logger, rpc.FullName, attempts, requestId);
+        Finish(span, rpc, Outcomes.Canceled, StatusCode.Cancelled, "", attempts, elapsed);
+        var canceled = new OperationCanceledException(
+            requestId is null ? $"{rpc.FullName} was canceled." : $"{rpc.FullName} was canceled; it may or may not have been applied: retry with request id {requestId} to know.",
+            error, token);
+        canceled.Data["QuotaLedger.RequestId"] = requestId;
+        return canceled;
+    }
+
+    private static string Word(RpcException error) => error.GetRpcStatus()?.GetDetail<ErrorInfo>()?.Reason ?? "";
+
+    private Activity? StartSpan(Rpc rpc, ActivityKind kind, string? requestId, int attempt = 0)
+    {
+        var span = QuotaLedgerTelemetry.Source.StartActivity(rpc.FullName, kind);
+        if (span is null)
+        {
+            return null;
+        }
+
+        span.SetTag("rpc.system", "grpc");
+        span.SetTag("rpc.service", rpc.Service);
+        span.SetTag("rpc.method", rpc.Method);
+        span.SetTag("quotaledger.request_id", requestId);
+        if (kind == ActivityKind.Client)
+        {
+            span.SetTag("server.address", _serverAddress);
+            span.SetTag("server.port", _serverPort);
+            span.SetTag("quotaledger.attempt", attempt);
+        }
+
+        return span;
+    }
+
+    private static void End(Activity? span, StatusCode status, string reason)
+    {
+        if (span is null)
+        {
+            return;
+        }
+
+        span.SetTag("rpc.grpc.status_code", (int)status);
+        if (reason.Length > 0)
+        {
+            span.SetTag("quotaledger.reason", reason);
+        }
+
+        if (status != StatusCode.OK)
+        {
+            span.SetStatus(ActivityStatusCode.Error, status.ToString());
+        }
+    }
+
+    private void Finish(Activity? span, Rpc rpc, string outcome, StatusCode status, string reason, int attempts, TimeSpan elapsed)
+    {
+        _metrics.Completed(rpc, outcome, status, reason, elapsed);
+        End(span, status, reason);
+        span?.SetTag("quotaledger.outcome", outcome);
+        span?.SetTag("quotaledger.attempts", attempts);
     }
 
     private TimeSpan? RetryDelay(RpcException error, int attempt, DateTimeOffset deadline)
@@ -108,44 +296,11 @@ public sealed partial class QuotaLedgerClient : IDisposable
 
     private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a <= b ? a : b;
 
-    private static HttpMessageHandler CreateHandler(QuotaLedgerClientOptions options)
-    {
-        var handler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true };
-        if (options.ClientCertificate is not null || options.TrustedServerCa is not null)
-        {
-            handler.SslOptions = new SslClientAuthenticationOptions
-            {
-                ClientCertificates = options.ClientCertificate is null ? null : new X509CertificateCollection { options.ClientCertificate },
-                RemoteCertificateValidationCallback = options.TrustedServerCa is null
-                    ? null
-                    : (_, certificate, _, errors) => certificate is not null && ChainsTo(options.TrustedServerCa, certificate, errors),
-            };
-        }
-
-        return handler;
-    }
-
-    private static bool ChainsTo(X509Certificate2 ca, X509Certificate certificate, SslPolicyErrors errors)
-    {
-        if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
-        {
-            return false;
-        }
-
-        using var chain = new X509Chain();
-        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.Add(ca);
-        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        using var server = new X509Certificate2(certificate);
-        return chain.Build(server);
-    }
-
-    /// <summary>Streams journal entries, resuming after the last one received if the stream breaks off.</summary>
-    /// <param name="filter">Which entries.</param>
-    /// <param name="cancellationToken">Stops the stream.</param>
+    /// <inheritdoc />
     public async IAsyncEnumerable<JournalEntryInfo> ListEntriesAsync(EntryFilter? filter = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var request = Map.ToRequest(filter ?? new EntryFilter());
+        var limited = request.PageSize > 0;
         for (var attempt = 1; ; attempt++)
         {
             using var call = _ledger.ListEntries(request, cancellationToken: cancellationToken);
@@ -162,21 +317,44 @@ public sealed partial class QuotaLedgerClient : IDisposable
 
                     current = stream.Current;
                 }
-                catch (RpcException error) when (error.StatusCode == StatusCode.Unavailable && attempt < _options.Retry.MaxAttempts)
+                catch (RpcException error) when (!cancellationToken.IsCancellationRequested && error.StatusCode == StatusCode.Unavailable
+                    && attempt < _options.Retry.MaxAttempts)
                 {
                     break;
                 }
                 catch (RpcException error)
                 {
-                    throw new QuotaLedgerException(error);
+                    throw StreamFailure(s_listEntries, error, attempt, cancellationToken);
                 }
 
                 request.AfterEntryId = current.EntryId;
                 yield return Map.From(current);
+                if (limited && --request.PageSize == 0)
+                {
+                    yield break;
+                }
             }
 
             await Task.Delay(Backoff(attempt), _options.TimeProvider, cancellationToken);
         }
+    }
+
+    /// <summary>What a broken stream throws: the caller's cancellation, a refusal, or no definite answer.</summary>
+    private Exception StreamFailure(Rpc rpc, RpcException error, int attempts, CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return new OperationCanceledException($"{rpc.FullName} was canceled.", error, cancellationToken);
+        }
+
+        if (IsRefusal(error.StatusCode))
+        {
+            ClientLog.Refused(_logger, rpc.FullName, Word(error), error.StatusCode, null, error.Status.Detail);
+            return new QuotaLedgerException(error, requestId: null);
+        }
+
+        ClientLog.GaveUp(_logger, rpc.FullName, attempts, error.StatusCode, Word(error), false, null);
+        return Unavailable(error, requestId: null, mayHaveApplied: false, attempts);
     }
 
     internal static Timestamp Stamp(DateTimeOffset value) => Timestamp.FromDateTimeOffset(value);

@@ -5,9 +5,23 @@ namespace QuotaLedger.Client;
 /// <summary>How a <see cref="QuotaLedgerClient"/> reaches the ledger and identifies itself.</summary>
 public sealed class QuotaLedgerClientOptions
 {
-    /// <summary>The server's address: <c>https://...</c> in production, <c>http://127.0.0.1:5080</c> for the
-    /// no-configuration development server.</summary>
-    public Uri Address { get; set; } = new("http://127.0.0.1:5080");
+    /// <summary>The server's address (required, no default): <c>https://...</c> in production; a plain <c>http://</c>
+    /// address only to a loopback server (the no-configuration development server is <c>http://127.0.0.1:5080</c>), or
+    /// where <see cref="AllowPlaintext"/> says a sidecar or mesh adds the TLS.</summary>
+    public Uri? Address { get; set; }
+
+    /// <summary>Lets an <c>http://</c> address name a host other than loopback (a service mesh or sidecar that encrypts
+    /// the hop). Off by default: calls to the ledger carry money and identities.</summary>
+    public bool AllowPlaintext { get; set; }
+
+    /// <summary>A PEM file with the client certificate, for configuration files (instead of <see cref="ClientCertificate"/>).</summary>
+    public string? ClientCertificateFile { get; set; }
+
+    /// <summary>The PEM file of the client certificate's private key (with <see cref="ClientCertificateFile"/>).</summary>
+    public string? ClientCertificateKeyFile { get; set; }
+
+    /// <summary>A PEM file with the CA the server's certificate chains to (instead of <see cref="TrustedServerCa"/>).</summary>
+    public string? TrustedServerCaFile { get; set; }
 
     /// <summary>A client certificate (with its private key) for mutual TLS: the caller's USCC in its CN.</summary>
     public X509Certificate2? ClientCertificate { get; set; }
@@ -25,7 +39,8 @@ public sealed class QuotaLedgerClientOptions
     /// Unset, the machine's trusted roots decide.</summary>
     public X509Certificate2? TrustedServerCa { get; set; }
 
-    /// <summary>How long one logical call may take, all its retries included. Default 30 seconds.</summary>
+    /// <summary>How long one logical call may take, all its retries included. Default 30 seconds. For one call that
+    /// needs another deadline, use <see cref="IQuotaLedgerClient.WithDeadline"/>.</summary>
     public TimeSpan DefaultDeadline { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>When and how calls are retried.</summary>
@@ -36,6 +51,56 @@ public sealed class QuotaLedgerClientOptions
 
     /// <summary>Replaces the HTTP handler (for tests and proxies); the certificate options then do not apply.</summary>
     public HttpMessageHandler? HttpHandler { get; set; }
+
+    /// <summary>What is wrong with these options, one line each; empty when they are usable.</summary>
+    public IReadOnlyList<string> Problems()
+    {
+        var problems = new List<string>();
+        if (Address is null)
+        {
+            problems.Add("Address is required: the ledger's https:// address (http://127.0.0.1:5080 for the local development server).");
+        }
+        else if (!Address.IsAbsoluteUri || (Address.Scheme != Uri.UriSchemeHttps && Address.Scheme != Uri.UriSchemeHttp))
+        {
+            problems.Add($"Address '{Address}' must be an absolute http:// or https:// address.");
+        }
+        else if (Address.Scheme == Uri.UriSchemeHttp && !Address.IsLoopback && !AllowPlaintext)
+        {
+            problems.Add($"Address '{Address}' is plain HTTP to a host that is not loopback: use https://, or set AllowPlaintext when a sidecar or mesh encrypts the hop.");
+        }
+        else if (TokenProvider is not null && Address.Scheme != Uri.UriSchemeHttps && !(AllowTokensOverPlainHttpOnLoopback && Address.IsLoopback))
+        {
+            problems.Add($"A bearer token would go in clear text to {Address}: use an https:// address, or for a loopback test server set AllowTokensOverPlainHttpOnLoopback.");
+        }
+
+        if (DefaultDeadline <= TimeSpan.Zero)
+        {
+            problems.Add($"DefaultDeadline must be positive (it is {DefaultDeadline}).");
+        }
+
+        if (ClientCertificateFile is not null != ClientCertificateKeyFile is not null)
+        {
+            problems.Add("ClientCertificateFile and ClientCertificateKeyFile go together.");
+        }
+
+        foreach (var (name, file) in new[] { ("ClientCertificateFile", ClientCertificateFile), ("ClientCertificateKeyFile", ClientCertificateKeyFile), ("TrustedServerCaFile", TrustedServerCaFile) })
+        {
+            if (file is not null && !File.Exists(file))
+            {
+                problems.Add($"{name} '{file}' does not exist.");
+            }
+        }
+
+        problems.AddRange(Retry.Problems());
+        return problems;
+    }
+
+    internal QuotaLedgerClientOptions With(TimeSpan deadline)
+    {
+        var copy = (QuotaLedgerClientOptions)MemberwiseClone();
+        copy.DefaultDeadline = deadline;
+        return copy;
+    }
 }
 
 /// <summary>Retries: on UNAVAILABLE, on an attempt's deadline passing, and on RESOURCE_EXHAUSTED after the server's hint;
@@ -54,4 +119,22 @@ public sealed class QuotaLedgerRetryOptions
 
     /// <summary>The deadline of one attempt. Default 10 seconds.</summary>
     public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    internal IEnumerable<string> Problems()
+    {
+        if (MaxAttempts < 1)
+        {
+            yield return $"Retry:MaxAttempts must be at least 1 (it is {MaxAttempts}).";
+        }
+
+        if (InitialBackoff <= TimeSpan.Zero || MaxBackoff < InitialBackoff)
+        {
+            yield return $"Retry:InitialBackoff must be positive and at most Retry:MaxBackoff (they are {InitialBackoff} and {MaxBackoff}).";
+        }
+
+        if (AttemptTimeout <= TimeSpan.Zero)
+        {
+            yield return $"Retry:AttemptTimeout must be positive (it is {AttemptTimeout}).";
+        }
+    }
 }

@@ -74,7 +74,7 @@ public sealed class SdkTests(LedgerFixture fixture)
         var paid = await client.DisburseAsync(applied.RedemptionId, "PAY-2040-1");
         Assert.Equal(Fen.FromYuan(200), paid.Disbursed);
         Assert.Equal(RedemptionState.Disbursed, (await client.GetRedemptionAsync(applied.RedemptionId)).State);
-        Assert.Single(await client.ListRedemptionsAsync(batchId: batch.BatchId));
+        Assert.Single(await client.ListRedemptionsAsync(batchId: batch.BatchId).ToListAsync());
         Assert.Equal(Fen.FromYuan(200), (await client.GetUnitYearAsync(unit, 2040)).Redeemed);
 
         var entries = new List<JournalEntryInfo>();
@@ -212,7 +212,7 @@ public sealed class SdkTests(LedgerFixture fixture)
                 options.HttpHandler = fixture.Server.CreateHandler();
                 options.DefaultDeadline = TimeSpan.FromSeconds(20);
             })
-            .BuildServiceProvider();
+            .Services.BuildServiceProvider();
 
         var client = provider.GetRequiredService<QuotaLedgerClient>();
         Assert.Same(client, provider.GetRequiredService<QuotaLedgerClient>());

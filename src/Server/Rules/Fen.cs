@@ -28,7 +28,7 @@ public readonly record struct Fen(long Value) : IComparable<Fen>
     public static Fen Max(Fen a, Fen b) => a >= b ? a : b;
 
     /// <summary>The share of this amount at a ratio in basis points, floored to the fen so rounding never favours the subsidy.</summary>
-    public Fen ShareAt(BasisPoints ratio) => new((long)((Int128)Value * ratio.Value / 10_000));
+    public Fen ShareAt(BasisPoints ratio) => new(Shared.VoucherShare.Of(Value, ratio.Value));
 
     public int CompareTo(Fen other) => Value.CompareTo(other.Value);
 

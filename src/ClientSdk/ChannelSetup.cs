@@ -1,0 +1,62 @@
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace QuotaLedger.Client;
+
+/// <summary>The transport a client's options ask for: the HTTP handler with its TLS settings, and the call credentials.
+/// Used by a client that makes its own channel and by the gRPC client factory's registration alike.</summary>
+internal static class ChannelSetup
+{
+    public static HttpMessageHandler CreateHandler(QuotaLedgerClientOptions options)
+    {
+        var handler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan };
+        var certificate = options.ClientCertificate
+            ?? (options.ClientCertificateFile is { } file ? X509Certificate2.CreateFromPemFile(file, options.ClientCertificateKeyFile) : null);
+        var ca = options.TrustedServerCa ?? (options.TrustedServerCaFile is { } caFile ? X509CertificateLoader.LoadCertificateFromFile(caFile) : null);
+        if (certificate is not null || ca is not null)
+        {
+            handler.SslOptions = new SslClientAuthenticationOptions
+            {
+                ClientCertificates = certificate is null ? null : new X509CertificateCollection { certificate },
+                RemoteCertificateValidationCallback = ca is null ? null : (_, presented, _, errors) => presented is not null && ChainsTo(ca, presented, errors),
+            };
+        }
+
+        return handler;
+    }
+
+    /// <summary>Bearer tokens from <see cref="QuotaLedgerClientOptions.TokenProvider"/> on every call (over TLS, or plain
+    /// HTTP to loopback when the options allow it; <see cref="QuotaLedgerClientOptions.Problems"/> checks which).</summary>
+    public static void ApplyCredentials(GrpcChannelOptions channel, QuotaLedgerClientOptions options)
+    {
+        if (options.TokenProvider is not { } tokens)
+        {
+            return;
+        }
+
+        var callCredentials = CallCredentials.FromInterceptor(async (context, metadata) =>
+            metadata.Add("authorization", "Bearer " + await tokens(context.CancellationToken)));
+        var secure = options.Address?.Scheme == Uri.UriSchemeHttps;
+        channel.Credentials = secure
+            ? ChannelCredentials.Create(new SslCredentials(), callCredentials)
+            : ChannelCredentials.Create(ChannelCredentials.Insecure, callCredentials);
+        channel.UnsafeUseInsecureChannelCallCredentials = !secure;
+    }
+
+    private static bool ChainsTo(X509Certificate2 ca, X509Certificate certificate, SslPolicyErrors errors)
+    {
+        if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+        {
+            return false;
+        }
+
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.Add(ca);
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        using var server = new X509Certificate2(certificate);
+        return chain.Build(server);
+    }
+}
