@@ -1,0 +1,215 @@
+using System.Net;
+using System.Net.Http.Headers;
+using QuotaLedger.Client;
+using QuotaLedger.Tests.Infrastructure;
+
+namespace QuotaLedger.Tests;
+
+/// <summary>What the SDK throws when a call does not succeed: a refusal, no definite answer, or the caller's own
+/// cancellation, each its own type, against a real server.</summary>
+[Collection(LedgerCollection.Name)]
+public sealed class SdkFailureTests(LedgerFixture fixture)
+{
+    private static readonly DateOnly s_invoiceDate = new(2026, 6, 1);
+
+    private QuotaLedgerClient Client(HttpMessageHandler? wrap = null, Action<QuotaLedgerClientOptions>? configure = null)
+    {
+        var handler = fixture.Server.CreateHandler();
+        if (wrap is DelegatingHandler delegating)
+        {
+            delegating.InnerHandler = handler;
+        }
+
+        var options = new QuotaLedgerClientOptions
+        {
+            Address = fixture.Server.BaseAddress,
+            HttpHandler = wrap ?? handler,
+            Retry = { InitialBackoff = TimeSpan.FromMilliseconds(20), MaxBackoff = TimeSpan.FromMilliseconds(100) },
+        };
+        configure?.Invoke(options);
+        return new QuotaLedgerClient(options);
+    }
+
+    [Fact]
+    public async Task A_deduction_whose_every_answer_is_lost_is_outcome_unknown_and_applied_once_when_retried_with_its_request_id()
+    {
+        var deal = await fixture.Server.NewDealAsync();
+        var grant = await fixture.Server.GrantAsync(deal, 10_000);
+        var dropper = new DropResponses("/quotaledger.v1.LedgerService/Deduct", drop: 3);
+        using var client = Client(dropper, options => options.Retry.MaxAttempts = 3);
+        var invoice = "UNKNOWN-" + Ids.New()[..8];
+
+        var unknown = await Assert.ThrowsAsync<QuotaLedgerUnavailableException>(
+            () => client.DeductAsync(deal.Provider, grant.GrantId, invoice, new Fen(4_000), s_invoiceDate));
+
+        Assert.True(unknown.OutcomeUnknown);
+        Assert.Equal(3, unknown.Attempts);
+        Assert.NotNull(unknown.RequestId);
+        Assert.Contains(unknown.RequestId, unknown.Message);
+
+        var retried = await client.DeductAsync(deal.Provider, grant.GrantId, invoice, new Fen(4_000), s_invoiceDate, unknown.RequestId);
+        Assert.Equal(new Fen(2_000), retried.Applied);
+        Assert.Equal(new Fen(8_000), (await client.GetGrantAsync(grant.GrantId)).Remaining);
+    }
+
+    [Fact]
+    public async Task A_call_that_never_reached_the_server_is_unavailable_with_nothing_applied()
+    {
+        var deal = await fixture.Server.NewDealAsync();
+        var grant = await fixture.Server.GrantAsync(deal, 10_000);
+        using var client = Client(new RefuseConnections(), options => options.Retry.MaxAttempts = 2);
+
+        var unavailable = await Assert.ThrowsAsync<QuotaLedgerUnavailableException>(
+            () => client.DeductAsync(deal.Provider, grant.GrantId, "NEVER-" + Ids.New()[..8], new Fen(4_000), s_invoiceDate));
+
+        Assert.False(unavailable.OutcomeUnknown);
+        Assert.Equal(2, unavailable.Attempts);
+        Assert.Equal(Grpc.Core.StatusCode.Unavailable, unavailable.StatusCode);
+        using var plain = Client();
+        Assert.Equal(new Fen(10_000), (await plain.GetGrantAsync(grant.GrantId)).Remaining);
+    }
+
+    [Fact]
+    public async Task An_internal_error_is_not_a_refusal_and_is_not_retried()
+    {
+        var internalError = new AnswerStatus(Grpc.Core.StatusCode.Internal, "a bug");
+        using var client = Client(internalError);
+
+        var failure = await Assert.ThrowsAsync<QuotaLedgerUnavailableException>(
+            () => client.GrantAsync(TestUscc.New(), "HT-1", new Fen(100), requestId: "internal-1"));
+
+        Assert.True(failure.OutcomeUnknown);
+        Assert.Equal("internal-1", failure.RequestId);
+        Assert.Equal(Grpc.Core.StatusCode.Internal, failure.StatusCode);
+        Assert.Equal(1, internalError.Requests);
+    }
+
+    [Fact]
+    public async Task Cancellation_by_the_caller_is_an_OperationCanceledException_not_a_refusal()
+    {
+        var deal = await fixture.Server.NewDealAsync();
+        var grant = await fixture.Server.GrantAsync(deal, 10_000);
+        using var client = Client(new HoldRequests(TimeSpan.FromSeconds(30)));
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+
+        var canceled = await Assert.ThrowsAnyAsync<OperationCanceledException>(
+            () => client.DeductAsync(deal.Provider, grant.GrantId, "CANCEL-" + Ids.New()[..8], new Fen(4_000), s_invoiceDate, "cancel-1", cancel.Token));
+
+        Assert.Equal(cancel.Token, canceled.CancellationToken);
+        Assert.Equal("cancel-1", canceled.Data["QuotaLedger.RequestId"]);
+    }
+
+    [Fact]
+    public async Task Cancellation_during_the_backoff_between_attempts_is_an_OperationCanceledException()
+    {
+        using var client = Client(new RefuseConnections(), options =>
+        {
+            options.Retry.MaxAttempts = 10;
+            options.Retry.InitialBackoff = TimeSpan.FromSeconds(5);
+            options.Retry.MaxBackoff = TimeSpan.FromSeconds(5);
+        });
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.GetYearPolicyAsync(2026, cancel.Token));
+    }
+
+    [Fact]
+    public async Task A_per_call_deadline_bounds_one_call_and_leaves_the_client_default_alone()
+    {
+        var held = new HoldRequests(TimeSpan.FromSeconds(3), first: 1);
+        using var client = Client(held, options => options.Retry.MaxAttempts = 1);
+
+        var late = await Assert.ThrowsAsync<QuotaLedgerUnavailableException>(() => client.WithDeadline(TimeSpan.FromMilliseconds(300)).GetYearPolicyAsync(2026));
+        Assert.Equal(Grpc.Core.StatusCode.DeadlineExceeded, late.StatusCode);
+        Assert.Null(late.RequestId);
+        Assert.False(late.OutcomeUnknown);
+
+        Assert.Equal(5_000, (await client.GetYearPolicyAsync(2026)).SelfControllableRatioBp);
+        Assert.Throws<ArgumentOutOfRangeException>(() => client.WithDeadline(TimeSpan.FromSeconds(-1)));
+    }
+
+    [Fact]
+    public async Task A_refusal_carries_its_request_id_and_is_never_retried()
+    {
+        var counter = new CountRequests();
+        using var client = Client(counter);
+
+        var refusal = await Assert.ThrowsAsync<QuotaLedgerException>(() => client.GrantAsync(TestUscc.New(), "NOPE", new Fen(100), requestId: "refused-1"));
+
+        Assert.Equal(LedgerReason.UnknownProvider, refusal.Reason);
+        Assert.Equal("refused-1", refusal.RequestId);
+        Assert.Equal(1, counter.Requests);
+    }
+
+    /// <summary>Lets the server answer, then loses the response, the first <paramref name="drop"/> times.</summary>
+    private sealed class DropResponses(string path, int drop) : DelegatingHandler
+    {
+        private int _dropped;
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var response = await base.SendAsync(request, cancellationToken);
+            if (request.RequestUri!.AbsolutePath == path && Interlocked.Increment(ref _dropped) <= drop)
+            {
+                await response.Content.ReadAsByteArrayAsync(cancellationToken);
+                response.Dispose();
+                throw new HttpRequestException("The connection was reset after the server answered.", new IOException("Connection reset by peer"));
+            }
+
+            return response;
+        }
+    }
+
+    /// <summary>A server that cannot be connected to.</summary>
+    private sealed class RefuseConnections : HttpMessageHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            Task.FromException<HttpResponseMessage>(new HttpRequestException(HttpRequestError.ConnectionError, "Connection refused (127.0.0.1:1)",
+                new System.Net.Sockets.SocketException((int)System.Net.Sockets.SocketError.ConnectionRefused)));
+    }
+
+    /// <summary>Answers every call with one gRPC status, as a server would in a trailers-only response.</summary>
+    private sealed class AnswerStatus(Grpc.Core.StatusCode status, string message) : HttpMessageHandler
+    {
+        public int Requests { get; private set; }
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            Requests++;
+            var response = new HttpResponseMessage(HttpStatusCode.OK) { Version = HttpVersion.Version20, Content = new ByteArrayContent([]) };
+            response.Content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
+            response.Headers.Add("grpc-status", ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            response.Headers.Add("grpc-message", message);
+            return Task.FromResult(response);
+        }
+    }
+
+    /// <summary>Holds requests back (the first <c>first</c> of them, or all) until the delay passes or the call is canceled.</summary>
+    private sealed class HoldRequests(TimeSpan delay, int first = int.MaxValue) : DelegatingHandler
+    {
+        private int _seen;
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            if (Interlocked.Increment(ref _seen) <= first)
+            {
+                await Task.Delay(delay, cancellationToken);
+            }
+
+            return await base.SendAsync(request, cancellationToken);
+        }
+    }
+
+    private sealed class CountRequests : DelegatingHandler
+    {
+        private int _requests;
+
+        public int Requests => _requests;
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _requests);
+            return base.SendAsync(request, cancellationToken);
+        }
+    }
+}
