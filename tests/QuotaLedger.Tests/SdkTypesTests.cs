@@ -1,0 +1,156 @@
+using System.Reflection;
+using System.Security.Cryptography;
+using QuotaLedger.Client;
+using QuotaLedger.Tests.Infrastructure;
+using Reason = QuotaLedger.Server.Rules.Reason;
+using ReasonExtensions = QuotaLedger.Server.Rules.ReasonExtensions;
+using ServerUscc = QuotaLedger.Server.Rules.Uscc;
+
+namespace QuotaLedger.Tests;
+
+/// <summary>The SDK's value types and its seams for partners' own tests.</summary>
+[Collection(LedgerCollection.Name)]
+public sealed class SdkTypesTests(LedgerFixture fixture)
+{
+    private const string Alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+
+    [Fact]
+    public async Task Uscc_is_checked_by_the_rule_the_server_refuses_by()
+    {
+        var valid = TestUscc.New();
+        Assert.Equal(valid, Uscc.Parse(valid).Value);
+        Assert.Equal(valid, (string)Uscc.FromFirst17(valid[..17]));
+        var typo = valid[..17] + Alphabet[(Alphabet.IndexOf(valid[17]) + 1) % Alphabet.Length];
+        Assert.False(Uscc.TryParse(typo, null, out _));
+        Assert.Throws<FormatException>(() => Uscc.Parse(typo));
+        Assert.Throws<FormatException>(() => Uscc.Parse(valid.ToLowerInvariant()));
+
+        for (var i = 0; i < 5_000; i++)
+        {
+            var candidate = i % 2 == 0
+                ? Uscc.FromFirst17(RandomCode(17)).Value[..17] + Alphabet[RandomNumberGenerator.GetInt32(Alphabet.Length)]
+                : RandomCode(RandomNumberGenerator.GetInt32(16, 20));
+            Assert.Equal(ServerUscc.IsValid(candidate), Uscc.IsValid(candidate));
+        }
+
+        using var client = new QuotaLedgerClient(new QuotaLedgerClientOptions { Address = fixture.Server.BaseAddress, HttpHandler = fixture.Server.CreateHandler() });
+        Assert.Equal(LedgerReason.InvalidUscc, (await Assert.ThrowsAsync<QuotaLedgerException>(() => client.GetUnitAsync(typo))).Reason);
+        Assert.Equal(LedgerReason.UnknownUnit, (await Assert.ThrowsAsync<QuotaLedgerException>(() => client.GetUnitAsync(Uscc.Parse(valid)))).Reason);
+    }
+
+    [Fact]
+    public async Task Fen_arithmetic_is_checked_and_its_voucher_share_is_the_ledgers()
+    {
+        Assert.Equal(new Fen(600), new Fen(200) * 3);
+        Assert.Equal(new Fen(-200), -new Fen(200));
+        Assert.Equal(Fen.FromYuan(6), Fen.Sum([Fen.FromYuan(1), Fen.FromYuan(2), Fen.FromYuan(3)]));
+        Assert.Equal(new Fen(1), Fen.Min(new Fen(1), new Fen(2)));
+        Assert.Equal(12.34m, new Fen(1_234).Yuan);
+        Assert.True(new Fen(-1).IsNegative && Fen.Zero.IsZero && new Fen(1).IsPositive);
+        Assert.Throws<OverflowException>(() => new Fen(long.MaxValue) + new Fen(1));
+        Assert.Throws<OverflowException>(() => new Fen(long.MaxValue / 2) * 3);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Fen(100).ShareAt(10_001));
+        Assert.Equal(new Fen(3_703), new Fen(12_345).ShareAt(3_000));
+
+        var deal = await fixture.Server.NewDealAsync();
+        var grant = await fixture.Server.GrantAsync(deal, 1_000_000);
+        using var client = new QuotaLedgerClient(new QuotaLedgerClientOptions { Address = fixture.Server.BaseAddress, HttpHandler = fixture.Server.CreateHandler() });
+        foreach (var invoice in new[] { 1_999L, 12_345L, 99_999L })
+        {
+            var deducted = await client.DeductAsync(deal.Provider, grant.GrantId, "SHARE-" + Ids.New()[..8], new Fen(invoice), new DateOnly(2026, 6, 1));
+            Assert.Equal(new Fen(invoice).ShareAt(grant.RatioBp), deducted.Requested);
+        }
+    }
+
+    [Fact]
+    public async Task Partners_test_their_refusal_handling_against_a_fake_client_without_a_server()
+    {
+        var duplicate = new QuotaLedgerException(LedgerReason.DuplicateInvoice, "already deducted",
+            metadata: new Dictionary<string, string> { ["deductionId"] = "42", ["grantId"] = "7" });
+        Assert.Equal(Grpc.Core.StatusCode.AlreadyExists, duplicate.StatusCode);
+        Assert.Equal("DUPLICATE_INVOICE", duplicate.ReasonWord);
+        Assert.Equal(42, duplicate.ExistingDeductionId);
+        Assert.Equal("already taken by deduction 42", await new InvoicePoster(FakeLedger.Throwing(duplicate)).PostAsync("FP-1"));
+
+        var unknown = new QuotaLedgerUnavailableException("no answer", "req-9", outcomeUnknown: true, attempts: 5);
+        Assert.Equal("retry later with req-9", await new InvoicePoster(FakeLedger.Throwing(unknown)).PostAsync("FP-2"));
+
+        var empty = new QuotaLedgerException(LedgerReason.GrantEmpty, "nothing left");
+        Assert.Equal("refused: GRANT_EMPTY", await new InvoicePoster(FakeLedger.Throwing(empty)).PostAsync("FP-3"));
+
+        var applied = new DeductionResult(1, new Fen(500), new Fen(500), new Fen(9_500), new UnitYearFigures("u", 2026, new Fen(1), new Fen(1), new Fen(1), Fen.Zero, new Fen(1)), null);
+        Assert.Equal("applied 5.00 yuan", await new InvoicePoster(FakeLedger.Returning(applied)).PostAsync("FP-4"));
+
+        await Assert.ThrowsAsync<OperationCanceledException>(() => new InvoicePoster(FakeLedger.Throwing(new OperationCanceledException())).PostAsync("FP-5"));
+    }
+
+    [Fact]
+    public void Every_reason_word_of_the_server_is_typed_in_the_sdk_with_the_same_status()
+    {
+        foreach (var reason in Enum.GetValues<Reason>())
+        {
+            var typed = LedgerReasons.Parse(ReasonExtensions.Word(reason));
+            Assert.NotEqual(LedgerReason.Unknown, typed);
+            Assert.Equal(ReasonExtensions.Word(reason), LedgerReasons.Word(typed));
+            Assert.Equal(ReasonExtensions.Status(reason), LedgerReasons.Status(typed));
+        }
+
+        Assert.All(Enum.GetValues<LedgerReason>().Where(r => r != LedgerReason.Unknown),
+            typed => Assert.True(ReasonExtensions.TryParseWord(LedgerReasons.Word(typed), out _), $"{typed} is not a word the server knows"));
+    }
+
+    private static string RandomCode(int length) =>
+        string.Concat(Enumerable.Range(0, length).Select(_ => Alphabet[RandomNumberGenerator.GetInt32(Alphabet.Length)]));
+
+    /// <summary>A partner's billing code, as it would handle each way a deduction ends.</summary>
+    private sealed class InvoicePoster(IQuotaLedgerClient ledger)
+    {
+        public async Task<string> PostAsync(string invoiceNo)
+        {
+            try
+            {
+                var result = await ledger.DeductAsync(TestUscc.New(), 7, invoiceNo, new Fen(1_000), new DateOnly(2026, 6, 1));
+                return $"applied {result.Applied.Yuan:0.00} yuan";
+            }
+            catch (QuotaLedgerException refused) when (refused.ExistingDeductionId is { } earlier)
+            {
+                return $"already taken by deduction {earlier}";
+            }
+            catch (QuotaLedgerException refused)
+            {
+                return $"refused: {refused.ReasonWord}";
+            }
+            catch (QuotaLedgerUnavailableException unavailable)
+            {
+                return $"retry later with {unavailable.RequestId}";
+            }
+        }
+    }
+
+    /// <summary>A fake of the whole client in a few lines: every call answers the one result or throws the one exception.</summary>
+    public class FakeLedger : DispatchProxy
+    {
+        private object? _result;
+        private Exception? _error;
+
+        public static IQuotaLedgerClient Throwing(Exception error) => Create(null, error);
+
+        public static IQuotaLedgerClient Returning(object result) => Create(result, null);
+
+        private static IQuotaLedgerClient Create(object? result, Exception? error)
+        {
+            var fake = DispatchProxy.Create<IQuotaLedgerClient, FakeLedger>();
+            ((FakeLedger)(object)fake)._result = result;
+            ((FakeLedger)(object)fake)._error = error;
+            return fake;
+        }
+
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+        {
+            var resultType = targetMethod!.ReturnType.GetGenericArguments().Single();
+            var name = _error is null ? nameof(Task.FromResult) : nameof(Task.FromException);
+            var task = typeof(Task).GetMethods().Single(m => m.Name == name && m.IsGenericMethodDefinition).MakeGenericMethod(resultType);
+            return task.Invoke(null, [_error ?? _result]);
+        }
+    }
+}
