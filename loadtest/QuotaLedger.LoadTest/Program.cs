@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using Grpc.Core;
 using Npgsql;
 using QuotaLedger.Client;
 using QuotaLedger.LoadTest;
@@ -82,7 +81,7 @@ if (options.Scenario != "ping")
             }
         }
     }
-    catch (Exception e) when (e is QuotaLedgerException or HttpRequestException or OperationCanceledException or NpgsqlException)
+    catch (Exception e) when (e is QuotaLedgerException or QuotaLedgerUnavailableException or HttpRequestException or OperationCanceledException or NpgsqlException)
     {
         failures.Add($"the books could not be checked: {e.Message}");
     }
@@ -114,7 +113,7 @@ static async Task WaitUntilUpAsync(QuotaLedgerClient client)
             await client.PingAsync();
             return;
         }
-        catch (QuotaLedgerException) when (DateTime.UtcNow < deadline)
+        catch (Exception e) when (e is QuotaLedgerException or QuotaLedgerUnavailableException && DateTime.UtcNow < deadline)
         {
             await Task.Delay(500);
         }
@@ -173,11 +172,11 @@ namespace QuotaLedger.LoadTest
                     Acknowledged.Add(new Acknowledgement(deduction.RequestId, deduction.Target.GrantId, deduction.InvoiceNo, result.DeductionId, result.Applied.Value));
                     outcome = "applied";
                 }
-                catch (QuotaLedgerException e) when (!Unseen(e))
+                catch (QuotaLedgerException e)
                 {
                     outcome = e.ReasonWord.Length > 0 ? e.ReasonWord : e.StatusCode.ToString();
                 }
-                catch (Exception e) when (e is QuotaLedgerException or HttpRequestException or OperationCanceledException)
+                catch (Exception e) when (e is QuotaLedgerUnavailableException or HttpRequestException or OperationCanceledException)
                 {
                     outcome = "unresolved";
                     unresolved.Add($"deduction {deduction.RequestId} (grant {deduction.Target.GrantId}): no answer on retry: {e.Message}");
@@ -194,9 +193,6 @@ namespace QuotaLedger.LoadTest
             return [.. unresolved];
         }
 
-        /// <summary>Whether an error leaves the call's outcome unknown to the caller (anything but a refusal).</summary>
-        private static bool Unseen(QuotaLedgerException e) => e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded
-            or StatusCode.Cancelled or StatusCode.Internal or StatusCode.Unknown or StatusCode.ResourceExhausted;
 
         public async Task<Result> ExecuteAsync()
         {
@@ -339,7 +335,11 @@ namespace QuotaLedger.LoadTest
             catch (QuotaLedgerException e)
             {
                 Fail(e.ReasonWord.Length > 0 ? e.ReasonWord : e.StatusCode.ToString());
-                await BackOffAsync(Unseen(e));
+            }
+            catch (QuotaLedgerUnavailableException e)
+            {
+                Fail(e.ReasonWord.Length > 0 ? e.ReasonWord : e.StatusCode.ToString());
+                await BackOffAsync(true);
             }
             catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException)
             {
@@ -363,7 +363,7 @@ namespace QuotaLedger.LoadTest
             {
                 result = await client.DeductAsync(provider, target.GrantId, deduction.InvoiceNo, Setup.InvoiceAmount, deduction.InvoiceDate, deduction.RequestId);
             }
-            catch (Exception e) when (e is QuotaLedgerException q && Unseen(q) || e is HttpRequestException or OperationCanceledException or IOException)
+            catch (Exception e) when (e is QuotaLedgerUnavailableException or HttpRequestException or OperationCanceledException or IOException)
             {
                 _unseen.Enqueue(deduction);
                 throw;

@@ -171,6 +171,7 @@ public sealed class QuotaLedgerUnavailableException : Exception
         Attempts = attempts;
         StatusCode = statusCode;
         Reason = reason;
+        ReasonWord = LedgerReasons.Word(reason);
     }
 
     /// <summary>The request id to retry with: the same id makes the retry apply the call at most once in all. Null for a read.</summary>
@@ -190,6 +191,9 @@ public sealed class QuotaLedgerUnavailableException : Exception
     /// <summary>The last attempt's reason, if the server gave one (<see cref="LedgerReason.StoreUnavailable"/>,
     /// <see cref="LedgerReason.Overloaded"/>, <see cref="LedgerReason.RateLimited"/>).</summary>
     public LedgerReason Reason { get; }
+
+    /// <summary>The last attempt's reason word (e.g. "STORE_UNAVAILABLE"), empty when it had none.</summary>
+    public string ReasonWord { get; }
 }
 
 /// <summary>The reason words and their statuses, as the API contract gives them.</summary>
