@@ -62,6 +62,29 @@ public sealed class DeductTests(LedgerFixture fixture)
     }
 
     [Fact]
+    public async Task A_refused_duplicate_invoice_names_the_deduction_that_took_it_and_its_replay_does_too()
+    {
+        var deal = await _server.NewDealAsync();
+        var first = await _server.GrantAsync(deal, 10_000);
+        var second = await _server.GrantAsync(deal, 10_000);
+        var invoice = "DUPNAME-" + Ids.New()[..8];
+        var taken = await _server.DeductAsync(deal, first.GrantId, 1_000, invoice);
+
+        var again = deal.DeductRequest(second.GrantId, 2_000, invoice);
+        var refused = await Refusal.AssertAsync(() => _server.Ledger.DeductAsync(again).ResponseAsync, StatusCode.AlreadyExists, "DUPLICATE_INVOICE");
+        Assert.Equal(Refusal.DuplicateOf(taken.DeductionId, first.GrantId, invoice), Refusal.MetadataOf(refused));
+
+        // The refusal is recorded against its request id; the retry replays it, naming the same deduction.
+        var replayed = await Refusal.AssertAsync(() => _server.Ledger.DeductAsync(again).ResponseAsync, StatusCode.AlreadyExists, "DUPLICATE_INVOICE");
+        Assert.Equal(refused.Status.Detail, replayed.Status.Detail);
+        Assert.Equal(Refusal.DuplicateOf(taken.DeductionId, first.GrantId, invoice), Refusal.MetadataOf(replayed));
+
+        // Other refusals name nothing.
+        var empty = await Refusal.AssertAsync(() => _server.DeductAsync(deal, 987_654_321, 1_000), StatusCode.NotFound, "UNKNOWN_GRANT");
+        Assert.Empty(Refusal.MetadataOf(empty));
+    }
+
+    [Fact]
     public async Task A_grant_past_its_expiry_accepts_nothing_whatever_the_background_has_done()
     {
         var start = new DateTimeOffset(2026, 6, 10, 2, 0, 0, TimeSpan.Zero);

@@ -132,4 +132,10 @@ public sealed class LedgerException(Reason reason, string message) : Exception(m
 
     /// <summary>When to try again, for a refusal that passes (the rate limit).</summary>
     public TimeSpan? RetryAfter { get; init; }
+
+    /// <summary>What the refusal names, for a program to act on: <c>google.rpc.ErrorInfo.metadata</c>, keys in
+    /// lowerCamelCase (AIP-193), e.g. the earlier deduction of a DUPLICATE_INVOICE.</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; init; } = EmptyMetadata;
+
+    private static readonly IReadOnlyDictionary<string, string> EmptyMetadata = new Dictionary<string, string>();
 }
