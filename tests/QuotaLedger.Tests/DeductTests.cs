@@ -62,6 +62,88 @@ public sealed class DeductTests(LedgerFixture fixture)
     }
 
     [Fact]
+    public async Task A_refused_duplicate_invoice_names_the_deduction_that_took_it_and_its_replay_does_too()
+    {
+        var deal = await _server.NewDealAsync();
+        var first = await _server.GrantAsync(deal, 10_000);
+        var second = await _server.GrantAsync(deal, 10_000);
+        var invoice = "DUPNAME-" + Ids.New()[..8];
+        var taken = await _server.DeductAsync(deal, first.GrantId, 1_000, invoice);
+
+        var again = deal.DeductRequest(second.GrantId, 2_000, invoice);
+        var refused = await Refusal.AssertAsync(() => _server.Ledger.DeductAsync(again).ResponseAsync, StatusCode.AlreadyExists, "DUPLICATE_INVOICE");
+        Assert.Equal(Refusal.DuplicateOf(taken.DeductionId, first.GrantId, invoice), Refusal.MetadataOf(refused));
+
+        // The refusal is recorded against its request id; the retry replays it, naming the same deduction.
+        var replayed = await Refusal.AssertAsync(() => _server.Ledger.DeductAsync(again).ResponseAsync, StatusCode.AlreadyExists, "DUPLICATE_INVOICE");
+        Assert.Equal(refused.Status.Detail, replayed.Status.Detail);
+        Assert.Equal(Refusal.DuplicateOf(taken.DeductionId, first.GrantId, invoice), Refusal.MetadataOf(replayed));
+
+        // Other refusals name nothing.
+        var empty = await Refusal.AssertAsync(() => _server.DeductAsync(deal, 987_654_321, 1_000), StatusCode.NotFound, "UNKNOWN_GRANT");
+        Assert.Empty(Refusal.MetadataOf(empty));
+    }
+
+    [Fact]
+    public async Task GetDeduction_reads_one_by_id_or_by_invoice_with_its_entry_request_id_and_claw_backs()
+    {
+        var deal = await _server.NewDealAsync();
+        var grant = await _server.GrantAsync(deal, 10_000);
+        var request = deal.DeductRequest(grant.GrantId, 3_000, "LOOKUP-" + Ids.New()[..8], _server.Today());
+        var made = await _server.Ledger.DeductAsync(request);
+
+        var byId = await _server.Ledger.GetDeductionAsync(new GetDeductionRequest { DeductionId = made.DeductionId });
+        Assert.Equal(made.DeductionId, byId.DeductionId);
+        Assert.Equal(grant.GrantId, byId.GrantId);
+        Assert.Equal((deal.Provider, deal.Unit, 2026), (byId.ProviderUscc, byId.UnitUscc, byId.Year));
+        Assert.Equal((request.InvoiceNo, 3_000L, request.InvoiceDate), (byId.InvoiceNo, byId.InvoiceAmountFen, byId.InvoiceDate));
+        Assert.Equal((1_500L, 1_500L), (byId.RequestedFen, byId.AppliedFen));
+        Assert.Equal(_server.Clock.GetUtcNow(), byId.CreatedAt.ToDateTimeOffset());
+        Assert.Equal(made.Receipt.EntryId, byId.EntryId);
+        Assert.Equal(request.RequestId, byId.RequestId);
+        Assert.Equal(0, byId.ClawedBackFen);
+        var byInvoice = await _server.Ledger.GetDeductionAsync(new GetDeductionRequest { ProviderUscc = deal.Provider, InvoiceNo = request.InvoiceNo });
+        Assert.Equal(byId, byInvoice);
+
+        // A claw-back is a new entry: the deduction reads as it was applied, with what was clawed back from it.
+        await _server.Redemption.ClawBackAsync(new ClawBackRequest
+        {
+            RequestId = Ids.New(), DeductionId = made.DeductionId, AmountFen = 400, Reason = "invoice not paid", Standing = Standing.Good,
+        });
+        var clawed = await _server.Ledger.GetDeductionAsync(new GetDeductionRequest { DeductionId = made.DeductionId });
+        Assert.Equal(400, clawed.ClawedBackFen);
+        Assert.Equal(1_500, clawed.AppliedFen);
+    }
+
+    [Fact]
+    public async Task GetDeduction_refuses_no_key_both_keys_and_bad_keys_and_answers_UNKNOWN_DEDUCTION_for_none()
+    {
+        var deal = await _server.NewDealAsync();
+        var grant = await _server.GrantAsync(deal, 10_000);
+        var invoice = "KEYS-" + Ids.New()[..8];
+        var made = await _server.DeductAsync(deal, grant.GrantId, 1_000, invoice);
+        var otherProvider = await _server.NewProviderAsync();
+        Task Get(GetDeductionRequest request) => _server.Ledger.GetDeductionAsync(request).ResponseAsync;
+
+        await Refusal.AssertAsync(() => Get(new GetDeductionRequest()), StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+        await Refusal.AssertAsync(() => Get(new GetDeductionRequest { DeductionId = made.DeductionId, ProviderUscc = deal.Provider, InvoiceNo = "X" }),
+            StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+        await Refusal.AssertAsync(() => Get(new GetDeductionRequest { DeductionId = made.DeductionId, InvoiceNo = "X" }), StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+        await Refusal.AssertAsync(() => Get(new GetDeductionRequest { DeductionId = -1 }), StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+        await Refusal.AssertAsync(() => Get(new GetDeductionRequest { ProviderUscc = deal.Provider }), StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+        await Refusal.AssertAsync(() => Get(new GetDeductionRequest { InvoiceNo = "X" }), StatusCode.InvalidArgument, "INVALID_USCC");
+        await Refusal.AssertAsync(() => Get(new GetDeductionRequest { ProviderUscc = TestUscc.WithBadCheck(deal.Provider), InvoiceNo = "X" }),
+            StatusCode.InvalidArgument, "INVALID_USCC");
+
+        await Refusal.AssertAsync(() => Get(new GetDeductionRequest { DeductionId = 987_654_321_987 }), StatusCode.NotFound, "UNKNOWN_DEDUCTION");
+        await Refusal.AssertAsync(() => Get(new GetDeductionRequest { ProviderUscc = deal.Provider, InvoiceNo = "NEVER-" + Ids.New()[..8] }),
+            StatusCode.NotFound, "UNKNOWN_DEDUCTION");
+        // An invoice number is the provider's own: another provider's key finds nothing.
+        await Refusal.AssertAsync(() => Get(new GetDeductionRequest { ProviderUscc = otherProvider, InvoiceNo = invoice }),
+            StatusCode.NotFound, "UNKNOWN_DEDUCTION");
+    }
+
+    [Fact]
     public async Task A_grant_past_its_expiry_accepts_nothing_whatever_the_background_has_done()
     {
         var start = new DateTimeOffset(2026, 6, 10, 2, 0, 0, TimeSpan.Zero);

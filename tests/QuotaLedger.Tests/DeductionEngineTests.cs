@@ -44,6 +44,54 @@ public sealed class DeductionEngineTests(LedgerFixture fixture)
         await Books.AssertHoldAsync(server);
     }
 
+    [Fact]
+    public async Task Two_deductions_of_one_invoice_in_one_batch_the_refusal_names_the_one_applied()
+    {
+        var settings = Settings(lockTimeout: "00:10:00");
+        settings["Database:StatementTimeout"] = "00:10:00";
+        await using var server = fixture.StartServer(LedgerFixture.Now, settings: settings);
+        var deal = await server.NewDealAsync();
+        var grantA = await server.GrantAsync(deal, 100_000);
+        var grantB = await server.GrantAsync(deal, 100_000);
+        var invoice = "BATCHDUP-" + Ids.New()[..8];
+        var onA = deal.DeductRequest(grantA.GrantId, 1_000, invoice);
+        var onB = deal.DeductRequest(grantB.GrantId, 1_000, invoice);
+
+        // A pilot deduction waits for the held unit-year on a lock waiter, which keeps the unit-year busy: the calls that
+        // arrive meanwhile queue, and once the pilot is through one worker takes them all into one transaction. The
+        // third resends the second with its request id, replayed from within that batch.
+        Task<object> first, second, resent;
+        await using (var holder = await HoldUnitYearAsync(grantA.GrantId))
+        {
+            var pilot = server.Ledger.DeductAsync(deal.DeductRequest(grantA.GrantId, 1_000)).ResponseAsync;
+            await UntilSomeoneWaitsOnALockAsync();
+            (first, second, resent) = (ResponseOrRefusalAsync(server, onA), ResponseOrRefusalAsync(server, onB), ResponseOrRefusalAsync(server, onB));
+            // The in-process server receives the three calls well within this; none can be answered before the lock goes.
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            Assert.False(first.IsCompleted || second.IsCompleted || resent.IsCompleted);
+            await holder.ReleaseAsync();
+            Assert.Equal(Share, (await pilot).AppliedFen);
+        }
+
+        var outcomes = await Task.WhenAll(first, second, resent);
+        Assert.Equal(1, await TransactionsRecordingAsync(onA.RequestId, onB.RequestId));
+        // Whichever of the two arrived first was applied; every refusal names it.
+        var (winner, winnerGrant, loser) = outcomes[0] is DeductResponse ? (0, grantA.GrantId, onB) : (1, grantB.GrantId, onA);
+        var applied = Assert.IsType<DeductResponse>(outcomes[winner]);
+        var expected = Refusal.DuplicateOf(applied.DeductionId, winnerGrant, invoice);
+        var refusals = outcomes.OfType<RpcException>().ToList();
+        Assert.NotEmpty(refusals);
+        Assert.All(refusals, refused =>
+        {
+            Assert.Equal("DUPLICATE_INVOICE", Refusal.ReasonOf(refused));
+            Assert.Equal(expected, Refusal.MetadataOf(refused));
+        });
+
+        // Replayed later from its record, in a transaction of its own, the refusal names the same deduction.
+        var replayed = Assert.IsType<RpcException>(await ResponseOrRefusalAsync(server, loser));
+        Assert.Equal(expected, Refusal.MetadataOf(replayed));
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
@@ -167,6 +215,30 @@ public sealed class DeductionEngineTests(LedgerFixture fixture)
         {
             return new Result(null, e.StatusCode, Refusal.ReasonOf(e));
         }
+    }
+
+    private static async Task<object> ResponseOrRefusalAsync(LedgerServer server, DeductRequest request)
+    {
+        try
+        {
+            return await server.Ledger.DeductAsync(request);
+        }
+        catch (RpcException e)
+        {
+            return e;
+        }
+    }
+
+    /// <summary>How many transactions recorded the outcomes of two request ids (PostgreSQL's xmin of each record).</summary>
+    private async Task<int> TransactionsRecordingAsync(string requestOne, string requestTwo)
+    {
+        await using var connection = new NpgsqlConnection(fixture.Database.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(
+            "SELECT count(DISTINCT xmin::text) FROM idempotency_records WHERE request_id IN ($1, $2)", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = requestOne });
+        command.Parameters.Add(new NpgsqlParameter { Value = requestTwo });
+        return Convert.ToInt32(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>Waits until a session of the suite's database waits for a lock: the server's transaction queued behind

@@ -43,9 +43,15 @@ public sealed class DeductionRuleTests(LedgerFixture fixture)
         foreach (var (name, facts, expected) in cases)
         {
             var (claim, grant, contract, seen) = facts();
-            var decision = Deductions.Decide(claim, grant, contract, seen, s_now);
+            var decision = Deductions.Decide(claim, grant, contract, seen ? new EarlierDeduction(41, 42) : null, s_now);
             var answer = decision.Refusal is { } refusal ? refusal.Reason.Word() : $"{decision.Applied.Value} of {decision.Requested.Value}";
             Assert.True(expected == answer, $"{name}: expected {expected}, got {answer}");
+            if (answer == "DUPLICATE_INVOICE")
+            {
+                // The refusal names the deduction that took the invoice.
+                Assert.Equal(new Dictionary<string, string> { ["deductionId"] = "41", ["grantId"] = "42", ["invoiceNo"] = claim.InvoiceNo },
+                    decision.Refusal!.Metadata);
+            }
         }
     }
 

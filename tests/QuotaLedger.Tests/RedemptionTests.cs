@@ -110,6 +110,72 @@ public sealed class RedemptionTests(LedgerFixture fixture)
         Assert.Equal(program.FundedFen, trial.Kinds.Single(k => k.Kind == AccountKind.Funding).BalanceFen);
     }
 
+    [Fact]
+    public async Task ListRedemptions_pages_by_redemption_id_each_once_in_order_until_an_empty_next_page_token()
+    {
+        await using var server = fixture.StartServer(new DateTimeOffset(2042, 4, 1, 2, 0, 0, TimeSpan.Zero));
+        await server.SetSmallYearAsync(2042, capFen: 1_000_000, totalFen: 10_000_000, fundFen: 100_000);
+        var deal = await server.NewDealAsync(contractAmountFen: 1_000_000);
+        var grant = await server.GrantAsync(deal, 20_000);
+        await server.DeductAsync(deal, grant.GrantId, 20_000);              // 10,000 deducted
+        var batch = await server.Redemption.OpenBatchAsync(new OpenBatchRequest
+        {
+            RequestId = Ids.New(), Year = 2042, ClosesAt = Timestamp.FromDateTimeOffset(server.Clock.GetUtcNow().AddDays(10)),
+        });
+        var submitted = new List<long>();
+        for (var i = 0; i < 5; i++)
+        {
+            submitted.Add((await Submit(server, batch.BatchId, deal.Unit, 1_000)).RedemptionId);
+        }
+
+        var pages = new List<List<long>>();
+        var token = "";
+        do
+        {
+            var page = await server.Redemption.ListRedemptionsAsync(new ListRedemptionsRequest { UnitUscc = deal.Unit, PageSize = 2, PageToken = token });
+            pages.Add([.. page.Redemptions.Select(r => r.RedemptionId)]);
+            token = page.NextPageToken;
+            Assert.True(pages.Count <= 5, "The pages never end.");
+        }
+        while (token.Length > 0);
+
+        Assert.Equal([2, 2, 1], pages.Select(p => p.Count));
+        Assert.Equal(submitted.Order(), pages.SelectMany(p => p));
+
+        // A token is only good with the filters it was issued for.
+        var second = (await server.Redemption.ListRedemptionsAsync(new ListRedemptionsRequest { UnitUscc = deal.Unit, PageSize = 2 })).NextPageToken;
+        Assert.Equal(pages[1], (await server.Redemption.ListRedemptionsAsync(new ListRedemptionsRequest { UnitUscc = deal.Unit, PageSize = 2, PageToken = second }))
+            .Redemptions.Select(r => r.RedemptionId));
+        var otherFilters = await Refusal.AssertAsync(() => server.Redemption.ListRedemptionsAsync(new ListRedemptionsRequest
+        {
+            UnitUscc = deal.Unit, Year = 2042, PageSize = 2, PageToken = second,
+        }).ResponseAsync, StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+        Assert.Contains("page_token", otherFilters.Status.Detail, StringComparison.Ordinal);
+
+        // page_size 0 is the default of 100; a size past the maximum is taken as the maximum, not refused.
+        var all = await server.Redemption.ListRedemptionsAsync(new ListRedemptionsRequest { UnitUscc = deal.Unit });
+        Assert.Equal(submitted.Order(), all.Redemptions.Select(r => r.RedemptionId));
+        Assert.Equal("", all.NextPageToken);
+        Assert.Equal(5, (await server.Redemption.ListRedemptionsAsync(new ListRedemptionsRequest { UnitUscc = deal.Unit, PageSize = 50_000 })).Redemptions.Count);
+        // A page that ends exactly at the last redemption says there is no next page.
+        Assert.Equal("", (await server.Redemption.ListRedemptionsAsync(new ListRedemptionsRequest { UnitUscc = deal.Unit, PageSize = 5 })).NextPageToken);
+    }
+
+    [Fact]
+    public async Task ListRedemptions_refuses_a_negative_page_size_and_a_malformed_page_token()
+    {
+        var unit = await fixture.Server.NewUnitAsync();
+        Task List(ListRedemptionsRequest request) => fixture.Server.Redemption.ListRedemptionsAsync(request).ResponseAsync;
+
+        await Refusal.AssertAsync(() => List(new ListRedemptionsRequest { UnitUscc = unit, PageSize = -1 }), StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+        foreach (var malformed in new[] { "not a token", "AAAA", Convert.ToBase64String(new byte[17]), "%%%" })
+        {
+            var refused = await Refusal.AssertAsync(() => List(new ListRedemptionsRequest { UnitUscc = unit, PageToken = malformed }),
+                StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+            Assert.Contains("page_token", refused.Status.Detail, StringComparison.Ordinal);
+        }
+    }
+
     private static Task<Redemption> Submit(LedgerServer server, long batchId, string unit, long amount, IEnumerable<Evidence>? evidence = null) =>
         server.Redemption.SubmitAsync(new SubmitRequest
         {

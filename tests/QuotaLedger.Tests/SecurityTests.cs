@@ -152,6 +152,8 @@ public sealed class SecurityTests(LedgerFixture fixture)
         await using var server = await SecureServer.StartAsync(fixture.Database, s_now);
         var w = await StartWorldAsync(server);
         var grant = await w.ProviderA.Ledger.GrantAsync(Grant(w.A, w.ContractA, 5_000));
+        var takenRequest = Deduct(w.A, grant.GrantId);
+        var taken = await w.ProviderA.Ledger.DeductAsync(takenRequest);
         var q = TestUscc.New();
         var providerQ = server.As(server.Certificate(q, Role.Provider));
         await w.Bureau.Registry.RegisterProviderAsync(new RegisterProviderRequest { RequestId = Ids.New(), ProviderUscc = q, Name = "Q", Licences = { "CDN-Q-1" } });
@@ -191,6 +193,10 @@ public sealed class SecurityTests(LedgerFixture fixture)
                 ["OK", "OK", "UNKNOWN_GRANT", "OK", "OK"]),
             ("GetUnitYear", c => c.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = w.U, Year = 2026 }).ResponseAsync,
                 ["OK", "OK", "UNKNOWN_UNIT", "OK", "OK"]),
+            ("GetDeduction by id", c => c.Ledger.GetDeductionAsync(new GetDeductionRequest { DeductionId = taken.DeductionId }).ResponseAsync,
+                ["OK", "OK", "UNKNOWN_DEDUCTION", "OK", "OK"]),
+            ("GetDeduction by invoice", c => c.Ledger.GetDeductionAsync(new GetDeductionRequest { ProviderUscc = w.A, InvoiceNo = takenRequest.InvoiceNo }).ResponseAsync,
+                ["OK", "OK", "UNKNOWN_DEDUCTION", "OK", "OK"]),
             ("VerifyJournal", c => c.Admin.VerifyJournalAsync(new VerifyJournalRequest()).ResponseAsync,
                 ["OK", "ROLE_REQUIRED", "ROLE_REQUIRED", "ROLE_REQUIRED", "OK"]),
             ("OpenBatch", c => c.Redemption.OpenBatchAsync(new OpenBatchRequest
@@ -235,11 +241,12 @@ public sealed class SecurityTests(LedgerFixture fixture)
 
         Assert.Empty(mismatches);
 
-        // Only the allowed calls changed anything: one fen funded, one grant of 1 fen, one deduction.
+        // Only the allowed calls changed anything: one fen funded, one grant of 1 fen, one deduction (besides the one
+        // made before).
         Assert.Equal(funded + 1, (await w.Bureau.Admin.GetProgramYearAsync(new GetProgramYearRequest { Year = 2026 })).FundedFen);
         var contract = await w.Bureau.Registry.GetContractAsync(new GetContractRequest { ProviderUscc = w.A, ContractNo = w.ContractA });
         Assert.Equal(5_001, contract.GrantedFen);
-        Assert.Equal(2_000, contract.InvoicedFen);
+        Assert.Equal(2 * 2_000, contract.InvoicedFen);
     }
 
     private static IEnumerable<Evidence> AllEvidence() =>

@@ -69,6 +69,41 @@ public sealed class StatementTests(LedgerFixture fixture)
         Assert.Equal(600, entries.Select(e => e.SourceId).Skip(1).Distinct().Count());
     }
 
+    [Fact]
+    public async Task ListEntries_with_a_page_size_ends_after_that_many_and_resumes_after_the_last_entry_id()
+    {
+        var deal = await fixture.Server.NewDealAsync();
+        var grant = await fixture.Server.GrantAsync(deal, 1_000_000);
+        for (var i = 0; i < 4; i++)
+        {
+            await fixture.Server.DeductAsync(deal, grant.GrantId, 200);
+        }
+
+        var everything = await Statement.ReadAsync(fixture.Server, new ListEntriesRequest { GrantId = grant.GrantId });
+        Assert.Equal(5, everything.Count);
+
+        // A checkpointed reader: each call streams at most two, the next resumes after the last id it got.
+        var pieces = new List<List<JournalEntry>>();
+        var after = 0L;
+        while (true)
+        {
+            var piece = await Statement.ReadAsync(fixture.Server, new ListEntriesRequest { GrantId = grant.GrantId, PageSize = 2, AfterEntryId = after });
+            pieces.Add(piece);
+            if (piece.Count < 2)
+            {
+                break;
+            }
+
+            after = piece[^1].EntryId;
+        }
+
+        Assert.Equal([2, 2, 1], pieces.Select(p => p.Count));
+        Assert.Equal(everything, pieces.SelectMany(p => p));
+        Assert.Equal(everything.Skip(3), await Statement.ReadAsync(fixture.Server, new ListEntriesRequest { GrantId = grant.GrantId, PageSize = 10, AfterEntryId = everything[2].EntryId }));
+        await Refusal.AssertAsync(() => Statement.ReadAsync(fixture.Server, new ListEntriesRequest { GrantId = grant.GrantId, PageSize = -1 }),
+            StatusCode.InvalidArgument, "INVALID_ARGUMENT");
+    }
+
     [Theory]
     [InlineData(253_402_300_800L, 0)]   // 10000-01-01
     [InlineData(-62_135_596_801L, 0)]   // before 0001-01-01

@@ -46,7 +46,7 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
             case RpcException:
                 return null;
             case LedgerException refusal:
-                return ToRpcException(refusal.Reason, refusal.Message, refusal.RetryAfter);
+                return ToRpcException(refusal.Reason, refusal.Message, refusal.RetryAfter, refusal.Metadata);
             case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
                 return context.Deadline <= DateTime.UtcNow
                     ? new RpcException(new global::Grpc.Core.Status(StatusCode.DeadlineExceeded, "The call's deadline passed before it was answered."))
@@ -69,17 +69,24 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
         }
     }
 
-    public static RpcException ToRpcException(Reason reason, string message, TimeSpan? retryAfter = null) =>
-        ToStatus(reason, message, retryAfter).ToRpcException();
+    public static RpcException ToRpcException(Reason reason, string message, TimeSpan? retryAfter = null, IReadOnlyDictionary<string, string>? metadata = null) =>
+        ToStatus(reason, message, retryAfter, metadata).ToRpcException();
 
-    /// <summary>The google.rpc.Status of a refusal: its code, message, ErrorInfo and, for a refusal that passes, RetryInfo.</summary>
-    public static Google.Rpc.Status ToStatus(Reason reason, string message, TimeSpan? retryAfter = null)
+    /// <summary>The google.rpc.Status of a refusal: its code, message, ErrorInfo (with what the refusal names in its
+    /// metadata) and, for a refusal that passes, RetryInfo.</summary>
+    public static Google.Rpc.Status ToStatus(Reason reason, string message, TimeSpan? retryAfter = null, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        var info = new ErrorInfo { Reason = reason.Word(), Domain = Domain };
+        foreach (var (key, value) in metadata ?? new Dictionary<string, string>())
+        {
+            info.Metadata.Add(key, value);
+        }
+
         var status = new Google.Rpc.Status
         {
             Code = (int)reason.Status(),
             Message = message,
-            Details = { Any.Pack(new ErrorInfo { Reason = reason.Word(), Domain = Domain }) },
+            Details = { Any.Pack(info) },
         };
         if (retryAfter is { } delay)
         {

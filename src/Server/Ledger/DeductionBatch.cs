@@ -95,7 +95,9 @@ internal static class DeductionBatch
         public Dictionary<long, byte[]> ChainHeads { get; } = [];
         public Dictionary<long, GrantFacts> Grants { get; } = [];
         public Dictionary<long, ContractFacts> Contracts { get; } = [];
-        public HashSet<(string, string)> Invoices { get; } = [];
+        /// <summary>The deduction that took each invoice number of the batch, by (provider, invoice number): read from the
+        /// table, then added to as the batch applies its own (their ids are drawn before anything is inserted).</summary>
+        public Dictionary<(string, string), EarlierDeduction> Invoices { get; } = [];
         public Queue<(long Deduction, long Entry)> Ids { get; } = new();
     }
 
@@ -146,9 +148,9 @@ internal static class DeductionBatch
         // the table was small (a hash join over a sequential scan) stay cached as it grows to millions of rows.
         Add(batch,
             """
-            SELECT i.provider_uscc, i.invoice_no
+            SELECT i.provider_uscc, i.invoice_no, found.id, found.grant_id
             FROM unnest($1::text[], $2::text[]) AS i(provider_uscc, invoice_no)
-            CROSS JOIN LATERAL (SELECT 1 FROM deductions d WHERE d.provider_uscc = i.provider_uscc AND d.invoice_no = i.invoice_no LIMIT 1) found
+            CROSS JOIN LATERAL (SELECT d.id, d.grant_id FROM deductions d WHERE d.provider_uscc = i.provider_uscc AND d.invoice_no = i.invoice_no LIMIT 1) found
             """,
             items.Select(i => i.Request.Provider).ToArray(), items.Select(i => i.Request.InvoiceNo).ToArray());
         // Earlier outcomes of the batch's request ids. A duplicate of a deduction waiting here is a deduction of the same
@@ -218,7 +220,7 @@ internal static class DeductionBatch
         await reader.NextResultAsync(ct);
         while (await reader.ReadAsync(ct))
         {
-            state.Invoices.Add((reader.GetString(0), reader.GetString(1)));
+            state.Invoices.TryAdd((reader.GetString(0), reader.GetString(1)), new EarlierDeduction(reader.GetInt64(2), reader.GetInt64(3)));
         }
 
         await reader.NextResultAsync(ct);
@@ -250,7 +252,6 @@ internal static class DeductionBatch
     private static Plan Decide(State state, IReadOnlyList<PendingDeduction> items, DateTimeOffset now)
     {
         var plan = new Plan(items.Count);
-        var invoices = state.Invoices;
         for (var i = 0; i < items.Count; i++)
         {
             var item = items[i];
@@ -263,14 +264,14 @@ internal static class DeductionBatch
             var key = item.Key;
             if (plan.Decided.TryGetValue(key, out var first) || state.Earlier.TryGetValue(key, out first))
             {
-                plan.Outcomes[i] = Replay(first, item.Hash);
+                plan.Outcomes[i] = Replay(first, item, state.Invoices);
                 continue;
             }
 
             DeductionOutcome outcome;
             try
             {
-                outcome = new DeductionOutcome(Apply(state, plan, invoices, item, now), null);
+                outcome = new DeductionOutcome(Apply(state, plan, item, now), null);
             }
             catch (LedgerException refusal)
             {
@@ -299,12 +300,13 @@ internal static class DeductionBatch
         (item.UnitYearId is not { } unitYearId || state.UnitYears.ContainsKey(unitYearId))
         && (state.Grants.GetValueOrDefault(item.Request.GrantId) is not { } grant || state.Contracts.ContainsKey(grant.ContractId));
 
-    private static DeductResponse Apply(State state, Plan plan, HashSet<(string, string)> invoices, PendingDeduction item, DateTimeOffset now)
+    private static DeductResponse Apply(State state, Plan plan, PendingDeduction item, DateTimeOffset now)
     {
         var request = item.Request;
         var grant = state.Grants.GetValueOrDefault(request.GrantId);
         var contract = grant is null ? null : state.Contracts.GetValueOrDefault(grant.ContractId);
-        var decision = Deductions.Decide(request.Claim, grant, contract, invoices.Contains((request.Provider, request.InvoiceNo)), now);
+        EarlierDeduction? earlier = state.Invoices.TryGetValue((request.Provider, request.InvoiceNo), out var taken) ? taken : null;
+        var decision = Deductions.Decide(request.Claim, grant, contract, earlier, now);
         if (decision.Refusal is { } refusal)
         {
             throw refusal;
@@ -349,7 +351,7 @@ internal static class DeductionBatch
 
         grant.BalanceFen = checked(grant.BalanceFen - applied.Value);
         contract!.InvoicedFen = checked(contract.InvoicedFen + request.InvoiceAmount.Value);
-        invoices.Add((request.Provider, request.InvoiceNo));
+        state.Invoices.Add((request.Provider, request.InvoiceNo), new EarlierDeduction(deductionId, grant.Id));
         var before = state.Figures[unitYear.Id];
         var figures = before with { GrantedOpen = before.GrantedOpen - applied, Deducted = before.Deducted + applied };
         state.Figures[unitYear.Id] = figures;
@@ -368,11 +370,19 @@ internal static class DeductionBatch
         };
     }
 
-    private static DeductionOutcome Replay(IdempotencyRow first, byte[] hash)
+    /// <summary>The first outcome of a request id again. A DUPLICATE_INVOICE is recorded as its reason and message only;
+    /// it names the earlier deduction again from this batch's own lookup of the invoice (the same request, so the same
+    /// invoice, and a deduction is never edited or removed, so the same deduction).</summary>
+    private static DeductionOutcome Replay(IdempotencyRow first, PendingDeduction item, Dictionary<(string, string), EarlierDeduction> invoices)
     {
         try
         {
-            return new DeductionOutcome(Idempotency.Replay<DeductResponse>(first, Method, hash), null);
+            return new DeductionOutcome(Idempotency.Replay<DeductResponse>(first, Method, item.Hash), null);
+        }
+        catch (LedgerException refusal) when (refusal.Reason == Reason.DuplicateInvoice
+            && invoices.TryGetValue((item.Request.Provider, item.Request.InvoiceNo), out var earlier))
+        {
+            return new DeductionOutcome(null, Deductions.DuplicateInvoice(item.Request.Provider, item.Request.InvoiceNo, earlier, refusal.Message));
         }
         catch (LedgerException refusal)
         {

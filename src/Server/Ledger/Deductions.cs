@@ -1,3 +1,4 @@
+using System.Globalization;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
@@ -45,6 +46,9 @@ public sealed class ContractFacts
     public required long InvoicedFen { get; set; }
 }
 
+/// <summary>The deduction that already took an invoice number: what a DUPLICATE_INVOICE refusal names.</summary>
+public readonly record struct EarlierDeduction(long DeductionId, long GrantId);
+
 /// <summary>What the rules decided for one deduction: its refusal, or the voucher share and what the grant covers.</summary>
 public readonly record struct DeductionDecision(LedgerException? Refusal, Fen Requested, Fen Applied)
 {
@@ -57,7 +61,8 @@ public readonly record struct DeductionDecision(LedgerException? Refusal, Fen Re
 /// same order.</summary>
 public static class Deductions
 {
-    public static DeductionDecision Decide(InvoiceClaim request, GrantFacts? grant, ContractFacts? contract, bool invoiceSeen, DateTimeOffset now)
+    /// <summary>Decides one claim: <paramref name="earlier"/> is the deduction that already took its invoice number, if one did.</summary>
+    public static DeductionDecision Decide(InvoiceClaim request, GrantFacts? grant, ContractFacts? contract, EarlierDeduction? earlier, DateTimeOffset now)
     {
         if (grant is null || contract is null)
         {
@@ -85,10 +90,9 @@ public static class Deductions
                 $"Invoice '{request.InvoiceNo}' is dated {request.InvoiceDate:yyyy-MM-dd}, before the {grant.Year} policy took effect on {grant.EffectiveFrom:yyyy-MM-dd} (Art 19)."));
         }
 
-        if (invoiceSeen)
+        if (earlier is { } taken)
         {
-            return DeductionDecision.Refuse(new LedgerException(Reason.DuplicateInvoice,
-                $"Provider {request.Provider} has already deducted invoice '{request.InvoiceNo}'; an invoice is accepted once."));
+            return DeductionDecision.Refuse(DuplicateInvoice(request.Provider, request.InvoiceNo, taken));
         }
 
         var requested = request.InvoiceAmount.ShareAt(new BasisPoints(grant.RatioBp));
@@ -112,4 +116,19 @@ public static class Deductions
 
         return new DeductionDecision(null, requested, Fen.Min(requested, held));
     }
+
+    /// <summary>The refusal of an invoice number the provider has deducted before, naming that deduction in its metadata
+    /// (deductionId, grantId, invoiceNo). <paramref name="message"/>: the refusal's message as first recorded, when an
+    /// earlier refusal is replayed.</summary>
+    public static LedgerException DuplicateInvoice(string provider, string invoiceNo, EarlierDeduction earlier, string? message = null) =>
+        new(Reason.DuplicateInvoice, message
+            ?? $"Provider {provider} has already deducted invoice '{invoiceNo}' (deduction {earlier.DeductionId}, grant {earlier.GrantId}); an invoice is accepted once.")
+        {
+            Metadata = new Dictionary<string, string>
+            {
+                ["deductionId"] = earlier.DeductionId.ToString(CultureInfo.InvariantCulture),
+                ["grantId"] = earlier.GrantId.ToString(CultureInfo.InvariantCulture),
+                ["invoiceNo"] = invoiceNo,
+            },
+        };
 }

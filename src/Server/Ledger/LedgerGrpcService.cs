@@ -99,6 +99,15 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
         return info is not null && Access.MayRead(caller, info.ProviderUscc, info.UnitUscc) ? info : throw Grants.Unknown(grantId);
     }
 
+    public override async Task<Deduction> GetDeduction(GetDeductionRequest request, ServerCallContext context)
+    {
+        var caller = Access.RequireReader(context);
+        var key = DeductionKey.Of(request);
+        var deduction = await DeductionReads.InfoAsync(db, key, context.CancellationToken);
+        // The same answer whether it does not exist or is not the caller's to read, as for a grant or a contract.
+        return deduction is not null && Access.MayRead(caller, deduction.ProviderUscc, deduction.UnitUscc) ? deduction : throw DeductionReads.Unknown(key);
+    }
+
     public override async Task<V1.UnitYear> GetUnitYear(GetUnitYearRequest request, ServerCallContext context)
     {
         var caller = Access.RequireReader(context);

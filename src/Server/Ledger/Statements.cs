@@ -8,22 +8,26 @@ using QuotaLedger.V1;
 namespace QuotaLedger.Server.Ledger;
 
 /// <summary>Streams journal entries oldest first, a page at a time (keyset on the entry id), so a statement of any
-/// length is never held in memory.</summary>
+/// length is never held in memory; at most page_size of them when the caller sets one.</summary>
 internal static class Statements
 {
     private const int PageSize = 500;
 
     public static async Task StreamAsync(LedgerDb db, ListEntriesRequest request, IServerStreamWriter<JournalEntry> stream, CancellationToken ct)
     {
+        // page_size 0: every entry that matches; otherwise the stream ends after that many, for the caller to resume.
+        var left = Validate.PageSize(request.PageSize, whenZero: int.MaxValue, max: int.MaxValue);
         var query = Filter(db, request);
         var after = Math.Max(0, request.AfterEntryId);
-        while (true)
+        while (left > 0)
         {
-            var page = await query.Where(e => e.Id > after).OrderBy(e => e.Id).Take(PageSize).AsNoTracking().ToListAsync(ct);
+            var page = await query.Where(e => e.Id > after).OrderBy(e => e.Id).Take(Math.Min(PageSize, left)).AsNoTracking().ToListAsync(ct);
             if (page.Count == 0)
             {
                 return;
             }
+
+            left -= page.Count;
 
             var ids = page.Select(e => e.Id).ToList();
             var postings = await db.Postings.AsNoTracking()

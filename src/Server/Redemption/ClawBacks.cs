@@ -22,6 +22,9 @@ namespace QuotaLedger.Server.Redemption;
 /// What a grant loses this way is its <c>clawed_back_fen</c>, kept apart from what expiry or release returns.</summary>
 internal static class ClawBacks
 {
+    /// <summary>The target kind of a deduction's claw-back (claw_backs.target_kind).</summary>
+    public const string DeductionTarget = "deduction";
+
     private sealed record Reversal(string Kind, long TargetId, string Unit, string? Provider, long? GrantId, int Year, long? OriginalEntryId, List<Leg> Legs);
 
     public static async Task<ClawBackResponse> ReverseAsync(LedgerDb db, ClawBackRequest request, Fen amount, string reason,
@@ -81,7 +84,7 @@ internal static class ClawBacks
         var deduction = await db.Deductions.AsNoTracking().SingleOrDefaultAsync(d => d.Id == deductionId, ct)
             ?? throw new LedgerException(Reason.InvalidArgument, $"There is no deduction {deductionId}.");
         var (unitYear, grant) = (await Grants.LockAsync(db, deduction.GrantId, ct))!.Value;
-        var already = await db.ClawBacks.Where(c => c.TargetKind == "deduction" && c.TargetId == deductionId).SumAsync(c => c.AmountFen, ct);
+        var already = await db.ClawBacks.Where(c => c.TargetKind == DeductionTarget && c.TargetId == deductionId).SumAsync(c => c.AmountFen, ct);
         if (amount.Value > deduction.AppliedFen - already)
         {
             throw new LedgerException(Reason.InvalidAmount,
@@ -89,7 +92,7 @@ internal static class ClawBacks
         }
 
         var original = await db.JournalEntries.Where(e => e.DeductionId == deductionId).Select(e => e.Id).SingleAsync(ct);
-        return new Reversal("deduction", deductionId, grant.UnitUscc, grant.ProviderUscc, grant.Id, grant.Year, original,
+        return new Reversal(DeductionTarget, deductionId, grant.UnitUscc, grant.ProviderUscc, grant.Id, grant.Year, original,
         [
             Leg.Debit(await PoolAsync(db, grant.Year, ct), AccountKind.Pool, amount),
             // Only what is not applied for can be reversed here; an application is clawed back as an application.

@@ -20,6 +20,10 @@ namespace QuotaLedger.Server.Redemption;
 /// Redeemed → Disbursed on payment.</summary>
 internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency, TimeProvider time) : RedemptionService.RedemptionServiceBase
 {
+    /// <summary>ListRedemptions' page when page_size is 0, and the most one page holds (redemption.proto says so).</summary>
+    private const int DefaultPageSize = 100;
+    private const int MaxPageSize = 1_000;
+
     /// <summary>The kinds of evidence Art 12 asks the unit for; the platform statement the ledger adds itself.</summary>
     private static readonly EvidenceKind[] s_requiredEvidence =
     [
@@ -270,7 +274,10 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
             unit = caller.Uscc;
         }
 
-        var query = db.Redemptions.AsNoTracking().Include(r => r.Evidence).AsQueryable();
+        var pageSize = Validate.PageSize(request.PageSize, whenZero: DefaultPageSize, max: MaxPageSize);
+        var filters = $"{request.BatchId}|{unit}|{request.Year}";
+        var after = PageToken.LastId(request.PageToken, filters);
+        var query = db.Redemptions.AsNoTracking().Include(r => r.Evidence).Where(r => r.Id > after);
         if (request.BatchId != 0)
         {
             query = query.Where(r => r.BatchId == request.BatchId);
@@ -286,8 +293,14 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
             query = query.Where(r => r.Year == request.Year);
         }
 
-        var rows = await query.OrderBy(r => r.Id).Take(1_000).ToListAsync(context.CancellationToken);
-        return new ListRedemptionsResponse { Redemptions = { rows.Select(ToApi) } };
+        // One more than the page: whether a next page exists, without a count.
+        var rows = await query.OrderBy(r => r.Id).Take(pageSize + 1).ToListAsync(context.CancellationToken);
+        var page = rows.Take(pageSize).ToList();
+        return new ListRedemptionsResponse
+        {
+            Redemptions = { page.Select(ToApi) },
+            NextPageToken = rows.Count > pageSize ? PageToken.After(page[^1].Id, filters) : "",
+        };
     }
 
     /// <summary>Locks the redemption's unit-year, then reads the redemption and the unit-year's accounts.</summary>

@@ -49,6 +49,9 @@ public enum Reason
 
     /// <summary>Not in API.md's table: the per-caller rate limit (RESOURCE_EXHAUSTED, with a retry hint).</summary>
     RateLimited,
+
+    /// <summary>Not in API.md's table (added with GetDeduction): no deduction the caller may read (NOT_FOUND).</summary>
+    UnknownDeduction,
 }
 
 public static class ReasonExtensions
@@ -92,6 +95,7 @@ public static class ReasonExtensions
         Reason.Overloaded => "OVERLOADED",
         Reason.StoreUnavailable => "STORE_UNAVAILABLE",
         Reason.RateLimited => "RATE_LIMITED",
+        Reason.UnknownDeduction => "UNKNOWN_DEDUCTION",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 
@@ -99,7 +103,7 @@ public static class ReasonExtensions
     {
         Reason.InvalidUscc or Reason.InvalidAmount or Reason.InvalidArgument => StatusCode.InvalidArgument,
         Reason.UnknownUnit or Reason.UnknownProvider or Reason.UnknownContract or Reason.UnknownGrant
-            or Reason.UnknownBatch or Reason.UnknownRedemption => StatusCode.NotFound,
+            or Reason.UnknownBatch or Reason.UnknownRedemption or Reason.UnknownDeduction => StatusCode.NotFound,
         Reason.DuplicateInvoice or Reason.RequestIdReused or Reason.AlreadyRegistered => StatusCode.AlreadyExists,
         Reason.NotYourResource or Reason.RoleRequired => StatusCode.PermissionDenied,
         Reason.Unauthenticated => StatusCode.Unauthenticated,
@@ -132,4 +136,10 @@ public sealed class LedgerException(Reason reason, string message) : Exception(m
 
     /// <summary>When to try again, for a refusal that passes (the rate limit).</summary>
     public TimeSpan? RetryAfter { get; init; }
+
+    /// <summary>What the refusal names, for a program to act on: <c>google.rpc.ErrorInfo.metadata</c>, keys in
+    /// lowerCamelCase (AIP-193), e.g. the earlier deduction of a DUPLICATE_INVOICE.</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; init; } = EmptyMetadata;
+
+    private static readonly IReadOnlyDictionary<string, string> EmptyMetadata = new Dictionary<string, string>();
 }

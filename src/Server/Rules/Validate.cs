@@ -117,5 +117,17 @@ public static class Validate
         return value;
     }
 
+    /// <summary>A list's page_size: 0 takes <paramref name="whenZero"/>, more than <paramref name="max"/> is <paramref name="max"/>
+    /// (AIP-158), a negative size is refused.</summary>
+    public static int PageSize(int value, int whenZero, int max, string field = "page_size")
+    {
+        if (value < 0)
+        {
+            throw new LedgerException(Reason.InvalidArgument, $"{field} must be 0 (the default) or more; got {value}.");
+        }
+
+        return value == 0 ? whenZero : Math.Min(value, max);
+    }
+
     private static string Shorten(string value) => value.Length <= 40 ? value : value[..40] + "...";
 }

@@ -208,4 +208,16 @@ internal static class Refusal
     }
 
     public static string ReasonOf(RpcException error) => error.GetRpcStatus()?.GetDetail<ErrorInfo>()?.Reason ?? "";
+
+    /// <summary>The ErrorInfo's metadata: what the refusal names (empty when it names nothing).</summary>
+    public static IReadOnlyDictionary<string, string> MetadataOf(RpcException error) =>
+        error.GetRpcStatus()?.GetDetail<ErrorInfo>()?.Metadata.ToDictionary() ?? [];
+
+    /// <summary>The metadata a DUPLICATE_INVOICE refusal carries: the deduction that took the invoice.</summary>
+    public static Dictionary<string, string> DuplicateOf(long deductionId, long grantId, string invoiceNo) => new()
+    {
+        ["deductionId"] = deductionId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["grantId"] = grantId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["invoiceNo"] = invoiceNo,
+    };
 }
