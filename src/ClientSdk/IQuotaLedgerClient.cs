@@ -59,6 +59,19 @@ public interface IQuotaLedgerClient
     /// <param name="cancellationToken">Cancels the call.</param>
     Task<GrantDetails> GetGrantAsync(long grantId, CancellationToken cancellationToken = default);
 
+    /// <summary>A deduction, by its id (e.g. <see cref="QuotaLedgerException.ExistingDeductionId"/> of a refused
+    /// duplicate invoice). A deduction the caller may not read answers <see cref="LedgerReason.UnknownDeduction"/>, as one
+    /// that does not exist.</summary>
+    /// <param name="deductionId">The deduction.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<DeductionDetails> GetDeductionAsync(long deductionId, CancellationToken cancellationToken = default);
+
+    /// <summary>A provider's deduction of an invoice, by the invoice number (accepted once per provider).</summary>
+    /// <param name="providerUscc">The provider.</param>
+    /// <param name="invoiceNo">The invoice number.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<DeductionDetails> GetDeductionByInvoiceAsync(string providerUscc, string invoiceNo, CancellationToken cancellationToken = default);
+
     /// <summary>A unit's figures for a year.</summary>
     /// <param name="unitUscc">The unit.</param>
     /// <param name="year">The year.</param>

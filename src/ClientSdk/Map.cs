@@ -21,6 +21,10 @@ internal static class Map
         new Fen(g.AmountFen), new Fen(g.RemainingFen), new Fen(g.DeductedFen), new Fen(g.ReturnedFen), (GrantStatus)g.Status,
         g.GrantedAt.ToDateTimeOffset(), g.ExpiresAt.ToDateTimeOffset(), g.GiftedFromGrantId == 0 ? null : g.GiftedFromGrantId, new Fen(g.ClawedBackFen));
 
+    public static DeductionDetails From(V1.Deduction d) => new(d.DeductionId, d.GrantId, d.ProviderUscc, d.UnitUscc, d.Year, d.InvoiceNo,
+        new Fen(d.InvoiceAmountFen), Date(d.InvoiceDate), new Fen(d.RequestedFen), new Fen(d.AppliedFen), d.CreatedAt.ToDateTimeOffset(), d.EntryId,
+        d.RequestId, new Fen(d.ClawedBackFen));
+
     public static ProviderInfo From(V1.Provider p) =>
         new(p.ProviderUscc, p.Name, [.. p.Licences], (Standing)p.Standing, p.RegisteredAt.ToDateTimeOffset());
 

@@ -303,6 +303,25 @@ public sealed record JournalEntryInfo(long EntryId, EntryKind Kind, DateTimeOffs
     long? GrantId, long SourceId, string RequestId, string Caller, string Memo, string? CounterpartyUscc, long? CounterpartyGrantId,
     IReadOnlyList<PostingInfo> Postings);
 
+/// <summary>A deduction of an invoice from a grant, as it was applied (deductions are never edited: a claw-back is an
+/// entry of its own, counted in <paramref name="ClawedBack"/>).</summary>
+/// <param name="DeductionId">The deduction.</param>
+/// <param name="GrantId">The grant it was deducted from.</param>
+/// <param name="ProviderUscc">The provider.</param>
+/// <param name="UnitUscc">The unit.</param>
+/// <param name="Year">The grant's year.</param>
+/// <param name="InvoiceNo">The invoice number.</param>
+/// <param name="InvoiceAmount">The invoice amount.</param>
+/// <param name="InvoiceDate">The invoice date.</param>
+/// <param name="Requested">The voucher share of the invoice.</param>
+/// <param name="Applied">What the grant covered.</param>
+/// <param name="CreatedAt">When it was applied.</param>
+/// <param name="EntryId">Its journal entry.</param>
+/// <param name="RequestId">The request id of the call that made it.</param>
+/// <param name="ClawedBack">What the bureau has clawed back from it (Art 17).</param>
+public sealed record DeductionDetails(long DeductionId, long GrantId, string ProviderUscc, string UnitUscc, int Year, string InvoiceNo, Fen InvoiceAmount,
+    DateOnly InvoiceDate, Fen Requested, Fen Applied, DateTimeOffset CreatedAt, long EntryId, string RequestId, Fen ClawedBack);
+
 /// <summary>Which journal entries to stream; unset filters match everything, set ones combine with AND.</summary>
 /// <param name="UnitUscc">Entries of this unit (gifts it received included).</param>
 /// <param name="ProviderUscc">Entries of this provider.</param>

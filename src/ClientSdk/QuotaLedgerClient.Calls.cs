@@ -49,6 +49,15 @@ public sealed partial class QuotaLedgerClient
         Map.From(await CallAsync(s_getGrant, null, o => _ledger.GetGrantAsync(new V1.GetGrantRequest { GrantId = grantId }, o), cancellationToken));
 
     /// <inheritdoc />
+    public async Task<DeductionDetails> GetDeductionAsync(long deductionId, CancellationToken cancellationToken = default) =>
+        Map.From(await CallAsync(s_getDeduction, null, o => _ledger.GetDeductionAsync(new V1.GetDeductionRequest { DeductionId = deductionId }, o), cancellationToken));
+
+    /// <inheritdoc />
+    public async Task<DeductionDetails> GetDeductionByInvoiceAsync(string providerUscc, string invoiceNo, CancellationToken cancellationToken = default) =>
+        Map.From(await CallAsync(s_getDeduction, null,
+            o => _ledger.GetDeductionAsync(new V1.GetDeductionRequest { ProviderUscc = providerUscc, InvoiceNo = invoiceNo }, o), cancellationToken));
+
+    /// <inheritdoc />
     public async Task<UnitYearFigures> GetUnitYearAsync(string unitUscc, int year, CancellationToken cancellationToken = default) =>
         Map.From(await CallAsync(s_getUnitYear, null, o => _ledger.GetUnitYearAsync(new V1.GetUnitYearRequest { UnitUscc = unitUscc, Year = year }, o), cancellationToken));
 

@@ -13,6 +13,7 @@ public sealed partial class QuotaLedgerClient
     private static readonly Rpc s_expireDueGrants = Rpc.Of(V1.AdminService.Descriptor, "ExpireDueGrants");
     private static readonly Rpc s_fundBudget = Rpc.Of(V1.AdminService.Descriptor, "FundBudget");
     private static readonly Rpc s_getContract = Rpc.Of(V1.RegistryService.Descriptor, "GetContract");
+    private static readonly Rpc s_getDeduction = Rpc.Of(V1.LedgerService.Descriptor, "GetDeduction");
     private static readonly Rpc s_getGrant = Rpc.Of(V1.LedgerService.Descriptor, "GetGrant");
     private static readonly Rpc s_getProgramYear = Rpc.Of(V1.AdminService.Descriptor, "GetProgramYear");
     private static readonly Rpc s_getProvider = Rpc.Of(V1.RegistryService.Descriptor, "GetProvider");

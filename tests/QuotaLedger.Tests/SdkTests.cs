@@ -220,6 +220,74 @@ public sealed class SdkTests(LedgerFixture fixture)
     }
 
     [Fact]
+    public async Task A_refused_duplicate_invoice_names_the_deduction_that_took_it_which_reads_by_id_or_by_invoice()
+    {
+        using var client = Client(fixture.Server);
+        var deal = await fixture.Server.NewDealAsync();
+        var grant = await client.GrantAsync(deal.Provider, deal.ContractNo, new Fen(10_000));
+        var invoice = "TRACE-" + Ids.New()[..8];
+        var first = await client.DeductAsync(deal.Provider, grant.GrantId, invoice, new Fen(4_000), s_invoiceDate, "trace-first");
+
+        var duplicate = await Assert.ThrowsAsync<QuotaLedgerException>(() => client.DeductAsync(deal.Provider, grant.GrantId, invoice, new Fen(4_000), s_invoiceDate));
+
+        Assert.Equal(LedgerReason.DuplicateInvoice, duplicate.Reason);
+        Assert.Equal(first.DeductionId, duplicate.ExistingDeductionId);
+        Assert.Equal(grant.GrantId.ToString(System.Globalization.CultureInfo.InvariantCulture), duplicate.Metadata["grantId"]);
+        var byId = await client.GetDeductionAsync(duplicate.ExistingDeductionId!.Value);
+        Assert.Equal(byId, await client.GetDeductionByInvoiceAsync(deal.Provider, invoice));
+        Assert.Equal((invoice, new Fen(4_000), first.Applied, "trace-first", first.Receipt!.EntryId), (byId.InvoiceNo, byId.InvoiceAmount, byId.Applied, byId.RequestId, byId.EntryId));
+        Assert.Equal(LedgerReason.UnknownDeduction, (await Assert.ThrowsAsync<QuotaLedgerException>(() => client.GetDeductionByInvoiceAsync(deal.Provider, "NO-SUCH-INVOICE"))).Reason);
+    }
+
+    [Fact]
+    public async Task Redemptions_and_journal_entries_come_in_pages_each_once_in_order()
+    {
+        await using var server = fixture.StartServer(new DateTimeOffset(2043, 4, 1, 2, 0, 0, TimeSpan.Zero));
+        await server.SetSmallYearAsync(2043, capFen: 1_000_000, totalFen: 10_000_000, fundFen: 100_000);
+        using var client = Client(server);
+        var deal = await server.NewDealAsync(contractAmountFen: 1_000_000);
+        var grant = await client.GrantAsync(deal.Provider, deal.ContractNo, new Fen(20_000));
+        for (var i = 0; i < 4; i++)
+        {
+            await client.DeductAsync(deal.Provider, grant.GrantId, $"PAGE-{i}-" + Ids.New()[..8], new Fen(5_000), new DateOnly(2043, 3, 31));
+        }
+
+        var batch = await client.OpenBatchAsync(2043, server.Clock.GetUtcNow().AddDays(10));
+        var evidence = Enum.GetValues<EvidenceKind>().Where(k => k != EvidenceKind.PlatformStatement).Select(k => new EvidenceItem(k, $"doc-{k}", new string('b', 64))).ToList();
+        var submitted = new List<long>();
+        for (var i = 0; i < 5; i++)
+        {
+            submitted.Add((await client.SubmitRedemptionAsync(batch.BatchId, deal.Unit, new Fen(1_000), evidence)).RedemptionId);
+        }
+
+        Assert.Equal(submitted, await client.ListRedemptionsAsync(unitUscc: deal.Unit, pageSize: 2).Select(r => r.RedemptionId).ToListAsync());
+        var first = await client.ListRedemptionsPageAsync(unitUscc: deal.Unit, pageSize: 3);
+        Assert.Equal(submitted[..3], first.Items.Select(r => r.RedemptionId));
+        var last = await client.ListRedemptionsPageAsync(unitUscc: deal.Unit, pageSize: 3, pageToken: first.NextPageToken);
+        Assert.Equal(submitted[3..], last.Items.Select(r => r.RedemptionId));
+        Assert.Null(last.NextPageToken);
+
+        var all = await client.ListEntriesAsync(new EntryFilter(GrantId: grant.GrantId)).Select(e => e.EntryId).ToListAsync();
+        Assert.Equal(5, all.Count);
+        var read = new List<long>();
+        long? cursor = null;
+        while (true)
+        {
+            var page = await client.ListEntriesAsync(new EntryFilter(GrantId: grant.GrantId, AfterEntryId: cursor, PageSize: 2)).Select(e => e.EntryId).ToListAsync();
+            read.AddRange(page);
+            if (page.Count < 2)
+            {
+                break;
+            }
+
+            cursor = page[^1];
+        }
+
+        Assert.Equal(all, read);
+        Assert.Throws<ArgumentOutOfRangeException>(() => client.ListEntriesAsync(new EntryFilter(PageSize: 0)).GetAsyncEnumerator().MoveNextAsync().AsTask().GetAwaiter().GetResult());
+    }
+
+    [Fact]
     public void Fen_converts_yuan_exactly_or_not_at_all()
     {
         Assert.Equal(new Fen(123_456), Fen.FromYuan(1_234.56m));
