@@ -74,6 +74,10 @@ public sealed class RedemptionTests(LedgerFixture fixture)
         Assert.Equal([redemption.RedemptionId, second.RedemptionId], listed.Redemptions.Select(r => r.RedemptionId));
         await Refusal.AssertAsync(() => server.Redemption.GetRedemptionAsync(new GetRedemptionRequest { RedemptionId = 987_654 }).ResponseAsync,
             StatusCode.NotFound, "UNKNOWN_REDEMPTION");
+        await Refusal.AssertAsync(() => server.Redemption.ClawBackAsync(new ClawBackRequest
+        {
+            RequestId = Ids.New(), DeductionId = 987_654_321_987, AmountFen = 500, Reason = "no such deduction",
+        }).ResponseAsync, StatusCode.NotFound, "UNKNOWN_DEDUCTION");
 
         // Fraud found: the disbursement, a deduction and the grant's open quota are reversed by new entries.
         var back = await server.Redemption.ClawBackAsync(new ClawBackRequest { RequestId = Ids.New(), RedemptionId = redemption.RedemptionId, AmountFen = 500, Reason = "forged invoice" });

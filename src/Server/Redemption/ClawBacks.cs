@@ -82,7 +82,7 @@ internal static class ClawBacks
     private static async Task<Reversal> DeductionAsync(LedgerDb db, long deductionId, Fen amount, CancellationToken ct)
     {
         var deduction = await db.Deductions.AsNoTracking().SingleOrDefaultAsync(d => d.Id == deductionId, ct)
-            ?? throw new LedgerException(Reason.InvalidArgument, $"There is no deduction {deductionId}.");
+            ?? throw new LedgerException(Reason.UnknownDeduction, $"There is no deduction {deductionId}.");
         var (unitYear, grant) = (await Grants.LockAsync(db, deduction.GrantId, ct))!.Value;
         var already = await db.ClawBacks.Where(c => c.TargetKind == DeductionTarget && c.TargetId == deductionId).SumAsync(c => c.AmountFen, ct);
         if (amount.Value > deduction.AppliedFen - already)
