@@ -8,81 +8,81 @@ public enum LedgerReason
 {
     /// <summary>No reason word came with the error (a transport failure, say).</summary>
     Unknown,
-    /// <summary>INVALID_USCC: a USCC failed its check character.</summary>
+    /// <summary>INVALID_USCC: A USCC field is not a valid 18-character Unified Social Credit Code (alphabet or check character). <b>What to do:</b> Fix the USCC and send it with a new request id.</summary>
     InvalidUscc,
-    /// <summary>INVALID_AMOUNT: an amount is not a positive whole number of fen in range.</summary>
+    /// <summary>INVALID_AMOUNT: An amount is outside 1 to 10^12 fen, or a rule cannot use it: the voucher share rounds to 0, more than the target holds, nothing payable, or a floor outside 0 to cap. <b>What to do:</b> Fix the amount and send it with a new request id.</summary>
     InvalidAmount,
-    /// <summary>INVALID_ARGUMENT: another field is malformed; the message names it.</summary>
+    /// <summary>INVALID_ARGUMENT: Any other field is missing or malformed, and the message names it. Also: an unknown checkpoint id, and Disburse before Review. <b>What to do:</b> Fix the request as the message says, and use a new request id.</summary>
     InvalidArgument,
-    /// <summary>UNKNOWN_UNIT.</summary>
+    /// <summary>UNKNOWN_UNIT: No unit is registered with that USCC, or it is not one the caller may read. For SetStanding and ClawBack: no unit or provider. <b>What to do:</b> Check the USCC, or register the unit first (RegisterUnit).</summary>
     UnknownUnit,
-    /// <summary>UNKNOWN_PROVIDER.</summary>
+    /// <summary>UNKNOWN_PROVIDER: No provider is registered with that USCC. <b>What to do:</b> Register the provider first (RegisterProvider).</summary>
     UnknownProvider,
-    /// <summary>UNKNOWN_CONTRACT.</summary>
+    /// <summary>UNKNOWN_CONTRACT: The provider has no contract with that number, or none the caller may read. <b>What to do:</b> Check <c>contract_no</c>, or register the contract first (RegisterContract).</summary>
     UnknownContract,
-    /// <summary>UNKNOWN_GRANT.</summary>
+    /// <summary>UNKNOWN_GRANT: There is no grant with that id, or none the caller may read. <b>What to do:</b> Check <c>grant_id</c>; do not retry unchanged.</summary>
     UnknownGrant,
-    /// <summary>UNKNOWN_BATCH.</summary>
+    /// <summary>UNKNOWN_BATCH: There is no redemption batch with that id. <b>What to do:</b> Check <c>batch_id</c>, or wait for the bureau to open a batch.</summary>
     UnknownBatch,
-    /// <summary>UNKNOWN_REDEMPTION.</summary>
+    /// <summary>UNKNOWN_REDEMPTION: There is no redemption with that id, or none the caller may read. <b>What to do:</b> Check <c>redemption_id</c>; do not retry unchanged.</summary>
     UnknownRedemption,
-    /// <summary>DUPLICATE_INVOICE: the provider has already deducted this invoice number.</summary>
+    /// <summary>DUPLICATE_INVOICE: This provider has already deducted this invoice number; an invoice is accepted once. <b>What to do:</b> Do not resend. The refusal's <c>ErrorInfo</c> metadata names the deduction that took it (<c>deductionId</c>, <c>grantId</c>, <c>invoiceNo</c>; <c>ExistingDeductionId</c> in the SDK): read it with GetDeduction.</summary>
     DuplicateInvoice,
-    /// <summary>REQUEST_ID_REUSED: the request id was used for a different request.</summary>
+    /// <summary>REQUEST_ID_REUSED: This caller already used the request id for a different request (another method or other content). <b>What to do:</b> Use a new id for a new request; to retry, resend the original request unchanged.</summary>
     RequestIdReused,
-    /// <summary>ALREADY_REGISTERED.</summary>
+    /// <summary>ALREADY_REGISTERED: That provider, unit, or contract number is already registered. <b>What to do:</b> Read the existing record (GetProvider, GetUnit, GetContract); do not retry.</summary>
     AlreadyRegistered,
-    /// <summary>UNIT_NOT_APPROVED: the provider has not approved the unit's qualification.</summary>
+    /// <summary>UNIT_NOT_APPROVED: The provider's latest qualification review of the unit does not approve it (Art 7). <b>What to do:</b> The provider approves the unit with ReviewUnit; then retry with a new request id.</summary>
     UnitNotApproved,
-    /// <summary>PARTY_SUSPENDED: a party is suspended or blacklisted.</summary>
+    /// <summary>PARTY_SUSPENDED: The provider or the unit is suspended or blacklisted (Art 4, 5, 17). <b>What to do:</b> Do not retry until the bureau restores GOOD standing.</summary>
     PartySuspended,
-    /// <summary>RELATED_PARTIES.</summary>
+    /// <summary>RELATED_PARTIES: Provider and unit are declared related, or one USCC is both, so they may not deal (Art 5.6). <b>What to do:</b> Do not retry; only the bureau can end a declared relation (EndRelatedParty).</summary>
     RelatedParties,
-    /// <summary>INNOVATION_VOUCHER_CONFLICT.</summary>
+    /// <summary>INNOVATION_VOUCHER_CONFLICT: The contract already uses the innovation voucher, so it gets no compute-voucher quota (Art 15). <b>What to do:</b> Do not retry.</summary>
     InnovationVoucherConflict,
-    /// <summary>CONTRACT_QUOTA_EXCEEDED.</summary>
+    /// <summary>CONTRACT_QUOTA_EXCEEDED: The grant would take the contract past its amount × ratio. <b>What to do:</b> Grant at most the remainder the message gives, with a new request id.</summary>
     ContractQuotaExceeded,
-    /// <summary>UNIT_YEAR_CAP_EXCEEDED.</summary>
+    /// <summary>UNIT_YEAR_CAP_EXCEEDED: The unit-year's open grants plus deductions plus this amount would pass the year's cap. <b>What to do:</b> Ask for at most the headroom (GetUnitYear), or wait until grants expire or are released.</summary>
     UnitYearCapExceeded,
-    /// <summary>BUDGET_EXHAUSTED.</summary>
+    /// <summary>BUDGET_EXHAUSTED: The year's pool is unfunded or holds less than the amount asked. <b>What to do:</b> Ask for less, or wait for the bureau to fund the pool (FundBudget).</summary>
     BudgetExhausted,
-    /// <summary>YEAR_TOTAL_EXCEEDED.</summary>
+    /// <summary>YEAR_TOTAL_EXCEEDED: Funding would pass the policy's year total, or a new total is below what is already funded. <b>What to do:</b> Fund less, or raise the total with SetYearPolicy.</summary>
     YearTotalExceeded,
-    /// <summary>GRANT_EXPIRED.</summary>
+    /// <summary>GRANT_EXPIRED: The grant is past its <c>expires_at</c> and accepts no more (Art 10). <b>What to do:</b> Do not retry; get a new grant.</summary>
     GrantExpired,
-    /// <summary>GRANT_CLOSED: the grant was released.</summary>
+    /// <summary>GRANT_CLOSED: The grant was released and accepts no more. <b>What to do:</b> Do not retry; get a new grant.</summary>
     GrantClosed,
-    /// <summary>GRANT_EMPTY.</summary>
+    /// <summary>GRANT_EMPTY: The grant holds nothing more to deduct, or less than the amount to give or claw back. <b>What to do:</b> Get a new grant, or ask for no more than the grant's <c>remaining_fen</c>.</summary>
     GrantEmpty,
-    /// <summary>INVOICE_EXCEEDS_CONTRACT.</summary>
+    /// <summary>INVOICE_EXCEEDS_CONTRACT: With this invoice, the invoices against the grant's contract would pass the contract amount. <b>What to do:</b> Do not retry; check the invoice against the contract.</summary>
     InvoiceExceedsContract,
-    /// <summary>BELOW_YEAR_FLOOR.</summary>
+    /// <summary>BELOW_YEAR_FLOOR: The unit deducted less in the year than the policy's floor, so it cannot apply (Art 6). <b>What to do:</b> Apply once the year's deductions reach the floor, with a new request id.</summary>
     BelowYearFloor,
-    /// <summary>REDEMPTION_EXCEEDS_DEDUCTED.</summary>
+    /// <summary>REDEMPTION_EXCEEDS_DEDUCTED: The amount is more than the unit deducted and has not yet applied for or redeemed. For ClawBack: the deduction has since been applied for. <b>What to do:</b> Apply for less. For ClawBack, claw back the application instead.</summary>
     RedemptionExceedsDeducted,
-    /// <summary>BATCH_CLOSED.</summary>
+    /// <summary>BATCH_CLOSED: The batch's <c>closes_at</c> has passed. <b>What to do:</b> Submit to a batch that is still open.</summary>
     BatchClosed,
-    /// <summary>NOT_TRANSFERABLE.</summary>
+    /// <summary>NOT_TRANSFERABLE: Quota cannot be transferred; the only exception is a gift by a bureau-confirmed OPC operator to another unit (Art 15). <b>What to do:</b> Do not retry.</summary>
     NotTransferable,
-    /// <summary>NOT_YOUR_RESOURCE.</summary>
+    /// <summary>NOT_YOUR_RESOURCE: The caller acts for, or reads, a party other than itself, or the grant belongs to another provider or unit. <b>What to do:</b> Do not retry; act only for your own USCC and grants.</summary>
     NotYourResource,
-    /// <summary>ROLE_REQUIRED.</summary>
+    /// <summary>ROLE_REQUIRED: The caller's credentials lack the role the call needs (the message names it). <b>What to do:</b> Call with credentials that carry that role.</summary>
     RoleRequired,
-    /// <summary>UNAUTHENTICATED.</summary>
+    /// <summary>UNAUTHENTICATED: The call carries no valid client certificate or bearer token, or did not come over TLS. <b>What to do:</b> Fix the credentials and call the https:// address.</summary>
     Unauthenticated,
-    /// <summary>RATE_LIMITED: over the caller's rate limit (retried by the client).</summary>
+    /// <summary>RATE_LIMITED: The caller is over its rate limit, or its address had too many failed authentications. <b>What to do:</b> Wait for the delay in <c>RetryInfo</c>, then retry (the same request id is fine).</summary>
     RateLimited,
-    /// <summary>YEAR_NOT_OPEN: the year has no policy, or the day (of the call, or of the invoice) is before the policy takes effect.</summary>
+    /// <summary>YEAR_NOT_OPEN: The year has no policy, or the date (today, or the invoice's date) is before the policy's <c>effective_from</c> (Art 19). <b>What to do:</b> Wait until the bureau sets the year's policy or it takes effect; an invoice dated earlier never qualifies.</summary>
     YearNotOpen,
-    /// <summary>ALREADY_DECIDED: a second review of one application, or a second disbursement.</summary>
+    /// <summary>ALREADY_DECIDED: The redemption was already reviewed, or already disbursed; each happens once. <b>What to do:</b> Do not retry; read the outcome with GetRedemption.</summary>
     AlreadyDecided,
-    /// <summary>NOT_RESIDENT: a gift to a unit that is not a bureau-confirmed resident on the operator's list.</summary>
+    /// <summary>NOT_RESIDENT: The resident is not confirmed on the operator's list (Gift), or is not on the list at all (Confirm/RemoveResidentOpc). <b>What to do:</b> The operator declares it (AddResidentOpc) and the bureau confirms it; then retry with a new request id.</summary>
     NotResident,
-    /// <summary>OVERLOADED: the server refused to take the call (its queue is full, or it is stopping); nothing was applied. Retried by the client.</summary>
+    /// <summary>OVERLOADED: Admission was refused (deduction queue full, server stopping, database connection pool exhausted); nothing was applied. <b>What to do:</b> Retry with the same request id after a backoff (the SDK does; what is left is a <c>QuotaLedgerUnavailableException</c>).</summary>
     Overloaded,
-    /// <summary>STORE_UNAVAILABLE: the database could not be reached, or the outcome is not known yet. Retried by the client with the same request id.</summary>
+    /// <summary>STORE_UNAVAILABLE: The database could not be reached, or failed transiently, or a row stayed locked too long; a write's outcome may be unknown. <b>What to do:</b> Retry with the same request id: an applied call is replayed, never applied twice (the SDK does; what is left is a <c>QuotaLedgerUnavailableException</c> with <c>OutcomeUnknown</c>).</summary>
     StoreUnavailable,
-    /// <summary>UNKNOWN_DEDUCTION: no such deduction (by id, or by the provider's invoice number).</summary>
+    /// <summary>UNKNOWN_DEDUCTION: There is no deduction with that id (or that provider's invoice number), or none the caller may read. <b>What to do:</b> Check the id or the invoice number; do not retry unchanged.</summary>
     UnknownDeduction,
 }
 

@@ -242,7 +242,7 @@ public sealed class PackageTests(LedgerFixture fixture)
         start.Environment["DOTNET_NOLOGO"] = "1";
     }
 
-    private static string RepositoryRoot()
+    internal static string RepositoryRoot()
     {
         for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
         {

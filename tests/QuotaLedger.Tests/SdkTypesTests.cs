@@ -99,6 +99,26 @@ public sealed class SdkTypesTests(LedgerFixture fixture)
             typed => Assert.True(ReasonExtensions.TryParseWord(LedgerReasons.Word(typed), out _), $"{typed} is not a word the server knows"));
     }
 
+    [Fact]
+    public void The_sdk_readme_says_what_every_reason_means_and_which_calls_can_answer_it()
+    {
+        var readme = File.ReadAllText(Path.Combine(PackageTests.RepositoryRoot(), "src", "ClientSdk", "README.md"));
+        var callRows = readme.Split('\n').Where(line => line.StartsWith("| ", StringComparison.Ordinal) && line.Contains("Service.", StringComparison.Ordinal)).ToList();
+        string[] everyCall = ["UNAUTHENTICATED", "RATE_LIMITED", "OVERLOADED", "STORE_UNAVAILABLE"];
+        foreach (var reason in Enum.GetValues<Reason>())
+        {
+            var word = ReasonExtensions.Word(reason);
+            var status = string.Concat(ReasonExtensions.Status(reason).ToString().Select((c, i) => i > 0 && char.IsUpper(c) ? "_" + c : char.ToUpperInvariant(c).ToString()));
+            Assert.Contains($"| `{word}` | {status} | ", readme, StringComparison.Ordinal);
+            Assert.True(everyCall.Contains(word) || callRows.Any(row => row.Contains($"`{word}`", StringComparison.Ordinal)), $"No call in the README's table answers {word}.");
+        }
+
+        foreach (var service in new[] { V1.AdminService.Descriptor, V1.RegistryService.Descriptor, V1.LedgerService.Descriptor, V1.RedemptionService.Descriptor })
+        {
+            Assert.All(service.Methods, method => Assert.Contains(callRows, row => row.StartsWith($"| {service.Name}.{method.Name} |", StringComparison.Ordinal)));
+        }
+    }
+
     private static string RandomCode(int length) =>
         string.Concat(Enumerable.Range(0, length).Select(_ => Alphabet[RandomNumberGenerator.GetInt32(Alphabet.Length)]));
 
