@@ -44,7 +44,14 @@ try
     }
     catch (QuotaLedgerException refused) when (refused.Reason == LedgerReason.DuplicateInvoice)
     {
-        Console.WriteLine($"second deduction of {invoice} refused: {refused.Reason}");
+        // The refusal names the deduction that took the invoice; it reads by id or by invoice number.
+        var earlier = await ledger.GetDeductionByInvoiceAsync(provider, invoice);
+        if (refused.ExistingDeductionId != deduction.DeductionId || earlier.DeductionId != deduction.DeductionId)
+        {
+            throw new InvalidOperationException($"The refusal named deduction {refused.ExistingDeductionId}, the lookup {earlier.DeductionId}; expected {deduction.DeductionId}.");
+        }
+
+        Console.WriteLine($"second deduction of {invoice} refused: {refused.Reason}, taken by deduction {earlier.DeductionId} ({earlier.Applied})");
     }
 
     var figures = await ledger.GetUnitYearAsync(unit, year);
@@ -57,18 +64,22 @@ try
         $"unit {unit} in {year}: deducted {figures.Deducted}, open {figures.GrantedOpen}");
     return 0;
 }
+catch (QuotaLedgerUnavailableException e)
+{
+    // No definite answer: not a refusal. A real billing system would retry later with e.RequestId.
+    Console.Error.WriteLine($"provider flow failed: the ledger gave no definite answer (retry with request id {e.RequestId}): {e.Message}");
+    return 1;
+}
 catch (Exception e)
 {
     Console.Error.WriteLine($"provider flow failed: {e}");
     return 1;
 }
 
-// A fresh Unified Social Credit Code (GB 32100-2015): "91" (an enterprise), 15 random characters, the check character.
+// A fresh Unified Social Credit Code (GB 32100-2015): "91" (an enterprise), 15 random characters, and the check
+// character, which Uscc computes by the rule the server checks.
 static string NewUscc()
 {
     const string Alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY";
-    int[] weights = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
-    var code = "91" + string.Concat(Enumerable.Range(0, 15).Select(_ => Alphabet[RandomNumberGenerator.GetInt32(Alphabet.Length)]));
-    var sum = code.Select((c, i) => Alphabet.IndexOf(c) * weights[i]).Sum();
-    return code + Alphabet[(31 - (sum % 31)) % 31];
+    return Uscc.FromFirst17("91" + string.Concat(Enumerable.Range(0, 15).Select(_ => Alphabet[RandomNumberGenerator.GetInt32(Alphabet.Length)])));
 }
