@@ -11,7 +11,16 @@ internal static class ChannelSetup
 {
     public static HttpMessageHandler CreateHandler(QuotaLedgerClientOptions options)
     {
-        var handler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan };
+        // Keep-alive pings find a connection that died without a word (a NAT or firewall that dropped it) instead of
+        // leaving a call or a stream on it waiting forever.
+        var handler = new SocketsHttpHandler
+        {
+            EnableMultipleHttp2Connections = true,
+            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+            KeepAlivePingDelay = TimeSpan.FromSeconds(30),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests,
+        };
         var certificate = options.ClientCertificate
             ?? (options.ClientCertificateFile is { } file ? X509Certificate2.CreateFromPemFile(file, options.ClientCertificateKeyFile) : null);
         var ca = options.TrustedServerCa ?? (options.TrustedServerCaFile is { } caFile ? X509CertificateLoader.LoadCertificateFromFile(caFile) : null);
@@ -20,7 +29,7 @@ internal static class ChannelSetup
             handler.SslOptions = new SslClientAuthenticationOptions
             {
                 ClientCertificates = certificate is null ? null : new X509CertificateCollection { certificate },
-                RemoteCertificateValidationCallback = ca is null ? null : (_, presented, _, errors) => presented is not null && ChainsTo(ca, presented, errors),
+                RemoteCertificateValidationCallback = ca is null ? null : (_, presented, sent, errors) => presented is not null && ChainsTo(ca, presented, sent, errors),
             };
         }
 
@@ -45,7 +54,8 @@ internal static class ChannelSetup
         channel.UnsafeUseInsecureChannelCallCredentials = !secure;
     }
 
-    private static bool ChainsTo(X509Certificate2 ca, X509Certificate certificate, SslPolicyErrors errors)
+    /// <summary>Whether the server's certificate chains to the private CA, through the intermediates the server sent.</summary>
+    private static bool ChainsTo(X509Certificate2 ca, X509Certificate certificate, X509Chain? sent, SslPolicyErrors errors)
     {
         if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
         {
@@ -55,6 +65,14 @@ internal static class ChannelSetup
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         chain.ChainPolicy.CustomTrustStore.Add(ca);
+        if (sent is not null)
+        {
+            foreach (var element in sent.ChainElements)
+            {
+                chain.ChainPolicy.ExtraStore.Add(element.Certificate);
+            }
+        }
+
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         using var server = new X509Certificate2(certificate);
         return chain.Build(server);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using System.Reflection;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 
@@ -17,7 +18,8 @@ public static class QuotaLedgerTelemetry
     /// (<c>AddSource("QuotaLedger.Client")</c>, <c>AddMeter("QuotaLedger.Client")</c>).</summary>
     public const string Name = "QuotaLedger.Client";
 
-    internal static readonly string Version = typeof(QuotaLedgerTelemetry).Assembly.GetName().Version?.ToString() ?? "0.0.0";
+    internal static readonly string Version =
+        typeof(QuotaLedgerTelemetry).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
 
     internal static readonly ActivitySource Source = new(Name, Version);
 
@@ -56,8 +58,9 @@ internal sealed class ClientMetrics
     {
         _calls = meter.CreateCounter<long>("quotaledger.client.calls", "{call}", "Logical calls, by method, outcome, gRPC status and reason.");
         _retries = meter.CreateCounter<long>("quotaledger.client.retries", "{attempt}", "Attempts made again after a retryable failure, by method and status.");
-        _duration = meter.CreateHistogram<double>("quotaledger.client.call.duration", "s",
-            "How long logical calls took, all attempts and backoff included, by method and outcome.");
+        _duration = meter.CreateHistogram("quotaledger.client.call.duration", "s",
+            "How long logical calls took, all attempts and backoff included, by method and outcome.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60] });
     }
 
     public void Retry(Rpc rpc, StatusCode status) =>

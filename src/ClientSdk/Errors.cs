@@ -199,8 +199,10 @@ public sealed class QuotaLedgerUnavailableException : Exception
 /// <summary>The reason words and their statuses, as the API contract gives them.</summary>
 internal static class LedgerReasons
 {
-    public static LedgerReason Parse(string word) =>
-        word.Length > 0 && Enum.TryParse<LedgerReason>(word.Replace("_", "", StringComparison.Ordinal), ignoreCase: true, out var reason) ? reason : LedgerReason.Unknown;
+    private static readonly Dictionary<string, LedgerReason> s_byWord =
+        Enum.GetValues<LedgerReason>().Where(r => r != LedgerReason.Unknown).ToDictionary(Word, r => r, StringComparer.Ordinal);
+
+    public static LedgerReason Parse(string word) => s_byWord.GetValueOrDefault(word, LedgerReason.Unknown);
 
     public static string Word(LedgerReason reason) =>
         reason == LedgerReason.Unknown ? "" : string.Concat(reason.ToString().Select((c, i) => i > 0 && char.IsUpper(c) ? "_" + c : char.ToUpperInvariant(c).ToString()));

@@ -276,7 +276,7 @@ public interface IQuotaLedgerClient
     /// <param name="batchId">The batch, or null.</param>
     /// <param name="unitUscc">The unit, or null.</param>
     /// <param name="year">The year, or null.</param>
-    /// <param name="pageSize">Redemptions fetched per call; 0 for the server's default (100; at most 1,000).</param>
+    /// <param name="pageSize">Redemptions fetched per call; 0 for the server's default (1,000, the most a page holds).</param>
     /// <param name="cancellationToken">Cancels the enumeration.</param>
     IAsyncEnumerable<RedemptionInfo> ListRedemptionsAsync(long? batchId = null, string? unitUscc = null, int? year = null, int pageSize = 0,
         CancellationToken cancellationToken = default);
@@ -285,7 +285,7 @@ public interface IQuotaLedgerClient
     /// <param name="batchId">The batch, or null.</param>
     /// <param name="unitUscc">The unit, or null.</param>
     /// <param name="year">The year, or null.</param>
-    /// <param name="pageSize">At most this many; 0 for the server's default (100; at most 1,000).</param>
+    /// <param name="pageSize">At most this many; 0 for the server's default (1,000, the most a page holds).</param>
     /// <param name="pageToken">The previous page's <see cref="Page{T}.NextPageToken"/>; null for the first page.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     Task<Page<RedemptionInfo>> ListRedemptionsPageAsync(long? batchId = null, string? unitUscc = null, int? year = null, int pageSize = 0,

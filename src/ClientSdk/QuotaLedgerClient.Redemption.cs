@@ -121,23 +121,21 @@ public sealed partial class QuotaLedgerClient
     {
         try
         {
-            using (var call = _admin.ListCheckpoints(new V1.ListCheckpointsRequest(), cancellationToken: cancellationToken))
+            using var call = _admin.ListCheckpoints(new V1.ListCheckpointsRequest(), cancellationToken: cancellationToken);
+            await foreach (var checkpoint in call.ResponseStream.ReadAllAsync(cancellationToken))
             {
-                await foreach (var checkpoint in call.ResponseStream.ReadAllAsync(cancellationToken))
-                {
-                    await checkpoints.WriteLineAsync(Google.Protobuf.JsonFormatter.Default.Format(checkpoint));
-                }
-            }
-
-            using var stream = _ledger.ListEntries(new V1.ListEntriesRequest(), cancellationToken: cancellationToken);
-            await foreach (var entry in stream.ResponseStream.ReadAllAsync(cancellationToken))
-            {
-                await entries.WriteLineAsync(Google.Protobuf.JsonFormatter.Default.Format(entry));
+                await checkpoints.WriteLineAsync(Google.Protobuf.JsonFormatter.Default.Format(checkpoint));
             }
         }
         catch (RpcException error)
         {
             throw StreamFailure(s_listCheckpoints, error, attempts: 1, cancellationToken);
+        }
+
+        // The entries resume after the last one written if the stream breaks off, so none is written twice.
+        await foreach (var entry in StreamEntriesAsync(new V1.ListEntriesRequest(), cancellationToken))
+        {
+            await entries.WriteLineAsync(Google.Protobuf.JsonFormatter.Default.Format(entry));
         }
     }
 }

@@ -95,9 +95,9 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
 
     /// <inheritdoc />
     public IQuotaLedgerClient WithDeadline(TimeSpan deadline) =>
-        deadline > TimeSpan.Zero
+        deadline > TimeSpan.Zero && deadline <= QuotaLedgerClientOptions.MaxDeadline
             ? new QuotaLedgerClient(this, _options.With(deadline))
-            : throw new ArgumentOutOfRangeException(nameof(deadline), deadline, "A call's deadline must be positive.");
+            : throw new ArgumentOutOfRangeException(nameof(deadline), deadline, "A call's deadline must be positive, and at most a day.");
 
     /// <inheritdoc />
     public void Dispose() => _ownedChannel?.Dispose();
@@ -125,20 +125,22 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
     /// <see cref="QuotaLedgerUnavailableException"/>, the caller's cancellation <see cref="OperationCanceledException"/>.</summary>
     private async Task<TResponse> CallAsync<TResponse>(Rpc rpc, string? requestId, Func<CallOptions, AsyncUnaryCall<TResponse>> call, CancellationToken cancellationToken)
     {
+        // The budget is measured on the options' clock; the deadline handed to gRPC is on the system clock, which is
+        // the one gRPC checks it against.
         var time = _options.TimeProvider;
         var started = time.GetTimestamp();
-        var deadline = time.GetUtcNow() + _options.DefaultDeadline;
+        TimeSpan Remaining() => _options.DefaultDeadline - time.GetElapsedTime(started);
         using var span = StartSpan(rpc, ActivityKind.Internal, requestId);
         var mayHaveApplied = false;
         for (var attempt = 1; ; attempt++)
         {
-            var attemptDeadline = Min(deadline, time.GetUtcNow() + _options.Retry.AttemptTimeout);
+            var attemptDeadline = DateTime.UtcNow + Min(Remaining(), _options.Retry.AttemptTimeout);
             RpcException failure;
             using (var attemptSpan = StartSpan(rpc, ActivityKind.Client, requestId, attempt))
             {
                 try
                 {
-                    var response = await call(new CallOptions(deadline: attemptDeadline.UtcDateTime, cancellationToken: cancellationToken));
+                    var response = await call(new CallOptions(deadline: attemptDeadline, cancellationToken: cancellationToken));
                     End(attemptSpan, StatusCode.OK, "");
                     Finish(span, rpc, Outcomes.Ok, StatusCode.OK, "", attempt, time.GetElapsedTime(started));
                     return response;
@@ -155,15 +157,15 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
                 }
             }
 
-            mayHaveApplied |= requestId is not null && MayHaveApplied(failure);
-            if (IsRefusal(failure.StatusCode))
+            if (IsRefusal(failure.StatusCode) && !(mayHaveApplied && AnsweredBeforeTheRequestId(failure.StatusCode)))
             {
                 ClientLog.Refused(_logger, rpc.FullName, Word(failure), failure.StatusCode, requestId, failure.Status.Detail);
                 Finish(span, rpc, Outcomes.Refused, failure.StatusCode, Word(failure), attempt, time.GetElapsedTime(started));
                 throw new QuotaLedgerException(failure, requestId);
             }
 
-            if (attempt < _options.Retry.MaxAttempts && RetryDelay(failure, attempt, deadline) is { } delay)
+            mayHaveApplied |= requestId is not null && MayHaveApplied(failure);
+            if (!IsRefusal(failure.StatusCode) && attempt < _options.Retry.MaxAttempts && RetryDelay(failure, attempt, Remaining()) is { } delay)
             {
                 ClientLog.Retrying(_logger, rpc.FullName, attempt, failure.StatusCode, Word(failure), delay, requestId);
                 _metrics.Retry(rpc, failure.StatusCode);
@@ -184,6 +186,13 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
             throw Unavailable(failure, requestId, mayHaveApplied, attempt);
         }
     }
+
+    /// <summary>Refusals the server gives before it looks the request id up (the caller's credentials and role, the
+    /// request's shape): after an earlier attempt that may have been applied, such a refusal says nothing about that
+    /// attempt, so the call's outcome stays unknown. The others (NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION) come
+    /// after the request id is claimed, so they are the recorded outcome of the first attempt that reached the ledger.</summary>
+    private static bool AnsweredBeforeTheRequestId(StatusCode status) => status is StatusCode.Unauthenticated or StatusCode.PermissionDenied
+        or StatusCode.InvalidArgument or StatusCode.OutOfRange or StatusCode.Unimplemented;
 
     /// <summary>A definite refusal: the server judged the request (or the caller) and said no.</summary>
     private static bool IsRefusal(StatusCode status) => status is StatusCode.InvalidArgument or StatusCode.NotFound or StatusCode.AlreadyExists
@@ -261,6 +270,7 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
 
         if (status != StatusCode.OK)
         {
+            span.SetTag("error.type", status.ToString());
             span.SetStatus(ActivityStatusCode.Error, status.ToString());
         }
     }
@@ -273,9 +283,10 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
         span?.SetTag("quotaledger.attempts", attempts);
     }
 
-    private TimeSpan? RetryDelay(RpcException error, int attempt, DateTimeOffset deadline)
+    /// <summary>The wait before the next attempt, or null when the error is not retried or the call's deadline would
+    /// leave the next attempt less than <see cref="s_leastAttempt"/>.</summary>
+    private TimeSpan? RetryDelay(RpcException error, int attempt, TimeSpan remaining)
     {
-        var remaining = deadline - _options.TimeProvider.GetUtcNow();
         TimeSpan? delay = error.StatusCode switch
         {
             StatusCode.Unavailable => Backoff(attempt),
@@ -284,7 +295,7 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
                 hint.ToTimeSpan() + (Backoff(1) / 2),
             _ => null,
         };
-        return delay is { } wait && wait < remaining ? wait : null;
+        return delay is { } wait && wait + s_leastAttempt < remaining ? wait : null;
     }
 
     /// <summary>Exponential backoff with full jitter.</summary>
@@ -294,17 +305,29 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
         return TimeSpan.FromMilliseconds(ceiling * RandomNumberGenerator.GetInt32(1_000, 10_001) / 10_000d);
     }
 
-    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a <= b ? a : b;
+    private static readonly TimeSpan s_leastAttempt = TimeSpan.FromMilliseconds(100);
+
+    private static TimeSpan Min(TimeSpan a, TimeSpan b) => a <= b ? a : b;
 
     /// <inheritdoc />
     public async IAsyncEnumerable<JournalEntryInfo> ListEntriesAsync(EntryFilter? filter = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var request = Map.ToRequest(filter ?? new EntryFilter());
+        await foreach (var entry in StreamEntriesAsync(Map.ToRequest(filter ?? new EntryFilter()), cancellationToken))
+        {
+            yield return Map.From(entry);
+        }
+    }
+
+    /// <summary>Streams the entries a request asks for, resuming after the last one received (and for what is left of
+    /// its page size) when the stream breaks off with UNAVAILABLE.</summary>
+    private async IAsyncEnumerable<V1.JournalEntry> StreamEntriesAsync(V1.ListEntriesRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
         var limited = request.PageSize > 0;
         for (var attempt = 1; ; attempt++)
         {
             using var call = _ledger.ListEntries(request, cancellationToken: cancellationToken);
             var stream = call.ResponseStream;
+            var wait = TimeSpan.Zero;
             while (true)
             {
                 V1.JournalEntry current;
@@ -320,6 +343,9 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
                 catch (RpcException error) when (!cancellationToken.IsCancellationRequested && error.StatusCode == StatusCode.Unavailable
                     && attempt < _options.Retry.MaxAttempts)
                 {
+                    wait = Backoff(attempt);
+                    ClientLog.Retrying(_logger, s_listEntries.FullName, attempt, error.StatusCode, Word(error), wait, null);
+                    _metrics.Retry(s_listEntries, error.StatusCode);
                     break;
                 }
                 catch (RpcException error)
@@ -328,14 +354,14 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
                 }
 
                 request.AfterEntryId = current.EntryId;
-                yield return Map.From(current);
+                yield return current;
                 if (limited && --request.PageSize == 0)
                 {
                     yield break;
                 }
             }
 
-            await Task.Delay(Backoff(attempt), _options.TimeProvider, cancellationToken);
+            await Task.Delay(wait, _options.TimeProvider, cancellationToken);
         }
     }
 

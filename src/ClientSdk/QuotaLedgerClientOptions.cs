@@ -11,7 +11,7 @@ public sealed class QuotaLedgerClientOptions
     public Uri? Address { get; set; }
 
     /// <summary>Lets an <c>http://</c> address name a host other than loopback (a service mesh or sidecar that encrypts
-    /// the hop). Off by default: calls to the ledger carry money and identities.</summary>
+    /// the hop), bearer tokens included. Off by default: calls to the ledger carry money and identities.</summary>
     public bool AllowPlaintext { get; set; }
 
     /// <summary>A PEM file with the client certificate, for configuration files (instead of <see cref="ClientCertificate"/>).</summary>
@@ -49,7 +49,8 @@ public sealed class QuotaLedgerClientOptions
     /// <summary>The clock for deadlines and backoff. Default: the system clock.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
-    /// <summary>Replaces the HTTP handler (for tests and proxies); the certificate options then do not apply.</summary>
+    /// <summary>Replaces the HTTP handler (for tests and proxies); the certificate options then do not apply. The client
+    /// that uses it disposes it: give each client its own.</summary>
     public HttpMessageHandler? HttpHandler { get; set; }
 
     /// <summary>What is wrong with these options, one line each; empty when they are usable.</summary>
@@ -68,14 +69,14 @@ public sealed class QuotaLedgerClientOptions
         {
             problems.Add($"Address '{Address}' is plain HTTP to a host that is not loopback: use https://, or set AllowPlaintext when a sidecar or mesh encrypts the hop.");
         }
-        else if (TokenProvider is not null && Address.Scheme != Uri.UriSchemeHttps && !(AllowTokensOverPlainHttpOnLoopback && Address.IsLoopback))
+        else if (TokenProvider is not null && Address.Scheme != Uri.UriSchemeHttps && !AllowPlaintext && !(AllowTokensOverPlainHttpOnLoopback && Address.IsLoopback))
         {
             problems.Add($"A bearer token would go in clear text to {Address}: use an https:// address, or for a loopback test server set AllowTokensOverPlainHttpOnLoopback.");
         }
 
-        if (DefaultDeadline <= TimeSpan.Zero)
+        if (DefaultDeadline <= TimeSpan.Zero || DefaultDeadline > MaxDeadline)
         {
-            problems.Add($"DefaultDeadline must be positive (it is {DefaultDeadline}).");
+            problems.Add($"DefaultDeadline must be positive and at most {MaxDeadline} (it is {DefaultDeadline}).");
         }
 
         if (ClientCertificateFile is not null != ClientCertificateKeyFile is not null)
@@ -95,10 +96,19 @@ public sealed class QuotaLedgerClientOptions
         return problems;
     }
 
+    /// <summary>The longest deadline a call may be given: a day.</summary>
+    public static readonly TimeSpan MaxDeadline = TimeSpan.FromDays(1);
+
     internal QuotaLedgerClientOptions With(TimeSpan deadline)
     {
+        // A longer deadline than an attempt's timeout is a call that may take long: its attempts may take as long.
         var copy = (QuotaLedgerClientOptions)MemberwiseClone();
         copy.DefaultDeadline = deadline;
+        copy.Retry = new QuotaLedgerRetryOptions
+        {
+            MaxAttempts = Retry.MaxAttempts, InitialBackoff = Retry.InitialBackoff, MaxBackoff = Retry.MaxBackoff,
+            AttemptTimeout = deadline > Retry.AttemptTimeout ? deadline : Retry.AttemptTimeout,
+        };
         return copy;
     }
 }
@@ -132,9 +142,9 @@ public sealed class QuotaLedgerRetryOptions
             yield return $"Retry:InitialBackoff must be positive and at most Retry:MaxBackoff (they are {InitialBackoff} and {MaxBackoff}).";
         }
 
-        if (AttemptTimeout <= TimeSpan.Zero)
+        if (AttemptTimeout <= TimeSpan.Zero || AttemptTimeout > QuotaLedgerClientOptions.MaxDeadline || MaxBackoff > QuotaLedgerClientOptions.MaxDeadline)
         {
-            yield return $"Retry:AttemptTimeout must be positive (it is {AttemptTimeout}).";
+            yield return $"Retry:AttemptTimeout must be positive, and it and Retry:MaxBackoff at most a day (they are {AttemptTimeout} and {MaxBackoff}).";
         }
     }
 }

@@ -65,8 +65,8 @@ public static class QuotaLedgerServiceCollectionExtensions
         services.TryAddSingleton<IQuotaLedgerClientFactory, QuotaLedgerClientFactory>();
         if (name == Options.Options.DefaultName)
         {
-            services.TryAddSingleton(provider => (QuotaLedgerClient)provider.GetRequiredService<IQuotaLedgerClientFactory>().Get(name));
-            services.TryAddSingleton<IQuotaLedgerClient>(provider => provider.GetRequiredService<QuotaLedgerClient>());
+            services.TryAddSingleton(provider => provider.GetRequiredService<IQuotaLedgerClientFactory>().Get(name));
+            services.TryAddSingleton(provider => (QuotaLedgerClient)provider.GetRequiredService<IQuotaLedgerClient>());
         }
 
         var settings = (IServiceProvider provider) => provider.GetRequiredService<IOptionsMonitor<QuotaLedgerClientOptions>>().Get(name);
@@ -77,7 +77,8 @@ public static class QuotaLedgerServiceCollectionExtensions
     }
 }
 
-/// <summary>Makes the clients registered by name with <c>AddQuotaLedgerClient(name, ...)</c>.</summary>
+/// <summary>Makes the clients registered by name with <c>AddQuotaLedgerClient(name, ...)</c>. A client is made once per
+/// name, from its options as they are then: a change to the configuration takes effect at the next start.</summary>
 public interface IQuotaLedgerClientFactory
 {
     /// <summary>The client registered under <paramref name="name"/> (one per name, reused).</summary>

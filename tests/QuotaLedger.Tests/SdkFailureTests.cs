@@ -141,6 +141,62 @@ public sealed class SdkFailureTests(LedgerFixture fixture)
         Assert.Equal(1, counter.Requests);
     }
 
+    [Fact]
+    public async Task A_credentials_refusal_after_an_attempt_that_may_have_applied_leaves_the_outcome_unknown()
+    {
+        var deal = await fixture.Server.NewDealAsync();
+        var flaky = new DropThenAnswer("/quotaledger.v1.LedgerService/Grant", Grpc.Core.StatusCode.Unauthenticated);
+        using var client = Client(flaky);
+
+        var unknown = await Assert.ThrowsAsync<QuotaLedgerUnavailableException>(
+            () => client.GrantAsync(deal.Provider, deal.ContractNo, new Fen(1_000), requestId: "grant-then-token-expired"));
+
+        Assert.True(unknown.OutcomeUnknown);
+        Assert.Equal(Grpc.Core.StatusCode.Unauthenticated, unknown.StatusCode);
+        Assert.Equal(2, unknown.Attempts);
+        using var plain = Client();
+        var replay = await plain.GrantAsync(deal.Provider, deal.ContractNo, new Fen(1_000), requestId: "grant-then-token-expired");
+        Assert.Equal(new Fen(1_000), (await plain.GetUnitYearAsync(deal.Unit, 2026)).GrantedOpen);
+        Assert.Equal(new Fen(1_000), replay.Amount);
+    }
+
+    [Fact]
+    public async Task A_client_on_a_fake_clock_still_calls_within_its_real_deadline()
+    {
+        using var client = Client(configure: options => options.TimeProvider = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(new DateTimeOffset(2000, 1, 1, 0, 0, 0, TimeSpan.Zero)));
+
+        Assert.Equal(5_000, (await client.GetYearPolicyAsync(2026)).SelfControllableRatioBp);
+    }
+
+    /// <summary>The first call of a method reaches the server and its answer is lost; every later one is answered with
+    /// one status without reaching it (as when credentials expire between attempts).</summary>
+    private sealed class DropThenAnswer(string path, Grpc.Core.StatusCode status) : DelegatingHandler
+    {
+        private int _seen;
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            if (request.RequestUri!.AbsolutePath != path)
+            {
+                return await base.SendAsync(request, cancellationToken);
+            }
+
+            if (Interlocked.Increment(ref _seen) == 1)
+            {
+                var lost = await base.SendAsync(request, cancellationToken);
+                await lost.Content.ReadAsByteArrayAsync(cancellationToken);
+                lost.Dispose();
+                throw new HttpRequestException("The connection was reset after the server answered.", new IOException("Connection reset by peer"));
+            }
+
+            var response = new HttpResponseMessage(HttpStatusCode.OK) { Version = HttpVersion.Version20, Content = new ByteArrayContent([]) };
+            response.Content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
+            response.Headers.Add("grpc-status", ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            response.Headers.Add("grpc-message", "the token expired");
+            return response;
+        }
+    }
+
     /// <summary>Lets the server answer, then loses the response, the first <paramref name="drop"/> times.</summary>
     private sealed class DropResponses(string path, int drop) : DelegatingHandler
     {

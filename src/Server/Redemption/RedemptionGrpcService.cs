@@ -21,7 +21,9 @@ namespace QuotaLedger.Server.Redemption;
 internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency, TimeProvider time) : RedemptionService.RedemptionServiceBase
 {
     /// <summary>ListRedemptions' page when page_size is 0, and the most one page holds (redemption.proto says so).</summary>
-    private const int DefaultPageSize = 100;
+    /// <remarks>The default is the maximum, so a client written before pages (which reads one response) gets what it
+    /// got then: up to 1,000.</remarks>
+    private const int DefaultPageSize = 1_000;
     private const int MaxPageSize = 1_000;
 
     /// <summary>The kinds of evidence Art 12 asks the unit for; the platform statement the ledger adds itself.</summary>
