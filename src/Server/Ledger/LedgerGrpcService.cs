@@ -18,9 +18,18 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
         var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var contractNo = Validate.Text(request.ContractNo, "contract_no", maxLength: 64);
         var amount = Validate.Amount(request.AmountFen, "amount_fen");
+        var call = new GrantCall(provider, contractNo, amount, request.RequestId, by);
+        if (request.DryRun)
+        {
+            // No request id is claimed, checked or recorded: the real call may use it afterwards.
+            return ExplainGrantAsync(call, context.CancellationToken);
+        }
 
-        return GrantAsync(new GrantCall(provider, contractNo, amount, request.RequestId, by), request, context.CancellationToken);
+        return GrantAsync(call, request, context.CancellationToken);
     }
+
+    private async Task<GrantResponse> ExplainGrantAsync(GrantCall call, CancellationToken ct) =>
+        new() { Explanation = await Granting.ExplainAsync(db, call, time.GetUtcNow(), ct) };
 
     private async Task<GrantResponse> GrantAsync(GrantCall call, GrantRequest request, CancellationToken ct)
     {
@@ -50,8 +59,15 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
             throw new LedgerException(Reason.InvalidArgument, $"invoice_date {request.InvoiceDate} is in the future.");
         }
 
+        var deduction = new DeductionRequest(request, by, provider, grantId, invoiceNo, invoiceAmount, invoiceDate);
+        if (request.DryRun)
+        {
+            // Not through the queue, no lock, no request id: a prediction read from one snapshot.
+            return deductions.ExplainAsync(deduction, context.CancellationToken);
+        }
+
         Validate.RequestId(request.RequestId);
-        return deductions.DeductAsync(new DeductionRequest(request, by, provider, grantId, invoiceNo, invoiceAmount, invoiceDate), context.CancellationToken);
+        return deductions.DeductAsync(deduction, context.CancellationToken);
     }
 
     public override Task<ReleaseResponse> Release(ReleaseRequest request, ServerCallContext context)
