@@ -111,7 +111,10 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
     {
         var caller = Access.RequireReader(context);
         var grantId = Validate.Id(request.GrantId, "grant_id");
-        var info = await Grants.InfoAsync(db, grantId, time.GetUtcNow(), context.CancellationToken);
+        var now = time.GetUtcNow();
+        var info = Validate.AsOf(request.AsOf, now) is { } asOf
+            ? await Grants.InfoAsOfAsync(db, grantId, asOf, context.CancellationToken)
+            : await Grants.InfoAsync(db, grantId, now, context.CancellationToken);
         return info is not null && Access.MayRead(caller, info.ProviderUscc, info.UnitUscc) ? info : throw Grants.Unknown(grantId);
     }
 
@@ -129,6 +132,8 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
         var caller = Access.RequireReader(context);
         var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
         var year = Validate.Year(request.Year);
+        var now = time.GetUtcNow();
+        var asOf = Validate.AsOf(request.AsOf, now);
         var ct = context.CancellationToken;
 
         // A unit reads its own unit-years; a provider those of the units it has a contract with. Anything else answers as
@@ -139,7 +144,10 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
             throw new LedgerException(Reason.UnknownUnit, $"There is no unit {unit} the caller may read.");
         }
 
-        return (await UnitYears.FiguresAsync(db, unit, year, time.GetUtcNow(), ct)).ToApi();
+        var figures = asOf is { } then
+            ? await UnitYears.FiguresAsOfAsync(db, unit, year, then, ct)
+            : await UnitYears.FiguresAsync(db, unit, year, now, ct);
+        return figures.ToApi();
     }
 
     public override Task<PingResponse> Ping(PingRequest request, ServerCallContext context) => Task.FromResult(new PingResponse());
