@@ -112,15 +112,17 @@ internal static class Granting
 
         explanation.UnitUscc = contract.UnitUscc;
         explanation.Year = facts.Year;
-        explanation.UnitYearHeadroomFen = facts.Figures.Headroom.Value;
-        explanation.PoolFen = facts.Pool?.Value ?? 0;
-        if (decision.Policy is { } policy)
+        if (facts.Policy is not { } policy)
         {
-            explanation.RatioBp = decision.Ratio.Value;
-            explanation.ContractQuotaRemainingFen = Fen.Max(Fen.Zero, decision.ContractQuota - facts.ContractCommitted).Value;
-            explanation.ExpiresAt = policy.ExpiryOf(now).ToTimestamp();
+            // No policy for the year: no ratio, cap or validity to measure against.
+            return explanation;
         }
 
+        explanation.UnitYearHeadroomFen = facts.Figures.Headroom.Value;
+        explanation.PoolFen = facts.Pool?.Value ?? 0;
+        explanation.RatioBp = decision.Ratio.Value;
+        explanation.ContractQuotaRemainingFen = Fen.Max(Fen.Zero, decision.ContractQuota - facts.ContractCommitted).Value;
+        explanation.ExpiresAt = policy.ExpiryOf(now).ToTimestamp();
         return explanation;
     }
 
