@@ -10,7 +10,7 @@ namespace QuotaLedger.Tests;
 [Collection(LedgerCollection.Name)]
 public sealed class AsOfTests(LedgerFixture fixture)
 {
-    private const int Year = 2051;
+    private const int Year = 2072;
 
     private sealed record Moment(string Name, DateTimeOffset At, ProgramYear Programme, UnitYear UnitYear, GrantInfo? First, GrantInfo? Second);
 

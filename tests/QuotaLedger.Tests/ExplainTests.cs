@@ -10,7 +10,7 @@ namespace QuotaLedger.Tests;
 [Collection(LedgerCollection.Name)]
 public sealed class ExplainTests(LedgerFixture fixture)
 {
-    private const int Year = 2053;
+    private const int Year = 2074;
 
     /// <summary>A call's answer as one word: "applied A of R", or the refusal's reason.</summary>
     private static string Said(Explanation e) => e.WouldApply ? $"applied {e.AppliedFen} of {e.RequestedFen}" : e.Reason;
