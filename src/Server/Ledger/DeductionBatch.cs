@@ -59,6 +59,15 @@ internal static class DeductionBatch
         WHERE c.id = ANY(ARRAY(SELECT g.contract_id FROM grants g WHERE g.id = ANY($1))) ORDER BY c.id FOR UPDATE
         """;
 
+    private const string ReadUnitYears =
+        "SELECT id, unit_uscc, year, deducted_account_id FROM unit_years WHERE id = ANY($1) ORDER BY id";
+
+    private const string ReadContracts =
+        """
+        SELECT c.id, c.amount_fen, c.invoiced_fen FROM contracts c
+        WHERE c.id = ANY(ARRAY(SELECT g.contract_id FROM grants g WHERE g.id = ANY($1))) ORDER BY c.id
+        """;
+
     private const string LockContractsUnlessHeld =
         """
         SELECT c.id, c.amount_fen, c.invoiced_fen FROM contracts c
@@ -74,7 +83,7 @@ internal static class DeductionBatch
         now = Chain.ToStoredPrecision(now);
         try
         {
-            var state = await ReadAsync(connection, items, now, waitForLocks, ct);
+            var state = await ReadAsync(connection, items, now, waitForLocks ? Reading.Locked : Reading.SkipLocked, ct);
             var plan = Decide(state, items, now);
             await WriteAndCommitAsync(connection, plan, now, ct);
             return plan.Outcomes;
@@ -84,6 +93,65 @@ internal static class DeductionBatch
             await RollBackQuietlyAsync(connection);
             throw;
         }
+    }
+
+    /// <summary>A dry run of one deduction: its facts read by the very statements <see cref="RunAsync"/> reads them with,
+    /// but in one read-only REPEATABLE READ snapshot that takes no lock (a real deduction of the same unit-year never
+    /// waits for it, nor it for one), then decided by <see cref="Deductions.Decide"/> as <see cref="Apply"/> decides.
+    /// Nothing is written; the request id is neither read nor recorded. A prediction at read time.</summary>
+    public static async Task<Explanation> ExplainAsync(NpgsqlConnection connection, PendingDeduction item, DateTimeOffset now, CancellationToken ct)
+    {
+        now = Chain.ToStoredPrecision(now);
+        State state;
+        try
+        {
+            state = await ReadAsync(connection, [item], now, Reading.Snapshot, ct);
+        }
+        finally
+        {
+            await RollBackQuietlyAsync(connection);
+        }
+
+        var request = item.Request;
+        var (grant, contract, earlier) = FactsOf(state, request);
+        var decision = Deductions.Decide(request.Claim, grant, contract, earlier, now);
+        var explanation = new Explanation
+        {
+            WouldApply = decision.Refusal is null,
+            Reason = decision.Refusal?.Reason.Word() ?? "",
+            Message = decision.Refusal?.Message ?? "",
+            RequestedFen = decision.Requested.Value,
+            AppliedFen = decision.Applied.Value,
+            EvaluatedAt = now.ToTimestamp(),
+        };
+        if (grant is null || contract is null || grant.Provider != request.Provider)
+        {
+            // Not the caller's grant: nothing of it is shown.
+            return explanation;
+        }
+
+        explanation.RequestedFen = request.InvoiceAmount.ShareAt(new BasisPoints(grant.RatioBp)).Value;
+        explanation.RatioBp = grant.RatioBp;
+        explanation.UnitUscc = grant.Unit;
+        explanation.Year = grant.Year;
+        explanation.ExpiresAt = grant.ExpiresAt.ToTimestamp();
+        explanation.GrantBalanceFen = Grants.IsDue(grant.ExpiresAt, now) ? 0 : grant.BalanceFen;
+        explanation.ContractUninvoicedFen = Math.Max(0, contract.AmountFen - contract.InvoicedFen);
+        if (state.Figures.TryGetValue(grant.UnitYearId, out var figures))
+        {
+            explanation.UnitYearHeadroomFen = figures.Headroom.Value;
+        }
+
+        return explanation;
+    }
+
+    /// <summary>How <see cref="ReadAsync"/> reads: waiting for the row locks, skipping rows another session holds, or
+    /// (a dry run) in a read-only snapshot that locks nothing.</summary>
+    private enum Reading
+    {
+        Locked,
+        SkipLocked,
+        Snapshot,
     }
 
     /// <summary>Everything the rules read, as it stood once the locks were held.</summary>
@@ -112,20 +180,20 @@ internal static class DeductionBatch
     }
 
     private static async Task<State> ReadAsync(
-        NpgsqlConnection connection, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, bool waitForLocks, CancellationToken ct)
+        NpgsqlConnection connection, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, Reading reading, CancellationToken ct)
     {
         var keys = items.Select(i => i.Key).Distinct().ToList();
         var unitYearIds = items.Where(i => i.UnitYearId is not null).Select(i => i.UnitYearId!.Value).Distinct().Order().ToArray();
         var grantIds = items.Select(i => i.Request.GrantId).Distinct().ToArray();
 
         await using var batch = new NpgsqlBatch(connection);
-        Add(batch, "BEGIN ISOLATION LEVEL READ COMMITTED");
+        Add(batch, reading == Reading.Snapshot ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN ISOLATION LEVEL READ COMMITTED");
         // Every statement of a batch looks rows up by key. A plan made while a table was nearly empty (a sequential
         // scan, a hash join) would stay cached on this connection as the table grows to millions of rows, and the cost
         // of a batch would grow with it: this session never prefers a sequential scan, so every plan probes an index.
         Add(batch, "SET LOCAL enable_seqscan = off");
-        Add(batch, waitForLocks ? LockUnitYears : LockUnitYearsUnlessHeld, unitYearIds);
-        Add(batch, waitForLocks ? LockContracts : LockContractsUnlessHeld, grantIds);
+        Add(batch, reading switch { Reading.Locked => LockUnitYears, Reading.SkipLocked => LockUnitYearsUnlessHeld, _ => ReadUnitYears }, unitYearIds);
+        Add(batch, reading switch { Reading.Locked => LockContracts, Reading.SkipLocked => LockContractsUnlessHeld, _ => ReadContracts }, grantIds);
         Add(batch,
             $"""
             SELECT g.id, g.contract_id, g.provider_uscc, g.unit_uscc, g.year, g.unit_year_id, g.account_id, g.ratio_bp, g.state,
@@ -163,7 +231,11 @@ internal static class DeductionBatch
             WHERE r.outcome IS NOT NULL
             """,
             keys.Select(k => k.Caller).ToArray(), keys.Select(k => k.RequestId).ToArray());
-        Add(batch, "SELECT nextval('deductions_id_seq'), nextval('journal_entries_id_seq') FROM generate_series(1, $1)", items.Count);
+        if (reading != Reading.Snapshot)
+        {
+            // A dry run draws no ids (nor could it, read-only).
+            Add(batch, "SELECT nextval('deductions_id_seq'), nextval('journal_entries_id_seq') FROM generate_series(1, $1)", items.Count);
+        }
 
         var state = new State();
         await using var reader = await batch.ExecuteReaderAsync(ct);
@@ -239,10 +311,12 @@ internal static class DeductionBatch
             state.Earlier[(record.Caller, record.RequestId)] = record;
         }
 
-        await reader.NextResultAsync(ct);
-        while (await reader.ReadAsync(ct))
+        if (await reader.NextResultAsync(ct))
         {
-            state.Ids.Enqueue((reader.GetInt64(0), reader.GetInt64(1)));
+            while (await reader.ReadAsync(ct))
+            {
+                state.Ids.Enqueue((reader.GetInt64(0), reader.GetInt64(1)));
+            }
         }
 
         return state;
@@ -303,9 +377,7 @@ internal static class DeductionBatch
     private static DeductResponse Apply(State state, Plan plan, PendingDeduction item, DateTimeOffset now)
     {
         var request = item.Request;
-        var grant = state.Grants.GetValueOrDefault(request.GrantId);
-        var contract = grant is null ? null : state.Contracts.GetValueOrDefault(grant.ContractId);
-        EarlierDeduction? earlier = state.Invoices.TryGetValue((request.Provider, request.InvoiceNo), out var taken) ? taken : null;
+        var (grant, contract, earlier) = FactsOf(state, request);
         var decision = Deductions.Decide(request.Claim, grant, contract, earlier, now);
         if (decision.Refusal is { } refusal)
         {
@@ -368,6 +440,16 @@ internal static class DeductionBatch
             UnitYear = figures.ToApi(),
             Receipt = entry.ToReceipt(),
         };
+    }
+
+    /// <summary>What <see cref="Deductions.Decide"/> reads of the state for one deduction: its grant, the grant's
+    /// contract, and the deduction that already took its invoice number. The real call and the dry run both pick them so.</summary>
+    private static (GrantFacts? Grant, ContractFacts? Contract, EarlierDeduction? Earlier) FactsOf(State state, DeductionRequest request)
+    {
+        var grant = state.Grants.GetValueOrDefault(request.GrantId);
+        var contract = grant is null ? null : state.Contracts.GetValueOrDefault(grant.ContractId);
+        EarlierDeduction? earlier = state.Invoices.TryGetValue((request.Provider, request.InvoiceNo), out var taken) ? taken : null;
+        return (grant, contract, earlier);
     }
 
     /// <summary>The first outcome of a request id again. A DUPLICATE_INVOICE is recorded as its reason and message only;

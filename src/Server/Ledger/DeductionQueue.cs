@@ -105,6 +105,15 @@ internal sealed partial class DeductionQueue(
         }
     }
 
+    /// <summary>A dry run: not queued, on a pooled connection of its own, reading one snapshot without locks
+    /// (<see cref="DeductionBatch.ExplainAsync"/>), so real deductions never wait for it.</summary>
+    public async Task<DeductResponse> ExplainAsync(DeductionRequest request, CancellationToken ct)
+    {
+        var item = new PendingDeduction(request, await UnitYearOfAsync(request.GrantId, ct));
+        await using var connection = await database.DataSource.OpenConnectionAsync(ct);
+        return new DeductResponse { Explanation = await DeductionBatch.ExplainAsync(connection, item, time.GetUtcNow(), ct) };
+    }
+
     /// <summary>Lets a deduction in, unless the queue is full or the host is stopping. Queued, it is added under the
     /// same lock, and a worker is started if one may be.</summary>
     private void Admit(PendingDeduction item, bool enqueue)

@@ -80,18 +80,63 @@ internal static class Grants
     /// counts as returned, whether or not the expiry pass has moved it yet.</summary>
     public static async Task<GrantInfo?> InfoAsync(LedgerDb db, long grantId, DateTimeOffset now, CancellationToken ct)
     {
-        var row = await db.Grants.AsNoTracking()
-            .Where(g => g.Id == grantId)
-            .Select(g => new { Grant = g, g.Account!.BalanceFen, ContractNo = db.Contracts.Where(c => c.Id == g.ContractId).Select(c => c.ContractNo).Single() })
-            .SingleOrDefaultAsync(ct);
-        if (row is null)
+        if (await ReadAsync(db, grantId, ct) is not { } row)
         {
             return null;
         }
 
         var grant = row.Grant;
-        var lapsed = grant.State == GrantState.Open && IsDue(grant.ExpiresAt, now) ? row.BalanceFen : 0;
         var deducted = await db.Deductions.Where(d => d.GrantId == grantId).SumAsync(d => d.AppliedFen, ct);
+        return Info(row, new Held(row.BalanceFen, deducted, grant.ReturnedFen, grant.ClawedBackFen), grant.State, now);
+    }
+
+    /// <summary>The grant as the ledger stood at <paramref name="asOf"/>, from the journal alone: what it held, what was
+    /// deducted from it, returned by release or expiry and clawed back are the postings to its account of entries created
+    /// at or before then, and expiry is as of then: past expires_at it holds nothing and what it held counts as returned,
+    /// as though the expiry pass had posted at expires_at. Null when the grant did not exist yet. A release of a grant
+    /// that held nothing posts no entry, so the journal has no time for it: such a grant reads RELEASED at any time.</summary>
+    public static async Task<GrantInfo?> InfoAsOfAsync(LedgerDb db, long grantId, DateTimeOffset asOf, CancellationToken ct)
+    {
+        if (await ReadAsync(db, grantId, ct) is not { } row || row.Grant.GrantedAt > asOf)
+        {
+            return null;
+        }
+
+        var (held, releasedThen) = await db.QueryRowAsync(
+            $"""
+            SELECT coalesce(sum(p.amount_fen), 0)::bigint,
+                   coalesce(-sum(p.amount_fen) FILTER (WHERE e.kind = {(short)EntryKind.Deduction}), 0)::bigint,
+                   coalesce(-sum(p.amount_fen) FILTER (WHERE e.kind IN ({(short)EntryKind.Expiry}, {(short)EntryKind.Release})), 0)::bigint,
+                   coalesce(-sum(p.amount_fen) FILTER (WHERE e.kind = {(short)EntryKind.ClawBack}), 0)::bigint,
+                   coalesce(bool_or(e.kind = {(short)EntryKind.Release}), false)
+            FROM postings p JOIN journal_entries e ON e.id = p.entry_id
+            WHERE p.account_id = $2 AND e.created_at <= $1
+            """,
+            r => (new Held(r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3)), r.GetBoolean(4)),
+            ct,
+            asOf, row.Grant.AccountId);
+        var released = releasedThen || (row.Grant.State == GrantState.Released
+            && !await db.JournalEntries.AnyAsync(e => e.GrantId == grantId && e.Kind == EntryKind.Release, ct));
+        return Info(row, held, released ? GrantState.Released : GrantState.Open, asOf);
+    }
+
+    /// <summary>What a grant's account held and where the rest went, at one time.</summary>
+    private readonly record struct Held(long BalanceFen, long DeductedFen, long ReturnedFen, long ClawedBackFen);
+
+    private sealed record GrantRead(GrantRow Grant, long BalanceFen, string ContractNo);
+
+    private static Task<GrantRead?> ReadAsync(LedgerDb db, long grantId, CancellationToken ct) =>
+        db.Grants.AsNoTracking()
+            .Where(g => g.Id == grantId)
+            .Select(g => new GrantRead(g, g.Account!.BalanceFen, db.Contracts.Where(c => c.Id == g.ContractId).Select(c => c.ContractNo).Single()))
+            .SingleOrDefaultAsync(ct);
+
+    /// <summary>The grant's figures at <paramref name="at"/> from what it <paramref name="held"/> then and its state then.
+    /// Expiry takes effect at expires_at: an open grant past it holds nothing, and what it held counts as returned.</summary>
+    private static GrantInfo Info(GrantRead row, Held held, GrantState state, DateTimeOffset at)
+    {
+        var grant = row.Grant;
+        var lapsed = state == GrantState.Open && IsDue(grant.ExpiresAt, at) ? held.BalanceFen : 0;
         return new GrantInfo
         {
             GrantId = grant.Id,
@@ -101,15 +146,15 @@ internal static class Grants
             Year = grant.Year,
             RatioBp = grant.RatioBp,
             AmountFen = grant.AmountFen,
-            RemainingFen = row.BalanceFen - lapsed,
-            DeductedFen = deducted,
-            ReturnedFen = grant.ReturnedFen + lapsed,
-            ClawedBackFen = grant.ClawedBackFen,
-            Status = StatusOf(grant.State, grant.ExpiresAt, row.BalanceFen, now),
+            RemainingFen = held.BalanceFen - lapsed,
+            DeductedFen = held.DeductedFen,
+            ReturnedFen = held.ReturnedFen + lapsed,
+            ClawedBackFen = held.ClawedBackFen,
+            Status = StatusOf(state, grant.ExpiresAt, held.BalanceFen, at),
             GrantedAt = grant.GrantedAt.ToTimestamp(),
             ExpiresAt = grant.ExpiresAt.ToTimestamp(),
             GiftedFromGrantId = grant.GiftedFromGrantId ?? 0,
-            StatementRef = grant.StatementRef ?? "",
+            StatementRef = state == GrantState.Released ? grant.StatementRef ?? "" : "",
         };
     }
 }

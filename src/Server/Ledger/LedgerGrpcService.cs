@@ -18,9 +18,18 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
         var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var contractNo = Validate.Text(request.ContractNo, "contract_no", maxLength: 64);
         var amount = Validate.Amount(request.AmountFen, "amount_fen");
+        var call = new GrantCall(provider, contractNo, amount, request.RequestId, by);
+        if (request.DryRun)
+        {
+            // No request id is claimed, checked or recorded: the real call may use it afterwards.
+            return ExplainGrantAsync(call, context.CancellationToken);
+        }
 
-        return GrantAsync(new GrantCall(provider, contractNo, amount, request.RequestId, by), request, context.CancellationToken);
+        return GrantAsync(call, request, context.CancellationToken);
     }
+
+    private async Task<GrantResponse> ExplainGrantAsync(GrantCall call, CancellationToken ct) =>
+        new() { Explanation = await Granting.ExplainAsync(db, call, time.GetUtcNow(), ct) };
 
     private async Task<GrantResponse> GrantAsync(GrantCall call, GrantRequest request, CancellationToken ct)
     {
@@ -50,8 +59,15 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
             throw new LedgerException(Reason.InvalidArgument, $"invoice_date {request.InvoiceDate} is in the future.");
         }
 
+        var deduction = new DeductionRequest(request, by, provider, grantId, invoiceNo, invoiceAmount, invoiceDate);
+        if (request.DryRun)
+        {
+            // Not through the queue, no lock, no request id: a prediction read from one snapshot.
+            return deductions.ExplainAsync(deduction, context.CancellationToken);
+        }
+
         Validate.RequestId(request.RequestId);
-        return deductions.DeductAsync(new DeductionRequest(request, by, provider, grantId, invoiceNo, invoiceAmount, invoiceDate), context.CancellationToken);
+        return deductions.DeductAsync(deduction, context.CancellationToken);
     }
 
     public override Task<ReleaseResponse> Release(ReleaseRequest request, ServerCallContext context)
@@ -95,7 +111,10 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
     {
         var caller = Access.RequireReader(context);
         var grantId = Validate.Id(request.GrantId, "grant_id");
-        var info = await Grants.InfoAsync(db, grantId, time.GetUtcNow(), context.CancellationToken);
+        var now = time.GetUtcNow();
+        var info = Validate.AsOf(request.AsOf, now) is { } asOf
+            ? await Grants.InfoAsOfAsync(db, grantId, asOf, context.CancellationToken)
+            : await Grants.InfoAsync(db, grantId, now, context.CancellationToken);
         return info is not null && Access.MayRead(caller, info.ProviderUscc, info.UnitUscc) ? info : throw Grants.Unknown(grantId);
     }
 
@@ -113,6 +132,8 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
         var caller = Access.RequireReader(context);
         var unit = Validate.Uscc(request.UnitUscc, "unit_uscc");
         var year = Validate.Year(request.Year);
+        var now = time.GetUtcNow();
+        var asOf = Validate.AsOf(request.AsOf, now);
         var ct = context.CancellationToken;
 
         // A unit reads its own unit-years; a provider those of the units it has a contract with. Anything else answers as
@@ -123,7 +144,10 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
             throw new LedgerException(Reason.UnknownUnit, $"There is no unit {unit} the caller may read.");
         }
 
-        return (await UnitYears.FiguresAsync(db, unit, year, time.GetUtcNow(), ct)).ToApi();
+        var figures = asOf is { } then
+            ? await UnitYears.FiguresAsOfAsync(db, unit, year, then, ct)
+            : await UnitYears.FiguresAsync(db, unit, year, now, ct);
+        return figures.ToApi();
     }
 
     public override Task<PingResponse> Ping(PingRequest request, ServerCallContext context) => Task.FromResult(new PingResponse());

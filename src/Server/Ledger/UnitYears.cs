@@ -112,6 +112,40 @@ internal static class UnitYears
                   AND a.kind IN ({RedeemedKindsSql})), 0)::bigint
         """;
 
+    /// <summary>What account <c>{account}</c> held at the time in parameter <c>$1</c>, from its postings: the sum of the
+    /// postings of entries created at or before then (debit-normal, as every account a unit-year counts is). The
+    /// as-of reads are built on it, so they never depend on a balance or state kept beside the journal.</summary>
+    public static string PostedBalanceSql(string account) =>
+        $"""
+        (SELECT coalesce(sum(p.amount_fen), 0) FROM postings p JOIN journal_entries e ON e.id = p.entry_id
+         WHERE p.account_id = {account} AND e.created_at <= $1)
+        """;
+
+    /// <summary>The figures' columns as <see cref="FiguresColumns"/>, but as the ledger stood at the time in parameter
+    /// <c>$1</c>, from the journal: a grant counts as open with what its postings left it then, unless it was past its
+    /// expiry then (as though the expiry pass had posted at expires_at); deducted and redeemed are the postings to their
+    /// accounts up to then. The cap is the policy's (a policy keeps no history).</summary>
+    public static readonly string FiguresAsOfColumns =
+        $"""
+        coalesce((SELECT p.unit_year_cap_fen FROM year_policies p WHERE p.year = uy.year), 0)::bigint,
+        coalesce((SELECT sum({PostedBalanceSql("g.account_id")}) FROM grants g WHERE g.unit_year_id = uy.id AND g.expires_at > $1), 0)::bigint,
+        coalesce((SELECT sum({PostedBalanceSql("a.id")}) FROM accounts a WHERE a.unit_uscc = uy.unit_uscc AND a.year = uy.year
+                  AND a.kind IN ({DeductedKindsSql})), 0)::bigint,
+        coalesce((SELECT sum({PostedBalanceSql("a.id")}) FROM accounts a WHERE a.unit_uscc = uy.unit_uscc AND a.year = uy.year
+                  AND a.kind IN ({RedeemedKindsSql})), 0)::bigint
+        """;
+
+    /// <summary>The unit-year's figures as the ledger stood at <paramref name="asOf"/> (see <see cref="FiguresAsOfColumns"/>).</summary>
+    public static Task<UnitYearFigures> FiguresAsOfAsync(LedgerDb db, string unitUscc, int year, DateTimeOffset asOf, CancellationToken ct) =>
+        db.QueryRowAsync(
+            $"""
+            SELECT {FiguresAsOfColumns}
+            FROM (SELECT (SELECT k.id FROM unit_years k WHERE k.unit_uscc = $2::bpchar AND k.year = $3) AS id, $2::bpchar AS unit_uscc, $3 AS year) uy
+            """,
+            r => ReadFigures(r, 0, unitUscc, year),
+            ct,
+            asOf, unitUscc, year);
+
     public static UnitYearFigures ReadFigures(Npgsql.NpgsqlDataReader r, int first, string unitUscc, int year) =>
         new(unitUscc, year, new Fen(r.GetInt64(first)), new Fen(r.GetInt64(first + 1)), new Fen(r.GetInt64(first + 2)), new Fen(r.GetInt64(first + 3)));
 

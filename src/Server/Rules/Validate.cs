@@ -18,6 +18,32 @@ public static class Validate
         return value;
     }
 
+    /// <summary>An optional as_of: null when unset; a time after <paramref name="now"/> is refused (the ledger does not
+    /// answer for the future), and a time is read at the journal's precision (microseconds).</summary>
+    public static DateTimeOffset? AsOf(Google.Protobuf.WellKnownTypes.Timestamp? asOf, DateTimeOffset now)
+    {
+        if (asOf is null)
+        {
+            return null;
+        }
+
+        DateTimeOffset value;
+        try
+        {
+            value = asOf.ToDateTimeOffset();
+        }
+        catch (InvalidOperationException)
+        {
+            throw new LedgerException(Reason.InvalidArgument, "as_of is not a valid timestamp.");
+        }
+
+        value = Posting.Chain.ToStoredPrecision(value);
+        return value <= now
+            ? value
+            : throw new LedgerException(Reason.InvalidArgument,
+                $"as_of {value:O} is after the ledger's now ({now:O}); the ledger answers for the past and the present only.");
+    }
+
     public static string Uscc(string value, string field)
     {
         if (!Rules.Uscc.IsValid(value))
