@@ -59,6 +59,48 @@ public interface IQuotaLedgerClient
     /// <param name="cancellationToken">Cancels the call.</param>
     Task<GrantDetails> GetGrantAsync(long grantId, CancellationToken cancellationToken = default);
 
+    /// <summary>What <see cref="GrantAsync"/> would do now, without doing it (a dry run): the amount, or the refusal
+    /// with its reason, and the headroom under every limit (contract quota, unit-year cap, pool) and when the grant would
+    /// expire. Nothing is written; no request id is used. Refused as the real call for a malformed request or a caller
+    /// without the right.</summary>
+    /// <param name="providerUscc">The granting provider (the caller).</param>
+    /// <param name="contractNo">The registered contract.</param>
+    /// <param name="amount">How much quota.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<Explanation> ExplainGrantAsync(string providerUscc, string contractNo, Fen amount, CancellationToken cancellationToken = default);
+
+    /// <summary>What <see cref="DeductAsync"/> would do now, without doing it (a dry run): the voucher share and what
+    /// the grant would cover, or the refusal with its reason, and the headroom under every limit (the grant's balance, the
+    /// contract's uninvoiced amount, the unit-year's cap) and when the grant expires. Nothing is written; no request id
+    /// is used; it does not wait behind deductions in flight.</summary>
+    /// <param name="providerUscc">The provider (the caller), which made the grant.</param>
+    /// <param name="grantId">The grant.</param>
+    /// <param name="invoiceNo">The invoice number.</param>
+    /// <param name="invoiceAmount">The invoice amount.</param>
+    /// <param name="invoiceDate">The invoice date.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<Explanation> ExplainDeductAsync(string providerUscc, long grantId, string invoiceNo, Fen invoiceAmount, DateOnly invoiceDate,
+        CancellationToken cancellationToken = default);
+
+    /// <summary>A grant as the ledger stood at <paramref name="asOf"/>, from the journal, with expiry as of then.</summary>
+    /// <param name="grantId">The grant.</param>
+    /// <param name="asOf">When; not after the server's now.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<GrantDetails> GetGrantAsync(long grantId, DateTimeOffset asOf, CancellationToken cancellationToken = default);
+
+    /// <summary>A unit's figures for a year as they stood at <paramref name="asOf"/>, from the journal, with expiry as of then.</summary>
+    /// <param name="unitUscc">The unit.</param>
+    /// <param name="year">The year.</param>
+    /// <param name="asOf">When; not after the server's now.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<UnitYearFigures> GetUnitYearAsync(string unitUscc, int year, DateTimeOffset asOf, CancellationToken cancellationToken = default);
+
+    /// <summary>The city's figures for a year as they stood at <paramref name="asOf"/>, from the journal, with expiry as of then.</summary>
+    /// <param name="year">The year.</param>
+    /// <param name="asOf">When; not after the server's now.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<ProgramYearFigures> GetProgramYearAsync(int year, DateTimeOffset asOf, CancellationToken cancellationToken = default);
+
     /// <summary>A deduction, by its id (e.g. <see cref="QuotaLedgerException.ExistingDeductionId"/> of a refused
     /// duplicate invoice). A deduction the caller may not read answers <see cref="LedgerReason.UnknownDeduction"/>, as one
     /// that does not exist.</summary>

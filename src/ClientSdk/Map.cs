@@ -25,6 +25,10 @@ internal static class Map
         new Fen(d.InvoiceAmountFen), Date(d.InvoiceDate), new Fen(d.RequestedFen), new Fen(d.AppliedFen), d.CreatedAt.ToDateTimeOffset(), d.EntryId,
         d.RequestId, new Fen(d.ClawedBackFen));
 
+    public static Explanation From(V1.Explanation e) => new(e.WouldApply, LedgerReasons.Parse(e.Reason), e.Reason, e.Message, new Fen(e.RequestedFen),
+        new Fen(e.AppliedFen), new Fen(e.ContractQuotaRemainingFen), new Fen(e.ContractUninvoicedFen), new Fen(e.UnitYearHeadroomFen), new Fen(e.PoolFen),
+        new Fen(e.GrantBalanceFen), e.ExpiresAt?.ToDateTimeOffset(), e.RatioBp, NullIfEmpty(e.UnitUscc), e.Year, e.EvaluatedAt?.ToDateTimeOffset() ?? DateTimeOffset.MinValue);
+
     public static ProviderInfo From(V1.Provider p) =>
         new(p.ProviderUscc, p.Name, [.. p.Licences], (Standing)p.Standing, p.RegisteredAt.ToDateTimeOffset());
 

@@ -322,6 +322,29 @@ public sealed record JournalEntryInfo(long EntryId, EntryKind Kind, DateTimeOffs
 public sealed record DeductionDetails(long DeductionId, long GrantId, string ProviderUscc, string UnitUscc, int Year, string InvoiceNo, Fen InvoiceAmount,
     DateOnly InvoiceDate, Fen Requested, Fen Applied, DateTimeOffset CreatedAt, long EntryId, string RequestId, Fen ClawedBack);
 
+/// <summary>What a Grant or Deduct would do, from a dry run (<see cref="IQuotaLedgerClient.ExplainGrantAsync"/>,
+/// <see cref="IQuotaLedgerClient.ExplainDeductAsync"/>): a prediction at read time by the very rules the real call uses;
+/// nothing was written and no request id was used. A call made afterwards sees whatever committed in between.</summary>
+/// <param name="WouldApply">Whether the real call would apply.</param>
+/// <param name="Reason">The refusal's reason when it would not (<see cref="LedgerReason.Unknown"/> when it would apply).</param>
+/// <param name="ReasonWord">The refusal's reason word, as the real call would send it; empty when it would apply.</param>
+/// <param name="Message">The refusal's message; empty when it would apply.</param>
+/// <param name="Requested">Grant: the amount asked for. Deduct: the voucher share of the invoice.</param>
+/// <param name="Applied">What would be applied; zero when refused.</param>
+/// <param name="ContractQuotaRemaining">Grant: the contract's quota not yet committed to unexpired grants.</param>
+/// <param name="ContractUninvoiced">Deduct: the contract amount not yet invoiced.</param>
+/// <param name="UnitYearHeadroom">The unit-year's cap headroom before the call.</param>
+/// <param name="Pool">The year's pool available to grant.</param>
+/// <param name="GrantBalance">Deduct: what the grant holds before the deduction.</param>
+/// <param name="ExpiresAt">Deduct: when the grant expires. Grant: when a grant made now would expire. Null when unknown.</param>
+/// <param name="RatioBp">The voucher ratio the call uses, in basis points.</param>
+/// <param name="UnitUscc">The unit the call concerns, when known.</param>
+/// <param name="Year">The year the call concerns, when known (0 otherwise).</param>
+/// <param name="EvaluatedAt">When the prediction was made (the server's clock).</param>
+public sealed record Explanation(bool WouldApply, LedgerReason Reason, string ReasonWord, string Message, Fen Requested, Fen Applied,
+    Fen ContractQuotaRemaining, Fen ContractUninvoiced, Fen UnitYearHeadroom, Fen Pool, Fen GrantBalance, DateTimeOffset? ExpiresAt, int RatioBp,
+    string? UnitUscc, int Year, DateTimeOffset EvaluatedAt);
+
 /// <summary>Which journal entries to stream; unset filters match everything, set ones combine with AND.</summary>
 /// <param name="UnitUscc">Entries of this unit (gifts it received included).</param>
 /// <param name="ProviderUscc">Entries of this provider.</param>

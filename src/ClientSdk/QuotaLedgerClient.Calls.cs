@@ -49,6 +49,38 @@ public sealed partial class QuotaLedgerClient
         Map.From(await CallAsync(s_getGrant, null, o => _ledger.GetGrantAsync(new V1.GetGrantRequest { GrantId = grantId }, o), cancellationToken));
 
     /// <inheritdoc />
+    public async Task<Explanation> ExplainGrantAsync(string providerUscc, string contractNo, Fen amount, CancellationToken cancellationToken = default)
+    {
+        var request = new V1.GrantRequest { ProviderUscc = providerUscc, ContractNo = contractNo, AmountFen = amount.Value, DryRun = true };
+        return Map.From((await CallAsync(s_grant, null, o => _ledger.GrantAsync(request, o), cancellationToken)).Explanation);
+    }
+
+    /// <inheritdoc />
+    public async Task<Explanation> ExplainDeductAsync(string providerUscc, long grantId, string invoiceNo, Fen invoiceAmount, DateOnly invoiceDate,
+        CancellationToken cancellationToken = default)
+    {
+        var request = new V1.DeductRequest
+        {
+            ProviderUscc = providerUscc, GrantId = grantId, InvoiceNo = invoiceNo, InvoiceAmountFen = invoiceAmount.Value, InvoiceDate = Map.Date(invoiceDate), DryRun = true,
+        };
+        return Map.From((await CallAsync(s_deduct, null, o => _ledger.DeductAsync(request, o), cancellationToken)).Explanation);
+    }
+
+    /// <inheritdoc />
+    public async Task<GrantDetails> GetGrantAsync(long grantId, DateTimeOffset asOf, CancellationToken cancellationToken = default) =>
+        Map.From(await CallAsync(s_getGrant, null, o => _ledger.GetGrantAsync(new V1.GetGrantRequest { GrantId = grantId, AsOf = Stamp(asOf) }, o), cancellationToken));
+
+    /// <inheritdoc />
+    public async Task<UnitYearFigures> GetUnitYearAsync(string unitUscc, int year, DateTimeOffset asOf, CancellationToken cancellationToken = default) =>
+        Map.From(await CallAsync(s_getUnitYear, null,
+            o => _ledger.GetUnitYearAsync(new V1.GetUnitYearRequest { UnitUscc = unitUscc, Year = year, AsOf = Stamp(asOf) }, o), cancellationToken));
+
+    /// <inheritdoc />
+    public async Task<ProgramYearFigures> GetProgramYearAsync(int year, DateTimeOffset asOf, CancellationToken cancellationToken = default) =>
+        Map.From(await CallAsync(s_getProgramYear, null,
+            o => _admin.GetProgramYearAsync(new V1.GetProgramYearRequest { Year = year, AsOf = Stamp(asOf) }, o), cancellationToken));
+
+    /// <inheritdoc />
     public async Task<DeductionDetails> GetDeductionAsync(long deductionId, CancellationToken cancellationToken = default) =>
         Map.From(await CallAsync(s_getDeduction, null, o => _ledger.GetDeductionAsync(new V1.GetDeductionRequest { DeductionId = deductionId }, o), cancellationToken));
 

@@ -288,6 +288,40 @@ public sealed class SdkTests(LedgerFixture fixture)
     }
 
     [Fact]
+    public async Task A_dry_run_predicts_the_call_and_reads_as_of_show_the_ledger_as_it_stood()
+    {
+        await using var server = fixture.StartServer(new DateTimeOffset(2077, 3, 2, 2, 0, 0, TimeSpan.Zero));
+        await server.SetSmallYearAsync(2077, capFen: 1_000_000, totalFen: 10_000_000, fundFen: 100_000);
+        using var client = Client(server);
+        var deal = await server.NewDealAsync(contractAmountFen: 1_000_000);
+
+        var grantPlan = await client.ExplainGrantAsync(deal.Provider, deal.ContractNo, new Fen(20_000));
+        Assert.True(grantPlan.WouldApply);
+        Assert.Equal((new Fen(20_000), new Fen(100_000)), (grantPlan.Applied, grantPlan.Pool));
+        Assert.Equal(LedgerReason.BudgetExhausted, (await client.ExplainGrantAsync(deal.Provider, deal.ContractNo, new Fen(100_001))).Reason);
+        var grant = await client.GrantAsync(deal.Provider, deal.ContractNo, new Fen(20_000));
+        Assert.Equal(grantPlan.ExpiresAt, grant.ExpiresAt);
+        var afterGrant = server.Clock.GetUtcNow();
+        var figuresAfterGrant = await client.GetUnitYearAsync(deal.Unit, 2077);
+
+        server.Clock.Advance(TimeSpan.FromDays(1));
+        var plan = await client.ExplainDeductAsync(deal.Provider, grant.GrantId, "DRY-1", new Fen(10_000), new DateOnly(2077, 3, 2));
+        Assert.True(plan.WouldApply);
+        Assert.Equal(new Fen(20_000), plan.GrantBalance);
+        var done = await client.DeductAsync(deal.Provider, grant.GrantId, "DRY-1", new Fen(10_000), new DateOnly(2077, 3, 2));
+        Assert.Equal((plan.Requested, plan.Applied), (done.Requested, done.Applied));
+        var duplicate = await client.ExplainDeductAsync(deal.Provider, grant.GrantId, "DRY-1", new Fen(10_000), new DateOnly(2077, 3, 2));
+        Assert.Equal((false, LedgerReason.DuplicateInvoice), (duplicate.WouldApply, duplicate.Reason));
+
+        Assert.Equal(figuresAfterGrant, await client.GetUnitYearAsync(deal.Unit, 2077, afterGrant));
+        Assert.Equal(new Fen(20_000), (await client.GetGrantAsync(grant.GrantId, afterGrant)).Remaining);
+        Assert.Equal(new Fen(20_000) - done.Applied, (await client.GetGrantAsync(grant.GrantId)).Remaining);
+        Assert.Equal(Fen.Zero, (await client.GetProgramYearAsync(2077, afterGrant)).Deducted);
+        Assert.Equal(LedgerReason.InvalidArgument,
+            (await Assert.ThrowsAsync<QuotaLedgerException>(() => client.GetUnitYearAsync(deal.Unit, 2077, server.Clock.GetUtcNow().AddDays(1)))).Reason);
+    }
+
+    [Fact]
     public void Fen_converts_yuan_exactly_or_not_at_all()
     {
         Assert.Equal(new Fen(123_456), Fen.FromYuan(1_234.56m));
