@@ -63,6 +63,8 @@ public sealed class LedgerServer : IAsyncDisposable
             {
                 // Tests run the expiry pass on demand unless they test the background pass itself.
                 ["Expiry:Enabled"] = backgroundExpiry ? "true" : "false",
+                // And the alert pass likewise (AlertService.RunAlertPass); a test of the pass itself sets it back.
+                ["Alerts:Enabled"] = "false",
             }.Concat(databaseSettings).Concat(settings ?? new Dictionary<string, string?>())));
             host.ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
             host.ConfigureServices(services =>
