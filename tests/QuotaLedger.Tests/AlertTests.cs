@@ -8,7 +8,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>Alerts: a figure's threshold fires once per crossing in the transaction of the entry that crossed it and
 /// re-arms when the figure goes back; the time-based ones fire once from a pass on the server's clock, across restarts.
-/// Each test has a year of its own (2061-2068), so the pool and rules it sees are its own.</summary>
+/// Each test has a year of its own (2081-2088), so the pool and rules it sees are its own.</summary>
 [Collection(LedgerCollection.Name)]
 public sealed class AlertTests(LedgerFixture fixture)
 {
@@ -36,8 +36,8 @@ public sealed class AlertTests(LedgerFixture fixture)
     [Fact]
     public async Task Crossing_80_and_90_percent_of_a_unit_years_cap_in_one_grant_fires_each_once_in_the_grants_transaction()
     {
-        await using var server = fixture.StartServer(June(2061));
-        await server.SetSmallYearAsync(2061, capFen: 1_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
+        await using var server = fixture.StartServer(June(2081));
+        await server.SetSmallYearAsync(2081, capFen: 1_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
         var deal = await server.NewDealAsync(contractAmountFen: 10_000_000);
 
         await server.GrantAsync(deal, 500_000);
@@ -50,11 +50,11 @@ public sealed class AlertTests(LedgerFixture fixture)
         Assert.All(alerts, a =>
         {
             Assert.Equal(grant.Receipt.EntryId, a.EntryId);
-            Assert.Equal(2061, a.Year);
+            Assert.Equal(2081, a.Year);
             Assert.Equal(deal.Provider, a.ProviderUscc);
             Assert.Equal(920_000, a.FigureFen);
             Assert.Equal(1_000_000, a.BaseFen);
-            Assert.Equal(June(2061), a.CreatedAt.ToDateTimeOffset());
+            Assert.Equal(June(2081), a.CreatedAt.ToDateTimeOffset());
         });
         Assert.Equal([800_000, 900_000], alerts.Select(a => a.LimitFen));
 
@@ -74,8 +74,8 @@ public sealed class AlertTests(LedgerFixture fixture)
     [Fact]
     public async Task A_unit_year_falling_back_below_a_threshold_by_release_or_expiry_rearms_it_and_crossing_again_fires_again()
     {
-        await using var server = fixture.StartServer(June(2062));
-        await server.SetSmallYearAsync(2062, capFen: 1_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
+        await using var server = fixture.StartServer(June(2082));
+        await server.SetSmallYearAsync(2082, capFen: 1_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
         var deal = await server.NewDealAsync(contractAmountFen: 10_000_000);
 
         var first = await server.GrantAsync(deal, 850_000);
@@ -97,10 +97,10 @@ public sealed class AlertTests(LedgerFixture fixture)
     [Fact]
     public async Task The_pool_falling_below_10_percent_of_funding_fires_and_funding_more_rearms_it()
     {
-        await using var server = fixture.StartServer(June(2063));
-        await server.SetSmallYearAsync(2063, capFen: 100_000_000, totalFen: 100_000_000, fundFen: 1_000_000);
+        await using var server = fixture.StartServer(June(2083));
+        await server.SetSmallYearAsync(2083, capFen: 100_000_000, totalFen: 100_000_000, fundFen: 1_000_000);
         var deal = await server.NewDealAsync(contractAmountFen: 100_000_000);
-        var pool = new ListAlertsRequest { Year = 2063, Kind = AlertKind.PoolLow };
+        var pool = new ListAlertsRequest { Year = 2083, Kind = AlertKind.PoolLow };
 
         await server.GrantAsync(deal, 900_000);
         Assert.Empty(await ListAsync(AlertsOf(server), pool));
@@ -111,7 +111,7 @@ public sealed class AlertTests(LedgerFixture fixture)
         await server.GrantAsync(deal, 10_000);
         Assert.Single(await ListAsync(AlertsOf(server), pool));
 
-        await server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2063, AmountFen = 1_000_000 });
+        await server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2083, AmountFen = 1_000_000 });
         Assert.Single(await ListAsync(AlertsOf(server), pool));
         var again = await server.GrantAsync(deal, 900_000);
         var alerts = await ListAsync(AlertsOf(server), pool);
@@ -122,14 +122,14 @@ public sealed class AlertTests(LedgerFixture fixture)
     [Fact]
     public async Task A_grant_expiring_within_7_days_with_unused_quota_fires_once_from_time_and_is_not_lost_across_restarts()
     {
-        var server = fixture.StartServer(June(2064));
-        await server.SetSmallYearAsync(2064, capFen: 100_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
+        var server = fixture.StartServer(June(2084));
+        await server.SetSmallYearAsync(2084, capFen: 100_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
         var deal = await server.NewDealAsync(contractAmountFen: 100_000_000);
         var unused = await server.GrantAsync(deal, 500_000);
         var small = await server.GrantAsync(deal, 100_000);   // not above the 100,000 fen default
-        var later = fixture.StartServer(June(2064, 10));
-        var pending = await later.GrantAsync(deal, 300_000);  // expires 2064-07-10
-        var expiring = new ListAlertsRequest { Year = 2064, Kind = AlertKind.GrantExpiring, UnitUscc = deal.Unit };
+        var later = fixture.StartServer(June(2084, 10));
+        var pending = await later.GrantAsync(deal, 300_000);  // expires 2084-07-10
+        var expiring = new ListAlertsRequest { Year = 2084, Kind = AlertKind.GrantExpiring, UnitUscc = deal.Unit };
 
         await AlertsOf(server).RunAlertPassAsync(new RunAlertPassRequest { RequestId = Ids.New() });
         Assert.Empty(await ListAsync(AlertsOf(server), expiring));
@@ -145,7 +145,7 @@ public sealed class AlertTests(LedgerFixture fixture)
         // Every server stops before the third grant falls due; one started later catches up at start.
         await server.DisposeAsync();
         await later.DisposeAsync();
-        await using var restarted = fixture.StartServer(new DateTimeOffset(2064, 7, 5, 1, 0, 0, TimeSpan.Zero), settings: new Dictionary<string, string?>
+        await using var restarted = fixture.StartServer(new DateTimeOffset(2084, 7, 5, 1, 0, 0, TimeSpan.Zero), settings: new Dictionary<string, string?>
         {
             ["Alerts:Enabled"] = "true",
             ["Alerts:Interval"] = "01:00:00",
@@ -167,14 +167,14 @@ public sealed class AlertTests(LedgerFixture fixture)
     [Fact]
     public async Task A_redemption_pending_longer_than_30_days_fires_once()
     {
-        await using var server = fixture.StartServer(June(2065));
-        await server.SetSmallYearAsync(2065, capFen: 100_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
+        await using var server = fixture.StartServer(June(2085));
+        await server.SetSmallYearAsync(2085, capFen: 100_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
         var deal = await server.NewDealAsync(contractAmountFen: 100_000_000);
         var grant = await server.GrantAsync(deal, 100_000);
         await server.DeductAsync(deal, grant.GrantId, 20_000);
         var batch = await server.Redemption.OpenBatchAsync(new OpenBatchRequest
         {
-            RequestId = Ids.New(), Year = 2065, ClosesAt = Timestamp.FromDateTimeOffset(server.Clock.GetUtcNow().AddDays(10)),
+            RequestId = Ids.New(), Year = 2085, ClosesAt = Timestamp.FromDateTimeOffset(server.Clock.GetUtcNow().AddDays(10)),
         });
         var redemption = await server.Redemption.SubmitAsync(new SubmitRequest
         {
@@ -185,7 +185,7 @@ public sealed class AlertTests(LedgerFixture fixture)
                     .Select(k => new Evidence { Kind = k, Reference = $"doc-{k}", Sha256 = new string('a', 64) }),
             },
         });
-        var pending = new ListAlertsRequest { Year = 2065, Kind = AlertKind.RedemptionPending, UnitUscc = deal.Unit };
+        var pending = new ListAlertsRequest { Year = 2085, Kind = AlertKind.RedemptionPending, UnitUscc = deal.Unit };
 
         server.Clock.Advance(TimeSpan.FromDays(29));
         await AlertsOf(server).RunAlertPassAsync(new RunAlertPassRequest { RequestId = Ids.New() });
@@ -201,31 +201,31 @@ public sealed class AlertTests(LedgerFixture fixture)
     [Fact]
     public async Task ListAlerts_filters_pages_and_shows_each_caller_only_its_own()
     {
-        await using var setup = fixture.StartServer(June(2066));
-        await setup.SetSmallYearAsync(2066, capFen: 1_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
+        await using var setup = fixture.StartServer(June(2086));
+        await setup.SetSmallYearAsync(2086, capFen: 1_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
         var a = await setup.NewDealAsync(contractAmountFen: 10_000_000);
         var b = await setup.NewDealAsync(contractAmountFen: 10_000_000);
         await setup.GrantAsync(a, 850_000);
         await setup.GrantAsync(b, 950_000);
 
-        await using var server = await SecureServer.StartAsync(fixture.Database, June(2066));
+        await using var server = await SecureServer.StartAsync(fixture.Database, June(2086));
         AlertService.AlertServiceClient As(string uscc, Role role) => new(server.Channel(bearerToken: server.Token(uscc, role)));
         var bureau = As(TestUscc.New(), Role.Bureau);
-        var year = new ListAlertsRequest { Year = 2066, Kind = AlertKind.UnitYearCap };
+        var year = new ListAlertsRequest { Year = 2086, Kind = AlertKind.UnitYearCap };
 
         var all = await ListAsync(bureau, year);
         Assert.Equal(3, all.Count);
         Assert.Equal(all.OrderBy(x => x.AlertId), all);
-        Assert.Equal(2, (await ListAsync(bureau, new ListAlertsRequest { Year = 2066, UnitUscc = b.Unit })).Count);
+        Assert.Equal(2, (await ListAsync(bureau, new ListAlertsRequest { Year = 2086, UnitUscc = b.Unit })).Count);
         Assert.Equal(2, (await ListAsync(bureau, new ListAlertsRequest { ProviderUscc = b.Provider })).Count);
         Assert.Single(await ListAsync(bureau, new ListAlertsRequest { Kind = AlertKind.UnitYearCap, ProviderUscc = a.Provider }));
 
-        var first = await bureau.ListAlertsAsync(new ListAlertsRequest { Year = 2066, Kind = AlertKind.UnitYearCap, PageSize = 2 });
+        var first = await bureau.ListAlertsAsync(new ListAlertsRequest { Year = 2086, Kind = AlertKind.UnitYearCap, PageSize = 2 });
         Assert.Equal(2, first.Alerts.Count);
-        var second = await bureau.ListAlertsAsync(new ListAlertsRequest { Year = 2066, Kind = AlertKind.UnitYearCap, PageSize = 2, PageToken = first.NextPageToken });
+        var second = await bureau.ListAlertsAsync(new ListAlertsRequest { Year = 2086, Kind = AlertKind.UnitYearCap, PageSize = 2, PageToken = first.NextPageToken });
         Assert.Equal(all, first.Alerts.Concat(second.Alerts));
         Assert.Equal("", second.NextPageToken);
-        await Refusal.AssertAsync(() => bureau.ListAlertsAsync(new ListAlertsRequest { Year = 2065, PageToken = first.NextPageToken }).ResponseAsync,
+        await Refusal.AssertAsync(() => bureau.ListAlertsAsync(new ListAlertsRequest { Year = 2085, PageToken = first.NextPageToken }).ResponseAsync,
             StatusCode.InvalidArgument, "INVALID_ARGUMENT");
 
         var providerA = await ListAsync(As(a.Provider, Role.Provider), year);
@@ -236,24 +236,24 @@ public sealed class AlertTests(LedgerFixture fixture)
         Assert.Empty(await ListAsync(As(TestUscc.New(), Role.Provider), year));
         await Refusal.AssertAsync(() => As(a.Provider, Role.Provider).SetAlertRulesAsync(new SetAlertRulesRequest
         {
-            RequestId = Ids.New(), Rules = new AlertRules { Year = 2066 },
+            RequestId = Ids.New(), Rules = new AlertRules { Year = 2086 },
         }).ResponseAsync, StatusCode.PermissionDenied, "ROLE_REQUIRED");
     }
 
     [Fact]
     public async Task SetAlertRules_changes_the_thresholds_of_its_year_only_and_refuses_invalid_rules()
     {
-        await using var server = fixture.StartServer(June(2067));
+        await using var server = fixture.StartServer(June(2087));
         var alerts = AlertsOf(server);
-        await server.SetSmallYearAsync(2067, capFen: 1_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
+        await server.SetSmallYearAsync(2087, capFen: 1_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
         var set = await alerts.SetAlertRulesAsync(new SetAlertRulesRequest
         {
             RequestId = Ids.New(),
-            Rules = new AlertRules { Year = 2067, UnitYearCapBp = { 5_000 }, PoolLowBp = 500, GrantExpiryDays = 3, GrantUnusedFen = 1, RedemptionPendingDays = 10 },
+            Rules = new AlertRules { Year = 2087, UnitYearCapBp = { 5_000 }, PoolLowBp = 500, GrantExpiryDays = 3, GrantUnusedFen = 1, RedemptionPendingDays = 10 },
         });
         Assert.False(set.Defaults);
-        Assert.Equal([5_000], (await alerts.GetAlertRulesAsync(new GetAlertRulesRequest { Year = 2067 })).UnitYearCapBp);
-        var defaults = await alerts.GetAlertRulesAsync(new GetAlertRulesRequest { Year = 2068 });
+        Assert.Equal([5_000], (await alerts.GetAlertRulesAsync(new GetAlertRulesRequest { Year = 2087 })).UnitYearCapBp);
+        var defaults = await alerts.GetAlertRulesAsync(new GetAlertRulesRequest { Year = 2088 });
         Assert.True(defaults.Defaults);
         Assert.Equal([8_000, 9_000, 10_000], defaults.UnitYearCapBp);
         Assert.Equal((1_000, 7, 100_000L, 30), (defaults.PoolLowBp, defaults.GrantExpiryDays, defaults.GrantUnusedFen, defaults.RedemptionPendingDays));
@@ -263,23 +263,23 @@ public sealed class AlertTests(LedgerFixture fixture)
         var fired = Assert.Single(await UnitAlertsAsync(server, deal.Unit));
         Assert.Equal((5_000, 500_000L, grant.Receipt.EntryId), (fired.ThresholdBp, fired.LimitFen, fired.EntryId));
 
-        await using var other = fixture.StartServer(June(2068));
-        await other.SetSmallYearAsync(2068, capFen: 1_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
+        await using var other = fixture.StartServer(June(2088));
+        await other.SetSmallYearAsync(2088, capFen: 1_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
         var otherDeal = await other.NewDealAsync(contractAmountFen: 10_000_000);
         await other.GrantAsync(otherDeal, 600_000);
         Assert.Empty(await UnitAlertsAsync(other, otherDeal.Unit));
 
         foreach (var bad in new[]
         {
-            new AlertRules { Year = 2067, UnitYearCapBp = { 9_000, 8_000 } },
-            new AlertRules { Year = 2067, UnitYearCapBp = { 8_000, 8_000 } },
-            new AlertRules { Year = 2067, UnitYearCapBp = { 0 } },
-            new AlertRules { Year = 2067, UnitYearCapBp = { 10_001 } },
-            new AlertRules { Year = 2067, PoolLowBp = -1 },
-            new AlertRules { Year = 2067, PoolLowBp = 10_001 },
-            new AlertRules { Year = 2067, GrantExpiryDays = 32 },
-            new AlertRules { Year = 2067, GrantUnusedFen = -1 },
-            new AlertRules { Year = 2067, RedemptionPendingDays = -1 },
+            new AlertRules { Year = 2087, UnitYearCapBp = { 9_000, 8_000 } },
+            new AlertRules { Year = 2087, UnitYearCapBp = { 8_000, 8_000 } },
+            new AlertRules { Year = 2087, UnitYearCapBp = { 0 } },
+            new AlertRules { Year = 2087, UnitYearCapBp = { 10_001 } },
+            new AlertRules { Year = 2087, PoolLowBp = -1 },
+            new AlertRules { Year = 2087, PoolLowBp = 10_001 },
+            new AlertRules { Year = 2087, GrantExpiryDays = 32 },
+            new AlertRules { Year = 2087, GrantUnusedFen = -1 },
+            new AlertRules { Year = 2087, RedemptionPendingDays = -1 },
             new AlertRules { Year = 1999 },
             null,
         })
@@ -288,6 +288,6 @@ public sealed class AlertTests(LedgerFixture fixture)
                 StatusCode.InvalidArgument, "INVALID_ARGUMENT");
         }
 
-        Assert.Equal([5_000], (await alerts.GetAlertRulesAsync(new GetAlertRulesRequest { Year = 2067 })).UnitYearCapBp);
+        Assert.Equal([5_000], (await alerts.GetAlertRulesAsync(new GetAlertRulesRequest { Year = 2087 })).UnitYearCapBp);
     }
 }
