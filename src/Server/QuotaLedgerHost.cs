@@ -3,6 +3,7 @@ using Microsoft.Extensions.Configuration.Json;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using QuotaLedger.Server.Admin;
+using QuotaLedger.Server.Alerts;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Ledger;
 using QuotaLedger.Server.Posting;
@@ -26,6 +27,7 @@ public static class QuotaLedgerHost
         builder.Services.AddSettings<LocalPostgresOptions>("LocalPostgres");
         builder.Services.AddSettings<DeductionOptions>("Deductions");
         builder.Services.AddSettings<ExpiryOptions>("Expiry");
+        builder.Services.AddSettings<AlertOptions>("Alerts");
         builder.Services.AddSettings<RateLimitOptions>("RateLimits");
         builder.Services.AddSettings<CheckpointOptions>("Checkpoints");
         builder.Services.AddSingleton<LedgerDatabase>();
@@ -37,6 +39,7 @@ public static class QuotaLedgerHost
         builder.Services.AddSingleton<DeductionQueue>();
         builder.Services.AddHostedService(services => services.GetRequiredService<DeductionQueue>());
         builder.Services.AddHostedService<ExpiryService>();
+        builder.Services.AddHostedService<AlertPassService>();
 
         // Read while the host is built: it decides the security mode and the authentication handlers.
         var auth = Settings.Read<AuthOptions>(builder.Configuration, "Auth");
@@ -85,6 +88,7 @@ public static class QuotaLedgerHost
         app.MapGrpcService<RegistryGrpcService>();
         app.MapGrpcService<LedgerGrpcService>();
         app.MapGrpcService<Redemption.RedemptionGrpcService>();
+        app.MapGrpcService<AlertGrpcService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         return app;

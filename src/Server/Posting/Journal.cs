@@ -1,6 +1,7 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using Npgsql;
+using QuotaLedger.Server.Alerts;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 
@@ -79,6 +80,10 @@ public static class Journal
                 ? new LedgerException(reason, RefusalMessage(reason))
                 : new InvalidOperationException($"Posting {leg.SignedFen} fen to {leg.Kind} account {leg.AccountId} would make its balance negative.");
         }
+
+        // Every entry but a deduction's (which moves quota from a grant to deducted, both counted alike, and never
+        // touches the pool) is posted here, so the figure alerts see every change of the figures they watch.
+        await AlertWatch.AfterEntryAsync(db, entry, legs, cancellationToken);
     }
 
     private static string RefusalMessage(Reason reason) => reason switch

@@ -25,6 +25,7 @@ public static class DatabaseRoles
         ["redemption_evidence"] = [],
         ["claw_backs"] = [],
         ["checkpoints"] = [],
+        ["alerts"] = [],
         // Rows that are created and then only locked: UPDATE of one column is what SELECT ... FOR UPDATE needs, and the
         // table's append-only trigger refuses any real update.
         ["unit_years"] = ["year"],
@@ -40,6 +41,9 @@ public static class DatabaseRoles
             "state", "approved_fen", "outstanding_fen", "disbursed_fen", "clawed_back_fen", "reviewer", "review_reason", "payment_ref",
             "reviewed_at", "disbursed_at", "submitted_entry_id", "reviewed_entry_id", "disbursement_entry_id",
         ],
+        // A threshold disarmed when it fires and armed again when its figure goes back (ON CONFLICT DO UPDATE needs it).
+        ["alert_arming"] = ["armed", "changed_at"],
+        ["alert_rules"] = ["unit_year_cap_bp", "pool_low_bp", "grant_expiry_days", "grant_unused_fen", "redemption_pending_days", "updated_at"],
         ["year_policies"] =
         [
             "self_controllable_ratio_bp", "other_ratio_bp", "sme_bonus_bp", "unit_year_cap_fen", "unit_year_floor_fen", "year_total_fen",

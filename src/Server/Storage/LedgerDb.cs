@@ -27,6 +27,9 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
     public DbSet<RedemptionRow> Redemptions => Set<RedemptionRow>();
     public DbSet<ClawBackRow> ClawBacks => Set<ClawBackRow>();
     public DbSet<CheckpointRow> Checkpoints => Set<CheckpointRow>();
+    public DbSet<AlertRuleRow> AlertRules => Set<AlertRuleRow>();
+    public DbSet<AlertRow> Alerts => Set<AlertRow>();
+    public DbSet<AlertArmingRow> AlertArming => Set<AlertArmingRow>();
 
     protected override void OnModelCreating(ModelBuilder model)
     {
@@ -211,6 +214,8 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
         });
 
         model.Entity<CheckpointRow>(e => e.ToTable("checkpoints"));
+
+        AlertModel.Configure(model);
 
         model.Entity<IdempotencyRow>(e =>
         {

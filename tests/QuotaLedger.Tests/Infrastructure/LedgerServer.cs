@@ -63,7 +63,9 @@ public sealed class LedgerServer : IAsyncDisposable
             {
                 // Tests run the expiry pass on demand unless they test the background pass itself.
                 ["Expiry:Enabled"] = backgroundExpiry ? "true" : "false",
-            }.Concat(databaseSettings).Concat(settings ?? new Dictionary<string, string?>())));
+                // And the alert pass likewise (AlertService.RunAlertPass), unless the test's settings say otherwise.
+                ["Alerts:Enabled"] = settings?.TryGetValue("Alerts:Enabled", out var alerts) == true ? alerts : "false",
+            }.Concat(databaseSettings).Concat((settings ?? new Dictionary<string, string?>()).Where(s => s.Key != "Alerts:Enabled"))));
             host.ConfigureLogging(logging => logging.SetMinimumLevel(LogLevel.Warning));
             host.ConfigureServices(services =>
             {

@@ -60,6 +60,7 @@ public sealed class SecureServer : IAsyncDisposable
         var config = new Dictionary<string, string?>(database.ServerSettings)
         {
             ["Expiry:Enabled"] = "false",
+            ["Alerts:Enabled"] = "false",
             ["Kestrel:Endpoints:Grpc:Url"] = $"https://127.0.0.1:{port}",
             ["Kestrel:Endpoints:Grpc:Protocols"] = "Http2",
             ["Kestrel:Endpoints:Grpc:Certificate:Path"] = Path.Combine(directory, "server.pem"),

@@ -67,6 +67,164 @@ namespace QuotaLedger.Server.Storage.Migrations
                         });
                 });
 
+            modelBuilder.Entity("QuotaLedger.Server.Storage.AlertArmingRow", b =>
+                {
+                    b.Property<int>("Year")
+                        .HasColumnType("integer")
+                        .HasColumnName("year");
+
+                    b.Property<short>("Kind")
+                        .HasColumnType("smallint")
+                        .HasColumnName("kind");
+
+                    b.Property<string>("Subject")
+                        .HasColumnType("text")
+                        .HasColumnName("subject");
+
+                    b.Property<int>("ThresholdBp")
+                        .HasColumnType("integer")
+                        .HasColumnName("threshold_bp");
+
+                    b.Property<bool>("Armed")
+                        .HasColumnType("boolean")
+                        .HasColumnName("armed");
+
+                    b.Property<DateTimeOffset>("ChangedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("changed_at");
+
+                    b.HasKey("Year", "Kind", "Subject", "ThresholdBp")
+                        .HasName("pk_alert_arming");
+
+                    b.ToTable("alert_arming", (string)null);
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.AlertRow", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<long>("BaseFen")
+                        .HasColumnType("bigint")
+                        .HasColumnName("base_fen");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<long?>("EntryId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("entry_id");
+
+                    b.Property<long>("FigureFen")
+                        .HasColumnType("bigint")
+                        .HasColumnName("figure_fen");
+
+                    b.Property<long?>("GrantId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("grant_id");
+
+                    b.Property<short>("Kind")
+                        .HasColumnType("smallint")
+                        .HasColumnName("kind");
+
+                    b.Property<long>("LimitFen")
+                        .HasColumnType("bigint")
+                        .HasColumnName("limit_fen");
+
+                    b.Property<string>("ProviderUscc")
+                        .HasColumnType("text")
+                        .HasColumnName("provider_uscc");
+
+                    b.Property<long?>("RedemptionId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("redemption_id");
+
+                    b.Property<int>("ThresholdBp")
+                        .HasColumnType("integer")
+                        .HasColumnName("threshold_bp");
+
+                    b.Property<int>("ThresholdDays")
+                        .HasColumnType("integer")
+                        .HasColumnName("threshold_days");
+
+                    b.Property<string>("UnitUscc")
+                        .HasColumnType("text")
+                        .HasColumnName("unit_uscc");
+
+                    b.Property<int>("Year")
+                        .HasColumnType("integer")
+                        .HasColumnName("year");
+
+                    b.HasKey("Id")
+                        .HasName("pk_alerts");
+
+                    b.HasIndex("GrantId")
+                        .IsUnique()
+                        .HasDatabaseName("ux_alerts_grant_expiring")
+                        .HasFilter("kind = 3");
+
+                    b.HasIndex("RedemptionId")
+                        .IsUnique()
+                        .HasDatabaseName("ux_alerts_redemption_pending")
+                        .HasFilter("kind = 4");
+
+                    b.HasIndex("ProviderUscc", "Id")
+                        .HasDatabaseName("ix_alerts_provider_uscc_id");
+
+                    b.HasIndex("UnitUscc", "Id")
+                        .HasDatabaseName("ix_alerts_unit_uscc_id");
+
+                    b.HasIndex("Year", "Kind", "Id")
+                        .HasDatabaseName("ix_alerts_year_kind_id");
+
+                    b.ToTable("alerts", (string)null);
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.AlertRuleRow", b =>
+                {
+                    b.Property<int>("Year")
+                        .HasColumnType("integer")
+                        .HasColumnName("year");
+
+                    b.Property<int>("GrantExpiryDays")
+                        .HasColumnType("integer")
+                        .HasColumnName("grant_expiry_days");
+
+                    b.Property<long>("GrantUnusedFen")
+                        .HasColumnType("bigint")
+                        .HasColumnName("grant_unused_fen");
+
+                    b.Property<int>("PoolLowBp")
+                        .HasColumnType("integer")
+                        .HasColumnName("pool_low_bp");
+
+                    b.Property<int>("RedemptionPendingDays")
+                        .HasColumnType("integer")
+                        .HasColumnName("redemption_pending_days");
+
+                    b.PrimitiveCollection<List<int>>("UnitYearCapBp")
+                        .IsRequired()
+                        .HasColumnType("integer[]")
+                        .HasColumnName("unit_year_cap_bp");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("Year")
+                        .HasName("pk_alert_rules");
+
+                    b.ToTable("alert_rules", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_alert_rules_values", "pool_low_bp BETWEEN 0 AND 10000 AND grant_expiry_days BETWEEN 0 AND 31 AND grant_unused_fen >= 0 AND redemption_pending_days BETWEEN 0 AND 3650");
+                        });
+                });
+
             modelBuilder.Entity("QuotaLedger.Server.Storage.CheckpointRow", b =>
                 {
                     b.Property<long>("Id")
