@@ -354,4 +354,30 @@ public interface IQuotaLedgerClient
     /// <param name="checkpoints">Where the checkpoints go.</param>
     /// <param name="cancellationToken">Stops the export.</param>
     Task ExportJournalAsync(TextWriter entries, TextWriter checkpoints, CancellationToken cancellationToken = default);
+
+    /// <summary>Sets a year's alert rules (the bureau): the shares of a unit-year's cap and of the pool's funding that
+    /// alert, and the days before expiry (with the unused quota) and pending that alert. A rule changed takes effect at the
+    /// next entry on the figure it watches.</summary>
+    /// <param name="rules">The rules.</param>
+    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<AlertRules> SetAlertRulesAsync(AlertRules rules, string? requestId = null, CancellationToken cancellationToken = default);
+
+    /// <summary>A year's alert rules, the defaults when none were set.</summary>
+    /// <param name="year">The year.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<AlertRules> GetAlertRulesAsync(int year, CancellationToken cancellationToken = default);
+
+    /// <summary>The alerts the caller may see (the bureau all; a provider those of its grants and the unit-years it
+    /// deals with; a unit its own), oldest first, fetched page by page as the enumeration goes.</summary>
+    /// <param name="filter">Which alerts.</param>
+    /// <param name="pageSize">Alerts fetched per call; 0 for the server's default.</param>
+    /// <param name="cancellationToken">Cancels the enumeration.</param>
+    IAsyncEnumerable<AlertInfo> ListAlertsAsync(AlertFilter? filter = null, int pageSize = 0, CancellationToken cancellationToken = default);
+
+    /// <summary>Runs the time-based alert pass now (the bureau): grants about to expire unused, applications pending
+    /// too long. The server also runs it at start and on an interval; each alert fires once whoever runs it.</summary>
+    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<AlertPassResult> RunAlertPassAsync(string? requestId = null, CancellationToken cancellationToken = default);
 }

@@ -29,6 +29,13 @@ internal static class Map
         new Fen(e.AppliedFen), new Fen(e.ContractQuotaRemainingFen), new Fen(e.ContractUninvoicedFen), new Fen(e.UnitYearHeadroomFen), new Fen(e.PoolFen),
         new Fen(e.GrantBalanceFen), e.ExpiresAt?.ToDateTimeOffset(), e.RatioBp, NullIfEmpty(e.UnitUscc), e.Year, e.EvaluatedAt?.ToDateTimeOffset() ?? DateTimeOffset.MinValue);
 
+    public static AlertRules From(V1.AlertRules r) =>
+        new(r.Year, [.. r.UnitYearCapBp], r.PoolLowBp, r.GrantExpiryDays, new Fen(r.GrantUnusedFen), r.RedemptionPendingDays, r.Defaults);
+
+    public static AlertInfo From(V1.Alert a) => new(a.AlertId, a.Year, (AlertKind)(int)a.Kind, a.ThresholdBp, a.ThresholdDays, NullIfEmpty(a.UnitUscc),
+        NullIfEmpty(a.ProviderUscc), a.GrantId == 0 ? null : a.GrantId, a.RedemptionId == 0 ? null : a.RedemptionId, new Fen(a.FigureFen), new Fen(a.LimitFen),
+        new Fen(a.BaseFen), a.CreatedAt.ToDateTimeOffset(), a.EntryId == 0 ? null : a.EntryId);
+
     public static ProviderInfo From(V1.Provider p) =>
         new(p.ProviderUscc, p.Name, [.. p.Licences], (Standing)p.Standing, p.RegisteredAt.ToDateTimeOffset());
 

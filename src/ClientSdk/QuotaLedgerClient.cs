@@ -27,6 +27,7 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
     private readonly V1.RegistryService.RegistryServiceClient _registry;
     private readonly V1.LedgerService.LedgerServiceClient _ledger;
     private readonly V1.RedemptionService.RedemptionServiceClient _redemption;
+    private readonly V1.AlertService.AlertServiceClient _alerts;
 
     /// <summary>Creates a client and its own channel.</summary>
     /// <param name="options">Address, credentials, deadline and retries; checked here (see <see cref="QuotaLedgerClientOptions.Problems"/>).</param>
@@ -73,6 +74,7 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
         _registry = new V1.RegistryService.RegistryServiceClient(invoker);
         _ledger = new V1.LedgerService.LedgerServiceClient(invoker);
         _redemption = new V1.RedemptionService.RedemptionServiceClient(invoker);
+        _alerts = new V1.AlertService.AlertServiceClient(invoker);
     }
 
     /// <summary>A view of this client whose calls take another deadline; it shares the channel (dispose only the original).</summary>
@@ -88,6 +90,7 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
         _registry = original._registry;
         _ledger = original._ledger;
         _redemption = original._redemption;
+        _alerts = original._alerts;
     }
 
     /// <summary>A fresh request id, as the client makes one for each logical call that is not given one.</summary>

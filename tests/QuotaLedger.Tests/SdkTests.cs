@@ -322,6 +322,30 @@ public sealed class SdkTests(LedgerFixture fixture)
     }
 
     [Fact]
+    public async Task Alerts_fire_with_the_grant_that_crosses_a_threshold_and_list_through_the_sdk()
+    {
+        await using var server = fixture.StartServer(new DateTimeOffset(2089, 3, 2, 2, 0, 0, TimeSpan.Zero));
+        await server.SetSmallYearAsync(2089, capFen: 10_000, totalFen: 10_000_000, fundFen: 1_000_000);
+        using var client = Client(server);
+        var defaults = await client.GetAlertRulesAsync(2089);
+        Assert.True(defaults.Defaults);
+        Assert.Equal([8_000, 9_000, 10_000], defaults.UnitYearCapBp);
+        var deal = await server.NewDealAsync();
+
+        var grant = await client.GrantAsync(deal.Provider, deal.ContractNo, new Fen(8_500));
+
+        var alert = Assert.Single(await client.ListAlertsAsync(new AlertFilter(Year: 2089, UnitUscc: deal.Unit)).ToListAsync());
+        Assert.Equal((AlertKind.UnitYearCap, 8_000, new Fen(8_500), new Fen(10_000)), (alert.Kind, alert.ThresholdBp, alert.Figure, alert.Base));
+        Assert.Equal(grant.Receipt!.EntryId, alert.EntryId);
+        await client.RunAlertPassAsync();
+        Assert.Equal(new AlertPassResult(0, 0), await client.RunAlertPassAsync()); // each alert fires once, whoever runs the pass
+
+        var rules = await client.SetAlertRulesAsync(defaults with { Year = 2089, UnitYearCapBp = [5_000, 9_500], Defaults = false });
+        Assert.Equal([5_000, 9_500], rules.UnitYearCapBp);
+        Assert.False((await client.GetAlertRulesAsync(2089)).Defaults);
+    }
+
+    [Fact]
     public void Fen_converts_yuan_exactly_or_not_at_all()
     {
         Assert.Equal(new Fen(123_456), Fen.FromYuan(1_234.56m));

@@ -113,7 +113,7 @@ public sealed class SdkTypesTests(LedgerFixture fixture)
             Assert.True(everyCall.Contains(word) || callRows.Any(row => row.Contains($"`{word}`", StringComparison.Ordinal)), $"No call in the README's table answers {word}.");
         }
 
-        foreach (var service in new[] { V1.AdminService.Descriptor, V1.RegistryService.Descriptor, V1.LedgerService.Descriptor, V1.RedemptionService.Descriptor })
+        foreach (var service in new[] { V1.AdminService.Descriptor, V1.RegistryService.Descriptor, V1.LedgerService.Descriptor, V1.RedemptionService.Descriptor, V1.AlertService.Descriptor })
         {
             Assert.All(service.Methods, method => Assert.Contains(callRows, row => row.StartsWith($"| {service.Name}.{method.Name} |", StringComparison.Ordinal)));
         }
