@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Microsoft.EntityFrameworkCore;
+using Npgsql;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Ledger;
 using QuotaLedger.Server.Posting;
@@ -288,22 +289,25 @@ internal sealed class AdminGrpcService(
                     WHERE e.year = $1 AND e.kind = {(short)EntryKind.ClawBack} AND p.amount_fen > 0)
             FROM accounts WHERE year = $1
             """,
-            r => new ProgramYear
-            {
-                Year = year,
-                FundedFen = r.GetInt64(0),
-                PoolFen = r.GetInt64(1),
-                GrantedOpenFen = r.GetInt64(2),
-                DeductedFen = r.GetInt64(3),
-                ReclaimedFen = r.GetInt64(4),
-                RedeemedFen = r.GetInt64(5),
-                DisbursedFen = r.GetInt64(6),
-                ReceivableFen = r.GetInt64(7),
-                ClawedBackFen = r.GetInt64(8),
-                YearTotalFen = policy?.YearTotal.Value ?? 0,
-            },
+            r => ProgramYearOf(r, year, policy?.YearTotal.Value ?? 0),
             ct,
             year, time.GetUtcNow());
+
+    /// <summary>The figures of a program-year row, in the column order both year queries select them.</summary>
+    private static ProgramYear ProgramYearOf(NpgsqlDataReader r, int year, long yearTotalFen) => new()
+    {
+        Year = year,
+        FundedFen = r.GetInt64(0),
+        PoolFen = r.GetInt64(1),
+        GrantedOpenFen = r.GetInt64(2),
+        DeductedFen = r.GetInt64(3),
+        ReclaimedFen = r.GetInt64(4),
+        RedeemedFen = r.GetInt64(5),
+        DisbursedFen = r.GetInt64(6),
+        ReceivableFen = r.GetInt64(7),
+        ClawedBackFen = r.GetInt64(8),
+        YearTotalFen = yearTotalFen,
+    };
 
     /// <summary>The year's figures as the ledger stood at <paramref name="asOf"/>, from the journal alone: each account
     /// kind's postings of entries created at or before then. Expiry is as of then: what grants past their expires_at
@@ -338,20 +342,7 @@ internal sealed class AdminGrpcService(
                     WHERE e.year = $2 AND e.kind = {(short)EntryKind.ClawBack} AND p.amount_fen > 0 AND e.created_at <= $1)
             FROM posted
             """,
-            r => new ProgramYear
-            {
-                Year = year,
-                FundedFen = r.GetInt64(0),
-                PoolFen = r.GetInt64(1),
-                GrantedOpenFen = r.GetInt64(2),
-                DeductedFen = r.GetInt64(3),
-                ReclaimedFen = r.GetInt64(4),
-                RedeemedFen = r.GetInt64(5),
-                DisbursedFen = r.GetInt64(6),
-                ReceivableFen = r.GetInt64(7),
-                ClawedBackFen = r.GetInt64(8),
-                YearTotalFen = policy.YearTotal.Value,
-            },
+            r => ProgramYearOf(r, year, policy.YearTotal.Value),
             ct,
             asOf, year);
 
