@@ -4,11 +4,6 @@ namespace QuotaLedger.Client;
 
 public sealed partial class QuotaLedgerClient
 {
-    private static readonly Rpc s_setAlertRules = Rpc.Of(V1.AlertService.Descriptor, "SetAlertRules");
-    private static readonly Rpc s_getAlertRules = Rpc.Of(V1.AlertService.Descriptor, "GetAlertRules");
-    private static readonly Rpc s_listAlerts = Rpc.Of(V1.AlertService.Descriptor, "ListAlerts");
-    private static readonly Rpc s_runAlertPass = Rpc.Of(V1.AlertService.Descriptor, "RunAlertPass");
-
     /// <inheritdoc />
     public async Task<AlertRules> SetAlertRulesAsync(AlertRules rules, string? requestId = null, CancellationToken cancellationToken = default)
     {

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Http.Headers;
 using QuotaLedger.Client;
 using QuotaLedger.Tests.Infrastructure;
 
@@ -186,33 +184,10 @@ public sealed class SdkFailureTests(LedgerFixture fixture)
                 var lost = await base.SendAsync(request, cancellationToken);
                 await lost.Content.ReadAsByteArrayAsync(cancellationToken);
                 lost.Dispose();
-                throw new HttpRequestException("The connection was reset after the server answered.", new IOException("Connection reset by peer"));
+                throw TransportFaults.Reset();
             }
 
-            var response = new HttpResponseMessage(HttpStatusCode.OK) { Version = HttpVersion.Version20, Content = new ByteArrayContent([]) };
-            response.Content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
-            response.Headers.Add("grpc-status", ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture));
-            response.Headers.Add("grpc-message", "the token expired");
-            return response;
-        }
-    }
-
-    /// <summary>Lets the server answer, then loses the response, the first <paramref name="drop"/> times.</summary>
-    private sealed class DropResponses(string path, int drop) : DelegatingHandler
-    {
-        private int _dropped;
-
-        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-        {
-            var response = await base.SendAsync(request, cancellationToken);
-            if (request.RequestUri!.AbsolutePath == path && Interlocked.Increment(ref _dropped) <= drop)
-            {
-                await response.Content.ReadAsByteArrayAsync(cancellationToken);
-                response.Dispose();
-                throw new HttpRequestException("The connection was reset after the server answered.", new IOException("Connection reset by peer"));
-            }
-
-            return response;
+            return TransportFaults.StatusOnly(status, "the token expired");
         }
     }
 
@@ -232,11 +207,7 @@ public sealed class SdkFailureTests(LedgerFixture fixture)
         protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         {
             Requests++;
-            var response = new HttpResponseMessage(HttpStatusCode.OK) { Version = HttpVersion.Version20, Content = new ByteArrayContent([]) };
-            response.Content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
-            response.Headers.Add("grpc-status", ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture));
-            response.Headers.Add("grpc-message", message);
-            return Task.FromResult(response);
+            return Task.FromResult(TransportFaults.StatusOnly(status, message));
         }
     }
 
@@ -253,19 +224,6 @@ public sealed class SdkFailureTests(LedgerFixture fixture)
             }
 
             return await base.SendAsync(request, cancellationToken);
-        }
-    }
-
-    private sealed class CountRequests : DelegatingHandler
-    {
-        private int _requests;
-
-        public int Requests => _requests;
-
-        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-        {
-            Interlocked.Increment(ref _requests);
-            return base.SendAsync(request, cancellationToken);
         }
     }
 }

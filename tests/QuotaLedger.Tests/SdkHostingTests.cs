@@ -172,7 +172,7 @@ public sealed class SdkHostingTests(LedgerFixture fixture)
 
         var deal = await fixture.Server.NewDealAsync();
         var grant = await fixture.Server.GrantAsync(deal, 10_000);
-        var dropFirst = new DropFirst("/quotaledger.v1.LedgerService/Deduct") { InnerHandler = fixture.Server.CreateHandler() };
+        var dropFirst = new DropResponses("/quotaledger.v1.LedgerService/Deduct") { InnerHandler = fixture.Server.CreateHandler() };
         using var client = new QuotaLedgerClient(new QuotaLedgerClientOptions
         {
             Address = fixture.Server.BaseAddress,
@@ -228,23 +228,6 @@ public sealed class SdkHostingTests(LedgerFixture fixture)
             }
 
             return continuation(request, context);
-        }
-    }
-
-    private sealed class DropFirst(string path) : DelegatingHandler
-    {
-        private int _seen;
-
-        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-        {
-            var response = await base.SendAsync(request, cancellationToken);
-            if (request.RequestUri!.AbsolutePath == path && Interlocked.Increment(ref _seen) == 1)
-            {
-                response.Dispose();
-                throw new HttpRequestException("The connection was reset after the server answered.", new IOException("Connection reset by peer"));
-            }
-
-            return response;
         }
     }
 }

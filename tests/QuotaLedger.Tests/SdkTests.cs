@@ -125,7 +125,7 @@ public sealed class SdkTests(LedgerFixture fixture)
     {
         var deal = await fixture.Server.NewDealAsync();
         var grant = await fixture.Server.GrantAsync(deal, 10_000);
-        var dropper = new DropFirstResponse("/quotaledger.v1.LedgerService/Deduct");
+        var dropper = new DropResponses("/quotaledger.v1.LedgerService/Deduct");
         using var client = Client(fixture.Server, inner => { dropper.InnerHandler = inner; return dropper; });
 
         var result = await client.DeductAsync(deal.Provider, grant.GrantId, "LOST-" + Ids.New()[..8], new Fen(4_000), s_invoiceDate);
@@ -160,7 +160,7 @@ public sealed class SdkTests(LedgerFixture fixture)
             ["RateLimits:PermitsPerSecond"] = "5",
             ["RateLimits:Burst"] = "5",
         });
-        var counter = new CountingHandler();
+        var counter = new CountRequests();
         using var client = Client(server, inner => { counter.InnerHandler = inner; return counter; });
 
         for (var i = 0; i < 8; i++)
@@ -353,25 +353,6 @@ public sealed class SdkTests(LedgerFixture fixture)
         Assert.Throws<ArgumentException>(() => Fen.FromYuan(0.001m));
     }
 
-    /// <summary>Lets the server answer, then loses the first response of one method, as a dropped connection would.</summary>
-    private sealed class DropFirstResponse(string path) : DelegatingHandler
-    {
-        public int Attempts { get; private set; }
-
-        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-        {
-            var response = await base.SendAsync(request, cancellationToken);
-            if (request.RequestUri!.AbsolutePath == path && ++Attempts == 1)
-            {
-                await response.Content.ReadAsByteArrayAsync(cancellationToken);
-                response.Dispose();
-                throw new HttpRequestException("The connection was reset after the server answered.", new IOException("Connection reset by peer"));
-            }
-
-            return response;
-        }
-    }
-
     /// <summary>Holds the first request of one method back longer than the client's attempt deadline.</summary>
     private sealed class DelayFirstRequest(string path, TimeSpan delay) : DelegatingHandler
     {
@@ -385,19 +366,6 @@ public sealed class SdkTests(LedgerFixture fixture)
             }
 
             return await base.SendAsync(request, cancellationToken);
-        }
-    }
-
-    private sealed class CountingHandler : DelegatingHandler
-    {
-        private int _requests;
-
-        public int Requests => _requests;
-
-        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-        {
-            Interlocked.Increment(ref _requests);
-            return base.SendAsync(request, cancellationToken);
         }
     }
 }
