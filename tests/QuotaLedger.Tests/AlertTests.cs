@@ -72,6 +72,29 @@ public sealed class AlertTests(LedgerFixture fixture)
     }
 
     [Fact]
+    public async Task A_gift_fires_the_residents_unit_year_alert_in_the_gifts_transaction_and_rearms_the_operators()
+    {
+        await using var server = fixture.StartServer(June(2090));
+        await server.SetSmallYearAsync(2090, capFen: 100_000, totalFen: 100_000_000, fundFen: 50_000_000);
+        var provider = await server.NewProviderAsync();
+        var opc = await server.NewConfirmedOperatorAsync(provider);
+        var resident = await server.NewConfirmedResidentAsync(provider, opc);
+        var deal = new Deal(provider, opc, await server.NewContractAsync(provider, opc));
+        var source = await server.GrantAsync(deal, 85_000);
+        Assert.Equal([8_000], (await UnitAlertsAsync(server, opc)).Select(a => a.ThresholdBp));
+
+        var gift = await server.Ledger.GiftAsync(new GiftRequest
+        {
+            RequestId = Ids.New(), OperatorUscc = opc, GrantId = source.GrantId, ResidentUscc = resident, AmountFen = 80_000,
+        });
+
+        var residentAlert = Assert.Single(await UnitAlertsAsync(server, resident));
+        Assert.Equal((8_000, 80_000L, gift.Receipt.EntryId), (residentAlert.ThresholdBp, residentAlert.FigureFen, residentAlert.EntryId));
+        await server.GrantAsync(deal, 80_000);
+        Assert.Equal([8_000, 8_000], (await UnitAlertsAsync(server, opc)).Select(a => a.ThresholdBp));
+    }
+
+    [Fact]
     public async Task A_unit_year_falling_back_below_a_threshold_by_release_or_expiry_rearms_it_and_crossing_again_fires_again()
     {
         await using var server = fixture.StartServer(June(2082));
