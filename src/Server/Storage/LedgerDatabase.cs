@@ -11,6 +11,7 @@ public sealed class LedgerDatabase(DatabaseOptions options) : IAsyncDisposable
 {
     private NpgsqlDataSource? _dataSource;
     private NpgsqlDataSource? _healthSource;
+    private NpgsqlDataSource? _listenSource;
 
     /// <summary>The limits every serving session runs under.</summary>
     public DatabaseOptions Options { get; } = options;
@@ -23,6 +24,11 @@ public sealed class LedgerDatabase(DatabaseOptions options) : IAsyncDisposable
     /// refusing reads as down, not as a check that hangs).</summary>
     public NpgsqlDataSource HealthSource =>
         _healthSource ?? throw new InvalidOperationException("The ledger database is not started yet.");
+
+    /// <summary>For the change feed's LISTEN: one long-lived connection outside the pool, so it never takes a serving
+    /// connection's place.</summary>
+    public NpgsqlDataSource ListenSource =>
+        _listenSource ?? throw new InvalidOperationException("The ledger database is not started yet.");
 
     internal void Use(string connectionString)
     {
@@ -40,10 +46,16 @@ public sealed class LedgerDatabase(DatabaseOptions options) : IAsyncDisposable
         _dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
         _healthSource = new NpgsqlDataSourceBuilder(
             new NpgsqlConnectionStringBuilder(builder.ConnectionString) { Pooling = false, Timeout = 2, CommandTimeout = 2 }.ConnectionString).Build();
+        _listenSource = new NpgsqlDataSourceBuilder(new NpgsqlConnectionStringBuilder(builder.ConnectionString) { Pooling = false }.ConnectionString).Build();
     }
 
     public async ValueTask DisposeAsync()
     {
+        if (_listenSource is not null)
+        {
+            await _listenSource.DisposeAsync();
+        }
+
         if (_healthSource is not null)
         {
             await _healthSource.DisposeAsync();
