@@ -4,6 +4,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using QuotaLedger.Server.Admin;
 using QuotaLedger.Server.Alerts;
+using QuotaLedger.Server.Feed;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Ledger;
 using QuotaLedger.Server.Posting;
@@ -40,6 +41,9 @@ public static class QuotaLedgerHost
         builder.Services.AddHostedService(services => services.GetRequiredService<DeductionQueue>());
         builder.Services.AddHostedService<ExpiryService>();
         builder.Services.AddHostedService<AlertPassService>();
+        builder.Services.AddSettings<WatchOptions>("Watch");
+        builder.Services.AddSingleton<FeedHub>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<FeedHub>());
 
         // Read while the host is built: it decides the security mode and the authentication handlers.
         var auth = Settings.Read<AuthOptions>(builder.Configuration, "Auth");

@@ -126,7 +126,8 @@ internal sealed class AlertGrpcService(LedgerDb db, Idempotency idempotency, Tim
             || (asUnit && a.UnitUscc == self));
     }
 
-    private static Alert ToApi(AlertRow row) => new()
+    /// <summary>An alert as the API shows it (ListAlerts and Watch).</summary>
+    public static Alert ToApi(AlertRow row) => new()
     {
         AlertId = row.Id,
         Year = row.Year,

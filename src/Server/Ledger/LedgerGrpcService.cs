@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Feed;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Security;
@@ -9,7 +10,9 @@ using QuotaLedger.V1;
 namespace QuotaLedger.Server.Ledger;
 
 /// <summary>What provider billing systems call: Grant (Art 9) and Deduct (Art 10), and the reads that go with them.</summary>
-internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, DeductionQueue deductions, TimeProvider time, ILogger<LedgerGrpcService> logger)
+internal sealed class LedgerGrpcService(
+    LedgerDb db, Idempotency idempotency, DeductionQueue deductions, LedgerDatabase database, FeedHub feed, WatchOptions watch, TimeProvider time,
+    ILogger<LedgerGrpcService> logger)
     : LedgerService.LedgerServiceBase
 {
     public override Task<GrantResponse> Grant(GrantRequest request, ServerCallContext context)
@@ -154,22 +157,24 @@ internal sealed class LedgerGrpcService(LedgerDb db, Idempotency idempotency, De
 
     public override Task ListEntries(ListEntriesRequest request, IServerStreamWriter<JournalEntry> responseStream, ServerCallContext context)
     {
-        // A provider's statement is its own entries; a unit's its own (gifts it received included).
-        var caller = Access.RequireReader(context);
-        if (!Access.ReadsAll(caller))
+        (request.UnitUscc, request.ProviderUscc) = EntryFilter.ScopeToCaller(context, request.UnitUscc, request.ProviderUscc);
+        return Statements.StreamAsync(db, database.DataSource, request, EntryFilter.Of(request), responseStream, context.CancellationToken);
+    }
+
+    public override async Task Watch(WatchRequest request, IServerStreamWriter<WatchEvent> responseStream, ServerCallContext context)
+    {
+        (request.UnitUscc, request.ProviderUscc) = EntryFilter.ScopeToCaller(context, request.UnitUscc, request.ProviderUscc);
+        var filter = EntryFilter.Of(request);
+        if (request.FromNow && request.AfterCursor.Length > 0)
         {
-            if (caller.Has(Role.Provider))
-            {
-                Access.EnsureOwn(caller, request.ProviderUscc.Length > 0 ? request.ProviderUscc : caller.Uscc);
-                request.ProviderUscc = caller.Uscc;
-            }
-            else
-            {
-                Access.RequireSelf(context, Role.Unit, request.UnitUscc.Length > 0 ? request.UnitUscc : caller.Uscc);
-                request.UnitUscc = caller.Uscc;
-            }
+            throw new LedgerException(Reason.InvalidArgument, "Set after_cursor or from_now, not both.");
         }
 
-        return Statements.StreamAsync(db, request, responseStream, context.CancellationToken);
+        var after = request.AfterCursor.Length > 0 ? FeedPosition.Parse(request.AfterCursor, "after_cursor")
+            : request.FromNow ? await CommitOrder.EndAsync(database.DataSource, context.CancellationToken)
+            : FeedPosition.Start;
+        // Tells the client the watch has its starting place (for from_now, what "now" is) before any entry comes.
+        await context.WriteResponseHeadersAsync([]);
+        await Watcher.RunAsync(feed, database.DataSource, watch, filter, after, responseStream, context.CancellationToken);
     }
 }
