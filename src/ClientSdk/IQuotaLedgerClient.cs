@@ -13,10 +13,28 @@ public interface IQuotaLedgerClient
     /// <param name="deadline">The deadline of each call made through the view; positive.</param>
     IQuotaLedgerClient WithDeadline(TimeSpan deadline);
 
-    /// <summary>Streams journal entries in id order, resuming after the last one received if the stream breaks off.</summary>
+    /// <summary>Streams journal entries in id order (in commit order with <see cref="EntryFilter.AfterCursor"/> or
+    /// <see cref="EntryFilter.CommitOrder"/>), resuming after the last one received if the stream breaks off.</summary>
     /// <param name="filter">Which entries, from where, and how many.</param>
     /// <param name="cancellationToken">Stops the stream.</param>
     IAsyncEnumerable<JournalEntryInfo> ListEntriesAsync(EntryFilter? filter = null, CancellationToken cancellationToken = default);
+
+    /// <summary>Follows the ledger: every journal entry and alert after <paramref name="afterCursor"/> in commit order,
+    /// then each new one as it commits, for as long as the caller reads. It never ends by itself: when the stream breaks
+    /// (a server restarting, the database failing over, a reader too slow), it reconnects with backoff and resumes
+    /// after the last event it handed over, so the caller sees every event exactly once. It throws
+    /// <see cref="QuotaLedgerUnavailableException"/> after <see cref="QuotaLedgerRetryOptions.MaxAttempts"/> failures in a row
+    /// with no event between them, a <see cref="QuotaLedgerException"/> for a refusal (a malformed cursor, another
+    /// party's unit or provider), and stops with <see cref="OperationCanceledException"/> when canceled. To survive a
+    /// restart of the caller, store each event's <see cref="LedgerEvent.Cursor"/> with its effect and pass the last
+    /// one back.</summary>
+    /// <param name="filter">Which events; a provider sees its own, a unit its own, the bureau everything.</param>
+    /// <param name="afterCursor">Resume after this event; null with <paramref name="fromNow"/> false: from the journal's
+    /// first entry.</param>
+    /// <param name="fromNow">Only events that commit after the call (not with <paramref name="afterCursor"/>).</param>
+    /// <param name="cancellationToken">Stops the watch.</param>
+    IAsyncEnumerable<LedgerEvent> WatchAsync(WatchFilter? filter = null, string? afterCursor = null, bool fromNow = false,
+        CancellationToken cancellationToken = default);
 
     /// <summary>Grants quota to the unit of a contract (Art 9): it moves from the year's pool to a new grant.</summary>
     /// <param name="providerUscc">The granting provider (the caller).</param>

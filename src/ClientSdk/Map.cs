@@ -62,7 +62,20 @@ internal static class Map
     public static JournalEntryInfo From(V1.JournalEntry e) => new(e.EntryId, (EntryKind)e.Kind, e.CreatedAt.ToDateTimeOffset(), e.Year,
         NullIfEmpty(e.UnitUscc), NullIfEmpty(e.ProviderUscc), e.GrantId == 0 ? null : e.GrantId, e.SourceId, e.RequestId, e.Caller, e.Memo,
         NullIfEmpty(e.CounterpartyUscc), e.CounterpartyGrantId == 0 ? null : e.CounterpartyGrantId,
-        [.. e.Postings.Select(p => new PostingInfo(p.AccountId, (AccountKind)p.AccountKind, new Fen(p.DebitFen), new Fen(p.CreditFen)))]);
+        [.. e.Postings.Select(p => new PostingInfo(p.AccountId, (AccountKind)p.AccountKind, new Fen(p.DebitFen), new Fen(p.CreditFen)))])
+    {
+        Cursor = NullIfEmpty(e.Cursor),
+    };
+
+    public static LedgerEvent From(V1.WatchEvent e) => new(e.Cursor, e.Entry is { } entry ? From(entry) : null, e.Alert is { } alert ? From(alert) : null);
+
+    public static V1.WatchRequest ToRequest(WatchFilter f) => new()
+    {
+        UnitUscc = f.UnitUscc ?? "",
+        ProviderUscc = f.ProviderUscc ?? "",
+        GrantId = f.GrantId ?? 0,
+        Year = f.Year ?? 0,
+    };
 
     public static RedemptionInfo From(V1.Redemption r) => new(r.RedemptionId, r.BatchId, r.UnitUscc, r.Year, new Fen(r.RequestedFen),
         new Fen(r.ApprovedFen), new Fen(r.DisbursedFen), new Fen(r.ClawedBackFen), (RedemptionState)r.State,
@@ -78,6 +91,8 @@ internal static class Map
         From = f.From is { } from ? QuotaLedgerClient.Stamp(from) : null,
         To = f.To is { } to ? QuotaLedgerClient.Stamp(to) : null,
         AfterEntryId = f.AfterEntryId ?? 0,
+        AfterCursor = f.AfterCursor ?? "",
+        CommitOrder = f.CommitOrder,
         PageSize = f.PageSize is { } size
             ? size > 0 ? size : throw new ArgumentOutOfRangeException(nameof(f), size, "EntryFilter.PageSize must be positive (null for all).")
             : 0,

@@ -301,7 +301,13 @@ public sealed record PostingInfo(long AccountId, AccountKind AccountKind, Fen De
 /// <param name="Postings">Its postings; debits equal credits.</param>
 public sealed record JournalEntryInfo(long EntryId, EntryKind Kind, DateTimeOffset CreatedAt, int Year, string? UnitUscc, string? ProviderUscc,
     long? GrantId, long SourceId, string RequestId, string Caller, string Memo, string? CounterpartyUscc, long? CounterpartyGrantId,
-    IReadOnlyList<PostingInfo> Postings);
+    IReadOnlyList<PostingInfo> Postings)
+{
+    /// <summary>The entry's place in commit order, when it was read in commit order (<see cref="IQuotaLedgerClient.WatchAsync"/>,
+    /// or <see cref="IQuotaLedgerClient.ListEntriesAsync"/> with <see cref="EntryFilter.AfterCursor"/> or
+    /// <see cref="EntryFilter.CommitOrder"/>); null in entry-id order. Opaque: store it to resume after this entry.</summary>
+    public string? Cursor { get; init; }
+}
 
 /// <summary>A deduction of an invoice from a grant, as it was applied (deductions are never edited: a claw-back is an
 /// entry of its own, counted in <paramref name="ClawedBack"/>).</summary>
@@ -354,9 +360,31 @@ public sealed record Explanation(bool WouldApply, LedgerReason Reason, string Re
 /// <param name="To">Entries created before.</param>
 /// <param name="AfterEntryId">Only entries after this id: a checkpointed reader passes the last id it processed.</param>
 /// <param name="PageSize">At most this many entries, then the stream ends (a reader that works in pages resumes with
-/// <paramref name="AfterEntryId"/>); all when null.</param>
+/// <paramref name="AfterEntryId"/> or <paramref name="AfterCursor"/>); all when null.</param>
+/// <param name="AfterCursor">Only entries after this cursor (<see cref="JournalEntryInfo.Cursor"/>,
+/// <see cref="LedgerEvent.Cursor"/>), in commit order: unlike <paramref name="AfterEntryId"/>, a reader resuming this way
+/// never skips an entry whose transaction committed late with a smaller id. Not with <paramref name="AfterEntryId"/>.</param>
+/// <param name="CommitOrder">Stream in commit order from the beginning, each entry with its cursor.</param>
 public sealed record EntryFilter(string? UnitUscc = null, string? ProviderUscc = null, long? GrantId = null, int? Year = null,
-    DateTimeOffset? From = null, DateTimeOffset? To = null, long? AfterEntryId = null, int? PageSize = null);
+    DateTimeOffset? From = null, DateTimeOffset? To = null, long? AfterEntryId = null, int? PageSize = null, string? AfterCursor = null,
+    bool CommitOrder = false);
+
+/// <summary>Which events to watch; unset filters match everything the caller may see, set ones combine with AND. An
+/// alert matches when its subject does (the pool's alert, which names no one, only a watch without unit, provider and
+/// grant).</summary>
+/// <param name="UnitUscc">Entries and alerts of this unit (gifts it received included).</param>
+/// <param name="ProviderUscc">Entries and alerts of this provider.</param>
+/// <param name="GrantId">Entries and alerts of this grant.</param>
+/// <param name="Year">Entries and alerts of this year.</param>
+public sealed record WatchFilter(string? UnitUscc = null, string? ProviderUscc = null, long? GrantId = null, int? Year = null);
+
+/// <summary>One event of the ledger's change feed (<see cref="IQuotaLedgerClient.WatchAsync"/>), in commit order:
+/// exactly one of <paramref name="Entry"/> and <paramref name="Alert"/> is set.</summary>
+/// <param name="Cursor">The event's place in the feed. Store it with what you did with the event; pass it back as
+/// <c>afterCursor</c> to resume after it (on any server, after any restart) without a gap or a repeat.</param>
+/// <param name="Entry">A journal entry, with its postings.</param>
+/// <param name="Alert">An alert, right after the entries of the transaction that raised it.</param>
+public sealed record LedgerEvent(string Cursor, JournalEntryInfo? Entry, AlertInfo? Alert);
 
 /// <summary>One page of a paged list.</summary>
 /// <typeparam name="T">What the list holds.</typeparam>

@@ -40,6 +40,7 @@ public sealed partial class QuotaLedgerClient
     private static readonly Rpc s_trialBalance = Rpc.Of(V1.AdminService.Descriptor, "TrialBalance");
     private static readonly Rpc s_verifyJournal = Rpc.Of(V1.AdminService.Descriptor, "VerifyJournal");
     private static readonly Rpc s_listEntries = Rpc.Of(V1.LedgerService.Descriptor, "ListEntries");
+    private static readonly Rpc s_watch = Rpc.Of(V1.LedgerService.Descriptor, "Watch");
     private static readonly Rpc s_setAlertRules = Rpc.Of(V1.AlertService.Descriptor, "SetAlertRules");
     private static readonly Rpc s_getAlertRules = Rpc.Of(V1.AlertService.Descriptor, "GetAlertRules");
     private static readonly Rpc s_listAlerts = Rpc.Of(V1.AlertService.Descriptor, "ListAlerts");

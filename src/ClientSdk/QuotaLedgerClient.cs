@@ -356,7 +356,16 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
                     throw StreamFailure(s_listEntries, error, attempt, cancellationToken);
                 }
 
-                request.AfterEntryId = current.EntryId;
+                // In commit order, by cursor (which never skips); in entry-id order, by id.
+                if (current.Cursor.Length > 0)
+                {
+                    request.AfterCursor = current.Cursor;
+                }
+                else
+                {
+                    request.AfterEntryId = current.EntryId;
+                }
+
                 yield return current;
                 if (limited && --request.PageSize == 0)
                 {

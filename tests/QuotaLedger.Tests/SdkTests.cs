@@ -368,4 +368,76 @@ public sealed class SdkTests(LedgerFixture fixture)
             return await base.SendAsync(request, cancellationToken);
         }
     }
+
+    [Fact]
+    public async Task WatchAsync_resumes_after_broken_streams_and_hands_over_every_entry_once_in_commit_order()
+    {
+        var server = fixture.Server;
+        var deal = await server.NewDealAsync();
+        var grant = await server.GrantAsync(deal, 10_000_000);
+        for (var i = 0; i < 12; i++)
+        {
+            await server.DeductAsync(deal, grant.GrantId, 200);
+        }
+
+        // The first three streams break after 900 bytes each, somewhere inside an entry.
+        var breaking = new BreakStreams("/quotaledger.v1.LedgerService/Watch", breaks: 3, afterBytes: 900);
+        using var client = Client(server, handler => { breaking.InnerHandler = handler; return breaking; });
+        using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var watched = new List<LedgerEvent>();
+        await foreach (var e in client.WatchAsync(new WatchFilter(UnitUscc: deal.Unit), cancellationToken: patience.Token))
+        {
+            watched.Add(e);
+            if (watched.Count(w => w.Entry is not null) == 13)
+            {
+                break;
+            }
+        }
+
+        Assert.True(breaking.Responses > 3, $"the watch reconnected ({breaking.Responses} responses)");
+        var journal = await client.ListEntriesAsync(new EntryFilter(UnitUscc: deal.Unit, CommitOrder: true), patience.Token).ToListAsync(patience.Token);
+        Assert.Equal(journal.Select(e => e.Cursor), watched.Where(e => e.Entry is not null).Select(e => e.Cursor));
+        Assert.Equal(journal.Select(e => e.EntryId), watched.Where(e => e.Entry is not null).Select(e => e.Entry!.EntryId));
+        Assert.All(watched, e => Assert.Equal(e.Cursor, e.Entry?.Cursor ?? e.Cursor));
+
+        // Resuming from a stored cursor: what comes after it, nothing before.
+        var next = await server.DeductAsync(deal, grant.GrantId, 200);
+        await foreach (var e in client.WatchAsync(new WatchFilter(UnitUscc: deal.Unit), afterCursor: watched[^1].Cursor, cancellationToken: patience.Token))
+        {
+            Assert.Equal(next.Receipt.EntryId, e.Entry?.EntryId);
+            break;
+        }
+
+        // ListEntriesAsync by cursor resumes by cursor too: a page from the middle.
+        var rest = await client.ListEntriesAsync(new EntryFilter(UnitUscc: deal.Unit, AfterCursor: journal[5].Cursor), patience.Token).ToListAsync(patience.Token);
+        Assert.Equal(journal.Skip(6).Select(e => e.EntryId).Append(next.Receipt.EntryId), rest.Select(e => e.EntryId));
+    }
+
+    [Fact]
+    public async Task A_watch_from_now_that_breaks_before_its_first_event_resumes_from_where_it_started_and_misses_nothing()
+    {
+        var server = fixture.Server;
+        var deal = await server.NewDealAsync();
+        var grant = await server.GrantAsync(deal, 10_000_000);
+
+        // The first stream delivers its headers (the starting cursor), then breaks only after a deduction committed.
+        var committed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var breaking = new BreakStreams("/quotaledger.v1.LedgerService/Watch", breaks: 1, afterBytes: 0, hold: committed.Task);
+        using var client = Client(server, handler => { breaking.InnerHandler = handler; return breaking; });
+        using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await using var watch = client.WatchAsync(new WatchFilter(UnitUscc: deal.Unit), fromNow: true, cancellationToken: patience.Token)
+            .GetAsyncEnumerator(patience.Token);
+        var first = watch.MoveNextAsync().AsTask();
+        while (breaking.Responses == 0)
+        {
+            await Task.Delay(10, patience.Token);
+        }
+
+        var deduction = await server.DeductAsync(deal, grant.GrantId, 200);
+        committed.SetResult();
+
+        Assert.True(await first);
+        Assert.Equal(deduction.Receipt.EntryId, watch.Current.Entry?.EntryId);
+        Assert.Equal(2, breaking.Responses);
+    }
 }

@@ -161,6 +161,9 @@ internal sealed class LedgerGrpcService(
         return Statements.StreamAsync(db, database.DataSource, request, EntryFilter.Of(request), responseStream, context.CancellationToken);
     }
 
+    /// <summary>The response header that names a watch's starting cursor.</summary>
+    public const string StartCursorHeader = "quotaledger-start-cursor";
+
     public override async Task Watch(WatchRequest request, IServerStreamWriter<WatchEvent> responseStream, ServerCallContext context)
     {
         (request.UnitUscc, request.ProviderUscc) = EntryFilter.ScopeToCaller(context, request.UnitUscc, request.ProviderUscc);
@@ -173,8 +176,9 @@ internal sealed class LedgerGrpcService(
         var after = request.AfterCursor.Length > 0 ? FeedPosition.Parse(request.AfterCursor, "after_cursor")
             : request.FromNow ? await CommitOrder.EndAsync(database.DataSource, context.CancellationToken)
             : FeedPosition.Start;
-        // Tells the client the watch has its starting place (for from_now, what "now" is) before any entry comes.
-        await context.WriteResponseHeadersAsync([]);
+        // Tells the client the watch has its starting place, and which (for from_now, what "now" is), before any event
+        // comes: a client that reconnects before the first event resumes from it.
+        await context.WriteResponseHeadersAsync([new Metadata.Entry(StartCursorHeader, after.Cursor)]);
         await Watcher.RunAsync(feed, database.DataSource, watch, filter, after, responseStream, context.CancellationToken);
     }
 }

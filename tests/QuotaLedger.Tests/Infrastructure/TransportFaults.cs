@@ -58,3 +58,76 @@ public sealed class CountRequests : DelegatingHandler
         return base.SendAsync(request, cancellationToken);
     }
 }
+
+/// <summary>Breaks the first <paramref name="breaks"/> responses of one streaming method: each passes
+/// <paramref name="afterBytes"/> bytes of its body (headers always), then, once <paramref name="hold"/> completes (at once
+/// when null), fails the read as a reset connection does, wherever in a message that falls.</summary>
+public sealed class BreakStreams(string path, int breaks, long afterBytes, Task? hold = null) : DelegatingHandler
+{
+    private int _responses;
+
+    /// <summary>How many responses of the method have come (broken ones included).</summary>
+    public int Responses => _responses;
+
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var response = await base.SendAsync(request, cancellationToken);
+        if (request.RequestUri!.AbsolutePath != path || Interlocked.Increment(ref _responses) > breaks)
+        {
+            return response;
+        }
+
+        var body = await response.Content.ReadAsStreamAsync(cancellationToken);
+        var cut = new StreamContent(new CutStream(body, afterBytes, hold ?? Task.CompletedTask));
+        foreach (var header in response.Content.Headers)
+        {
+            cut.Headers.TryAddWithoutValidation(header.Key, header.Value);
+        }
+
+        response.Content = cut;
+        return response;
+    }
+
+    private sealed class CutStream(Stream inner, long allowed, Task hold) : Stream
+    {
+        private long _left = allowed;
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (_left <= 0)
+            {
+                await hold.WaitAsync(cancellationToken);
+                throw TransportFaults.Reset();
+            }
+
+            var read = await inner.ReadAsync(buffer[..(int)Math.Min(buffer.Length, _left)], cancellationToken);
+            _left -= read;
+            return read;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer, offset, count).GetAwaiter().GetResult();
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                inner.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+    }
+}
