@@ -4,6 +4,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using QuotaLedger.Server.Admin;
 using QuotaLedger.Server.Alerts;
+using QuotaLedger.Server.Bureau;
 using QuotaLedger.Server.Feed;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Ledger;
@@ -52,6 +53,7 @@ public static class QuotaLedgerHost
         AddCheckpoints(builder, development);
         builder.Services.AddSingleton(new SecurityMode(development));
         builder.Services.AddSingleton<FailedAuthentication>();
+        builder.Services.AddSingleton<CallerGate>();
         builder.Services.AddSingleton(services =>
         {
             var limits = services.GetRequiredService<RateLimitOptions>();
@@ -95,6 +97,7 @@ public static class QuotaLedgerHost
         app.MapGrpcService<AlertGrpcService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
+        app.MapBureauPage();
         return app;
     }
 

@@ -28,6 +28,7 @@ public sealed class KestrelTests(LedgerFixture fixture)
                 ["ConnectionStrings__Ledger"] = fixture.Database.ServingConnectionString,
                 ["ConnectionStrings__LedgerMigrations"] = fixture.Database.ConnectionString,
                 ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{port}",
+                ["Kestrel__Endpoints__Web__Url"] = $"http://127.0.0.1:{FreePort()}",
                 ["DOTNET_ENVIRONMENT"] = "Development",
                 ["Expiry__Enabled"] = "false",
             },

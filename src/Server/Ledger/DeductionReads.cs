@@ -84,4 +84,22 @@ internal static class DeductionReads
 
     public static LedgerException Unknown(DeductionKey key) =>
         new(Reason.UnknownDeduction, $"There is no {key} the caller may read.");
+
+    /// <summary>The deductions of the year's grants per day (China time) on which they were applied: how many, and what
+    /// they applied (before any claw-back), the days in order; days without a deduction are left out.</summary>
+    public static Task<List<DeductionDay>> PerDayAsync(LedgerDb db, int year, CancellationToken ct) =>
+        db.QueryListAsync(
+            $"""
+            SELECT (d.created_at AT TIME ZONE '{ChinaCalendar.ZoneId}')::date AS day, count(*)::int, coalesce(sum(d.applied_fen), 0)::bigint
+            FROM deductions d JOIN grants g ON g.id = d.grant_id
+            WHERE g.year = $1
+            GROUP BY day ORDER BY day
+            """,
+            r => new DeductionDay(r.GetFieldValue<DateOnly>(0), r.GetInt32(1), new Fen(r.GetInt64(2))),
+            ct,
+            year);
 }
+
+/// <summary>A day's deductions: how many were applied, and what they applied.</summary>
+internal sealed record DeductionDay(DateOnly Day, int Count, Fen Applied);
+

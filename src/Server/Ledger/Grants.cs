@@ -120,6 +120,26 @@ internal static class Grants
         return Info(row, held, released ? GrantState.Released : GrantState.Open, asOf);
     }
 
+    /// <summary>The year's open grants that still hold quota and expire within <paramref name="within"/> of
+    /// <paramref name="now"/> (Art 10), the soonest first, at most <paramref name="limit"/>; each as GetGrant reads it.</summary>
+    public static async Task<List<GrantInfo>> ExpiringAsync(LedgerDb db, int year, DateTimeOffset now, TimeSpan within, int limit, CancellationToken ct)
+    {
+        var until = now + within;
+        var ids = await db.Grants.AsNoTracking()
+            .Where(g => g.Year == year && g.State == GrantState.Open && g.ExpiresAt > now && g.ExpiresAt <= until && g.Account!.BalanceFen > 0)
+            .OrderBy(g => g.ExpiresAt).ThenBy(g => g.Id)
+            .Select(g => g.Id)
+            .Take(limit)
+            .ToListAsync(ct);
+        var grants = new List<GrantInfo>(ids.Count);
+        foreach (var id in ids)
+        {
+            grants.Add(await InfoAsync(db, id, now, ct) ?? throw Unknown(id));
+        }
+
+        return grants;
+    }
+
     /// <summary>What a grant's account held and where the rest went, at one time.</summary>
     private readonly record struct Held(long BalanceFen, long DeductedFen, long ReturnedFen, long ClawedBackFen);
 

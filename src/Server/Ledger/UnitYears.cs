@@ -159,4 +159,20 @@ internal static class UnitYears
             r => ReadFigures(r, 0, unitUscc, year),
             ct,
             now, unitUscc, year);
+
+    /// <summary>The year's unit-years with the least headroom under their cap at <paramref name="now"/> (the most granted
+    /// open and deducted, the cap being the year's for all), at most <paramref name="limit"/>; figures as
+    /// <see cref="FiguresAsync"/> reads them.</summary>
+    public static Task<List<UnitYearFigures>> ClosestToCapAsync(LedgerDb db, int year, DateTimeOffset now, int limit, CancellationToken ct) =>
+        db.QueryListAsync(
+            $"""
+            SELECT f.* FROM (SELECT uy.unit_uscc, {FiguresColumns} FROM unit_years uy WHERE uy.year = $2)
+              AS f(unit_uscc, cap_fen, granted_open_fen, deducted_fen, redeemed_fen)
+            WHERE f.granted_open_fen + f.deducted_fen > 0
+            ORDER BY f.granted_open_fen + f.deducted_fen DESC, f.unit_uscc
+            LIMIT $3
+            """,
+            r => ReadFigures(r, 1, r.GetString(0), year),
+            ct,
+            now, year, limit);
 }

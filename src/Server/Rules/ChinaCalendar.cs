@@ -3,6 +3,9 @@ namespace QuotaLedger.Server.Rules;
 /// <summary>Policy years and months are calendar periods in China Standard Time (POLICY.md, Decision).</summary>
 public static class ChinaCalendar
 {
+    /// <summary>The IANA zone of China Standard Time, as PostgreSQL and .NET name it.</summary>
+    public const string ZoneId = "Asia/Shanghai";
+
     private static readonly TimeZoneInfo s_zone = FindZone();
 
     public static DateTimeOffset ToChinaTime(DateTimeOffset instant) => TimeZoneInfo.ConvertTime(instant, s_zone);
@@ -19,7 +22,7 @@ public static class ChinaCalendar
     {
         try
         {
-            return TimeZoneInfo.FindSystemTimeZoneById("Asia/Shanghai");
+            return TimeZoneInfo.FindSystemTimeZoneById(ZoneId);
         }
         catch (TimeZoneNotFoundException)
         {

@@ -11,9 +11,11 @@ internal static class Access
         ?? throw new InvalidOperationException("The caller interceptor did not run.");
 
     /// <summary>Any caller with one of the roles.</summary>
-    public static Caller Require(ServerCallContext context, params Role[] anyOf)
+    public static Caller Require(ServerCallContext context, params Role[] anyOf) => Require(CallerOf(context), anyOf);
+
+    /// <summary>The caller, when it has one of the roles; ROLE_REQUIRED otherwise.</summary>
+    public static Caller Require(Caller caller, params Role[] anyOf)
     {
-        var caller = CallerOf(context);
         if (!anyOf.Any(caller.Has))
         {
             throw new LedgerException(Reason.RoleRequired,

@@ -37,6 +37,14 @@ internal sealed class FailedAuthentication(RateLimitOptions options) : IDisposab
             return;
         }
 
+        if (context.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) != true)
+        {
+            // A plain HTTP request (the bureau's page): the HTTP status of the same refusal.
+            context.Response.StatusCode = StatusCodes.Status429TooManyRequests;
+            context.Response.Headers.RetryAfter = "1";
+            return;
+        }
+
         // A trailers-only gRPC answer: the status in the headers, no message.
         var status = ErrorInterceptor.ToStatus(Reason.RateLimited,
             "Too many calls from this address failed to authenticate; it is refused for a moment. Fix the credentials and retry later.",

@@ -22,6 +22,16 @@ public static class LedgerDbSql
     /// reads its first row. For the aggregate reads EF's LINQ would make awkward.</summary>
     public static async Task<T> QueryRowAsync<T>(this LedgerDb db, string sql, Func<NpgsqlDataReader, T> read, CancellationToken ct, params object[] parameters)
     {
+        var rows = await QueryAsync(db, sql, read, ct, maxRows: 1, parameters);
+        return rows.Count == 1 ? rows[0] : throw new InvalidOperationException("The query returned no row.");
+    }
+
+    /// <summary>Runs a query as <see cref="QueryRowAsync"/> does, and reads every row.</summary>
+    public static Task<List<T>> QueryListAsync<T>(this LedgerDb db, string sql, Func<NpgsqlDataReader, T> read, CancellationToken ct, params object[] parameters) =>
+        QueryAsync(db, sql, read, ct, maxRows: int.MaxValue, parameters);
+
+    private static async Task<List<T>> QueryAsync<T>(LedgerDb db, string sql, Func<NpgsqlDataReader, T> read, CancellationToken ct, int maxRows, object[] parameters)
+    {
         await db.Database.OpenConnectionAsync(ct);
         try
         {
@@ -32,13 +42,14 @@ public static class LedgerDbSql
                 command.Parameters.Add(new NpgsqlParameter { Value = parameter });
             }
 
+            var rows = new List<T>();
             await using var reader = await command.ExecuteReaderAsync(ct);
-            if (!await reader.ReadAsync(ct))
+            while (rows.Count < maxRows && await reader.ReadAsync(ct))
             {
-                throw new InvalidOperationException("The query returned no row.");
+                rows.Add(read(reader));
             }
 
-            return read(reader);
+            return rows;
         }
         finally
         {

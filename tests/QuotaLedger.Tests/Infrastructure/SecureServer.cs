@@ -112,6 +112,27 @@ public sealed class SecureServer : IAsyncDisposable
         return channel;
     }
 
+    /// <summary>A plain HTTP client (HTTP/1.1 over TLS, as a browser talks) presenting a client certificate or a bearer
+    /// token (or neither), trusting only the development CA.</summary>
+    public HttpClient Http(X509Certificate2? clientCertificate = null, string? bearerToken = null)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                ClientCertificates = clientCertificate is null ? null : new X509CertificateCollection { clientCertificate },
+                RemoteCertificateValidationCallback = (_, certificate, _, _) => certificate is not null && ChainsToCa(new X509Certificate2(certificate)),
+            },
+        };
+        var client = new HttpClient(handler) { BaseAddress = new Uri(Address) };
+        if (bearerToken is not null)
+        {
+            client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", bearerToken);
+        }
+
+        return client;
+    }
+
     internal Clients As(X509Certificate2? certificate) => new(Channel(certificate));
 
     internal Clients WithToken(string token) => new(Channel(bearerToken: token));

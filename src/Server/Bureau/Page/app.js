@@ -1,0 +1,195 @@
+// The bureau's page: fetches /bureau/api/summary and fills the page. Every figure carries its exact value in fen in a
+// data-fen attribute beside the yuan it shows. Text goes in through textContent only, never as HTML.
+"use strict";
+
+const yuanDigits = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+
+/** Fen (an integer) as yuan: "¥12,345.67". Integer arithmetic up to the cents; fen stay well below 2^53. */
+function yuan(fen) {
+  const sign = fen < 0 ? "-" : "";
+  const abs = Math.abs(fen);
+  const whole = Math.trunc(abs / 100);
+  const cents = String(abs % 100).padStart(2, "0");
+  return `${sign}¥${yuanDigits.format(whole).slice(0, -3)}.${cents}`;
+}
+
+function element(tag, attributes = {}, text = "") {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    node.setAttribute(name, String(value));
+  }
+  node.textContent = text;
+  return node;
+}
+
+function money(tag, field, fen, extra = {}) {
+  return element(tag, { "data-field": field, "data-fen": fen, ...extra }, yuan(fen));
+}
+
+function dateTime(iso) {
+  return new Date(iso).toLocaleString("en-GB", { timeZone: "Asia/Shanghai", dateStyle: "medium", timeStyle: "short" }) + " CST";
+}
+
+const programFigures = [
+  ["yearTotalFen", "year-total", "Year total"],
+  ["fundedFen", "funded", "Funded"],
+  ["poolFen", "pool", "Pool"],
+  ["grantedOpenFen", "granted", "Granted, open"],
+  ["deductedFen", "deducted", "Deducted"],
+  ["redeemedFen", "redeemed", "Redeemed"],
+  ["disbursedFen", "disbursed", "Disbursed"],
+  ["reclaimedFen", "reclaimed", "Reclaimed"],
+  ["clawedBackFen", "clawed-back", "Clawed back"],
+  ["receivableFen", "receivable", "Receivable"],
+];
+
+function showProgramYear(summary) {
+  for (const node of document.querySelectorAll('[data-field="year"]')) {
+    node.textContent = summary.year;
+  }
+  const list = document.getElementById("program-year");
+  for (const [key, field, label] of programFigures) {
+    const item = element("div");
+    item.append(element("dt", {}, label), money("dd", field, summary.programYear[key], { "data-figure": field }));
+    list.append(item);
+  }
+}
+
+function showJournal(journal) {
+  const badge = document.getElementById("journal-badge");
+  badge.dataset.journalOk = String(journal.ok);
+  badge.textContent = journal.ok ? "Verified" : "Verification FAILED";
+  const facts = [
+    ["entries-checked", "Entries checked", journal.entriesChecked],
+    ["chains", "Chains", journal.chains],
+    ["accounts-checked", "Accounts checked", journal.accountsChecked],
+    ["checkpoints-verified", "Checkpoints verified", journal.checkpointsVerified],
+    ["checkpoint-id", "Latest checkpoint", journal.checkpointId || "none yet"],
+  ];
+  if (!journal.ok) {
+    facts.push(["problem", "Problem", journal.problem]);
+  }
+  const list = document.getElementById("journal");
+  for (const [field, label, value] of facts) {
+    list.append(element("dt", {}, label), element("dd", { "data-journal": field, "data-value": value }, value));
+  }
+}
+
+function emptyRow(table, columns, text) {
+  table.tBodies[0].append(element("tr")).append(element("td", { colspan: columns, class: "empty" }, text));
+}
+
+function showUnitYears(unitYears) {
+  const table = document.getElementById("unit-years");
+  for (const u of unitYears) {
+    const committed = u.grantedOpenFen + u.deductedFen;
+    const row = element("tr", { "data-unit-year": u.unitUscc });
+    const used = element("meter", { min: 0, max: Math.max(u.capFen, 1), low: u.capFen * 0.8, high: u.capFen * 0.9, optimum: 0, value: committed });
+    row.append(
+      element("td", {}, u.unitUscc),
+      money("td", "cap", u.capFen, { class: "num" }),
+      money("td", "granted-open", u.grantedOpenFen, { class: "num" }),
+      money("td", "deducted", u.deductedFen, { class: "num" }),
+      money("td", "headroom", u.headroomFen, { class: "num" }),
+      element("td").appendChild(used).parentNode);
+    used.title = u.capFen > 0 ? `${(100 * committed / u.capFen).toFixed(1)}% of the cap` : "no cap";
+    table.tBodies[0].append(row);
+  }
+  if (unitYears.length === 0) {
+    emptyRow(table, 6, "No unit-year has committed anything this year.");
+  }
+}
+
+function showExpiringGrants(expiring) {
+  document.querySelector('[data-field="expiring-days"]').textContent = expiring.withinDays;
+  const table = document.getElementById("expiring-grants");
+  for (const g of expiring.grants) {
+    const row = element("tr", { "data-grant": g.grantId });
+    row.append(
+      element("td", {}, `#${g.grantId}`),
+      element("td", {}, g.unitUscc),
+      money("td", "remaining", g.remainingFen, { class: "num" }),
+      element("td", { "data-field": "expires-at", "data-value": g.expiresAt }, dateTime(g.expiresAt)));
+    table.tBodies[0].append(row);
+  }
+  if (expiring.grants.length === 0) {
+    emptyRow(table, 4, "No grant with quota left expires that soon.");
+  }
+}
+
+function showRedemptions(states) {
+  const table = document.getElementById("redemptions");
+  for (const s of states) {
+    const row = element("tr", { "data-redemption-state": s.state });
+    row.append(
+      element("td", {}, s.state),
+      element("td", { class: "num", "data-field": "count", "data-value": s.count }, s.count),
+      money("td", "requested", s.requestedFen, { class: "num" }),
+      money("td", "approved", s.approvedFen, { class: "num" }),
+      money("td", "outstanding", s.outstandingFen, { class: "num" }),
+      money("td", "disbursed", s.disbursedFen, { class: "num" }));
+    table.tBodies[0].append(row);
+  }
+}
+
+/** The chart of deductions over time, drawn by Chart.js: bars per day, a line for the running total. */
+function showDeductions(days) {
+  let total = 0;
+  const running = days.map((d) => (total += d.appliedFen) / 100);
+  const canvas = document.getElementById("deductions-chart");
+  canvas.dataset.days = days.length;
+  return new Chart(canvas, {
+    data: {
+      labels: days.map((d) => d.day),
+      datasets: [
+        { type: "bar", label: "Applied that day (¥)", data: days.map((d) => d.appliedFen / 100), backgroundColor: "#1f6feb", yAxisID: "y", order: 2 },
+        { type: "line", label: "Running total (¥)", data: running, borderColor: "#bf8700", backgroundColor: "#bf8700", yAxisID: "total", tension: 0.2, order: 1 },
+      ],
+    },
+    options: {
+      animation: false,
+      responsive: true,
+      maintainAspectRatio: false,
+      interaction: { mode: "index", intersect: false },
+      scales: {
+        y: { beginAtZero: true, position: "left", title: { display: true, text: "per day" }, ticks: { callback: (v) => yuan(Math.round(v * 100)) } },
+        total: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false }, title: { display: true, text: "running total" }, ticks: { callback: (v) => yuan(Math.round(v * 100)) } },
+      },
+      plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label.replace(" (¥)", "")}: ${yuan(Math.round(c.parsed.y * 100))}` } } },
+    },
+  });
+}
+
+async function main() {
+  const year = new URLSearchParams(location.search).get("year");
+  const yearInput = document.getElementById("year");
+  document.getElementById("year-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.search = `?year=${encodeURIComponent(yearInput.value)}`;
+  });
+  try {
+    const response = await fetch(`/bureau/api/summary${year ? `?year=${encodeURIComponent(year)}` : ""}`, { headers: { accept: "application/json" } });
+    const body = await response.json();
+    if (!response.ok) {
+      throw new Error(`${body.reason}: ${body.message}`);
+    }
+    yearInput.value = body.year;
+    const asOf = document.getElementById("as-of");
+    asOf.dateTime = body.at;
+    asOf.textContent = dateTime(body.at);
+    showProgramYear(body);
+    showJournal(body.journal);
+    showUnitYears(body.closestToCap);
+    showExpiringGrants(body.expiringGrants);
+    showRedemptions(body.redemptions);
+    showDeductions(body.deductionsPerDay);
+    document.body.dataset.state = "ready";
+  } catch (error) {
+    const message = document.getElementById("error");
+    message.textContent = `The summary could not be shown: ${error.message}`;
+    message.hidden = false;
+    document.body.dataset.state = "error";
+  }
+}
+
+main();
