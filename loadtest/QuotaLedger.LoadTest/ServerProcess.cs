@@ -40,6 +40,8 @@ internal sealed class ServerProcess : IAsyncDisposable
                 // The load test's own server runs the unauthenticated development mode, on loopback.
                 ["ASPNETCORE_ENVIRONMENT"] = "Development",
                 ["Kestrel__Endpoints__Grpc__Url"] = address.ToString(),
+                // The development JSON endpoint on a port of its own (several servers may run at once).
+                ["Kestrel__Endpoints__Json__Url"] = "http://127.0.0.1:0",
                 ["Logging__LogLevel__Default"] = "Warning",
                 ["Logging__LogLevel__QuotaLedger"] = "Information",
                 ["RateLimits__PermitsPerSecond"] = "1000000",

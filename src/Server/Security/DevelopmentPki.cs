@@ -118,6 +118,14 @@ public static class DevelopmentPki
                         Protocols = "Http2",
                         Certificate = new { Path = Path.Combine(directory, "server.pem"), KeyPath = Path.Combine(directory, "server.key") },
                     },
+                    // The JSON API, over TLS like every endpoint in secured mode (this also replaces the plain development
+                    // endpoint appsettings.Development.json names, which secured mode would refuse).
+                    Json = new
+                    {
+                        Url = "https://127.0.0.1:5444",
+                        Protocols = "Http1",
+                        Certificate = new { Path = Path.Combine(directory, "server.pem"), KeyPath = Path.Combine(directory, "server.key") },
+                    },
                 },
             },
             Auth = new
@@ -133,8 +141,9 @@ public static class DevelopmentPki
 
             Development PKI in {directory}. Run the server in secured mode:
               dotnet run --project src/Server -- --config-file {configFile}
-            and call https://127.0.0.1:5443 trusting {Path.Combine(directory, "ca.pem")}, with a caller certificate
-            (e.g. provider.pem + provider.key) or a bearer token (e.g. "authorization: Bearer $(cat {Path.Combine(directory, "provider.jwt")})").
+            and call https://127.0.0.1:5443 (gRPC) or https://127.0.0.1:5444 (JSON) trusting {Path.Combine(directory, "ca.pem")},
+            with a caller certificate (e.g. provider.pem + provider.key) or a bearer token
+            (e.g. "authorization: Bearer $(cat {Path.Combine(directory, "provider.jwt")})").
             """);
         return 0;
     }
