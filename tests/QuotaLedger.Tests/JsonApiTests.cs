@@ -82,6 +82,8 @@ public sealed class JsonApiTests(LedgerFixture fixture)
         Assert.Equal(800_000, Fen(unitYear["grantedOpenFen"]));
         var overGrpc = await server.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = unit, Year = Year });
         Assert.Equal(overGrpc.HeadroomFen, Fen(unitYear["headroomFen"]));
+        var before = await OkAsync(await http.GetAsync($"/v1/unit-years/{unit}/{Year}?asOf={Year}-06-01T00:00:00Z"));
+        Assert.Equal((0L, 0L), (Fen(before["deductedFen"]), Fen(before["grantedOpenFen"])));
         Assert.Equal("OPEN", (await OkAsync(await http.GetAsync($"/v1/grants/{grantId}")))["status"]!.GetValue<string>());
         Assert.Equal(Fen(deduction["deductionId"]),
             Fen((await OkAsync(await http.GetAsync($"/v1/providers/{provider}/invoices/{invoice.invoiceNo}/deduction")))["deductionId"]));
