@@ -43,6 +43,7 @@ start_instance() {
     ConnectionStrings__LedgerMigrations="${FAULTS_OWNER:-Host=127.0.0.1;Port=$pgport;Username=quotaledger;Database=$FAULTS_DATABASE}" \
     ConnectionStrings__Ledger="${FAULTS_SERVING:-Host=127.0.0.1;Port=$pgport;Username=quotaledger_app;Database=$FAULTS_DATABASE}" \
     Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$port" Kestrel__Endpoints__Grpc__Protocols=Http2 \
+    Kestrel__Endpoints__Web__Url="http://127.0.0.1:0" \
     RateLimits__PermitsPerSecond=1000000 RateLimits__Burst=1000000 Logging__LogLevel__Default=Warning \
     ASPNETCORE_ENVIRONMENT=Development dotnet QuotaLedger.Server.dll) < /dev/null >> "$out/server-$n.log" 2>&1 &
   echo $! > "$out/server-$n.pid"

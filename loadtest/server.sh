@@ -8,6 +8,7 @@ start_ledger_server() {
   dotnet build loadtest/QuotaLedger.LoadTest -c Release -v quiet -nologo
   dotnet build src/Server -c Release -o .artifacts/loadtest-server -v quiet -nologo
   (cd .artifacts/loadtest-server && Kestrel__Endpoints__Grpc__Url="http://127.0.0.1:$port" Kestrel__Endpoints__Grpc__Protocols=Http2 \
+    Kestrel__Endpoints__Web__Url="http://127.0.0.1:0" \
     LocalPostgres__Database="$ledger_database" RateLimits__PermitsPerSecond=1000000 RateLimits__Burst=1000000 \
     Logging__LogLevel__Default=Warning ASPNETCORE_ENVIRONMENT=Development exec dotnet QuotaLedger.Server.dll) > "$log" 2>&1 &
   server=$!

@@ -40,8 +40,8 @@ internal sealed class ServerProcess : IAsyncDisposable
                 // The load test's own server runs the unauthenticated development mode, on loopback.
                 ["ASPNETCORE_ENVIRONMENT"] = "Development",
                 ["Kestrel__Endpoints__Grpc__Url"] = address.ToString(),
-                // Not the fixed port of appsettings.Development.json, which a developer's own server may hold.
-                ["Kestrel__Endpoints__Web__Url"] = $"http://127.0.0.1:{FreePort()}",
+                // The development HTTP/1.1 endpoint (JSON API, bureau page) on a port of its own (several servers may run at once).
+                ["Kestrel__Endpoints__Web__Url"] = "http://127.0.0.1:0",
                 ["Logging__LogLevel__Default"] = "Warning",
                 ["Logging__LogLevel__QuotaLedger"] = "Information",
                 ["RateLimits__PermitsPerSecond"] = "1000000",

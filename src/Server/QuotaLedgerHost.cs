@@ -15,7 +15,8 @@ using QuotaLedger.Server.Storage;
 
 namespace QuotaLedger.Server;
 
-/// <summary>Builds the server: the services, the database, authentication, and the gRPC endpoints.</summary>
+/// <summary>Builds the server: the services, the database, authentication, and the gRPC endpoints (each also as JSON over
+/// HTTP, <see cref="JsonApi"/>).</summary>
 public static class QuotaLedgerHost
 {
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
@@ -74,7 +75,7 @@ public static class QuotaLedgerHost
             options.Interceptors.Add<ErrorInterceptor>();
             options.Interceptors.Add<CallerInterceptor>();
             options.MaxReceiveMessageSize = 64 * 1024;
-        });
+        }).AddJsonApi();
         builder.Services.AddGrpcReflection();
         builder.Services.AddGrpcHealthChecks().AddCheck<DatabaseHealthCheck>("ledger-database");
 
@@ -90,6 +91,7 @@ public static class QuotaLedgerHost
             DevelopmentMode.Announce(app);
         }
 
+        app.MapOpenApiDocument();
         app.MapGrpcService<AdminGrpcService>();
         app.MapGrpcService<RegistryGrpcService>();
         app.MapGrpcService<LedgerGrpcService>();

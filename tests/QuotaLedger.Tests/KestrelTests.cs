@@ -9,14 +9,15 @@ using QuotaLedger.V1;
 namespace QuotaLedger.Tests;
 
 /// <summary>The real server process on a real loopback port: plain-HTTP gRPC (HTTP/2 prior knowledge), as clients in
-/// other languages call it in development.</summary>
+/// other languages call it in development, and JSON over HTTP/1.1 on the development JSON endpoint beside it.</summary>
 [Collection(LedgerCollection.Name)]
 public sealed class KestrelTests(LedgerFixture fixture)
 {
     [Fact]
-    public async Task The_server_process_answers_health_and_calls_over_plain_http2()
+    public async Task The_server_process_answers_health_and_calls_over_plain_http2_and_json_over_http1()
     {
         var port = FreePort();
+        var jsonPort = FreePort();
         var serverDll = Path.Combine(AppContext.BaseDirectory, "QuotaLedger.Server.dll");
         var start = new ProcessStartInfo("dotnet", [serverDll])
         {
@@ -28,7 +29,8 @@ public sealed class KestrelTests(LedgerFixture fixture)
                 ["ConnectionStrings__Ledger"] = fixture.Database.ServingConnectionString,
                 ["ConnectionStrings__LedgerMigrations"] = fixture.Database.ConnectionString,
                 ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{port}",
-                ["Kestrel__Endpoints__Web__Url"] = $"http://127.0.0.1:{FreePort()}",
+                // Its protocol (HTTP/1.1 only) comes from appsettings.Development.json.
+                ["Kestrel__Endpoints__Web__Url"] = $"http://127.0.0.1:{jsonPort}",
                 ["DOTNET_ENVIRONMENT"] = "Development",
                 ["Expiry__Enabled"] = "false",
             },
@@ -46,6 +48,13 @@ public sealed class KestrelTests(LedgerFixture fixture)
             var admin = new AdminService.AdminServiceClient(channel);
             var policy = await admin.GetYearPolicyAsync(new GetYearPolicyRequest { Year = 2026 });
             Assert.Equal(5_000, policy.SelfControllableRatioBp);
+
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{jsonPort}") };
+            using var json = await http.GetAsync("/v1/program-years/2026/policy");
+            Assert.Equal(HttpVersion.Version11, json.Version);
+            var body = System.Text.Json.Nodes.JsonNode.Parse(await json.EnsureSuccessStatusCode().Content.ReadAsStringAsync())!;
+            Assert.Equal(5_000, body["selfControllableRatioBp"]!.GetValue<int>());
+            (await http.GetAsync("/openapi/v1.json")).EnsureSuccessStatusCode();
         }
         finally
         {

@@ -250,7 +250,7 @@ public sealed class LocalClusterTests : IAsyncLifetime
                 ["ConnectionStrings__Ledger"] = "",
                 ["LocalPostgres__DataDirectory"] = dataDirectory,
                 ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{FreePort()}",
-                ["Kestrel__Endpoints__Web__Url"] = $"http://127.0.0.1:{FreePort()}",
+                ["Kestrel__Endpoints__Web__Url"] = "http://127.0.0.1:0",
                 ["DOTNET_ENVIRONMENT"] = "Development",
                 ["Expiry__Enabled"] = "false",
                 ["Checkpoints__Enabled"] = "false",

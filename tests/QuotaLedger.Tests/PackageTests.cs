@@ -141,7 +141,7 @@ public sealed class PackageTests(LedgerFixture fixture)
         start.Environment["ConnectionStrings__Ledger"] = fixture.Database.ServingConnectionString;
         start.Environment["ConnectionStrings__LedgerMigrations"] = fixture.Database.ConnectionString;
         start.Environment["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{port}";
-        start.Environment["Kestrel__Endpoints__Web__Url"] = $"http://127.0.0.1:{FreePort()}";
+        start.Environment["Kestrel__Endpoints__Web__Url"] = "http://127.0.0.1:0";
         start.Environment["DOTNET_ENVIRONMENT"] = "Development";
         start.Environment["Expiry__Enabled"] = "false";
         var process = Process.Start(start)!;

@@ -118,8 +118,8 @@ public static class DevelopmentPki
                         Protocols = "Http2",
                         Certificate = new { Path = Path.Combine(directory, "server.pem"), KeyPath = Path.Combine(directory, "server.key") },
                     },
-                    // The bureau's page over TLS for a browser (appsettings.Development.json's plain Web endpoint
-                    // would be refused in secured mode): https://127.0.0.1:5444/bureau/ with the bureau's certificate.
+                    // The JSON API and the bureau's page over TLS (the plain development endpoint of
+                    // appsettings.Development.json would be refused in secured mode): https://127.0.0.1:5444.
                     Web = new
                     {
                         Url = "https://127.0.0.1:5444",
@@ -141,8 +141,9 @@ public static class DevelopmentPki
 
             Development PKI in {directory}. Run the server in secured mode:
               dotnet run --project src/Server -- --config-file {configFile}
-            and call https://127.0.0.1:5443 (the bureau's page: https://127.0.0.1:5444/bureau/) trusting {Path.Combine(directory, "ca.pem")}, with a caller certificate
-            (e.g. provider.pem + provider.key) or a bearer token (e.g. "authorization: Bearer $(cat {Path.Combine(directory, "provider.jwt")})").
+            and call https://127.0.0.1:5443 (gRPC) or https://127.0.0.1:5444 (JSON, and the bureau's page at /bureau/) trusting {Path.Combine(directory, "ca.pem")},
+            with a caller certificate (e.g. provider.pem + provider.key) or a bearer token
+            (e.g. "authorization: Bearer $(cat {Path.Combine(directory, "provider.jwt")})").
             """);
         return 0;
     }

@@ -37,18 +37,18 @@ internal sealed class FailedAuthentication(RateLimitOptions options) : IDisposab
             return;
         }
 
-        if (context.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) != true)
+        var status = ErrorInterceptor.ToStatus(Reason.RateLimited,
+            "Too many calls from this address failed to authenticate; it is refused for a moment. Fix the credentials and retry later.",
+            TimeSpan.FromSeconds(1));
+        if (!JsonApi.IsGrpc(context.Request))
         {
-            // A plain HTTP request (the bureau's page): the HTTP status of the same refusal.
-            context.Response.StatusCode = StatusCodes.Status429TooManyRequests;
+            // A JSON call is answered as transcoding answers RESOURCE_EXHAUSTED.
             context.Response.Headers.RetryAfter = "1";
+            await JsonApi.WriteStatusAsync(context.Response, status, StatusCodes.Status429TooManyRequests);
             return;
         }
 
         // A trailers-only gRPC answer: the status in the headers, no message.
-        var status = ErrorInterceptor.ToStatus(Reason.RateLimited,
-            "Too many calls from this address failed to authenticate; it is refused for a moment. Fix the credentials and retry later.",
-            TimeSpan.FromSeconds(1));
         context.Response.StatusCode = StatusCodes.Status200OK;
         context.Response.ContentType = "application/grpc";
         context.Response.Headers["grpc-status"] = status.Code.ToString(System.Globalization.CultureInfo.InvariantCulture);

@@ -24,6 +24,7 @@ public sealed class SecureServer : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly string _directory;
     private readonly List<GrpcChannel> _channels = [];
+    private readonly List<HttpClient> _httpClients = [];
 
     private SecureServer(WebApplication app, string directory, X509Certificate2 ca, ECDsa tokenKey, FakeTimeProvider clock, int port)
     {
@@ -89,15 +90,7 @@ public sealed class SecureServer : IAsyncDisposable
     /// <summary>A channel presenting a client certificate (or none), trusting only the development CA.</summary>
     public GrpcChannel Channel(X509Certificate2? clientCertificate = null, string? bearerToken = null)
     {
-        var handler = new SocketsHttpHandler
-        {
-            SslOptions = new SslClientAuthenticationOptions
-            {
-                ClientCertificates = clientCertificate is null ? null : new X509CertificateCollection { clientCertificate },
-                RemoteCertificateValidationCallback = (_, certificate, _, _) => certificate is not null && ChainsToCa(new X509Certificate2(certificate)),
-            },
-        };
-        var options = new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true };
+        var options = new GrpcChannelOptions { HttpHandler = Handler(clientCertificate), DisposeHttpClient = true };
         if (bearerToken is not null)
         {
             options.Credentials = ChannelCredentials.Create(ChannelCredentials.SecureSsl, CallCredentials.FromInterceptor((_, metadata) =>
@@ -112,24 +105,17 @@ public sealed class SecureServer : IAsyncDisposable
         return channel;
     }
 
-    /// <summary>A plain HTTP client (HTTP/1.1 over TLS, as a browser talks) presenting a client certificate or a bearer
-    /// token (or neither), trusting only the development CA.</summary>
+    /// <summary>A plain HTTP/1.1 client (as a browser or a JSON caller talks), for the JSON API and the bureau's page, presenting a client certificate or a bearer token (or neither),
+    /// trusting only the development CA.</summary>
     public HttpClient Http(X509Certificate2? clientCertificate = null, string? bearerToken = null)
     {
-        var handler = new SocketsHttpHandler
-        {
-            SslOptions = new SslClientAuthenticationOptions
-            {
-                ClientCertificates = clientCertificate is null ? null : new X509CertificateCollection { clientCertificate },
-                RemoteCertificateValidationCallback = (_, certificate, _, _) => certificate is not null && ChainsToCa(new X509Certificate2(certificate)),
-            },
-        };
-        var client = new HttpClient(handler) { BaseAddress = new Uri(Address) };
+        var client = new HttpClient(Handler(clientCertificate)) { BaseAddress = new Uri(Address) };
         if (bearerToken is not null)
         {
             client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", bearerToken);
         }
 
+        _httpClients.Add(client);
         return client;
     }
 
@@ -149,10 +135,24 @@ public sealed class SecureServer : IAsyncDisposable
             channel.Dispose();
         }
 
+        foreach (var client in _httpClients)
+        {
+            client.Dispose();
+        }
+
         await _app.StopAsync();
         await _app.DisposeAsync();
         Directory.Delete(_directory, recursive: true);
     }
+
+    private SocketsHttpHandler Handler(X509Certificate2? clientCertificate) => new()
+    {
+        SslOptions = new SslClientAuthenticationOptions
+        {
+            ClientCertificates = clientCertificate is null ? null : new X509CertificateCollection { clientCertificate },
+            RemoteCertificateValidationCallback = (_, certificate, _, _) => certificate is not null && ChainsToCa(new X509Certificate2(certificate)),
+        },
+    };
 
     private bool ChainsToCa(X509Certificate2 certificate)
     {
