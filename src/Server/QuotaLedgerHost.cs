@@ -12,6 +12,7 @@ using QuotaLedger.Server.Posting;
 using QuotaLedger.Server.Registry;
 using QuotaLedger.Server.Security;
 using QuotaLedger.Server.Storage;
+using QuotaLedger.Server.Telemetry;
 
 namespace QuotaLedger.Server;
 
@@ -33,6 +34,7 @@ public static class QuotaLedgerHost
         builder.Services.AddSettings<AlertOptions>("Alerts");
         builder.Services.AddSettings<RateLimitOptions>("RateLimits");
         builder.Services.AddSettings<CheckpointOptions>("Checkpoints");
+        builder.AddServerTelemetry();
         builder.Services.AddSingleton<LedgerDatabase>();
         builder.Services.AddHostedService<DatabaseStartup>();
         builder.Services.AddDbContextPool<LedgerDb>((services, options) => options

@@ -6,6 +6,7 @@ using QuotaLedger.Server.Posting;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Security;
 using QuotaLedger.Server.Storage;
+using QuotaLedger.Server.Telemetry;
 using QuotaLedger.V1;
 using AccountKind = QuotaLedger.Server.Storage.AccountKind;
 using EntryKind = QuotaLedger.Server.Storage.EntryKind;
@@ -20,6 +21,7 @@ internal sealed class AdminGrpcService(
     IServiceScopeFactory scopes,
     LedgerDatabase database,
     CheckpointSigner signer,
+    LedgerMetrics metrics,
     ILogger<AdminGrpcService> logger)
     : AdminService.AdminServiceBase
 {
@@ -197,7 +199,7 @@ internal sealed class AdminGrpcService(
             // transaction only holds the request id, so a duplicate waits for the pass and gets its answer.
             await using var scope = scopes.CreateAsyncScope();
             var passDb = scope.ServiceProvider.GetRequiredService<LedgerDb>();
-            var outcome = await Expiry.ExpireDueAsync(passDb, time.GetUtcNow(), request.RequestId, by, logger, ct);
+            var outcome = await Expiry.ExpireDueAsync(passDb, time.GetUtcNow(), request.RequestId, by, LedgerMetrics.Triggers.Request, metrics, logger, ct);
             return new ExpireDueGrantsResponse { ExpiredGrants = outcome.ExpiredGrants, ReturnedFen = outcome.Returned.Value, FailedGrants = outcome.Failed };
         }, context.CancellationToken);
     }

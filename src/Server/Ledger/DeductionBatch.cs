@@ -1,9 +1,11 @@
+using System.Diagnostics;
 using Google.Protobuf;
 using Npgsql;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Posting;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
+using QuotaLedger.Server.Telemetry;
 using QuotaLedger.V1;
 using EntryKind = QuotaLedger.Server.Storage.EntryKind;
 
@@ -25,11 +27,15 @@ internal sealed class PendingDeduction(DeductionRequest request, long? unitYearI
     public LinkedListNode<PendingDeduction>? Node { get; set; }
 
     public (string Caller, string RequestId) Key => (Request.By, Request.RequestId);
+
+    /// <summary>The span of the call that sent it, if any, which its transaction's span links to.</summary>
+    public ActivityContext CallContext { get; } = Activity.Current?.Context ?? default;
 }
 
 /// <summary>What a coalesced transaction decided for one deduction: its response, or its refusal; or, when its
-/// unit-year or contract was locked by another session and the transaction did not wait, nothing yet.</summary>
-internal readonly record struct DeductionOutcome(DeductResponse? Response, LedgerException? Refusal)
+/// unit-year or contract was locked by another session and the transaction did not wait, nothing yet.
+/// <see cref="Replayed"/>: the request id's first outcome answered again, nothing decided now.</summary>
+internal readonly record struct DeductionOutcome(DeductResponse? Response, LedgerException? Refusal, bool Replayed = false)
 {
     public static DeductionOutcome NotYet { get; } = new(null, null);
 
@@ -78,21 +84,40 @@ internal static class DeductionBatch
     /// it so. With <paramref name="waitForLocks"/> it waits for every lock (at most the session's lock_timeout, after
     /// which it throws); without, the deductions whose rows another session holds come back deferred.</summary>
     public static async Task<DeductionOutcome[]> RunAsync(
-        NpgsqlConnection connection, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, bool waitForLocks, CancellationToken ct)
+        NpgsqlConnection connection, IReadOnlyList<PendingDeduction> items, DateTimeOffset now, bool waitForLocks, LedgerMetrics metrics,
+        CancellationToken ct)
     {
         now = Chain.ToStoredPrecision(now);
+        metrics.BatchStarted(items.Count, waitForLocks);
+        using var activity = ServerTelemetry.Source.HasListeners() ? StartActivity(items, waitForLocks) : null;
         try
         {
             var state = await ReadAsync(connection, items, now, waitForLocks ? Reading.Locked : Reading.SkipLocked, ct);
+            metrics.LocksHeld(state.LockWait, waitForLocks);
             var plan = Decide(state, items, now);
+            var writing = Stopwatch.GetTimestamp();
             await WriteAndCommitAsync(connection, plan, now, ct);
+            metrics.Committed(Stopwatch.GetElapsedTime(writing), waitForLocks);
+            activity?.SetTag("quotaledger.deductions.applied", plan.Applied.Count);
             return plan.Outcomes;
         }
-        catch
+        catch (Exception e)
         {
+            activity?.SetStatus(ActivityStatusCode.Error, e.Message).SetTag("error.type", e is PostgresException p ? p.SqlState : e.GetType().FullName);
             await RollBackQuietlyAsync(connection);
             throw;
         }
+    }
+
+    /// <summary>The transaction's span: a child of the call's when it runs in one (a batch of one), else a root linked
+    /// to every call it serves (a worker's coalesced batch). Made only while a listener is there.</summary>
+    private static Activity? StartActivity(IReadOnlyList<PendingDeduction> items, bool waitForLocks)
+    {
+        var links = items.Where(i => i.CallContext != default && i.CallContext != Activity.Current?.Context)
+            .Select(i => new ActivityLink(i.CallContext)).ToList();
+        return ServerTelemetry.Source.StartActivity(ActivityKind.Internal, links: links, name: "DeductionBatch")
+            ?.SetTag("quotaledger.deductions.batch.size", items.Count)
+            .SetTag(LedgerMetrics.Tags.Locking, waitForLocks ? "wait" : "skip_locked");
     }
 
     /// <summary>A dry run of one deduction: its facts read by the very statements <see cref="RunAsync"/> reads them with,
@@ -167,6 +192,8 @@ internal static class DeductionBatch
         /// table, then added to as the batch applies its own (their ids are drawn before anything is inserted).</summary>
         public Dictionary<(string, string), EarlierDeduction> Invoices { get; } = [];
         public Queue<(long Deduction, long Entry)> Ids { get; } = new();
+        /// <summary>From sending the first round trip until the unit-year and contract rows were locked and read.</summary>
+        public TimeSpan LockWait { get; set; }
     }
 
     private sealed class Plan(int count)
@@ -238,6 +265,7 @@ internal static class DeductionBatch
         }
 
         var state = new State();
+        var sent = Stopwatch.GetTimestamp();
         await using var reader = await batch.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))
         {
@@ -251,6 +279,9 @@ internal static class DeductionBatch
             var contract = new ContractFacts { Id = reader.GetInt64(0), AmountFen = reader.GetInt64(1), InvoicedFen = reader.GetInt64(2) };
             state.Contracts.Add(contract.Id, contract);
         }
+
+        // Both locking statements have answered: every lock the transaction takes is held.
+        state.LockWait = Stopwatch.GetElapsedTime(sent);
 
         await reader.NextResultAsync(ct);
         while (await reader.ReadAsync(ct))
@@ -459,16 +490,16 @@ internal static class DeductionBatch
     {
         try
         {
-            return new DeductionOutcome(Idempotency.Replay<DeductResponse>(first, Method, item.Hash), null);
+            return new DeductionOutcome(Idempotency.Replay<DeductResponse>(first, Method, item.Hash), null, Replayed: true);
         }
         catch (LedgerException refusal) when (refusal.Reason == Reason.DuplicateInvoice
             && invoices.TryGetValue((item.Request.Provider, item.Request.InvoiceNo), out var earlier))
         {
-            return new DeductionOutcome(null, Deductions.DuplicateInvoice(item.Request.Provider, item.Request.InvoiceNo, earlier, refusal.Message));
+            return new DeductionOutcome(null, Deductions.DuplicateInvoice(item.Request.Provider, item.Request.InvoiceNo, earlier, refusal.Message), Replayed: true);
         }
         catch (LedgerException refusal)
         {
-            return new DeductionOutcome(null, refusal);
+            return new DeductionOutcome(null, refusal, Replayed: true);
         }
     }
 

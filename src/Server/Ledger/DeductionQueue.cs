@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
-using System.Diagnostics.Metrics;
 using Npgsql;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
+using QuotaLedger.Server.Telemetry;
 using QuotaLedger.V1;
 
 namespace QuotaLedger.Server.Ledger;
@@ -52,7 +52,7 @@ internal sealed partial class DeductionQueue(
     LedgerDatabase database,
     DeductionOptions options,
     TimeProvider time,
-    IMeterFactory meters,
+    LedgerMetrics metrics,
     ILogger<DeductionQueue> logger) : IHostedService, IAsyncDisposable
 {
     private const int GrantCacheLimit = 100_000;
@@ -62,14 +62,6 @@ internal sealed partial class DeductionQueue(
     private readonly HashSet<long> _busy = [];
     private readonly ConcurrentDictionary<long, long> _unitYearOfGrant = new();
     private readonly SemaphoreSlim _lockWaiters = new(options.LockWaiters);
-    private readonly Histogram<int> _batchSizes = meters.Create("QuotaLedger.Deductions")
-        .CreateHistogram<int>("quotaledger.deductions.batch_size", "{deduction}", "Deductions applied by one coalesced transaction");
-    private readonly Counter<long> _fallbacks = meters.Create("QuotaLedger.Deductions")
-        .CreateCounter<long>("quotaledger.deductions.fallbacks", "{transaction}", "Coalesced transactions that failed as a whole and were applied one by one");
-    private readonly Counter<long> _deferred = meters.Create("QuotaLedger.Deductions")
-        .CreateCounter<long>("quotaledger.deductions.lock_waits", "{deduction}", "Deductions whose unit-year another session held, handed to a lock waiter");
-    private readonly Counter<long> _refused = meters.Create("QuotaLedger.Deductions")
-        .CreateCounter<long>("quotaledger.deductions.refused", "{deduction}", "Deductions refused with UNAVAILABLE before anything was applied");
     // Connections kept open for the workers, so each batch runs on a backend whose caches and prepared statements
     // are warm instead of on whichever pooled connection comes next.
     private readonly ConcurrentStack<NpgsqlConnection> _connections = new();
@@ -88,7 +80,15 @@ internal sealed partial class DeductionQueue(
             Admit(item, enqueue: false);
             try
             {
-                return Answer(await OneAsync(item, ct));
+                var outcome = await OneAsync(item, ct);
+                metrics.Decided(outcome);
+                return Answer(outcome);
+            }
+            catch (Exception e) when (e is not (LedgerException or OperationCanceledException))
+            {
+                // A rule's refusal was counted as decided; this is the database's or the server's failure.
+                metrics.Refused(e is Unreachable ? e.InnerException! : e);
+                throw;
             }
             finally
             {
@@ -123,14 +123,14 @@ internal sealed partial class DeductionQueue(
         {
             if (_stopping)
             {
-                _refused.Add(1);
+                metrics.Refused(Reason.Overloaded);
                 throw new LedgerException(Reason.Overloaded,
                     "The server is stopping and takes no more deductions; this one was not applied. Retry with the same request_id.");
             }
 
             if (enqueue && _waiting.Count >= options.MaxWaiting)
             {
-                _refused.Add(1);
+                metrics.Refused(Reason.Overloaded);
                 throw new LedgerException(Reason.Overloaded,
                     $"{_waiting.Count} deductions are already waiting; this one was not applied. Retry with the same request_id after a pause.");
             }
@@ -145,7 +145,7 @@ internal sealed partial class DeductionQueue(
 
         if (startWorker)
         {
-            _ = Task.Run(WorkAsync);
+            StartWorker();
         }
     }
 
@@ -273,7 +273,6 @@ internal sealed partial class DeductionQueue(
     /// busy until their waiter is done.</summary>
     private async Task<HashSet<long>> ApplyAsync(List<PendingDeduction> batch)
     {
-        _batchSizes.Record(batch.Count);
         DeductionOutcome[] outcomes;
         try
         {
@@ -293,7 +292,7 @@ internal sealed partial class DeductionQueue(
 
             try
             {
-                outcomes = await DeductionBatch.RunAsync(connection, batch, time.GetUtcNow(), waitForLocks: false, CancellationToken.None);
+                outcomes = await DeductionBatch.RunAsync(connection, batch, time.GetUtcNow(), waitForLocks: false, metrics, CancellationToken.None);
             }
             catch
             {
@@ -309,7 +308,7 @@ internal sealed partial class DeductionQueue(
             // for a lock). Nothing of a failed transaction is kept; should the connection have been lost after COMMIT
             // reached the server, the deductions did take effect, and each then replays its recorded outcome.
             LogFallback(logger, batch.Count, e.Message);
-            _fallbacks.Add(1);
+            metrics.Fallback(e);
             return HandOff(batch, together: false, OutcomeUnknown(e));
         }
 
@@ -326,7 +325,7 @@ internal sealed partial class DeductionQueue(
             }
         }
 
-        _deferred.Add(deferred.Count);
+        metrics.Deferred(deferred.Count);
         return HandOff(deferred, together: true, outcomeUnknown: false);
     }
 
@@ -381,7 +380,7 @@ internal sealed partial class DeductionQueue(
 
             if (startWorker)
             {
-                _ = Task.Run(WorkAsync);
+                StartWorker();
             }
         }
     }
@@ -391,7 +390,7 @@ internal sealed partial class DeductionQueue(
         try
         {
             await using var connection = await database.DataSource.OpenConnectionAsync();
-            var outcomes = await DeductionBatch.RunAsync(connection, items, time.GetUtcNow(), waitForLocks: true, CancellationToken.None);
+            var outcomes = await DeductionBatch.RunAsync(connection, items, time.GetUtcNow(), waitForLocks: true, metrics, CancellationToken.None);
             for (var i = 0; i < items.Count; i++)
             {
                 Settle(items[i], outcomes[i]);
@@ -413,6 +412,7 @@ internal sealed partial class DeductionQueue(
         catch (Exception e)
         {
             LogFallback(logger, items.Count, e.Message);
+            metrics.Fallback(e);
             await SettleEachAsync(items, OutcomeUnknown(e));
         }
     }
@@ -491,9 +491,10 @@ internal sealed partial class DeductionQueue(
 
     private void Settle(PendingDeduction item, DeductionOutcome outcome)
     {
+        metrics.Decided(outcome);
         if (outcome.Refusal is { } refusal)
         {
-            Refuse(item, refusal);
+            Fail(item, refusal);
             return;
         }
 
@@ -501,10 +502,27 @@ internal sealed partial class DeductionQueue(
         Leave();
     }
 
+    /// <summary>Answers a deduction with a refusal no rule decided (the store's, the queue's).</summary>
     private void Refuse(PendingDeduction item, Exception refusal)
+    {
+        metrics.Refused(refusal);
+        Fail(item, refusal);
+    }
+
+    private void Fail(PendingDeduction item, Exception refusal)
     {
         item.Answer.TrySetException(refusal);
         Leave();
+    }
+
+    /// <summary>A worker serves every caller's deductions, so it runs outside the trace (and every other ambient
+    /// state) of the call that happened to start it; each transaction's span links to the calls it serves.</summary>
+    private void StartWorker()
+    {
+        using (ExecutionContext.SuppressFlow())
+        {
+            _ = Task.Run(WorkAsync);
+        }
     }
 
     private static DeductResponse Answer(DeductionOutcome outcome) => outcome.Refusal is { } refusal ? throw refusal : outcome.Response!;
@@ -530,7 +548,7 @@ internal sealed partial class DeductionQueue(
             await using var opened = connection;
             try
             {
-                return (await DeductionBatch.RunAsync(connection, [item], time.GetUtcNow(), waitForLocks: true, ct))[0];
+                return (await DeductionBatch.RunAsync(connection, [item], time.GetUtcNow(), waitForLocks: true, metrics, ct))[0];
             }
             catch (PostgresException e) when (attempt < 3 && e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.DeadlockDetected
                 or PostgresErrorCodes.SerializationFailure)
@@ -552,7 +570,17 @@ internal sealed partial class DeductionQueue(
         }
     }
 
-    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        metrics.ObserveQueueDepth(() =>
+        {
+            lock (_gate)
+            {
+                return _waiting.Count;
+            }
+        });
+        return Task.CompletedTask;
+    }
 
     /// <summary>Takes no more deductions, answers those still waiting with UNAVAILABLE (nothing of them applied), and
     /// waits for the transactions in flight to commit and answer, as long as the host allows.</summary>

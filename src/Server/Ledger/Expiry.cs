@@ -1,7 +1,9 @@
+using System.Diagnostics;
 using Microsoft.EntityFrameworkCore;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
+using QuotaLedger.Server.Telemetry;
 
 namespace QuotaLedger.Server.Ledger;
 
@@ -20,8 +22,24 @@ internal static partial class Expiry
     /// next pass tries them again).</summary>
     public sealed record Outcome(int ExpiredGrants, Fen Returned, int Failed);
 
-    public static Task<Outcome> ExpireDueAsync(LedgerDb db, DateTimeOffset now, string requestId, string caller, ILogger logger, CancellationToken ct) =>
-        ExpireAsync(db, db.Grants, now, requestId, caller, enough: null, int.MaxValue, logger, ct);
+    /// <summary>The expiry pass: every due grant. <paramref name="trigger"/> (<see cref="LedgerMetrics.Triggers"/>)
+    /// tags what it records.</summary>
+    public static async Task<Outcome> ExpireDueAsync(
+        LedgerDb db, DateTimeOffset now, string requestId, string caller, string trigger, LedgerMetrics metrics, ILogger logger, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            var outcome = await ExpireAsync(db, db.Grants, now, requestId, caller, enough: null, int.MaxValue, logger, ct);
+            metrics.ExpiryPass(trigger, outcome, Stopwatch.GetElapsedTime(started));
+            return outcome;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            metrics.ExpiryPassFailed(trigger, e, Stopwatch.GetElapsedTime(started));
+            throw;
+        }
+    }
 
     /// <summary>Before a grant: makes the stored figures what expiry says they are at <paramref name="now"/>. The
     /// contract's due grants stop holding its quota, and when the pool's balance alone is short of
@@ -129,6 +147,7 @@ internal sealed partial class ExpiryService(
     IServiceScopeFactory scopes,
     TimeProvider time,
     ExpiryOptions options,
+    LedgerMetrics metrics,
     ILogger<ExpiryService> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -146,7 +165,8 @@ internal sealed partial class ExpiryService(
                 await using var scope = scopes.CreateAsyncScope();
                 var db = scope.ServiceProvider.GetRequiredService<LedgerDb>();
                 var now = time.GetUtcNow();
-                var outcome = await Expiry.ExpireDueAsync(db, now, $"expiry-pass-{now:yyyyMMddTHHmmssZ}", Callers.ExpiryPass, logger, stoppingToken);
+                var outcome = await Expiry.ExpireDueAsync(db, now, $"expiry-pass-{now:yyyyMMddTHHmmssZ}", Callers.ExpiryPass,
+                    LedgerMetrics.Triggers.Schedule, metrics, logger, stoppingToken);
                 if (outcome.ExpiredGrants > 0)
                 {
                     LogExpired(logger, outcome.ExpiredGrants, outcome.Returned.Value);
