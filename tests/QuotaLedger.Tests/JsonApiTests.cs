@@ -92,6 +92,20 @@ public sealed class JsonApiTests(LedgerFixture fixture)
         using var entries = await http.GetAsync($"/v1/entries?grantId={grantId}");
         var lines = (await entries.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         Assert.Equal(["ENTRY_KIND_GRANT", "ENTRY_KIND_DEDUCTION"], lines.Select(line => JsonNode.Parse(line)!["kind"]!.GetValue<string>()));
+
+        // The change feed over JSON: a stream that stays open, one event per line with its cursor, resumable by it.
+        using var watching = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var cursor = "";
+        foreach (var expected in new[] { "ENTRY_KIND_GRANT", "ENTRY_KIND_DEDUCTION" })
+        {
+            using var watch = await http.GetAsync($"/v1/watch?grantId={grantId}&afterCursor={Uri.EscapeDataString(cursor)}",
+                HttpCompletionOption.ResponseHeadersRead, watching.Token);
+            Assert.Equal(HttpStatusCode.OK, watch.StatusCode);
+            using var reader = new StreamReader(await watch.Content.ReadAsStreamAsync(watching.Token));
+            var watched = JsonNode.Parse((await reader.ReadLineAsync(watching.Token))!)!;
+            Assert.Equal(expected, watched["entry"]!["kind"]!.GetValue<string>());
+            cursor = watched["cursor"]!.GetValue<string>();
+        }
     }
 
     [Fact]
