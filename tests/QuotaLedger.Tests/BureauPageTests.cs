@@ -14,7 +14,7 @@ namespace QuotaLedger.Tests;
 [Collection(LedgerCollection.Name)]
 public sealed class BureauPageTests(LedgerFixture fixture)
 {
-    private const int Year = 2064;
+    private const int Year = 2095;
 
     /// <summary>Where the test leaves its screenshot: TestResults/bureau-page.png at the repository's root (ignored by git).</summary>
     public static readonly string ScreenshotPath = Path.Combine(RepositoryRoot(), "TestResults", "bureau-page.png");

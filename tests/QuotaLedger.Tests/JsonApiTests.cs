@@ -16,7 +16,7 @@ namespace QuotaLedger.Tests;
 [Collection(LedgerCollection.Name)]
 public sealed class JsonApiTests(LedgerFixture fixture)
 {
-    private const int Year = 2063;
+    private const int Year = 2094;
 
     /// <summary>RPCs deliberately not served as JSON, each with the reason. Transcoding serves unary and server-streaming
     /// RPCs only: a client- or bidirectional-streaming RPC belongs here.</summary>
