@@ -137,28 +137,26 @@ internal static class UnitYears
 
     /// <summary>The unit-year's figures as the ledger stood at <paramref name="asOf"/> (see <see cref="FiguresAsOfColumns"/>).</summary>
     public static Task<UnitYearFigures> FiguresAsOfAsync(LedgerDb db, string unitUscc, int year, DateTimeOffset asOf, CancellationToken ct) =>
-        db.QueryRowAsync(
-            $"""
-            SELECT {FiguresAsOfColumns}
-            FROM (SELECT (SELECT k.id FROM unit_years k WHERE k.unit_uscc = $2::bpchar AND k.year = $3) AS id, $2::bpchar AS unit_uscc, $3 AS year) uy
-            """,
-            r => ReadFigures(r, 0, unitUscc, year),
-            ct,
-            asOf, unitUscc, year);
+        ReadOneAsync(db, FiguresAsOfColumns, unitUscc, year, asOf, ct);
 
     public static UnitYearFigures ReadFigures(Npgsql.NpgsqlDataReader r, int first, string unitUscc, int year) =>
         new(unitUscc, year, new Fen(r.GetInt64(first)), new Fen(r.GetInt64(first + 1)), new Fen(r.GetInt64(first + 2)), new Fen(r.GetInt64(first + 3)));
 
     /// <summary>The unit-year's figures at <paramref name="now"/> (see <see cref="FiguresColumns"/>).</summary>
     public static Task<UnitYearFigures> FiguresAsync(LedgerDb db, string unitUscc, int year, DateTimeOffset now, CancellationToken ct) =>
+        ReadOneAsync(db, FiguresColumns, unitUscc, year, now, ct);
+
+    /// <summary>One unit-year's figures by <paramref name="columns"/> (which read the time as <c>$1</c>); a unit-year not
+    /// yet created reads as one with nothing in it.</summary>
+    private static Task<UnitYearFigures> ReadOneAsync(LedgerDb db, string columns, string unitUscc, int year, DateTimeOffset at, CancellationToken ct) =>
         db.QueryRowAsync(
             $"""
-            SELECT {FiguresColumns}
+            SELECT {columns}
             FROM (SELECT (SELECT k.id FROM unit_years k WHERE k.unit_uscc = $2::bpchar AND k.year = $3) AS id, $2::bpchar AS unit_uscc, $3 AS year) uy
             """,
             r => ReadFigures(r, 0, unitUscc, year),
             ct,
-            now, unitUscc, year);
+            at, unitUscc, year);
 
     /// <summary>The year's unit-years with the least headroom under their cap at <paramref name="now"/> (the most granted
     /// open and deducted, the cap being the year's for all), at most <paramref name="limit"/>; figures as
