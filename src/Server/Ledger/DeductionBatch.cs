@@ -98,12 +98,13 @@ internal static class DeductionBatch
             var writing = Stopwatch.GetTimestamp();
             await WriteAndCommitAsync(connection, plan, now, ct);
             metrics.Committed(Stopwatch.GetElapsedTime(writing), waitForLocks);
+            metrics.Committed(plan.Outcomes);
             activity?.SetTag("quotaledger.deductions.applied", plan.Applied.Count);
             return plan.Outcomes;
         }
         catch (Exception e)
         {
-            activity?.SetStatus(ActivityStatusCode.Error, e.Message).SetTag("error.type", e is PostgresException p ? p.SqlState : e.GetType().FullName);
+            activity?.SetStatus(ActivityStatusCode.Error, e.Message).SetTag(LedgerMetrics.Tags.ErrorType, LedgerMetrics.ErrorType(e));
             await RollBackQuietlyAsync(connection);
             throw;
         }

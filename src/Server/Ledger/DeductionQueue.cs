@@ -80,13 +80,11 @@ internal sealed partial class DeductionQueue(
             Admit(item, enqueue: false);
             try
             {
-                var outcome = await OneAsync(item, ct);
-                metrics.Decided(outcome);
-                return Answer(outcome);
+                return Answer(await OneAsync(item, ct));
             }
             catch (Exception e) when (e is not (LedgerException or OperationCanceledException))
             {
-                // A rule's refusal was counted as decided; this is the database's or the server's failure.
+                // A rule's refusal was counted with its transaction; this is the database's or the server's failure.
                 metrics.Refused(e is Unreachable ? e.InnerException! : e);
                 throw;
             }
@@ -123,16 +121,12 @@ internal sealed partial class DeductionQueue(
         {
             if (_stopping)
             {
-                metrics.Refused(Reason.Overloaded);
-                throw new LedgerException(Reason.Overloaded,
-                    "The server is stopping and takes no more deductions; this one was not applied. Retry with the same request_id.");
+                throw Overloaded("The server is stopping and takes no more deductions; this one was not applied. Retry with the same request_id.");
             }
 
             if (enqueue && _waiting.Count >= options.MaxWaiting)
             {
-                metrics.Refused(Reason.Overloaded);
-                throw new LedgerException(Reason.Overloaded,
-                    $"{_waiting.Count} deductions are already waiting; this one was not applied. Retry with the same request_id after a pause.");
+                throw Overloaded($"{_waiting.Count} deductions are already waiting; this one was not applied. Retry with the same request_id after a pause.");
             }
 
             _inFlight++;
@@ -325,7 +319,6 @@ internal sealed partial class DeductionQueue(
             }
         }
 
-        metrics.Deferred(deferred.Count);
         return HandOff(deferred, together: true, outcomeUnknown: false);
     }
 
@@ -491,7 +484,6 @@ internal sealed partial class DeductionQueue(
 
     private void Settle(PendingDeduction item, DeductionOutcome outcome)
     {
-        metrics.Decided(outcome);
         if (outcome.Refusal is { } refusal)
         {
             Fail(item, refusal);
@@ -513,6 +505,14 @@ internal sealed partial class DeductionQueue(
     {
         item.Answer.TrySetException(refusal);
         Leave();
+    }
+
+    /// <summary>An OVERLOADED refusal of the queue, counted as refused.</summary>
+    private LedgerException Overloaded(string message)
+    {
+        var refusal = new LedgerException(Reason.Overloaded, message);
+        metrics.Refused(refusal);
+        return refusal;
     }
 
     /// <summary>A worker serves every caller's deductions, so it runs outside the trace (and every other ambient

@@ -81,7 +81,7 @@ internal sealed class LedgerMetrics
             "How long an expiry pass took, by quotaledger.expiry.trigger.", advice: s_seconds);
     }
 
-    public Meter Meter { get; }
+    private Meter Meter { get; }
 
     /// <summary>The tag names, shared with the SDK where they mean the same.</summary>
     public static class Tags
@@ -105,8 +105,30 @@ internal sealed class LedgerMetrics
         Meter.CreateObservableUpDownCounter("quotaledger.deductions.queue.depth", depth, "{deduction}",
             "Deductions waiting in the queue for a worker (not those in a transaction or with a lock waiter).");
 
-    /// <summary>A deduction's outcome as its transaction decided and committed it.</summary>
-    public void Decided(DeductionOutcome outcome)
+    /// <summary>What a committed deduction transaction decided: each deduction applied, refused by its rules or
+    /// replayed, and those it left deferred to a lock waiter (decided, and counted, by the waiter's transaction).</summary>
+    public void Committed(IReadOnlyList<DeductionOutcome> outcomes)
+    {
+        var deferred = 0;
+        foreach (var outcome in outcomes)
+        {
+            if (outcome.Deferred)
+            {
+                deferred++;
+            }
+            else
+            {
+                Decided(outcome);
+            }
+        }
+
+        if (deferred > 0)
+        {
+            _deferred.Add(deferred);
+        }
+    }
+
+    private void Decided(DeductionOutcome outcome)
     {
         if (outcome.Replayed)
         {
@@ -126,16 +148,6 @@ internal sealed class LedgerMetrics
     /// reach, its lock held too long, or a failure of its transaction.</summary>
     public void Refused(Exception refusal) =>
         _refused.Add(1, new KeyValuePair<string, object?>(Tags.Reason, ReasonOf(refusal)));
-
-    public void Refused(Reason reason) => _refused.Add(1, new KeyValuePair<string, object?>(Tags.Reason, reason.Word()));
-
-    public void Deferred(int count)
-    {
-        if (count > 0)
-        {
-            _deferred.Add(count);
-        }
-    }
 
     public void Fallback(Exception failure) => _fallbacks.Add(1, new KeyValuePair<string, object?>(Tags.ErrorType, ErrorType(failure)));
 
@@ -170,5 +182,5 @@ internal sealed class LedgerMetrics
         refusal is LedgerException ledger ? ledger.Reason.Word() : StoreFailures.Translate(refusal)?.Reason.Word() ?? "INTERNAL";
 
     /// <summary>PostgreSQL's SQLSTATE for an error it reported, else the exception's type.</summary>
-    private static string ErrorType(Exception failure) => failure is PostgresException postgres ? postgres.SqlState : failure.GetType().FullName!;
+    internal static string ErrorType(Exception failure) => failure is PostgresException postgres ? postgres.SqlState : failure.GetType().FullName!;
 }
