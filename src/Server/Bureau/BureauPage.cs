@@ -1,4 +1,4 @@
-using Grpc.Core;
+using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Security;
 using QuotaLedger.Server.Storage;
@@ -70,21 +70,11 @@ internal static class BureauPage
         }
     }
 
-    /// <summary>A refusal as HTTP: the status google.rpc maps the reason's gRPC code to, and the reason word and message
-    /// as JSON.</summary>
+    /// <summary>A refusal as HTTP: the status of the reason's gRPC code (<see cref="JsonApi.HttpStatusOf"/>), and the
+    /// reason word and message as JSON.</summary>
     private static IResult Refusal(HttpContext http, LedgerException refusal)
     {
-        var status = refusal.Reason.Status() switch
-        {
-            StatusCode.InvalidArgument or StatusCode.FailedPrecondition or StatusCode.OutOfRange => StatusCodes.Status400BadRequest,
-            StatusCode.Unauthenticated => StatusCodes.Status401Unauthorized,
-            StatusCode.PermissionDenied => StatusCodes.Status403Forbidden,
-            StatusCode.NotFound => StatusCodes.Status404NotFound,
-            StatusCode.AlreadyExists or StatusCode.Aborted => StatusCodes.Status409Conflict,
-            StatusCode.ResourceExhausted => StatusCodes.Status429TooManyRequests,
-            StatusCode.Unavailable => StatusCodes.Status503ServiceUnavailable,
-            _ => StatusCodes.Status500InternalServerError,
-        };
+        var status = JsonApi.HttpStatusOf(refusal.Reason.Status());
         if (status == StatusCodes.Status401Unauthorized)
         {
             http.Response.Headers.WWWAuthenticate = "Bearer";

@@ -3,6 +3,7 @@ using Google.Protobuf.Reflection;
 using Google.Rpc;
 using Grpc.AspNetCore.Server;
 using Microsoft.OpenApi.Models;
+using GrpcCode = Grpc.Core.StatusCode;
 
 namespace QuotaLedger.Server.Grpc;
 
@@ -55,10 +56,23 @@ internal static class JsonApi
 
     /// <summary>Answers a request refused before it reached a service (no interceptor ran) as transcoding answers a
     /// refusal: the HTTP status of the gRPC code, and the google.rpc.Status as the JSON body.</summary>
-    public static async Task WriteStatusAsync(Microsoft.AspNetCore.Http.HttpResponse response, Google.Rpc.Status status, int httpStatus)
+    public static async Task WriteStatusAsync(Microsoft.AspNetCore.Http.HttpResponse response, Google.Rpc.Status status)
     {
-        response.StatusCode = httpStatus;
+        response.StatusCode = HttpStatusOf((GrpcCode)status.Code);
         response.ContentType = "application/json; charset=utf-8";
         await response.WriteAsync(StatusFormatter.Format(status));
     }
+
+    /// <summary>The HTTP status a gRPC code answers with over HTTP, as google.rpc maps it (and transcoding does).</summary>
+    public static int HttpStatusOf(GrpcCode code) => code switch
+    {
+        GrpcCode.InvalidArgument or GrpcCode.FailedPrecondition or GrpcCode.OutOfRange => StatusCodes.Status400BadRequest,
+        GrpcCode.Unauthenticated => StatusCodes.Status401Unauthorized,
+        GrpcCode.PermissionDenied => StatusCodes.Status403Forbidden,
+        GrpcCode.NotFound => StatusCodes.Status404NotFound,
+        GrpcCode.AlreadyExists or GrpcCode.Aborted => StatusCodes.Status409Conflict,
+        GrpcCode.ResourceExhausted => StatusCodes.Status429TooManyRequests,
+        GrpcCode.Unavailable => StatusCodes.Status503ServiceUnavailable,
+        _ => StatusCodes.Status500InternalServerError,
+    };
 }

@@ -44,7 +44,7 @@ internal sealed class FailedAuthentication(RateLimitOptions options) : IDisposab
         {
             // A JSON call is answered as transcoding answers RESOURCE_EXHAUSTED.
             context.Response.Headers.RetryAfter = "1";
-            await JsonApi.WriteStatusAsync(context.Response, status, StatusCodes.Status429TooManyRequests);
+            await JsonApi.WriteStatusAsync(context.Response, status);
             return;
         }
 
