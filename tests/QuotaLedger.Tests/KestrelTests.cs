@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using Grpc.Health.V1;
 using Grpc.Net.Client;
 using QuotaLedger.Tests.Infrastructure;
@@ -16,8 +15,8 @@ public sealed class KestrelTests(LedgerFixture fixture)
     [Fact]
     public async Task The_server_process_answers_health_and_calls_over_plain_http2_and_json_over_http1()
     {
-        var port = FreePort();
-        var jsonPort = FreePort();
+        var port = TestPorts.Free();
+        var jsonPort = TestPorts.Free();
         var serverDll = Path.Combine(AppContext.BaseDirectory, "QuotaLedger.Server.dll");
         var start = new ProcessStartInfo("dotnet", [serverDll])
         {
@@ -77,12 +76,5 @@ public sealed class KestrelTests(LedgerFixture fixture)
                 await Task.Delay(200);
             }
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
 using System.Runtime.Versioning;
 using System.Text;
@@ -8,6 +7,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using QuotaLedger.Server.Security;
 using QuotaLedger.Server.Storage;
+using QuotaLedger.Tests.Infrastructure;
 
 namespace QuotaLedger.Tests;
 
@@ -249,7 +249,7 @@ public sealed class LocalClusterTests : IAsyncLifetime
             {
                 ["ConnectionStrings__Ledger"] = "",
                 ["LocalPostgres__DataDirectory"] = dataDirectory,
-                ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{FreePort()}",
+                ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{TestPorts.Free()}",
                 ["Kestrel__Endpoints__Web__Url"] = "http://127.0.0.1:0",
                 ["DOTNET_ENVIRONMENT"] = "Development",
                 ["Expiry__Enabled"] = "false",
@@ -335,12 +335,5 @@ public sealed class LocalClusterTests : IAsyncLifetime
         {
             await Task.Delay(100, patience.Token);
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.IO.Compression;
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Xml.Linq;
 using Grpc.Health.V1;
@@ -67,7 +65,7 @@ public sealed class PackageTests(LedgerFixture fixture)
             Assert.True(build.ExitCode == 0, build.Describe());
             Assert.True(File.Exists(Path.Combine(output, $"{PackageId}.dll")), $"the consumer's output has no {PackageId}.dll\n{build.Describe()}");
 
-            var port = FreePort();
+            var port = TestPorts.Free();
             server = StartServer(port, serverLog);
             await WaitUntilServingAsync(port, server, serverLog);
 
@@ -291,13 +289,6 @@ public sealed class PackageTests(LedgerFixture fixture)
         catch (UnauthorizedAccessException)
         {
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private sealed record ProcessResult(string Command, int ExitCode, string StandardOutput, string StandardError, TimeSpan Took)

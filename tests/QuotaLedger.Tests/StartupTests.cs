@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using QuotaLedger.Client;
 using QuotaLedger.Server;
 using QuotaLedger.Server.Security;
@@ -22,7 +20,7 @@ public sealed class StartupTests(LedgerFixture fixture)
     public async Task The_server_refuses_to_start_before_it_listens_unless_secured_or_explicitly_in_loopback_development(
         string environment, string url, string? trustedCa, string reason)
     {
-        var port = FreePort();
+        var port = TestPorts.Free();
         var variables = new Dictionary<string, string>
         {
             ["ConnectionStrings__Ledger"] = fixture.Database.ServingConnectionString,
@@ -147,12 +145,5 @@ public sealed class StartupTests(LedgerFixture fixture)
         }
 
         return (process.ExitCode, await output + await error);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

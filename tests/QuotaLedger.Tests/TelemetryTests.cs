@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -152,7 +151,7 @@ public sealed class TelemetryTests(LedgerFixture fixture)
         using var collector = new OtlpReceiver();
         var spans = new TraceCapture();
         // Built as the server's Program builds it: the Telemetry section is read while the host is built.
-        var port = FreePort();
+        var port = TestPorts.Free();
         await using var app = QuotaLedgerHost.Build([], builder =>
         {
             builder.Environment.EnvironmentName = "Development";
@@ -236,13 +235,6 @@ public sealed class TelemetryTests(LedgerFixture fixture)
         }
     }
 
-    private static int FreePort()
-    {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        return ((IPEndPoint)probe.LocalEndpoint).Port;
-    }
-
     private static Metadata Traced(ActivityTraceId trace) =>
         new() { { "traceparent", $"00-{trace.ToHexString()}-{ActivitySpanId.CreateRandom().ToHexString()}-01" } };
 
@@ -294,7 +286,7 @@ public sealed class TelemetryTests(LedgerFixture fixture)
 
         public OtlpReceiver()
         {
-            Address = $"http://127.0.0.1:{FreePort()}/";
+            Address = $"http://127.0.0.1:{TestPorts.Free()}/";
             _listener.Prefixes.Add(Address);
             _listener.Start();
             _ = ServeAsync();

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
@@ -37,8 +35,8 @@ public sealed class DevelopmentServer : IAsyncDisposable
 
     public static async Task<DevelopmentServer> StartAsync(TestDatabase database, DateTimeOffset now)
     {
-        var grpcPort = FreePort();
-        var webPort = FreePort();
+        var grpcPort = TestPorts.Free();
+        var webPort = TestPorts.Free();
         var clock = new FakeTimeProvider(now.ToUniversalTime());
         var config = new Dictionary<string, string?>(database.ServerSettings)
         {
@@ -64,12 +62,5 @@ public sealed class DevelopmentServer : IAsyncDisposable
         _channel.Dispose();
         await _app.StopAsync();
         await _app.DisposeAsync();
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

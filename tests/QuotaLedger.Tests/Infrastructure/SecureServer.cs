@@ -1,6 +1,4 @@
-using System.Net;
 using System.Net.Security;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
@@ -56,7 +54,7 @@ public sealed class SecureServer : IAsyncDisposable
         var tokenKey = DevelopmentPki.CreateTokenKey();
         await File.WriteAllTextAsync(Path.Combine(directory, "token.pub.pem"), tokenKey.ExportSubjectPublicKeyInfoPem());
 
-        var port = FreePort();
+        var port = TestPorts.Free();
         var clock = new FakeTimeProvider(now.ToUniversalTime());
         var config = new Dictionary<string, string?>(database.ServerSettings)
         {
@@ -163,12 +161,6 @@ public sealed class SecureServer : IAsyncDisposable
         return chain.Build(certificate);
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }
 
 internal sealed class Clients(GrpcChannel channel)
