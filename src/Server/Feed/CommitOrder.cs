@@ -1,3 +1,4 @@
+using System.Data;
 using Npgsql;
 using NpgsqlTypes;
 using QuotaLedger.Server.Alerts;
@@ -11,15 +12,18 @@ namespace QuotaLedger.Server.Feed;
 /// and shared by every watcher it goes to: nothing changes it after it is read.</summary>
 internal sealed record FeedItem(FeedPosition Position, WatchEvent Event);
 
-/// <summary>Reads the feed in commit order: only rows whose transaction is below the statement snapshot's xmin (every
-/// transaction below it has ended, so no row can appear there any more), ordered by (tx_id, source, id), after a
-/// position. Journal entries, and with them (for Watch) the alerts, which carry the tx_id of the transaction that
-/// raised them: an alert comes right after the entries of the transaction whose entry crossed its threshold. Each read
-/// takes a connection from the pool and gives it back, so a long-lived watcher holds none between reads.</summary>
+/// <summary>Reads the feed in commit order: rows ordered by (feed_order, source, id), after a position, and only rows
+/// whose feed_order is below the snapshot's xmin. A row's feed_order is at least its transaction's id and, along a hash
+/// chain, at least its predecessor's (set by a trigger on insert, see the FeedOrder migration), and a transaction
+/// below xmin has ended: so no row can appear below that bound any more, and each chain comes in order. Journal
+/// entries, and with them (for Watch) the alerts, whose feed_order is the raising entry's: an alert comes right after
+/// the entry that crossed its threshold. Entries and alerts are read from one snapshot, so a transaction that ends
+/// between the two reads cannot hand over its alerts without its entries. Each read takes a connection from the pool
+/// and gives it back, so a long-lived watcher holds none between reads.</summary>
 internal static class CommitOrder
 {
-    private const string Visible = "e.tx_id < pg_snapshot_xmin(pg_current_snapshot())";
-    private const string AlertVisible = "a.tx_id < pg_snapshot_xmin(pg_current_snapshot())";
+    private const string Visible = "e.feed_order < pg_snapshot_xmin(pg_current_snapshot())";
+    private const string AlertVisible = "a.feed_order < pg_snapshot_xmin(pg_current_snapshot())";
 
     /// <summary>The first <paramref name="limit"/> events after <paramref name="after"/> that match the filter: journal
     /// entries, and alerts too when <paramref name="alerts"/>. Fewer than the limit means the end of what is visible.</summary>
@@ -27,14 +31,19 @@ internal static class CommitOrder
         CancellationToken ct)
     {
         await using var connection = await source.OpenConnectionAsync(ct);
-        var entries = await ReadEntriesAsync(connection, filter, after, limit, ct);
         if (!alerts)
         {
-            return entries;
+            return await ReadEntriesAsync(connection, filter, after, limit, ct);
         }
 
+        // Both reads see one snapshot (repeatable read), hence one xmin: in read committed each statement would take its
+        // own, and a transaction that ended between them would show its alerts without its entries, which the next read,
+        // already past the alerts, would never send.
+        await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
+        var entries = await ReadEntriesAsync(connection, filter, after, limit, ct);
         // Each list holds the first `limit` of its own source, so the first `limit` of their merge are the first of all.
         var raised = await ReadAlertsAsync(connection, filter, after, limit, ct);
+        await transaction.CommitAsync(ct);
         if (raised.Count == 0)
         {
             return entries;
@@ -61,11 +70,11 @@ internal static class CommitOrder
         var conditions = filter.AppendSql(command);
         command.CommandText =
             $"""
-            SELECT {JournalRows.Columns}, e.deduction_id, e.tx_id,
+            SELECT {JournalRows.Columns}, e.deduction_id, e.feed_order,
                    ARRAY(SELECT a.kind FROM postings p JOIN accounts a ON a.id = p.account_id WHERE p.entry_id = e.id ORDER BY p.id)
             FROM journal_entries e
-            WHERE {Visible} AND (e.tx_id, e.id) > ($1, $2){conditions}
-            ORDER BY e.tx_id, e.id
+            WHERE {Visible} AND (e.feed_order, e.id) > ($1, $2){conditions}
+            ORDER BY e.feed_order, e.id
             LIMIT $3
             """;
         var items = new List<FeedItem>();
@@ -96,10 +105,10 @@ internal static class CommitOrder
         command.CommandText =
             $"""
             SELECT a.id, a.year, a.kind, a.threshold_bp, a.threshold_days, a.unit_uscc, a.provider_uscc, a.grant_id,
-                   a.redemption_id, a.figure_fen, a.limit_fen, a.base_fen, a.created_at, a.entry_id, a.tx_id
+                   a.redemption_id, a.figure_fen, a.limit_fen, a.base_fen, a.created_at, a.entry_id, a.feed_order
             FROM alerts a
-            WHERE {AlertVisible} AND (a.tx_id, a.id) > ($1, $2){conditions}
-            ORDER BY a.tx_id, a.id
+            WHERE {AlertVisible} AND (a.feed_order, a.id) > ($1, $2){conditions}
+            ORDER BY a.feed_order, a.id
             LIMIT $3
             """;
         var items = new List<FeedItem>();
@@ -137,10 +146,10 @@ internal static class CommitOrder
         await using var connection = await source.OpenConnectionAsync(ct);
         await using var command = new NpgsqlCommand(
             $"""
-            SELECT e.tx_id, e.id, a.tx_id, a.id
+            SELECT e.feed_order, e.id, a.feed_order, a.id
             FROM (SELECT) one
-            LEFT JOIN LATERAL (SELECT e.tx_id, e.id FROM journal_entries e WHERE {Visible} ORDER BY e.tx_id DESC, e.id DESC LIMIT 1) e ON true
-            LEFT JOIN LATERAL (SELECT a.tx_id, a.id FROM alerts a WHERE {AlertVisible} ORDER BY a.tx_id DESC, a.id DESC LIMIT 1) a ON true
+            LEFT JOIN LATERAL (SELECT e.feed_order, e.id FROM journal_entries e WHERE {Visible} ORDER BY e.feed_order DESC, e.id DESC LIMIT 1) e ON true
+            LEFT JOIN LATERAL (SELECT a.feed_order, a.id FROM alerts a WHERE {AlertVisible} ORDER BY a.feed_order DESC, a.id DESC LIMIT 1) a ON true
             """, connection);
         await using var reader = await command.ExecuteReaderAsync(ct);
         await reader.ReadAsync(ct);

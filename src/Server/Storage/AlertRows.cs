@@ -22,8 +22,8 @@ public sealed class AlertRuleRow
     public DateTimeOffset UpdatedAt { get; set; }
 }
 
-/// <summary>An alert that fired. Append-only. The table also has <c>tx_id xid8</c>, the transaction that wrote the row
-/// (set by its default, <c>pg_current_xact_id()</c>, and kept out of the model), for feeds ordered by transaction.</summary>
+/// <summary>An alert that fired. Append-only. The table also has <c>feed_order xid8</c>, its place in the change feed
+/// (the raising entry's, else the writing transaction's id; set by a trigger and kept out of the model).</summary>
 public sealed class AlertRow
 {
     public long Id { get; set; }
