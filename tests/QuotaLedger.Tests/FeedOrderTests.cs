@@ -11,12 +11,14 @@ namespace QuotaLedger.Tests;
 public sealed class FeedOrderTests(LedgerFixture fixture)
 {
     /// <summary>A safety bound on waits for the feed, never an assertion about speed.</summary>
-    private static readonly TimeSpan s_patience = TimeSpan.FromSeconds(90);
+    private static readonly TimeSpan s_patience = TimeSpan.FromSeconds(180);
 
     [Fact]
     public async Task Watchers_that_stay_and_watchers_that_resume_get_every_entry_once_and_every_chain_in_order_under_concurrent_writes()
     {
         var server = fixture.Server;
+        // Two of the watchers hang up now and then and resume from their last cursor, each time on the other server.
+        await using var other = fixture.StartServer(LedgerFixture.Now);
         var start = await StartCursorAsync(server);
 
         // One provider; a unit whose unit-year takes many concurrent grants, deductions and releases; an OPC operator
@@ -34,23 +36,27 @@ public sealed class FeedOrderTests(LedgerFixture fixture)
         using var watching = new CancellationTokenSource(s_patience);
         var followers = new[]
         {
-            Follow(server, new WatchRequest { AfterCursor = start }, residentSentinel.RequestId, resumeEvery: 0, watching.Token),
-            Follow(server, new WatchRequest { ProviderUscc = provider, AfterCursor = start }, residentSentinel.RequestId, resumeEvery: 0, watching.Token),
-            Follow(server, new WatchRequest { UnitUscc = unit.Unit, AfterCursor = start }, unitSentinel.RequestId, resumeEvery: 0, watching.Token),
-            Follow(server, new WatchRequest { UnitUscc = resident, AfterCursor = start }, residentSentinel.RequestId, resumeEvery: 0, watching.Token),
-            Follow(server, new WatchRequest { ProviderUscc = provider, AfterCursor = start }, residentSentinel.RequestId, resumeEvery: 3, watching.Token),
-            Follow(server, new WatchRequest { UnitUscc = resident, AfterCursor = start }, residentSentinel.RequestId, resumeEvery: 5, watching.Token),
+            Follow([server], new WatchRequest { AfterCursor = start }, residentSentinel.RequestId, resumeEvery: 0, watching.Token),
+            Follow([server], new WatchRequest { ProviderUscc = provider, AfterCursor = start }, residentSentinel.RequestId, resumeEvery: 0, watching.Token),
+            Follow([server], new WatchRequest { UnitUscc = unit.Unit, AfterCursor = start }, unitSentinel.RequestId, resumeEvery: 0, watching.Token),
+            Follow([server], new WatchRequest { UnitUscc = resident, AfterCursor = start }, residentSentinel.RequestId, resumeEvery: 0, watching.Token),
+            Follow([server, other], new WatchRequest { ProviderUscc = provider, AfterCursor = start }, residentSentinel.RequestId, resumeEvery: 4, watching.Token),
+            Follow([other, server], new WatchRequest { UnitUscc = resident, AfterCursor = start }, residentSentinel.RequestId, resumeEvery: 6, watching.Token),
         };
 
-        var billed = await server.GrantAsync(unit, 5_000_000);
-        var operatorGrant = await server.GrantAsync(opcDeal, 5_000_000);
+        // Each write as a client makes it: an UNAVAILABLE answer (a lock wait past the server's timeout on a loaded
+        // machine) is sent again with the same request id.
+        var billing = unit.GrantRequest(5_000_000);
+        var billed = await Retried(() => server.Ledger.GrantAsync(billing).ResponseAsync);
+        var giving = opcDeal.GrantRequest(5_000_000);
+        var operatorGrant = await Retried(() => server.Ledger.GrantAsync(giving).ResponseAsync);
         var releasable = new List<long>();
         for (var i = 0; i < 6; i++)
         {
-            releasable.Add((await server.GrantAsync(unit, 2_000)).GrantId);
+            var small = unit.GrantRequest(2_000);
+            releasable.Add((await Retried(() => server.Ledger.GrantAsync(small).ResponseAsync)).GrantId);
         }
 
-        // Each write as a client makes it: an UNAVAILABLE answer is sent again with the same request id.
         var writes = new List<Task>();
         for (var i = 0; i < 30; i++)
         {
@@ -77,8 +83,8 @@ public sealed class FeedOrderTests(LedgerFixture fixture)
         }
 
         await Task.WhenAll(writes);
-        await server.Ledger.GrantAsync(unitSentinel);
-        await server.Ledger.GrantAsync(residentSentinel);
+        await Retried(() => server.Ledger.GrantAsync(unitSentinel).ResponseAsync);
+        await Retried(() => server.Ledger.GrantAsync(residentSentinel).ResponseAsync);
 
         var journal = await Statement.ReadAsync(server, new ListEntriesRequest { ProviderUscc = provider });
         var ours = journal.Select(e => e.EntryId).ToHashSet();
@@ -152,35 +158,37 @@ public sealed class FeedOrderTests(LedgerFixture fixture)
         }
     }
 
-    private static async Task Retried<T>(Func<Task<T>> call)
+    /// <summary>Sends the same request again while it answers UNAVAILABLE, as a client does.</summary>
+    private static async Task<T> Retried<T>(Func<Task<T>> call)
     {
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                await call();
-                return;
+                return await call();
             }
-            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && attempt < 10)
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && attempt < 50)
             {
             }
         }
     }
 
     /// <summary>Follows a watch until the entry of the sentinel request comes. With <paramref name="resumeEvery"/> it
-    /// hangs up after that many events each time and resumes from the last cursor it received.</summary>
-    private static async Task<List<WatchEvent>> Follow(LedgerServer server, WatchRequest request, string sentinelRequestId, int resumeEvery, CancellationToken ct)
+    /// hangs up after a random number of events up to that many, and resumes from the last cursor it received on the
+    /// next of the servers.</summary>
+    private static async Task<List<WatchEvent>> Follow(LedgerServer[] servers, WatchRequest request, string sentinelRequestId, int resumeEvery, CancellationToken ct)
     {
         await Task.Yield();
         var events = new List<WatchEvent>();
-        while (true)
+        for (var connection = 0; ; connection++)
         {
             var resumed = request.Clone();
             resumed.AfterCursor = events.Count > 0 ? events[^1].Cursor : request.AfterCursor;
             using var hangUp = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            using var call = server.Ledger.Watch(resumed, cancellationToken: hangUp.Token);
+            using var call = servers[connection % servers.Length].Ledger.Watch(resumed, cancellationToken: hangUp.Token);
             var thisCall = 0;
-            while (resumeEvery == 0 || thisCall < resumeEvery)
+            var hangUpAfter = resumeEvery == 0 ? int.MaxValue : Random.Shared.Next(1, resumeEvery + 1);
+            while (thisCall < hangUpAfter)
             {
                 Assert.True(await call.ResponseStream.MoveNext(ct), "The watch ended.");
                 var current = call.ResponseStream.Current;
