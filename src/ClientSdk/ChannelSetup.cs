@@ -36,6 +36,14 @@ internal static class ChannelSetup
         return handler;
     }
 
+    /// <summary>The channel's reconnect backoff: gRPC's own (1 s growing to 120 s) fails every call at once while it
+    /// waits, for up to two minutes after a long outage, however soon the ledger is back.</summary>
+    public static void ApplyReconnect(GrpcChannelOptions channel, QuotaLedgerClientOptions options)
+    {
+        channel.InitialReconnectBackoff = options.Reconnect.InitialBackoff;
+        channel.MaxReconnectBackoff = options.Reconnect.MaxBackoff;
+    }
+
     /// <summary>Bearer tokens from <see cref="QuotaLedgerClientOptions.TokenProvider"/> on every call (over TLS, or plain
     /// HTTP to loopback when the options allow it; <see cref="QuotaLedgerClientOptions.Problems"/> checks which).</summary>
     public static void ApplyCredentials(GrpcChannelOptions channel, QuotaLedgerClientOptions options)

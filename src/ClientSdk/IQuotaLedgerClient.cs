@@ -23,8 +23,8 @@ public interface IQuotaLedgerClient
     /// then each new one as it commits, for as long as the caller reads. It never ends by itself: when the stream breaks
     /// (a server restarting, the database failing over, a reader too slow), it reconnects with backoff and resumes
     /// after the last event it handed over, so the caller sees every event exactly once. It throws
-    /// <see cref="QuotaLedgerUnavailableException"/> after <see cref="QuotaLedgerRetryOptions.MaxAttempts"/> failures in a row
-    /// with no event between them, a <see cref="QuotaLedgerException"/> for a refusal (a malformed cursor, another
+    /// <see cref="QuotaLedgerUnavailableException"/> when it has kept failing for <see cref="QuotaLedgerWatchOptions.ReconnectFor"/>
+    /// (5 minutes by default, its own allowance, apart from unary calls) with no event in between, a <see cref="QuotaLedgerException"/> for a refusal (a malformed cursor, another
     /// party's unit or provider), and stops with <see cref="OperationCanceledException"/> when canceled. To survive a
     /// restart of the caller, store each event's <see cref="LedgerEvent.Cursor"/> with its effect and pass the last
     /// one back.</summary>

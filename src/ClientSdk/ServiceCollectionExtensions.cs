@@ -73,7 +73,11 @@ public static class QuotaLedgerServiceCollectionExtensions
         return services
             .AddGrpcClient<LedgerCallInvoker>(QuotaLedgerClientFactory.ClientName(name), (provider, factory) => factory.Address = settings(provider).Address)
             .ConfigurePrimaryHttpMessageHandler(provider => settings(provider) is { HttpHandler: { } handler } ? handler : ChannelSetup.CreateHandler(settings(provider)))
-            .ConfigureChannel((provider, channel) => ChannelSetup.ApplyCredentials(channel, settings(provider)));
+            .ConfigureChannel((provider, channel) =>
+            {
+                ChannelSetup.ApplyCredentials(channel, settings(provider));
+                ChannelSetup.ApplyReconnect(channel, settings(provider));
+            });
     }
 }
 
