@@ -50,7 +50,7 @@ public sealed class QuotaLedgerClientOptions
     /// long a call waits for it.</summary>
     public QuotaLedgerReconnectOptions Reconnect { get; set; } = new();
 
-    /// <summary>How long <see cref="IQuotaLedgerClient.WatchAsync"/> keeps reconnecting, apart from unary calls.</summary>
+    /// <summary>How long <see cref="ILedgerClient.WatchAsync"/> keeps reconnecting, apart from unary calls.</summary>
     public QuotaLedgerWatchOptions Watch { get; set; } = new();
 
     /// <summary>The clock for deadlines and backoff. Default: the system clock.</summary>
