@@ -368,54 +368,72 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
     private async IAsyncEnumerable<V1.JournalEntry> StreamEntriesAsync(V1.ListEntriesRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var limited = request.PageSize > 0;
+        var time = _options.TimeProvider;
+        var started = time.GetTimestamp();
+        // One span for the listing, a client span for each stream it opens (as for a unary call and its attempts).
+        using var span = StartSpan(s_listEntries, ActivityKind.Internal, requestId: null);
         for (var attempt = 1; ; attempt++)
         {
-            using var call = _ledger.ListEntries(request, cancellationToken: cancellationToken);
-            var stream = call.ResponseStream;
             var wait = TimeSpan.Zero;
-            while (true)
+            using (var streamSpan = StartSpan(s_listEntries, ActivityKind.Client, requestId: null, attempt, span))
             {
-                V1.JournalEntry current;
-                try
+                using var call = _ledger.ListEntries(request, cancellationToken: cancellationToken);
+                while (true)
                 {
-                    if (!await stream.MoveNext(cancellationToken))
+                    // A page's last entry ends the listing without reading on (the server may not end the stream first).
+                    V1.JournalEntry? current = null;
+                    try
                     {
+                        if (!(limited && request.PageSize == 0) && await call.ResponseStream.MoveNext(cancellationToken))
+                        {
+                            current = call.ResponseStream.Current;
+                        }
+                    }
+                    catch (RpcException error) when (!cancellationToken.IsCancellationRequested && error.StatusCode == StatusCode.Unavailable
+                        && attempt < _options.Retry.MaxAttempts)
+                    {
+                        End(streamSpan, error.StatusCode, Word(error));
+                        wait = Backoff(attempt);
+                        ClientLog.Retrying(_logger, s_listEntries.FullName, attempt, error.StatusCode, Word(error), wait, null);
+                        _metrics.Retry(s_listEntries, error.StatusCode);
+                        break;
+                    }
+                    catch (RpcException error)
+                    {
+                        var failure = StreamFailure(s_listEntries, error, attempt, cancellationToken);
+                        var outcome = failure switch { OperationCanceledException => Outcomes.Canceled, QuotaLedgerException => Outcomes.Refused, _ => Outcomes.Unavailable };
+                        End(streamSpan, error.StatusCode, Word(error));
+                        Finish(span, s_listEntries, outcome, error.StatusCode, Word(error), attempt, time.GetElapsedTime(started));
+                        throw failure;
+                    }
+
+                    if (current is null)
+                    {
+                        End(streamSpan, StatusCode.OK, "");
+                        Finish(span, s_listEntries, Outcomes.Ok, StatusCode.OK, "", attempt, time.GetElapsedTime(started));
                         yield break;
                     }
 
-                    current = stream.Current;
-                }
-                catch (RpcException error) when (!cancellationToken.IsCancellationRequested && error.StatusCode == StatusCode.Unavailable
-                    && attempt < _options.Retry.MaxAttempts)
-                {
-                    wait = Backoff(attempt);
-                    ClientLog.Retrying(_logger, s_listEntries.FullName, attempt, error.StatusCode, Word(error), wait, null);
-                    _metrics.Retry(s_listEntries, error.StatusCode);
-                    break;
-                }
-                catch (RpcException error)
-                {
-                    throw StreamFailure(s_listEntries, error, attempt, cancellationToken);
-                }
+                    // In commit order, by cursor (which never skips); in entry-id order, by id.
+                    if (current.Cursor.Length > 0)
+                    {
+                        request.AfterCursor = current.Cursor;
+                    }
+                    else
+                    {
+                        request.AfterEntryId = current.EntryId;
+                    }
 
-                // In commit order, by cursor (which never skips); in entry-id order, by id.
-                if (current.Cursor.Length > 0)
-                {
-                    request.AfterCursor = current.Cursor;
-                }
-                else
-                {
-                    request.AfterEntryId = current.EntryId;
-                }
+                    if (limited)
+                    {
+                        request.PageSize--;
+                    }
 
-                yield return current;
-                if (limited && --request.PageSize == 0)
-                {
-                    yield break;
+                    yield return current;
                 }
             }
 
-            await Task.Delay(wait, _options.TimeProvider, cancellationToken);
+            await Task.Delay(wait, time, cancellationToken);
         }
     }
 
