@@ -60,6 +60,7 @@ try
         throw new InvalidOperationException($"The unit-year does not show one deduction of {deduction.Applied}: {figures}");
     }
 
+    Console.WriteLine($"runtime: {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}");
     Console.WriteLine($"provider flow ok: grant {grant.GrantId} of {grant.Amount}, invoice {invoice} applied {deduction.Applied} once; " +
         $"unit {unit} in {year}: deducted {figures.Deducted}, open {figures.GrantedOpen}");
     return 0;

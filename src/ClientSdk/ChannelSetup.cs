@@ -23,7 +23,7 @@ internal static class ChannelSetup
         };
         var certificate = options.ClientCertificate
             ?? (options.ClientCertificateFile is { } file ? X509Certificate2.CreateFromPemFile(file, options.ClientCertificateKeyFile) : null);
-        var ca = options.TrustedServerCa ?? (options.TrustedServerCaFile is { } caFile ? X509CertificateLoader.LoadCertificateFromFile(caFile) : null);
+        var ca = options.TrustedServerCa ?? (options.TrustedServerCaFile is { } caFile ? LoadCertificate(caFile) : null);
         if (certificate is not null || ca is not null)
         {
             handler.SslOptions = new SslClientAuthenticationOptions
@@ -34,6 +34,22 @@ internal static class ChannelSetup
         }
 
         return handler;
+    }
+
+    /// <summary>A certificate file, PEM or DER (.NET 8 has no X509CertificateLoader; its constructor reads both).</summary>
+    private static X509Certificate2 LoadCertificate(string file) =>
+#if NET9_0_OR_GREATER
+        X509CertificateLoader.LoadCertificateFromFile(file);
+#else
+        new(file);
+#endif
+
+    /// <summary>The channel's reconnect backoff: gRPC's own (1 s growing to 120 s) fails every call at once while it
+    /// waits, for up to two minutes after a long outage, however soon the ledger is back.</summary>
+    public static void ApplyReconnect(GrpcChannelOptions channel, QuotaLedgerClientOptions options)
+    {
+        channel.InitialReconnectBackoff = options.Reconnect.InitialBackoff;
+        channel.MaxReconnectBackoff = options.Reconnect.MaxBackoff;
     }
 
     /// <summary>Bearer tokens from <see cref="QuotaLedgerClientOptions.TokenProvider"/> on every call (over TLS, or plain

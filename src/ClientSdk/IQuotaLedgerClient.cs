@@ -1,18 +1,25 @@
 namespace QuotaLedger.Client;
 
-/// <summary>Every call of the QuotaLedger API, as <see cref="QuotaLedgerClient"/> makes them: depend on this interface
-/// to replace the client in your own tests (a fake that throws <see cref="QuotaLedgerException"/> or
-/// <see cref="QuotaLedgerUnavailableException"/>, both constructible, exercises your refusal handling without a server).
+/// <summary>Every call of the QuotaLedger API, as <see cref="QuotaLedgerClient"/> makes them, made of one interface per
+/// role (<see cref="ILedgerClient"/>, <see cref="IRegistryClient"/>, <see cref="IAdminClient"/>, <see cref="IRedemptionClient"/>,
+/// <see cref="IAlertsClient"/>): depend on the one your code uses, or on this one, to replace the client in your own
+/// tests (a fake that throws <see cref="QuotaLedgerException"/> or <see cref="QuotaLedgerUnavailableException"/>, both constructible, exercises your refusal handling without a server).
 /// Refusals throw <see cref="QuotaLedgerException"/>; no definite answer throws <see cref="QuotaLedgerUnavailableException"/>
 /// (retry later with its request id); the caller's cancellation throws <see cref="OperationCanceledException"/>.</summary>
-public interface IQuotaLedgerClient
+public interface IQuotaLedgerClient : ILedgerClient, IRegistryClient, IAdminClient, IRedemptionClient, IAlertsClient
 {
     /// <summary>A view of this client whose calls each take at most <paramref name="deadline"/>, all retries included
     /// (instead of <see cref="QuotaLedgerClientOptions.DefaultDeadline"/>); it shares the client's channel.
     /// <c>await ledger.WithDeadline(TimeSpan.FromSeconds(2)).DeductAsync(...)</c>.</summary>
     /// <param name="deadline">The deadline of each call made through the view; positive.</param>
     IQuotaLedgerClient WithDeadline(TimeSpan deadline);
+}
 
+/// <summary>The ledger's calls, as a provider's billing system makes them: grant, deduct, release and gift quota, read
+/// grants, deductions and unit-years, dry runs, the journal's entries and the watch (LedgerService). One part of
+/// <see cref="IQuotaLedgerClient"/>, which <see cref="QuotaLedgerClient"/> implements; a fake of it needs only these members.</summary>
+public interface ILedgerClient
+{
     /// <summary>Streams journal entries in id order (in commit order with <see cref="EntryFilter.AfterCursor"/> or
     /// <see cref="EntryFilter.CommitOrder"/>), resuming after the last one received if the stream breaks off.</summary>
     /// <param name="filter">Which entries, from where, and how many.</param>
@@ -23,8 +30,8 @@ public interface IQuotaLedgerClient
     /// then each new one as it commits, for as long as the caller reads. It never ends by itself: when the stream breaks
     /// (a server restarting, the database failing over, a reader too slow), it reconnects with backoff and resumes
     /// after the last event it handed over, so the caller sees every event exactly once. It throws
-    /// <see cref="QuotaLedgerUnavailableException"/> after <see cref="QuotaLedgerRetryOptions.MaxAttempts"/> failures in a row
-    /// with no event between them, a <see cref="QuotaLedgerException"/> for a refusal (a malformed cursor, another
+    /// <see cref="QuotaLedgerUnavailableException"/> when it has kept failing for <see cref="QuotaLedgerWatchOptions.ReconnectFor"/>
+    /// (5 minutes by default, its own allowance, apart from unary calls) with no event in between, a <see cref="QuotaLedgerException"/> for a refusal (a malformed cursor, another
     /// party's unit or provider), and stops with <see cref="OperationCanceledException"/> when canceled. To survive a
     /// restart of the caller, store each event's <see cref="LedgerEvent.Cursor"/> with its effect and pass the last
     /// one back.</summary>
@@ -113,12 +120,6 @@ public interface IQuotaLedgerClient
     /// <param name="cancellationToken">Cancels the call.</param>
     Task<UnitYearFigures> GetUnitYearAsync(string unitUscc, int year, DateTimeOffset asOf, CancellationToken cancellationToken = default);
 
-    /// <summary>The city's figures for a year as they stood at <paramref name="asOf"/>, from the journal, with expiry as of then.</summary>
-    /// <param name="year">The year.</param>
-    /// <param name="asOf">When; not after the server's now.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
-    Task<ProgramYearFigures> GetProgramYearAsync(int year, DateTimeOffset asOf, CancellationToken cancellationToken = default);
-
     /// <summary>A deduction, by its id (e.g. <see cref="QuotaLedgerException.ExistingDeductionId"/> of a refused
     /// duplicate invoice). A deduction the caller may not read answers <see cref="LedgerReason.UnknownDeduction"/>, as one
     /// that does not exist.</summary>
@@ -141,7 +142,12 @@ public interface IQuotaLedgerClient
     /// <summary>An empty call: checks the caller authenticates, measures the transport.</summary>
     /// <param name="cancellationToken">Cancels the call.</param>
     Task PingAsync(CancellationToken cancellationToken = default);
+}
 
+/// <summary>The registry's calls: providers, units and their review, contracts, related parties and OPC communities (RegistryService).
+/// One part of <see cref="IQuotaLedgerClient"/>, which <see cref="QuotaLedgerClient"/> implements; a fake of it needs only these members.</summary>
+public interface IRegistryClient
+{
     /// <summary>Registers a provider.</summary>
     /// <param name="providerUscc">Its USCC.</param>
     /// <param name="name">Its name.</param>
@@ -238,6 +244,18 @@ public interface IQuotaLedgerClient
     /// <param name="contractNo">Its number.</param>
     /// <param name="cancellationToken">Cancels the call.</param>
     Task<ContractInfo> GetContractAsync(string providerUscc, string contractNo, CancellationToken cancellationToken = default);
+}
+
+/// <summary>The bureau's and the auditors' calls: year policies, funding, programme-year figures, standing, the expiry
+/// pass, the trial balance, journal verification, checkpoints and export (AdminService). One part of
+/// <see cref="IQuotaLedgerClient"/>, which <see cref="QuotaLedgerClient"/> implements; a fake of it needs only these members.</summary>
+public interface IAdminClient
+{
+    /// <summary>The city's figures for a year as they stood at <paramref name="asOf"/>, from the journal, with expiry as of then.</summary>
+    /// <param name="year">The year.</param>
+    /// <param name="asOf">When; not after the server's now.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<ProgramYearFigures> GetProgramYearAsync(int year, DateTimeOffset asOf, CancellationToken cancellationToken = default);
 
     /// <summary>Sets (or replaces) a year's policy.</summary>
     /// <param name="policy">The policy.</param>
@@ -280,6 +298,33 @@ public interface IQuotaLedgerClient
     /// <param name="cancellationToken">Cancels the call.</param>
     Task<TrialBalanceResult> TrialBalanceAsync(int year = 0, CancellationToken cancellationToken = default);
 
+    /// <summary>Recomputes every journal chain and account balance; names the first entry or account that does not match.</summary>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<JournalVerdict> VerifyJournalAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Recomputes the journal against a signed checkpoint (0: the latest; -1: none).</summary>
+    /// <param name="checkpointId">The checkpoint.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<JournalVerdict> VerifyJournalAsync(long checkpointId, CancellationToken cancellationToken = default);
+
+    /// <summary>Signs a checkpoint of the journal now (the bureau).</summary>
+    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<CheckpointInfo> MakeCheckpointAsync(string? requestId = null, CancellationToken cancellationToken = default);
+
+    /// <summary>Writes the whole journal and every signed checkpoint, one JSON object per line each (the API's
+    /// JournalEntry and Checkpoint), for an auditor to check offline with <c>dotnet QuotaLedger.Server.dll audit</c>.
+    /// Needs the bureau's or an expert's rights.</summary>
+    /// <param name="entries">Where the entries go.</param>
+    /// <param name="checkpoints">Where the checkpoints go.</param>
+    /// <param name="cancellationToken">Stops the export.</param>
+    Task ExportJournalAsync(TextWriter entries, TextWriter checkpoints, CancellationToken cancellationToken = default);
+}
+
+/// <summary>Redemption: batches, applications, review, disbursement and claw-backs (RedemptionService).
+/// One part of <see cref="IQuotaLedgerClient"/>, which <see cref="QuotaLedgerClient"/> implements; a fake of it needs only these members.</summary>
+public interface IRedemptionClient
+{
     /// <summary>Opens a redemption batch for a year (the bureau).</summary>
     /// <param name="year">The year.</param>
     /// <param name="closesAt">When applications close.</param>
@@ -350,29 +395,12 @@ public interface IQuotaLedgerClient
     /// <param name="cancellationToken">Cancels the call.</param>
     Task<Page<RedemptionInfo>> ListRedemptionsPageAsync(long? batchId = null, string? unitUscc = null, int? year = null, int pageSize = 0,
         string? pageToken = null, CancellationToken cancellationToken = default);
+}
 
-    /// <summary>Recomputes every journal chain and account balance; names the first entry or account that does not match.</summary>
-    /// <param name="cancellationToken">Cancels the call.</param>
-    Task<JournalVerdict> VerifyJournalAsync(CancellationToken cancellationToken = default);
-
-    /// <summary>Recomputes the journal against a signed checkpoint (0: the latest; -1: none).</summary>
-    /// <param name="checkpointId">The checkpoint.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
-    Task<JournalVerdict> VerifyJournalAsync(long checkpointId, CancellationToken cancellationToken = default);
-
-    /// <summary>Signs a checkpoint of the journal now (the bureau).</summary>
-    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
-    /// <param name="cancellationToken">Cancels the call.</param>
-    Task<CheckpointInfo> MakeCheckpointAsync(string? requestId = null, CancellationToken cancellationToken = default);
-
-    /// <summary>Writes the whole journal and every signed checkpoint, one JSON object per line each (the API's
-    /// JournalEntry and Checkpoint), for an auditor to check offline with <c>dotnet QuotaLedger.Server.dll audit</c>.
-    /// Needs the bureau's or an expert's rights.</summary>
-    /// <param name="entries">Where the entries go.</param>
-    /// <param name="checkpoints">Where the checkpoints go.</param>
-    /// <param name="cancellationToken">Stops the export.</param>
-    Task ExportJournalAsync(TextWriter entries, TextWriter checkpoints, CancellationToken cancellationToken = default);
-
+/// <summary>Alerts: the year's rules, the alerts fired, and the alert pass (AlertService).
+/// One part of <see cref="IQuotaLedgerClient"/>, which <see cref="QuotaLedgerClient"/> implements; a fake of it needs only these members.</summary>
+public interface IAlertsClient
+{
     /// <summary>Sets a year's alert rules (the bureau): the shares of a unit-year's cap and of the pool's funding that
     /// alert, and the days before expiry (with the unused quota) and pending that alert. A rule changed takes effect at the
     /// next entry on the figure it watches.</summary>

@@ -5,12 +5,20 @@ namespace QuotaLedger.Client;
 /// <summary>Translations from the wire messages to the client's types.</summary>
 internal static class Map
 {
+    /// <summary>Bytes as lower-case hex (.NET 8 has only the upper-case conversion).</summary>
+    private static string Hex(ReadOnlySpan<byte> bytes) =>
+#if NET9_0_OR_GREATER
+        Convert.ToHexStringLower(bytes);
+#else
+        string.Create(bytes.Length * 2, Convert.ToHexString(bytes), (chars, upper) => upper.AsSpan().ToLowerInvariant(chars));
+#endif
+
     public static string Date(DateOnly date) => date.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
 
-    public static LedgerReceipt? From(V1.Receipt? r) => r is null ? null : new(r.EntryId, Convert.ToHexStringLower(r.EntryHash.Span), r.ChainKey);
+    public static LedgerReceipt? From(V1.Receipt? r) => r is null ? null : new(r.EntryId, Hex(r.EntryHash.Span), r.ChainKey);
 
     public static CheckpointInfo From(V1.Checkpoint c) => new(c.CheckpointId, c.Decoded.Sequence, c.Decoded.CreatedAt.ToDateTimeOffset(), c.KeyId,
-        c.Decoded.Entries, c.Decoded.Heads.Count, Convert.ToHexStringLower(c.Digest.Span));
+        c.Decoded.Entries, c.Decoded.Heads.Count, Hex(c.Digest.Span));
 
     public static DateOnly Date(string date) => DateOnly.ParseExact(date, "yyyy-MM-dd", CultureInfo.InvariantCulture);
 

@@ -303,8 +303,8 @@ public sealed record JournalEntryInfo(long EntryId, EntryKind Kind, DateTimeOffs
     long? GrantId, long SourceId, string RequestId, string Caller, string Memo, string? CounterpartyUscc, long? CounterpartyGrantId,
     IReadOnlyList<PostingInfo> Postings)
 {
-    /// <summary>The entry's place in commit order, when it was read in commit order (<see cref="IQuotaLedgerClient.WatchAsync"/>,
-    /// or <see cref="IQuotaLedgerClient.ListEntriesAsync"/> with <see cref="EntryFilter.AfterCursor"/> or
+    /// <summary>The entry's place in commit order, when it was read in commit order (<see cref="ILedgerClient.WatchAsync"/>,
+    /// or <see cref="ILedgerClient.ListEntriesAsync"/> with <see cref="EntryFilter.AfterCursor"/> or
     /// <see cref="EntryFilter.CommitOrder"/>); null in entry-id order. Opaque: store it to resume after this entry.</summary>
     public string? Cursor { get; init; }
 }
@@ -328,8 +328,8 @@ public sealed record JournalEntryInfo(long EntryId, EntryKind Kind, DateTimeOffs
 public sealed record DeductionDetails(long DeductionId, long GrantId, string ProviderUscc, string UnitUscc, int Year, string InvoiceNo, Fen InvoiceAmount,
     DateOnly InvoiceDate, Fen Requested, Fen Applied, DateTimeOffset CreatedAt, long EntryId, string RequestId, Fen ClawedBack);
 
-/// <summary>What a Grant or Deduct would do, from a dry run (<see cref="IQuotaLedgerClient.ExplainGrantAsync"/>,
-/// <see cref="IQuotaLedgerClient.ExplainDeductAsync"/>): a prediction at read time by the very rules the real call uses;
+/// <summary>What a Grant or Deduct would do, from a dry run (<see cref="ILedgerClient.ExplainGrantAsync"/>,
+/// <see cref="ILedgerClient.ExplainDeductAsync"/>): a prediction at read time by the very rules the real call uses;
 /// nothing was written and no request id was used. A call made afterwards sees whatever committed in between.</summary>
 /// <param name="WouldApply">Whether the real call would apply.</param>
 /// <param name="Reason">The refusal's reason when it would not (<see cref="LedgerReason.Unknown"/> when it would apply).</param>
@@ -378,7 +378,7 @@ public sealed record EntryFilter(string? UnitUscc = null, string? ProviderUscc =
 /// <param name="Year">Entries and alerts of this year.</param>
 public sealed record WatchFilter(string? UnitUscc = null, string? ProviderUscc = null, long? GrantId = null, int? Year = null);
 
-/// <summary>One event of the ledger's change feed (<see cref="IQuotaLedgerClient.WatchAsync"/>), in commit order:
+/// <summary>One event of the ledger's change feed (<see cref="ILedgerClient.WatchAsync"/>), in commit order:
 /// exactly one of <paramref name="Entry"/> and <paramref name="Alert"/> is set.</summary>
 /// <param name="Cursor">The event's place in the feed. Store it with what you did with the event; pass it back as
 /// <c>afterCursor</c> to resume after it (on any server, after any restart) without a gap or a repeat.</param>

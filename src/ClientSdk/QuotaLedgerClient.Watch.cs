@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Grpc.Core;
 
@@ -20,59 +21,105 @@ public sealed partial class QuotaLedgerClient
         var request = Map.ToRequest(filter ?? new WatchFilter());
         request.AfterCursor = afterCursor ?? "";
         request.FromNow = fromNow;
-        // Failures in a row without an event in between: progress starts the count again, so a watch that is served
-        // runs for as long as the caller reads, through any number of server restarts.
+        // One span for the watch, a client span for each stream it opens (as for a unary call and its attempts).
+        var time = _options.TimeProvider;
+        var started = time.GetTimestamp();
+        using var span = StartSpan(s_watch, ActivityKind.Internal, requestId: null);
+        // Failures in a row without an event in between, and since when: progress starts the allowance
+        // (Watch:ReconnectFor) again, so a watch that is served runs for as long as the caller reads, through any
+        // number of server restarts and outages shorter than the allowance.
         var failures = 0;
-        while (true)
+        long? failingSince = null;
+        for (var stream = 1; ; stream++)
         {
-            using var call = _ledger.Watch(request, cancellationToken: cancellationToken);
-            var stream = call.ResponseStream;
             var wait = TimeSpan.Zero;
-            while (true)
+            using (var streamSpan = StartSpan(s_watch, ActivityKind.Client, requestId: null, stream, span))
             {
-                V1.WatchEvent current;
-                try
+                using var call = _ledger.Watch(request, cancellationToken: cancellationToken);
+                while (true)
                 {
-                    if (request.FromNow)
+                    V1.WatchEvent current;
+                    try
                     {
-                        // The server names the place "now" put the watch at: a reconnect resumes from it, so nothing that
-                        // commits between the first call and a reconnect is missed.
-                        var headers = await call.ResponseHeadersAsync;
-                        if (headers.GetValue(StartCursorHeader) is { Length: > 0 } start)
+                        if (request.FromNow)
                         {
-                            request.AfterCursor = start;
-                            request.FromNow = false;
+                            // The server names the place "now" put the watch at: a reconnect resumes from it, so nothing
+                            // that commits between the first call and a reconnect is missed.
+                            var headers = await call.ResponseHeadersAsync;
+                            if (headers.GetValue(StartCursorHeader) is { Length: > 0 } start)
+                            {
+                                request.AfterCursor = start;
+                                request.FromNow = false;
+                            }
                         }
-                    }
 
-                    if (!await stream.MoveNext(cancellationToken))
+                        if (!await call.ResponseStream.MoveNext(cancellationToken))
+                        {
+                            // The server ends a watch only with an error; an end without one is a broken stream too.
+                            throw new RpcException(new Status(StatusCode.Unavailable, "The watch ended without a status."));
+                        }
+
+                        current = call.ResponseStream.Current;
+                    }
+                    catch (Exception error) when (cancellationToken.IsCancellationRequested && error is RpcException or OperationCanceledException)
                     {
-                        // The server ends a watch only with an error; an end without one is a broken stream too.
-                        throw new RpcException(new Status(StatusCode.Unavailable, "The watch ended without a status."));
+                        End(streamSpan, StatusCode.Cancelled, "");
+                        Finish(span, s_watch, Outcomes.Canceled, StatusCode.Cancelled, "", stream, time.GetElapsedTime(started));
+                        throw new OperationCanceledException($"{s_watch.FullName} was canceled.", error, cancellationToken);
+                    }
+                    catch (RpcException error) when (BrokenStream(error) && WithinAllowance(ref failingSince, time))
+                    {
+                        End(streamSpan, error.StatusCode, Word(error));
+                        wait = WatchBackoff(++failures);
+                        ClientLog.Retrying(_logger, s_watch.FullName, stream, error.StatusCode, Word(error), wait, null);
+                        _metrics.Retry(s_watch, error.StatusCode);
+                        break;
+                    }
+                    catch (RpcException error)
+                    {
+                        End(streamSpan, error.StatusCode, Word(error));
+                        Finish(span, s_watch, IsRefusal(error.StatusCode) ? Outcomes.Refused : Outcomes.Unavailable, error.StatusCode, Word(error), stream,
+                            time.GetElapsedTime(started));
+                        throw StreamFailure(s_watch, error, stream, cancellationToken);
                     }
 
-                    current = stream.Current;
+                    (failures, failingSince) = (0, null);
+                    request.AfterCursor = current.Cursor;
+                    request.FromNow = false;
+                    yield return Map.From(current);
                 }
-                catch (RpcException error) when (!cancellationToken.IsCancellationRequested && error.StatusCode == StatusCode.Unavailable
-                    && ++failures < _options.Retry.MaxAttempts)
-                {
-                    wait = Backoff(failures);
-                    ClientLog.Retrying(_logger, s_watch.FullName, failures, error.StatusCode, Word(error), wait, null);
-                    _metrics.Retry(s_watch, error.StatusCode);
-                    break;
-                }
-                catch (RpcException error)
-                {
-                    throw StreamFailure(s_watch, error, Math.Max(failures, 1), cancellationToken);
-                }
-
-                failures = 0;
-                request.AfterCursor = current.Cursor;
-                request.FromNow = false;
-                yield return Map.From(current);
             }
 
-            await Task.Delay(wait, _options.TimeProvider, cancellationToken);
+            try
+            {
+                await Task.Delay(wait, time, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                Finish(span, s_watch, Outcomes.Canceled, StatusCode.Cancelled, "", stream, time.GetElapsedTime(started));
+                throw;
+            }
         }
+    }
+
+    /// <summary>Whether a watch's stream broke (the server restarting or killed, a connection lost or never made, the
+    /// database failing over) rather than being refused: UNAVAILABLE, or a status the transport made up from a
+    /// connection's failure (an HTTP/2 reset or an I/O error under CANCELLED, INTERNAL or UNKNOWN).</summary>
+    private static bool BrokenStream(RpcException error) => error.StatusCode == StatusCode.Unavailable
+        || (error.StatusCode is StatusCode.Cancelled or StatusCode.Internal or StatusCode.Unknown && error.Status.DebugException is IOException or HttpRequestException);
+
+    /// <summary>Whether a watch failing since <paramref name="failingSince"/> (now, at its first failure) is still within
+    /// <see cref="QuotaLedgerWatchOptions.ReconnectFor"/>.</summary>
+    private bool WithinAllowance(ref long? failingSince, TimeProvider time)
+    {
+        failingSince ??= time.GetTimestamp();
+        return time.GetElapsedTime(failingSince.Value) < _options.Watch.ReconnectFor;
+    }
+
+    /// <summary>Exponential backoff with full jitter, on the watch's own settings.</summary>
+    private TimeSpan WatchBackoff(int failures)
+    {
+        var ceiling = Math.Min(_options.Watch.MaxBackoff.TotalMilliseconds, _options.Watch.InitialBackoff.TotalMilliseconds * Math.Pow(2, Math.Min(failures, 30) - 1));
+        return TimeSpan.FromMilliseconds(ceiling * System.Security.Cryptography.RandomNumberGenerator.GetInt32(1_000, 10_001) / 10_000d);
     }
 }

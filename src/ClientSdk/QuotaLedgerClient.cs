@@ -119,6 +119,7 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
         ThrowIfUnusable(options, needsAddress: true);
         var channelOptions = new GrpcChannelOptions { HttpHandler = options.HttpHandler ?? ChannelSetup.CreateHandler(options), DisposeHttpClient = true, LoggerFactory = loggerFactory };
         ChannelSetup.ApplyCredentials(channelOptions, options);
+        ChannelSetup.ApplyReconnect(channelOptions, options);
         return GrpcChannel.ForAddress(options.Address!, channelOptions);
     }
 
@@ -135,6 +136,10 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
         TimeSpan Remaining() => _options.DefaultDeadline - time.GetElapsedTime(started);
         using var span = StartSpan(rpc, ActivityKind.Internal, requestId);
         var mayHaveApplied = false;
+        // The attempts Retry:MaxAttempts counts (all but those that could not connect while the client waits for a
+        // connection), and since when no connection could be made.
+        var counted = 0;
+        long? unreachableSince = null;
         for (var attempt = 1; ; attempt++)
         {
             var attemptDeadline = DateTime.UtcNow + Min(Remaining(), _options.Retry.AttemptTimeout);
@@ -168,13 +173,30 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
             }
 
             mayHaveApplied |= requestId is not null && MayHaveApplied(failure);
-            if (!IsRefusal(failure.StatusCode) && attempt < _options.Retry.MaxAttempts && RetryDelay(failure, attempt, Remaining()) is { } delay)
+            TimeSpan? delay = null;
+            if (NeverConnected(failure))
             {
-                ClientLog.Retrying(_logger, rpc.FullName, attempt, failure.StatusCode, Word(failure), delay, requestId);
+                // Nothing was sent: wait for the channel to connect again, without spending the attempts of calls that
+                // reached the ledger.
+                unreachableSince ??= time.GetTimestamp();
+                if (time.GetElapsedTime(unreachableSince.Value) < _options.Reconnect.WaitForConnection)
+                {
+                    delay = Fits(ConnectionPause(), Remaining());
+                }
+            }
+
+            if (delay is null && !IsRefusal(failure.StatusCode) && ++counted < _options.Retry.MaxAttempts)
+            {
+                delay = RetryDelay(failure, counted, Remaining());
+            }
+
+            if (delay is { } wait)
+            {
+                ClientLog.Retrying(_logger, rpc.FullName, attempt, failure.StatusCode, Word(failure), wait, requestId);
                 _metrics.Retry(rpc, failure.StatusCode);
                 try
                 {
-                    await Task.Delay(delay, time, cancellationToken);
+                    await Task.Delay(wait, time, cancellationToken);
                 }
                 catch (OperationCanceledException canceled)
                 {
@@ -207,9 +229,26 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
     {
         StatusCode.ResourceExhausted => false,
         StatusCode.Unavailable when LedgerReasons.Parse(Word(error)) == LedgerReason.Overloaded => false,
-        StatusCode.Unavailable when error.Status.DebugException is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError } => false,
-        _ => true,
+        _ => !NeverConnected(error),
     };
+
+    /// <summary>Whether the attempt failed before any connection to the ledger carried it, so nothing was sent. Two ways
+    /// Grpc.Net.Client says so: its load balancer (used over a <see cref="SocketsHttpHandler"/>) fails the pick while it
+    /// cannot connect, "Error connecting to subchannel." with the socket's error (connection refused, host unreachable),
+    /// at once for every call while it waits to connect again; and a handler without the balancer fails to open a
+    /// connection with <see cref="HttpRequestError.ConnectionError"/>. A failure on a connection already made (reset, the
+    /// server killed mid-call) is an <see cref="IOException"/> or an HTTP/2 error instead: that attempt may have been
+    /// applied.</summary>
+    private static bool NeverConnected(RpcException error) => error.StatusCode == StatusCode.Unavailable
+        && error.Status.DebugException is System.Net.Sockets.SocketException or HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError };
+
+    /// <summary>The wait before trying again to connect: about <see cref="QuotaLedgerReconnectOptions.InitialBackoff"/>,
+    /// jittered so that many clients do not try in step.</summary>
+    private TimeSpan ConnectionPause() =>
+        TimeSpan.FromMilliseconds(_options.Reconnect.InitialBackoff.TotalMilliseconds * RandomNumberGenerator.GetInt32(5_000, 10_001) / 10_000d);
+
+    /// <summary>The wait, when the call's deadline leaves the attempt after it at least <see cref="s_leastAttempt"/>.</summary>
+    private static TimeSpan? Fits(TimeSpan wait, TimeSpan remaining) => wait + s_leastAttempt < remaining ? wait : null;
 
     private static QuotaLedgerUnavailableException Unavailable(RpcException error, string? requestId, bool mayHaveApplied, int attempts)
     {
@@ -236,9 +275,12 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
 
     private static string Word(RpcException error) => error.GetRpcStatus()?.GetDetail<ErrorInfo>()?.Reason ?? "";
 
-    private Activity? StartSpan(Rpc rpc, ActivityKind kind, string? requestId, int attempt = 0)
+    private Activity? StartSpan(Rpc rpc, ActivityKind kind, string? requestId, int attempt = 0, Activity? parent = null)
     {
-        var span = QuotaLedgerTelemetry.Source.StartActivity(rpc.FullName, kind);
+        // A stream's spans name their parent: between the items of an async stream, Activity.Current is the reader's.
+        var span = parent is null
+            ? QuotaLedgerTelemetry.Source.StartActivity(rpc.FullName, kind)
+            : QuotaLedgerTelemetry.Source.StartActivity(rpc.FullName, kind, parent.Context);
         if (span is null)
         {
             return null;
@@ -298,7 +340,7 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
                 hint.ToTimeSpan() + (Backoff(1) / 2),
             _ => null,
         };
-        return delay is { } wait && wait + s_leastAttempt < remaining ? wait : null;
+        return delay is { } wait ? Fits(wait, remaining) : null;
     }
 
     /// <summary>Exponential backoff with full jitter.</summary>
@@ -326,54 +368,72 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
     private async IAsyncEnumerable<V1.JournalEntry> StreamEntriesAsync(V1.ListEntriesRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var limited = request.PageSize > 0;
+        var time = _options.TimeProvider;
+        var started = time.GetTimestamp();
+        // One span for the listing, a client span for each stream it opens (as for a unary call and its attempts).
+        using var span = StartSpan(s_listEntries, ActivityKind.Internal, requestId: null);
         for (var attempt = 1; ; attempt++)
         {
-            using var call = _ledger.ListEntries(request, cancellationToken: cancellationToken);
-            var stream = call.ResponseStream;
             var wait = TimeSpan.Zero;
-            while (true)
+            using (var streamSpan = StartSpan(s_listEntries, ActivityKind.Client, requestId: null, attempt, span))
             {
-                V1.JournalEntry current;
-                try
+                using var call = _ledger.ListEntries(request, cancellationToken: cancellationToken);
+                while (true)
                 {
-                    if (!await stream.MoveNext(cancellationToken))
+                    // A page's last entry ends the listing without reading on (the server may not end the stream first).
+                    V1.JournalEntry? current = null;
+                    try
                     {
+                        if (!(limited && request.PageSize == 0) && await call.ResponseStream.MoveNext(cancellationToken))
+                        {
+                            current = call.ResponseStream.Current;
+                        }
+                    }
+                    catch (RpcException error) when (!cancellationToken.IsCancellationRequested && error.StatusCode == StatusCode.Unavailable
+                        && attempt < _options.Retry.MaxAttempts)
+                    {
+                        End(streamSpan, error.StatusCode, Word(error));
+                        wait = Backoff(attempt);
+                        ClientLog.Retrying(_logger, s_listEntries.FullName, attempt, error.StatusCode, Word(error), wait, null);
+                        _metrics.Retry(s_listEntries, error.StatusCode);
+                        break;
+                    }
+                    catch (RpcException error)
+                    {
+                        var failure = StreamFailure(s_listEntries, error, attempt, cancellationToken);
+                        var outcome = failure switch { OperationCanceledException => Outcomes.Canceled, QuotaLedgerException => Outcomes.Refused, _ => Outcomes.Unavailable };
+                        End(streamSpan, error.StatusCode, Word(error));
+                        Finish(span, s_listEntries, outcome, error.StatusCode, Word(error), attempt, time.GetElapsedTime(started));
+                        throw failure;
+                    }
+
+                    if (current is null)
+                    {
+                        End(streamSpan, StatusCode.OK, "");
+                        Finish(span, s_listEntries, Outcomes.Ok, StatusCode.OK, "", attempt, time.GetElapsedTime(started));
                         yield break;
                     }
 
-                    current = stream.Current;
-                }
-                catch (RpcException error) when (!cancellationToken.IsCancellationRequested && error.StatusCode == StatusCode.Unavailable
-                    && attempt < _options.Retry.MaxAttempts)
-                {
-                    wait = Backoff(attempt);
-                    ClientLog.Retrying(_logger, s_listEntries.FullName, attempt, error.StatusCode, Word(error), wait, null);
-                    _metrics.Retry(s_listEntries, error.StatusCode);
-                    break;
-                }
-                catch (RpcException error)
-                {
-                    throw StreamFailure(s_listEntries, error, attempt, cancellationToken);
-                }
+                    // In commit order, by cursor (which never skips); in entry-id order, by id.
+                    if (current.Cursor.Length > 0)
+                    {
+                        request.AfterCursor = current.Cursor;
+                    }
+                    else
+                    {
+                        request.AfterEntryId = current.EntryId;
+                    }
 
-                // In commit order, by cursor (which never skips); in entry-id order, by id.
-                if (current.Cursor.Length > 0)
-                {
-                    request.AfterCursor = current.Cursor;
-                }
-                else
-                {
-                    request.AfterEntryId = current.EntryId;
-                }
+                    if (limited)
+                    {
+                        request.PageSize--;
+                    }
 
-                yield return current;
-                if (limited && --request.PageSize == 0)
-                {
-                    yield break;
+                    yield return current;
                 }
             }
 
-            await Task.Delay(wait, _options.TimeProvider, cancellationToken);
+            await Task.Delay(wait, time, cancellationToken);
         }
     }
 

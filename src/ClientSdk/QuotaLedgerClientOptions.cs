@@ -46,6 +46,13 @@ public sealed class QuotaLedgerClientOptions
     /// <summary>When and how calls are retried.</summary>
     public QuotaLedgerRetryOptions Retry { get; set; } = new();
 
+    /// <summary>How the client connects again after the ledger could not be reached (a restart, a failover), and how
+    /// long a call waits for it.</summary>
+    public QuotaLedgerReconnectOptions Reconnect { get; set; } = new();
+
+    /// <summary>How long <see cref="ILedgerClient.WatchAsync"/> keeps reconnecting, apart from unary calls.</summary>
+    public QuotaLedgerWatchOptions Watch { get; set; } = new();
+
     /// <summary>The clock for deadlines and backoff. Default: the system clock.</summary>
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
@@ -93,6 +100,8 @@ public sealed class QuotaLedgerClientOptions
         }
 
         problems.AddRange(Retry.Problems());
+        problems.AddRange(Reconnect.Problems());
+        problems.AddRange(Watch.Problems());
         return problems;
     }
 
@@ -145,6 +154,73 @@ public sealed class QuotaLedgerRetryOptions
         if (AttemptTimeout <= TimeSpan.Zero || AttemptTimeout > QuotaLedgerClientOptions.MaxDeadline || MaxBackoff > QuotaLedgerClientOptions.MaxDeadline)
         {
             yield return $"Retry:AttemptTimeout must be positive, and it and Retry:MaxBackoff at most a day (they are {AttemptTimeout} and {MaxBackoff}).";
+        }
+    }
+}
+
+/// <summary>Connecting again after the ledger could not be reached. An attempt that could not connect (connection
+/// refused, the channel still waiting to reconnect) applied nothing, so it is safe to make again at once, with the same
+/// request id; such attempts are retried for up to <see cref="WaitForConnection"/> without counting against
+/// <see cref="QuotaLedgerRetryOptions.MaxAttempts"/>.</summary>
+public sealed class QuotaLedgerReconnectOptions
+{
+    /// <summary>The channel's first wait before it connects again after a failed connection; each next wait grows 1.6
+    /// times (with 20% jitter) up to <see cref="MaxBackoff"/>. Default 0.2 s (gRPC's own default is 1 s).</summary>
+    public TimeSpan InitialBackoff { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>The channel's longest wait between connection attempts: after an outage of any length, the client
+    /// connects again at most this long (plus 20% jitter) after the ledger is back. Default 1 s (gRPC's own default is
+    /// 120 s, which left calls failing for up to a quarter of a minute after a restart). Applies to the channel the
+    /// client makes itself or through <c>AddQuotaLedgerClient</c>; a channel of your own keeps its settings.</summary>
+    public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a call keeps trying while no connection to the ledger can be made, within its deadline, trying
+    /// again every <see cref="InitialBackoff"/>. Longer than <see cref="MaxBackoff"/>, so that a call made once the
+    /// ledger is back succeeds; a call made while it stays down fails after this long with
+    /// <see cref="QuotaLedgerUnavailableException.OutcomeUnknown"/> false. Zero: attempts that could not connect count
+    /// against <see cref="QuotaLedgerRetryOptions.MaxAttempts"/> like any other. Default 5 s.</summary>
+    public TimeSpan WaitForConnection { get; set; } = TimeSpan.FromSeconds(5);
+
+    internal IEnumerable<string> Problems()
+    {
+        if (InitialBackoff <= TimeSpan.Zero || MaxBackoff < InitialBackoff || MaxBackoff > TimeSpan.FromMinutes(5))
+        {
+            yield return $"Reconnect:InitialBackoff must be positive and at most Reconnect:MaxBackoff, and that at most 5 minutes (they are {InitialBackoff} and {MaxBackoff}).";
+        }
+
+        if (WaitForConnection < TimeSpan.Zero || WaitForConnection > QuotaLedgerClientOptions.MaxDeadline)
+        {
+            yield return $"Reconnect:WaitForConnection must be zero or more and at most a day (it is {WaitForConnection}).";
+        }
+    }
+}
+
+/// <summary>How long a watch keeps following the ledger through failures. Its allowance is its own: a watch is meant to
+/// outlive a restart or a failover of the ledger (tens of seconds), which a unary call's retries are not.</summary>
+public sealed class QuotaLedgerWatchOptions
+{
+    /// <summary>How long a watch keeps reconnecting, with backoff, while its stream fails with no event between the
+    /// failures; an event starts the allowance again. After it, the watch throws
+    /// <see cref="QuotaLedgerUnavailableException"/>. Default 5 minutes.</summary>
+    public TimeSpan ReconnectFor { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>The first wait before a broken watch reconnects; each next one doubles, with full jitter, up to
+    /// <see cref="MaxBackoff"/>. Default 0.1 s.</summary>
+    public TimeSpan InitialBackoff { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>The longest wait between a watch's reconnection attempts. Default 2 s.</summary>
+    public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(2);
+
+    internal IEnumerable<string> Problems()
+    {
+        if (ReconnectFor < TimeSpan.Zero || ReconnectFor > QuotaLedgerClientOptions.MaxDeadline)
+        {
+            yield return $"Watch:ReconnectFor must be zero or more and at most a day (it is {ReconnectFor}).";
+        }
+
+        if (InitialBackoff <= TimeSpan.Zero || MaxBackoff < InitialBackoff || MaxBackoff > TimeSpan.FromMinutes(5))
+        {
+            yield return $"Watch:InitialBackoff must be positive and at most Watch:MaxBackoff, and that at most 5 minutes (they are {InitialBackoff} and {MaxBackoff}).";
         }
     }
 }

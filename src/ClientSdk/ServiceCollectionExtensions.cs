@@ -15,7 +15,8 @@ namespace Microsoft.Extensions.DependencyInjection;
 /// (<c>AddInterceptor</c>) on top of the client's TLS and credentials. Options are validated when the host starts.</summary>
 public static class QuotaLedgerServiceCollectionExtensions
 {
-    /// <summary>Registers the default <see cref="IQuotaLedgerClient"/> (and <see cref="QuotaLedgerClient"/>) configured by <paramref name="configure"/>.</summary>
+    /// <summary>Registers the default <see cref="IQuotaLedgerClient"/> (and <see cref="QuotaLedgerClient"/>, and each role
+    /// interface, <see cref="ILedgerClient"/> and the others) configured by <paramref name="configure"/>.</summary>
     /// <param name="services">The service collection.</param>
     /// <param name="configure">Sets the address, credentials, deadline and retries.</param>
     public static IHttpClientBuilder AddQuotaLedgerClient(this IServiceCollection services, Action<QuotaLedgerClientOptions> configure) =>
@@ -67,13 +68,23 @@ public static class QuotaLedgerServiceCollectionExtensions
         {
             services.TryAddSingleton(provider => provider.GetRequiredService<IQuotaLedgerClientFactory>().Get(name));
             services.TryAddSingleton(provider => (QuotaLedgerClient)provider.GetRequiredService<IQuotaLedgerClient>());
+            // The role interfaces, each the same client: a class that needs only the ledger's calls asks for ILedgerClient.
+            services.TryAddSingleton<ILedgerClient>(provider => provider.GetRequiredService<IQuotaLedgerClient>());
+            services.TryAddSingleton<IRegistryClient>(provider => provider.GetRequiredService<IQuotaLedgerClient>());
+            services.TryAddSingleton<IAdminClient>(provider => provider.GetRequiredService<IQuotaLedgerClient>());
+            services.TryAddSingleton<IRedemptionClient>(provider => provider.GetRequiredService<IQuotaLedgerClient>());
+            services.TryAddSingleton<IAlertsClient>(provider => provider.GetRequiredService<IQuotaLedgerClient>());
         }
 
         var settings = (IServiceProvider provider) => provider.GetRequiredService<IOptionsMonitor<QuotaLedgerClientOptions>>().Get(name);
         return services
             .AddGrpcClient<LedgerCallInvoker>(QuotaLedgerClientFactory.ClientName(name), (provider, factory) => factory.Address = settings(provider).Address)
             .ConfigurePrimaryHttpMessageHandler(provider => settings(provider) is { HttpHandler: { } handler } ? handler : ChannelSetup.CreateHandler(settings(provider)))
-            .ConfigureChannel((provider, channel) => ChannelSetup.ApplyCredentials(channel, settings(provider)));
+            .ConfigureChannel((provider, channel) =>
+            {
+                ChannelSetup.ApplyCredentials(channel, settings(provider));
+                ChannelSetup.ApplyReconnect(channel, settings(provider));
+            });
     }
 }
 

@@ -10,13 +10,14 @@ namespace QuotaLedger.Tests;
 
 /// <summary>The SDK as a partner gets it: <c>dotnet pack</c> of src/ClientSdk, the package's metadata, and a project
 /// outside the solution (samples/ProviderFlow, copied out of the repository) that restores the package from a feed,
-/// builds and runs the provider flow against the real server process.</summary>
+/// builds and runs the provider flow against the real server process, on .NET 10 and on .NET 8 (self-contained, the .NET 8
+/// runtime from NuGet's runtime pack).</summary>
 [Collection(LedgerCollection.Name)]
 public sealed class PackageTests(LedgerFixture fixture)
 {
     private const string PackageId = "QuotaLedger.ClientSdk";
 
-    private static readonly TimeSpan s_buildTimeout = TimeSpan.FromMinutes(5);
+    private static readonly TimeSpan s_buildTimeout = TimeSpan.FromMinutes(10);
 
     private static readonly TimeSpan s_runTimeout = TimeSpan.FromMinutes(2);
 
@@ -59,21 +60,24 @@ public sealed class PackageTests(LedgerFixture fixture)
                   </packageSources>
                 </configuration>
                 """);
+            // net10.0 on the installed runtime; net8.0 published self-contained, so it runs on the .NET 8 runtime that
+            // NuGet's runtime pack brings (the machine has only a newer one), not rolled forward onto that.
             var output = Path.Combine(work, "out");
-            var build = await RunAsync(work, s_buildTimeout, "build", consumer, "-c", "Release", "-o", output,
+            var build10 = await RunAsync(work, s_buildTimeout, "build", consumer, "-c", "Release", "-f", "net10.0", "-o", Path.Combine(output, "net10.0"),
                 $"-p:QuotaLedgerSdkVersion={version}", "--disable-build-servers");
-            Assert.True(build.ExitCode == 0, build.Describe());
-            Assert.True(File.Exists(Path.Combine(output, $"{PackageId}.dll")), $"the consumer's output has no {PackageId}.dll\n{build.Describe()}");
+            Assert.True(build10.ExitCode == 0, build10.Describe());
+            Assert.True(File.Exists(Path.Combine(output, "net10.0", $"{PackageId}.dll")), $"the consumer's output has no {PackageId}.dll\n{build10.Describe()}");
+            var build8 = await RunAsync(work, s_buildTimeout, "publish", consumer, "-c", "Release", "-f", "net8.0", "-r", "linux-x64", "--self-contained",
+                "-o", Path.Combine(output, "net8.0"), $"-p:QuotaLedgerSdkVersion={version}", "--disable-build-servers");
+            Assert.True(build8.ExitCode == 0, build8.Describe());
 
             var port = TestPorts.Free();
             server = StartServer(port, serverLog);
             await WaitUntilServingAsync(port, server, serverLog);
 
-            var run = await RunAsync(work, s_runTimeout, Path.Combine(output, "ProviderFlow.dll"), $"http://127.0.0.1:{port}");
-            var lastLine = run.StandardOutput.TrimEnd().Split('\n')[^1];
-            Assert.True(run.ExitCode == 0 && lastLine.StartsWith("provider flow ok: ", StringComparison.Ordinal),
-                $"{run.Describe()}\n--- server ---\n{Read(serverLog)}");
-            Assert.Contains("refused: DuplicateInvoice", run.StandardOutput, StringComparison.Ordinal);
+            var address = $"http://127.0.0.1:{port}";
+            AssertTheFlowRan(await RunAsync(work, s_runTimeout, Path.Combine(output, "net10.0", "ProviderFlow.dll"), address), ".NET 10.", serverLog);
+            AssertTheFlowRan(await RunProgramAsync(work, s_runTimeout, Path.Combine(output, "net8.0", "ProviderFlow"), address), ".NET 8.", serverLog);
         }
         finally
         {
@@ -91,6 +95,16 @@ public sealed class PackageTests(LedgerFixture fixture)
                 TryDelete(Path.GetDirectoryName(cached)!);
             }
         }
+    }
+
+    /// <summary>The provider flow ended well, on the runtime it was meant to run on.</summary>
+    private static void AssertTheFlowRan(ProcessResult run, string runtime, StringBuilder serverLog)
+    {
+        var lastLine = run.StandardOutput.TrimEnd().Split('\n')[^1];
+        Assert.True(run.ExitCode == 0 && lastLine.StartsWith("provider flow ok: ", StringComparison.Ordinal),
+            $"{run.Describe()}\n--- server ---\n{Read(serverLog)}");
+        Assert.Contains("refused: DuplicateInvoice", run.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("runtime: " + runtime, run.StandardOutput, StringComparison.Ordinal);
     }
 
     /// <summary>The nupkg (a zip): the nuspec's license, repository and release notes, the version, and an XML doc
@@ -120,11 +134,15 @@ public sealed class PackageTests(LedgerFixture fixture)
         Assert.False(string.IsNullOrWhiteSpace(releaseNotes), "the nuspec has no release notes");
         Assert.Contains("# Changelog of QuotaLedger.ClientSdk", releaseNotes, StringComparison.Ordinal);
 
-        var docEntry = Assert.Single(zip.Entries, e => e.FullName == $"lib/net10.0/{PackageId}.xml");
-        using var docStream = docEntry.Open();
-        var members = XDocument.Load(docStream).Descendants("member").Select(m => (string?)m.Attribute("name") ?? "").ToList();
-        Assert.Contains("T:QuotaLedger.Client.QuotaLedgerClient", members);
-        Assert.DoesNotContain(members, m => m.Contains("QuotaLedger.V1", StringComparison.Ordinal));
+        foreach (var framework in new[] { "net8.0", "net10.0" })
+        {
+            Assert.Single(zip.Entries, e => e.FullName == $"lib/{framework}/{PackageId}.dll");
+            var docEntry = Assert.Single(zip.Entries, e => e.FullName == $"lib/{framework}/{PackageId}.xml");
+            using var docStream = docEntry.Open();
+            var members = XDocument.Load(docStream).Descendants("member").Select(m => (string?)m.Attribute("name") ?? "").ToList();
+            Assert.Contains("T:QuotaLedger.Client.QuotaLedgerClient", members);
+            Assert.DoesNotContain(members, m => m.Contains("QuotaLedger.V1", StringComparison.Ordinal));
+        }
     }
 
     private Process StartServer(int port, StringBuilder log)
@@ -175,16 +193,20 @@ public sealed class PackageTests(LedgerFixture fixture)
     private static string Dotnet => Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
 
     /// <summary>Runs dotnet with the arguments, output captured; killed (with its children) after the timeout.</summary>
-    private static async Task<ProcessResult> RunAsync(string workingDirectory, TimeSpan timeout, params string[] arguments)
+    private static Task<ProcessResult> RunAsync(string workingDirectory, TimeSpan timeout, params string[] arguments) =>
+        RunProgramAsync(workingDirectory, timeout, Dotnet, arguments);
+
+    /// <summary>Runs a program with the arguments, output captured; killed (with its children) after the timeout.</summary>
+    private static async Task<ProcessResult> RunProgramAsync(string workingDirectory, TimeSpan timeout, string program, params string[] arguments)
     {
-        var start = new ProcessStartInfo(Dotnet, arguments)
+        var start = new ProcessStartInfo(program, arguments)
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
         CleanEnvironment(start);
-        var command = $"dotnet {string.Join(' ', arguments)}";
+        var command = $"{Path.GetFileName(program)} {string.Join(' ', arguments)}";
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();
         using var process = new Process { StartInfo = start };

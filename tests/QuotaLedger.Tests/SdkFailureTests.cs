@@ -55,7 +55,12 @@ public sealed class SdkFailureTests(LedgerFixture fixture)
     {
         var deal = await fixture.Server.NewDealAsync();
         var grant = await fixture.Server.GrantAsync(deal, 10_000);
-        using var client = Client(new RefuseConnections(), options => options.Retry.MaxAttempts = 2);
+        // Without waiting for a connection, attempts that could not connect count as any other.
+        using var client = Client(new RefuseConnections(), options =>
+        {
+            options.Retry.MaxAttempts = 2;
+            options.Reconnect.WaitForConnection = TimeSpan.Zero;
+        });
 
         var unavailable = await Assert.ThrowsAsync<QuotaLedgerUnavailableException>(
             () => client.DeductAsync(deal.Provider, grant.GrantId, "NEVER-" + Ids.New()[..8], new Fen(4_000), s_invoiceDate));

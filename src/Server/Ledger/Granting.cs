@@ -21,6 +21,8 @@ internal static class Granting
     /// and writes what it decided. The contract's quota and the pool are guarded again by the writes themselves.</summary>
     public static async Task<GrantResponse> GrantAsync(LedgerDb db, GrantCall call, DateTimeOffset now, CancellationToken ct)
     {
+        // The times the grant is stored with (PostgreSQL keeps microseconds): the answer says what a later read says.
+        now = Chain.ToStoredPrecision(now);
         var facts = await ReadFactsAsync(db, call, now, lockUnitYear: true, ct);
         var decision = GrantRules.Decide(call, facts, now);
         if (decision.Refusal is { } refusal)
