@@ -34,6 +34,7 @@ public static class QuotaLedgerHost
         builder.Services.AddSettings<AlertOptions>("Alerts");
         builder.Services.AddSettings<RateLimitOptions>("RateLimits");
         builder.Services.AddSettings<CheckpointOptions>("Checkpoints");
+        builder.Services.AddSettings<RequestLimitOptions>("Requests");
         builder.AddServerTelemetry();
         builder.Services.AddSingleton<LedgerDatabase>();
         builder.Services.AddHostedService<DatabaseStartup>();
@@ -76,8 +77,10 @@ public static class QuotaLedgerHost
             // Outermost first: errors from the caller check are translated too.
             options.Interceptors.Add<ErrorInterceptor>();
             options.Interceptors.Add<CallerInterceptor>();
-            options.MaxReceiveMessageSize = 64 * 1024;
         }).AddJsonApi();
+        // The same limit as RequestChecks applies before a message is read; this one also holds for a compressed message.
+        builder.Services.AddOptions<global::Grpc.AspNetCore.Server.GrpcServiceOptions>()
+            .Configure<RequestLimitOptions>((grpc, limits) => grpc.MaxReceiveMessageSize = limits.MaxBodyBytes);
         builder.Services.AddGrpcReflection();
         builder.Services.AddGrpcHealthChecks().AddCheck<DatabaseHealthCheck>("ledger-database");
 
@@ -88,6 +91,7 @@ public static class QuotaLedgerHost
         }
 
         app.UseAuthentication();
+        app.UseRequestChecks();
         if (development)
         {
             DevelopmentMode.Announce(app);
