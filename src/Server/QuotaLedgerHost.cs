@@ -79,8 +79,10 @@ public static class QuotaLedgerHost
             options.Interceptors.Add<CallerInterceptor>();
         }).AddJsonApi();
         // The same limit as RequestChecks applies before a message is read; this one also holds for a compressed message.
+        // Read as it stands: gRPC's options are resolved while the host is built, and a bad value is refused at start by
+        // RequestLimitOptions' check, naming the key.
         builder.Services.AddOptions<global::Grpc.AspNetCore.Server.GrpcServiceOptions>()
-            .Configure<RequestLimitOptions>((grpc, limits) => grpc.MaxReceiveMessageSize = limits.MaxBodyBytes);
+            .Configure<IConfiguration>((grpc, configuration) => grpc.MaxReceiveMessageSize = RequestLimitOptions.MaxBodyBytesIn(configuration));
         builder.Services.AddGrpcReflection();
         builder.Services.AddGrpcHealthChecks().AddCheck<DatabaseHealthCheck>("ledger-database");
 

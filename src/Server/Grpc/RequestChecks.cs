@@ -18,6 +18,12 @@ public sealed class RequestLimitOptions : ICheckedSettings
     public int MaxBodyBytes { get; set; } = (int)OneMebibyte;
 
     public IEnumerable<string> Problems() => Settings.Range(nameof(MaxBodyBytes), MaxBodyBytes, 1024, 64 * OneMebibyte);
+
+    /// <summary>The limit as configured, or the default, without the check (which runs at start).</summary>
+    public static int MaxBodyBytesIn(IConfiguration configuration) =>
+        int.TryParse(configuration["Requests:MaxBodyBytes"], System.Globalization.CultureInfo.InvariantCulture, out var limit) && limit > 0
+            ? limit
+            : (int)OneMebibyte;
 }
 
 /// <summary>The checks a request passes before its service method (and so before any interceptor) sees it, because they

@@ -7,14 +7,14 @@ namespace QuotaLedger.Server.Grpc;
 
 /// <summary>What is wrong with a JSON request, and where: <see cref="Field"/> is the path of the field in the request as
 /// its JSON names spell it (<c>materials[2].kind</c>; empty for the body as a whole).</summary>
-internal sealed record JsonProblem(string Field, string Problem);
+public sealed record JsonProblem(string Field, string Problem);
 
 /// <summary>The protobuf JSON mapping, checked strictly against a request message's descriptor before transcoding reads
 /// it: an unknown field, a value of the wrong type, an integer past its type's range, an enum name the enum does not
 /// have, a time that is not RFC 3339. gRPC cannot carry any of these, so over JSON none of them may be dropped or
 /// guessed at: each is refused, naming the field. Field names are the lowerCamelCase JSON name or the proto name, as the
 /// mapping (and transcoding) accepts; null is a field's default. A pure function of the descriptor and the text.</summary>
-internal static class StrictJson
+public static class StrictJson
 {
     /// <summary>How deep a body may nest; the API's messages nest a handful of levels.</summary>
     private const int MaxDepth = 32;
