@@ -127,6 +127,16 @@ internal static partial class JsonApiDocument
             operation.Summary = FirstSentence(comment);
             operation.Description = comment;
 
+            // Any call can be refused as malformed (or by its field checks) before it runs: a 400 with the same Status.
+            if (operation.Responses.TryGetValue("default", out var error) && !operation.Responses.ContainsKey("400"))
+            {
+                operation.Responses["400"] = new OpenApiResponse
+                {
+                    Description = "INVALID_ARGUMENT (MALFORMED_REQUEST, INVALID_USCC, ...) or FAILED_PRECONDITION: a google.rpc.Status with the reason word in an ErrorInfo.",
+                    Content = error.Content,
+                };
+            }
+
             // Path and query parameters are fields of the request too, named by their JSON paths.
             foreach (var parameter in operation.Parameters)
             {
