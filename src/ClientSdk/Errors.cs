@@ -84,6 +84,10 @@ public enum LedgerReason
     StoreUnavailable,
     /// <summary>UNKNOWN_DEDUCTION: There is no deduction with that id (or that provider's invoice number), or none the caller may read. <b>What to do:</b> Check the id or the invoice number; do not retry unchanged.</summary>
     UnknownDeduction,
+    /// <summary>MALFORMED_REQUEST: A JSON body or query that does not parse, a value of the wrong type, an unknown field or enum value (JSON over HTTP; the field is named in the ErrorInfo's metadata, <c>field</c> and <c>problem</c>). <b>What to do:</b> Fix the field named and send it again; nothing was done.</summary>
+    MalformedRequest,
+    /// <summary>REQUEST_TOO_LARGE: The message or JSON body is over the server's limit (<c>Requests:MaxBodyBytes</c>, 1 MiB by default). <b>What to do:</b> Send less in one call; nothing was done.</summary>
+    RequestTooLarge,
 }
 
 /// <summary>The ledger answered and refused the call: a definite answer, with a reason word. Nothing was applied by it, and the
@@ -209,13 +213,13 @@ internal static class LedgerReasons
 
     public static StatusCode Status(LedgerReason reason) => reason switch
     {
-        LedgerReason.InvalidUscc or LedgerReason.InvalidAmount or LedgerReason.InvalidArgument => StatusCode.InvalidArgument,
+        LedgerReason.InvalidUscc or LedgerReason.InvalidAmount or LedgerReason.InvalidArgument or LedgerReason.MalformedRequest => StatusCode.InvalidArgument,
         LedgerReason.UnknownUnit or LedgerReason.UnknownProvider or LedgerReason.UnknownContract or LedgerReason.UnknownGrant
             or LedgerReason.UnknownBatch or LedgerReason.UnknownRedemption or LedgerReason.UnknownDeduction => StatusCode.NotFound,
         LedgerReason.DuplicateInvoice or LedgerReason.RequestIdReused or LedgerReason.AlreadyRegistered => StatusCode.AlreadyExists,
         LedgerReason.NotYourResource or LedgerReason.RoleRequired => StatusCode.PermissionDenied,
         LedgerReason.Unauthenticated => StatusCode.Unauthenticated,
-        LedgerReason.RateLimited => StatusCode.ResourceExhausted,
+        LedgerReason.RateLimited or LedgerReason.RequestTooLarge => StatusCode.ResourceExhausted,
         LedgerReason.Overloaded or LedgerReason.StoreUnavailable => StatusCode.Unavailable,
         LedgerReason.Unknown => StatusCode.Unknown,
         _ => StatusCode.FailedPrecondition,

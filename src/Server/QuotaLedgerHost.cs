@@ -34,6 +34,7 @@ public static class QuotaLedgerHost
         builder.Services.AddSettings<AlertOptions>("Alerts");
         builder.Services.AddSettings<RateLimitOptions>("RateLimits");
         builder.Services.AddSettings<CheckpointOptions>("Checkpoints");
+        builder.Services.AddSettings<RequestLimitOptions>("Requests");
         builder.AddServerTelemetry();
         builder.Services.AddSingleton<LedgerDatabase>();
         builder.Services.AddHostedService<DatabaseStartup>();
@@ -76,8 +77,12 @@ public static class QuotaLedgerHost
             // Outermost first: errors from the caller check are translated too.
             options.Interceptors.Add<ErrorInterceptor>();
             options.Interceptors.Add<CallerInterceptor>();
-            options.MaxReceiveMessageSize = 64 * 1024;
         }).AddJsonApi();
+        // The same limit as RequestChecks applies before a message is read; this one also holds for a compressed message.
+        // Read as it stands: gRPC's options are resolved while the host is built, and a bad value is refused at start by
+        // RequestLimitOptions' check, naming the key.
+        builder.Services.AddOptions<global::Grpc.AspNetCore.Server.GrpcServiceOptions>()
+            .Configure<IConfiguration>((grpc, configuration) => grpc.MaxReceiveMessageSize = RequestLimitOptions.MaxBodyBytesIn(configuration));
         builder.Services.AddGrpcReflection();
         builder.Services.AddGrpcHealthChecks().AddCheck<DatabaseHealthCheck>("ledger-database");
 
@@ -88,6 +93,7 @@ public static class QuotaLedgerHost
         }
 
         app.UseAuthentication();
+        app.UseRequestChecks();
         if (development)
         {
             DevelopmentMode.Announce(app);

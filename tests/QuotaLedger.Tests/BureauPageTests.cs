@@ -26,6 +26,69 @@ public sealed class BureauPageTests(LedgerFixture fixture)
     {
         var scene = await MakeYearAsync();
         await using var server = await DevelopmentServer.StartAsync(fixture.Database, scene.Now);
+
+        // No ?year=: the page shows the current programme year on the server's clock.
+        var shown = await OpenAsync(server, year: null, ScreenshotPath);
+        await AssertShownAsync(server, scene, shown);
+        Assert.All(shown.UnitNames, name => Assert.Equal("Test AI company", name));
+        Assert.Equal(shown.UnitYears.Count, shown.UnitNames.Count);
+        Assert.Equal(shown.UnitYears.Select(u => u.Cap > 0 ? $"{100.0 * (u.GrantedOpen + u.Deducted) / u.Cap:0.0}%" : "no cap"), shown.Percents);
+        Assert.Empty(shown.Empty);
+    }
+
+    [Fact]
+    public async Task The_page_shows_every_section_empty_for_a_year_with_nothing_in_it()
+    {
+        const int empty = Year + 1;
+        await using (var api = fixture.StartServer(new DateTimeOffset(empty, 6, 2, 2, 0, 0, TimeSpan.Zero)))
+        {
+            await api.SetSmallYearAsync(empty, capFen: 1_000_000, totalFen: 100_000_000, fundFen: 0);
+        }
+
+        await using var server = await DevelopmentServer.StartAsync(fixture.Database, new DateTimeOffset(empty, 6, 2, 2, 0, 0, TimeSpan.Zero));
+        var shown = await OpenAsync(server, empty, ScreenshotPath.Replace(".png", "-empty.png", StringComparison.Ordinal));
+        Assert.Equal(empty.ToString(CultureInfo.InvariantCulture), shown.Year);
+        Assert.Empty(shown.UnitYears);
+        Assert.Empty(shown.Grants);
+        Assert.Empty(shown.Redemptions);
+        Assert.Equal(
+            ["No deduction has been applied this year.", "No unit has been granted anything this year.", "No grant with quota left expires within 7 days.",
+                "No redemption application this year."],
+            shown.Empty);
+        Assert.Equal(100_000_000, shown.Figures["year-total"].Fen); // The policy's; nothing else has happened.
+        Assert.All(shown.Figures.Where(f => f.Key != "year-total"), figure => Assert.Equal(0, figure.Value.Fen));
+        Assert.Empty(shown.Chart!.Labels);
+    }
+
+    [Fact]
+    public async Task The_page_shows_a_year_whose_grants_expire_later_than_the_window_with_the_expiring_table_empty()
+    {
+        const int later = Year + 2;
+        var now = new DateTimeOffset(later, 6, 2, 2, 0, 0, TimeSpan.Zero);
+        string unit;
+        await using (var api = fixture.StartServer(now))
+        {
+            await api.SetSmallYearAsync(later, capFen: 1_000_000, totalFen: 100_000_000, fundFen: 50_000_000);
+            var deal = await api.NewDealAsync(contractAmountFen: 10_000_000);
+            var grant = await api.GrantAsync(deal, 250_000); // Valid for a month: nothing expires within the week.
+            await api.DeductAsync(deal, grant.GrantId, 100_000);
+            unit = deal.Unit;
+        }
+
+        await using var server = await DevelopmentServer.StartAsync(fixture.Database, now);
+        var shown = await OpenAsync(server, later, ScreenshotPath.Replace(".png", "-no-expiring.png", StringComparison.Ordinal));
+        Assert.Equal([unit], shown.UnitYears.Select(u => u.Unit));
+        Assert.Equal(["Test AI company"], shown.UnitNames);
+        Assert.Equal(["25.0%"], shown.Percents); // 200,000 open + 50,000 deducted of a 1,000,000 cap.
+        Assert.Empty(shown.Grants);
+        Assert.Equal(["No grant with quota left expires within 7 days.", "No redemption application this year."], shown.Empty);
+        Assert.Single(shown.Chart!.Labels);
+    }
+
+    /// <summary>Opens the page in headless Chromium, waits until it has drawn or failed, saves a screenshot, and reads what
+    /// it shows. Fails on any console error or uncaught exception, and when the page did not reach its ready state.</summary>
+    private static async Task<Shown> OpenAsync(DevelopmentServer server, int? year, string screenshot)
+    {
         var (browser, profile) = await HeadlessChromium.LaunchAsync();
         try
         {
@@ -35,18 +98,16 @@ public sealed class BureauPageTests(LedgerFixture fixture)
             page.Console += (_, e) => { if (e.Message.Type == ConsoleType.Error) { errors.Add($"{e.Message.Text} ({e.Message.Location?.URL})"); } };
             page.PageError += (_, e) => errors.Add(e.Message);
 
-            // No ?year=: the page shows the current programme year on the server's clock.
-            var response = await page.GoToAsync(new Uri(server.WebAddress, "/bureau/").ToString(), WaitUntilNavigation.Load);
+            var path = year is { } y ? $"/bureau/?year={y}" : "/bureau/";
+            var response = await page.GoToAsync(new Uri(server.WebAddress, path).ToString(), WaitUntilNavigation.Load);
             Assert.Equal(HttpStatusCode.OK, response.Status);
             await page.WaitForFunctionAsync("() => document.body.dataset.state !== 'loading'", new WaitForFunctionOptions { Timeout = 30_000 });
-            Directory.CreateDirectory(Path.GetDirectoryName(ScreenshotPath)!);
-            await page.ScreenshotAsync(ScreenshotPath, new ScreenshotOptions { FullPage = true });
+            Directory.CreateDirectory(Path.GetDirectoryName(screenshot)!);
+            await page.ScreenshotAsync(screenshot, new ScreenshotOptions { FullPage = true });
             var state = await page.EvaluateExpressionAsync<string>("document.body.dataset.state");
             Assert.True(state == "ready", $"The page did not render: {await page.EvaluateExpressionAsync<string>("document.getElementById('error').textContent")} {string.Join("; ", errors)}");
             Assert.Empty(errors);
-
-            var shown = JsonSerializer.Deserialize<Shown>(await page.EvaluateExpressionAsync<string>(ReadPage), s_json)!;
-            await AssertShownAsync(server, scene, shown);
+            return JsonSerializer.Deserialize<Shown>(await page.EvaluateExpressionAsync<string>(ReadPage), s_json)!;
         }
         finally
         {
@@ -267,6 +328,9 @@ public sealed class BureauPageTests(LedgerFixture fixture)
             year: document.querySelector('[data-field="year"]').textContent,
             figures: Object.fromEntries([...document.querySelectorAll('[data-figure]')]
               .map(e => [e.dataset.figure, { fen: Number(e.dataset.fen), text: e.textContent }])),
+            unitNames: [...document.querySelectorAll('tr[data-unit-year] .unit-name')].map(e => e.textContent),
+            percents: [...document.querySelectorAll('tr[data-unit-year] [data-field="used"] .percent')].map(e => e.textContent),
+            empty: [...document.querySelectorAll('[data-empty]')].filter(e => !e.hidden).map(e => e.textContent),
             unitYears: [...document.querySelectorAll('tr[data-unit-year]')].map(r => ({
               unit: r.dataset.unitYear, cap: fen(r, 'cap'), grantedOpen: fen(r, 'granted-open'), deducted: fen(r, 'deducted'), headroom: fen(r, 'headroom') })),
             grants: [...document.querySelectorAll('tr[data-grant]')].map(r => ({ id: Number(r.dataset.grant), remaining: fen(r, 'remaining') })),
@@ -282,7 +346,7 @@ public sealed class BureauPageTests(LedgerFixture fixture)
         """;
 
     private sealed record Shown(
-        string Year, Dictionary<string, ShownFigure> Figures, List<ShownUnitYear> UnitYears, List<ShownGrant> Grants, List<ShownRedemptions> Redemptions,
+        string Year, Dictionary<string, ShownFigure> Figures, List<string> UnitNames, List<string> Percents, List<string> Empty, List<ShownUnitYear> UnitYears, List<ShownGrant> Grants, List<ShownRedemptions> Redemptions,
         string JournalOk, long EntriesChecked, ShownChart? Chart, long Painted);
 
     private sealed record ShownFigure(long Fen, string Text);

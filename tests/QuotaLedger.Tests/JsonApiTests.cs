@@ -163,9 +163,11 @@ public sealed class JsonApiTests(LedgerFixture fixture)
         using var http = new HttpClient(fixture.Server.CreateHandler()) { BaseAddress = fixture.Server.BaseAddress };
         var document = await OkAsync(await http.GetAsync("/openapi/v1.json"));
         var paths = document["paths"]!.AsObject();
+        // Paths by URL shape: two bindings of one shape are one path (SetAlertRules' {rules.year}, GetAlertRules' {year}).
+        var shapes = paths.ToDictionary(path => Shape(path.Key), path => path.Value);
 
         var missing = HttpBindings()
-            .Where(binding => paths[DocumentPath(binding.Path)]?[binding.Verb] is null)
+            .Where(binding => shapes.GetValueOrDefault(Shape(DocumentPath(binding.Path)))?[binding.Verb] is null)
             .Select(binding => $"{binding.Verb.ToUpperInvariant()} {binding.Path} ({binding.Method})")
             .ToList();
         Assert.True(missing.Count == 0, $"Not in the OpenAPI document: {string.Join("; ", missing)}. Paths: {string.Join(", ", paths.Select(p => p.Key))}");
@@ -187,6 +189,141 @@ public sealed class JsonApiTests(LedgerFixture fixture)
 
         var streamingIn = methods.Where(method => method.IsClientStreaming).Select(method => method.FullName).Where(name => !NotOverJson.ContainsKey(name));
         Assert.Empty(streamingIn);
+    }
+
+    /// <summary>Bodies a JSON client can get wrong in ways gRPC cannot carry, each with the field it names.</summary>
+    public static TheoryData<string, string, string> MalformedGrantBodies(string provider, string contractNo) => new()
+    {
+        // A misspelled field would otherwise be dropped: "dryrun" for dryRun made a real grant.
+        { $$"""{"requestId":"r","providerUscc":"{{provider}}","contractNo":"{{contractNo}}","amountFen":"1000","dryrun":true}""", "dryrun", "unknown field" },
+        { """{"requestId":"r","amountFen":""", "", "not valid JSON" },
+        { """{"requestId":"r",}""", "", "not valid JSON" },
+        { """[1,2]""", "", "must be a JSON object" },
+        { """{"requestId":7}""", "requestId", "must be a string" },
+        { """{"amountFen":"12abc"}""", "amountFen", "must be an integer" },
+        { """{"amountFen":1.5}""", "amountFen", "must be an integer" },
+        { """{"amountFen":99999999999999999999}""", "amountFen", "out of range for int64" },
+        { """{"amountFen":"9223372036854775808"}""", "amountFen", "out of range for int64" },
+        { """{"amountFen":true}""", "amountFen", "must be an integer" },
+        { """{"dryRun":"true"}""", "dryRun", "must be true or false" },
+        { """{"dryRun":1}""", "dryRun", "must be true or false" },
+    };
+
+    [Fact]
+    public async Task Every_malformed_json_body_is_refused_with_malformed_request_naming_the_field_and_nothing_is_written()
+    {
+        await using var server = fixture.StartServer(LedgerFixture.Now);
+        var deal = await server.NewDealAsync(contractAmountFen: 10_000_000);
+        using var http = new HttpClient(server.CreateHandler()) { BaseAddress = server.BaseAddress };
+
+        foreach (var row in MalformedGrantBodies(deal.Provider, deal.ContractNo))
+        {
+            var (body, field, problem) = ((string)row[0], (string)row[1], (string)row[2]);
+            using var content = new StringContent(body, System.Text.Encoding.UTF8, "application/json");
+            await AssertMalformedAsync(await http.PostAsync("/v1/grants", content), field, problem, body);
+        }
+
+        // The other kinds of value: an enum name the enum does not have, a list that is not one, an element of the wrong
+        // type, a nested unknown field, a time that is not RFC 3339, a path variable and a query parameter of the wrong type.
+        await AssertMalformedAsync(await http.PostAsJsonAsync("/v1/units", new { requestId = "r", kind = "COMPANY" }), "kind", "unknown value 'COMPANY' of UnitKind");
+        await AssertMalformedAsync(await http.PostAsJsonAsync("/v1/units", new { requestId = "r", materials = "all" }), "materials", "must be a JSON array");
+        await AssertMalformedAsync(await http.PostAsJsonAsync("/v1/units", new { materials = new object[] { new { kind = "MATERIAL_KIND_APPLICATION_FORM", referance = "x" } } }),
+            "materials[0].referance", "unknown field");
+        await AssertMalformedAsync(await http.PostAsJsonAsync("/v1/batches", new { requestId = "r", year = Year, closesAt = "next week" }), "closesAt", "RFC 3339");
+        await AssertMalformedAsync(await http.PostAsJsonAsync("/v1/batches", new { requestId = "r", year = 3_000_000_000 }), "year", "out of range for int32");
+        await AssertMalformedAsync(await http.GetAsync("/v1/grants/abc"), "grant_id", "must be an integer");
+        await AssertMalformedAsync(await http.GetAsync($"/v1/unit-years/{deal.Unit}/{Year}?asOf=yesterday"), "asOf", "RFC 3339");
+        await AssertMalformedAsync(await http.GetAsync($"/v1/unit-years/{deal.Unit}/{Year}?asof=2026-01-01T00:00:00Z"), "asof", "unknown query parameter");
+        await AssertMalformedAsync(await http.PostAsJsonAsync("/v1/grants?dryRun=true", new { requestId = "r" }), "dryRun", "unknown query parameter");
+
+        // Nothing was granted: the contract is untouched.
+        var contract = await server.Registry.GetContractAsync(new GetContractRequest { ProviderUscc = deal.Provider, ContractNo = deal.ContractNo });
+        Assert.Equal(0, contract.GrantedFen);
+
+        // The field names the mapping accepts are still accepted: JSON names and proto names, int64 as a string or a number.
+        var dryRun = await OkAsync(await http.PostAsync("/v1/grants", new StringContent(
+            $$"""{"request_id":"r","providerUscc":"{{deal.Provider}}","contract_no":"{{deal.ContractNo}}","amountFen":"1000","dry_run":true}""",
+            System.Text.Encoding.UTF8, "application/json")));
+        Assert.NotNull(dryRun["explanation"]);
+        Assert.Equal(0, (await server.Registry.GetContractAsync(new GetContractRequest { ProviderUscc = deal.Provider, ContractNo = deal.ContractNo })).GrantedFen);
+    }
+
+    [Fact]
+    public async Task Int64_figures_are_written_as_json_strings_as_the_protobuf_json_mapping_says()
+    {
+        using var http = new HttpClient(fixture.Server.CreateHandler()) { BaseAddress = fixture.Server.BaseAddress };
+        var year = await OkAsync(await http.GetAsync("/v1/program-years/2026"));
+        Assert.Equal(System.Text.Json.JsonValueKind.String, year["fundedFen"]!.GetValueKind());
+        var overGrpc = await fixture.Server.Admin.GetProgramYearAsync(new GetProgramYearRequest { Year = 2026 });
+        Assert.Equal(overGrpc.FundedFen.ToString(System.Globalization.CultureInfo.InvariantCulture), year["fundedFen"]!.GetValue<string>());
+        Assert.Equal(System.Text.Json.JsonValueKind.Number, year["year"]!.GetValueKind()); // int32 stays a number.
+    }
+
+    [Fact]
+    public async Task A_body_or_message_over_the_limit_is_refused_with_request_too_large_over_json_and_grpc()
+    {
+        await using var server = fixture.StartServer(LedgerFixture.Now);
+        using var http = new HttpClient(server.CreateHandler()) { BaseAddress = server.BaseAddress };
+        var provider = TestUscc.New();
+
+        // A valid request padded with whitespace past 1 MiB (the default limit).
+        var padded = $$"""{"requestId":"{{Ids.New()}}","providerUscc":"{{provider}}","name":"padded",{{new string(' ', 1024 * 1024)}}"licences":["IDC-B1-20260001"]}""";
+        await AssertRefusedAsync(await http.PostAsync("/v1/providers", new StringContent(padded, System.Text.Encoding.UTF8, "application/json")),
+            HttpStatusCode.RequestEntityTooLarge, StatusCode.ResourceExhausted, "REQUEST_TOO_LARGE");
+        // Without a Content-Length too (chunked): counted as it is read.
+        var chunked = new StreamContent(new MemoryStream(System.Text.Encoding.UTF8.GetBytes(padded)));
+        chunked.Headers.ContentType = new("application/json");
+        await AssertRefusedAsync(await http.PostAsync("/v1/providers", chunked), HttpStatusCode.RequestEntityTooLarge, StatusCode.ResourceExhausted, "REQUEST_TOO_LARGE");
+
+        var tooLarge = await Assert.ThrowsAsync<RpcException>(() => server.Registry.RegisterProviderAsync(new RegisterProviderRequest
+        {
+            RequestId = Ids.New(), ProviderUscc = provider, Name = new string('x', 1024 * 1024), Licences = { "IDC-B1-20260001" },
+        }).ResponseAsync);
+        Assert.Equal(StatusCode.ResourceExhausted, tooLarge.StatusCode);
+        Assert.Equal("REQUEST_TOO_LARGE", tooLarge.GetRpcStatus()?.GetDetail<Google.Rpc.ErrorInfo>()?.Reason);
+
+        // Nothing was registered; under the limit the same provider registers.
+        await Assert.ThrowsAsync<RpcException>(() => server.Registry.GetProviderAsync(new GetProviderRequest { ProviderUscc = provider }).ResponseAsync);
+        await OkAsync(await http.PostAsJsonAsync("/v1/providers", new { requestId = Ids.New(), providerUscc = provider, name = "small", licences = new[] { "IDC-B1-20260001" } }));
+    }
+
+    [Fact]
+    public async Task The_openapi_document_is_openapi_3_1_with_an_operation_id_per_rpc_security_and_int64_as_strings()
+    {
+        using var http = new HttpClient(fixture.Server.CreateHandler()) { BaseAddress = fixture.Server.BaseAddress };
+        var document = await OkAsync(await http.GetAsync("/openapi/v1.json"));
+        Assert.Equal("3.1.0", document["openapi"]!.GetValue<string>());
+        Assert.Equal("Apache-2.0", document["info"]!["license"]!["identifier"]!.GetValue<string>());
+        Assert.NotEmpty(document["servers"]!.AsArray());
+        Assert.Equal("mutualTLS", document["components"]!["securitySchemes"]!["mutualTLS"]!["type"]!.GetValue<string>());
+        Assert.Equal("bearer", document["components"]!["securitySchemes"]!["bearer"]!["scheme"]!.GetValue<string>());
+
+        var operations = document["paths"]!.AsObject().SelectMany(path => path.Value!.AsObject().Select(op => op.Value!)).ToList();
+        var ids = operations.Select(op => op["operationId"]?.GetValue<string>()).ToList();
+        Assert.DoesNotContain(null, ids);
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        var rpcs = Services().SelectMany(service => service.Methods).Select(method => method.Name).ToHashSet();
+        Assert.All(ids, id => Assert.Contains(rpcs, rpc => id == rpc || id!.StartsWith(rpc + "By", StringComparison.Ordinal)));
+        Assert.All(operations, op => Assert.Equal(2, op["security"]!.AsArray().Count));
+        Assert.All(operations, op => Assert.False(string.IsNullOrWhiteSpace(op["summary"]?.GetValue<string>())));
+
+        // One path per URL shape, whatever its variables are called.
+        var shapes = document["paths"]!.AsObject().Select(path => Shape(path.Key)).ToList();
+        Assert.Equal(shapes.Count, shapes.Distinct().Count());
+
+        var unitYear = document["components"]!["schemas"]!["UnitYear"]!["properties"]!;
+        Assert.Equal(("string", "int64"), (unitYear["capFen"]!["type"]!.GetValue<string>(), unitYear["capFen"]!["format"]!.GetValue<string>()));
+        Assert.Equal("integer", unitYear["year"]!["type"]!.GetValue<string>());
+        Assert.Equal("date-time", document["components"]!["schemas"]!["GrantInfo"]!["properties"]!["expiresAt"]!["format"]!.GetValue<string>());
+    }
+
+    private static async Task AssertMalformedAsync(HttpResponseMessage response, string field, string problem, string? sent = null)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        await AssertRefusedAsync(response, HttpStatusCode.BadRequest, StatusCode.InvalidArgument, "MALFORMED_REQUEST");
+        var info = JsonNode.Parse(body)!["details"]!.AsArray().Single(d => d!["@type"]!.GetValue<string>().EndsWith("ErrorInfo", StringComparison.Ordinal))!;
+        Assert.True(field == info["metadata"]!["field"]!.GetValue<string>(), $"{sent}: expected the field '{field}', got {body}");
+        Assert.True(info["metadata"]!["problem"]!.GetValue<string>().Contains(problem, StringComparison.Ordinal), $"{sent}: expected '{problem}', got {body}");
     }
 
     /// <summary>Every quotaledger.v1 service the server was compiled with (its generated reflection classes), so a new
@@ -223,6 +360,8 @@ public sealed class JsonApiTests(LedgerFixture fixture)
             }
         }
     }
+
+    private static string Shape(string path) => System.Text.RegularExpressions.Regex.Replace(path, @"\{[^}]*\}", "{}");
 
     /// <summary>A binding's path as the document writes it: path variables by their JSON (lowerCamelCase) names.</summary>
     private static string DocumentPath(string path) =>

@@ -104,7 +104,7 @@ public sealed class SdkTypesTests(LedgerFixture fixture)
     {
         var readme = File.ReadAllText(Path.Combine(PackageTests.RepositoryRoot(), "src", "ClientSdk", "README.md"));
         var callRows = readme.Split('\n').Where(line => line.StartsWith("| ", StringComparison.Ordinal) && line.Contains("Service.", StringComparison.Ordinal)).ToList();
-        string[] everyCall = ["UNAUTHENTICATED", "RATE_LIMITED", "OVERLOADED", "STORE_UNAVAILABLE"];
+        string[] everyCall = ["UNAUTHENTICATED", "RATE_LIMITED", "OVERLOADED", "STORE_UNAVAILABLE", "REQUEST_TOO_LARGE", "MALFORMED_REQUEST"];
         foreach (var reason in Enum.GetValues<Reason>())
         {
             var word = ReasonExtensions.Word(reason);

@@ -314,9 +314,10 @@ public sealed class SecurityTests(LedgerFixture fixture)
         var provider = server.As(server.Certificate(uscc, Role.Provider));
         var huge = await Assert.ThrowsAsync<RpcException>(() => provider.Registry.RegisterProviderAsync(new RegisterProviderRequest
         {
-            RequestId = Ids.New(), ProviderUscc = uscc, Name = new string('x', 100_000),
+            RequestId = Ids.New(), ProviderUscc = uscc, Name = new string('x', 1_100_000), // Over Requests:MaxBodyBytes (1 MiB).
         }).ResponseAsync);
         Assert.Equal(StatusCode.ResourceExhausted, huge.StatusCode);
+        Assert.Equal("REQUEST_TOO_LARGE", huge.GetRpcStatus()?.GetDetail<Google.Rpc.ErrorInfo>()?.Reason);
         await Refusal.AssertAsync(() => provider.Registry.RegisterProviderAsync(new RegisterProviderRequest
         {
             RequestId = Ids.New(), ProviderUscc = uscc, Name = new string('x', 300),

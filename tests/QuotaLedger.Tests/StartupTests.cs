@@ -82,6 +82,7 @@ public sealed class StartupTests(LedgerFixture fixture)
     [InlineData("--Database:LockTimeout=soon", "Database:LockTimeout")]
     [InlineData("--Database:StatementTimeout=00:00:00", "Database:StatementTimeout must be")]
     [InlineData("--RateLimits:Burst=-1", "RateLimits:Burst must be 1 to 1000000; it is -1.")]
+    [InlineData("--Requests:MaxBodyBytes=100", "Requests:MaxBodyBytes must be 1024 to 67108864; it is 100.")]
     [InlineData("--Expiry:Interval=00:00:00", "Expiry:Interval must be")]
     [InlineData("--LocalPostgres:Database=bad name", "LocalPostgres:Database must be")]
     public async Task A_bad_setting_stops_the_start_with_a_message_naming_its_key(string setting, string expected)

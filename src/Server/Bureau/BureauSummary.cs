@@ -1,3 +1,4 @@
+using Microsoft.EntityFrameworkCore;
 using QuotaLedger.Server.Admin;
 using QuotaLedger.Server.Alerts;
 using QuotaLedger.Server.Ledger;
@@ -33,15 +34,17 @@ internal sealed record BureauSummary(
         var redemptions = await RedemptionStates.ByStateAsync(db, year, ct);
         var journal = await JournalVerification.VerifyAsync(database, signer, checkpointId: 0, ct);
         var perDay = await DeductionReads.PerDayAsync(db, year, ct);
+        var shown = unitYears.Select(u => u.UnitUscc).Concat(grants.Select(g => g.UnitUscc)).Distinct().ToList();
+        var names = await db.Units.Where(u => shown.Contains(u.Uscc)).ToDictionaryAsync(u => u.Uscc, u => u.Name, ct);
 
         return new BureauSummary(
             year,
             now,
             new ProgramYearFigures(programYear.YearTotalFen, programYear.FundedFen, programYear.PoolFen, programYear.GrantedOpenFen, programYear.DeductedFen,
                 programYear.RedeemedFen, programYear.DisbursedFen, programYear.ReclaimedFen, programYear.ClawedBackFen, programYear.ReceivableFen),
-            [.. unitYears.Select(u => new UnitYearLine(u.UnitUscc, u.Cap.Value, u.GrantedOpen.Value, u.Deducted.Value, u.Redeemed.Value, u.Headroom.Value))],
+            [.. unitYears.Select(u => new UnitYearLine(u.UnitUscc, names.GetValueOrDefault(u.UnitUscc, ""), u.Cap.Value, u.GrantedOpen.Value, u.Deducted.Value, u.Redeemed.Value, u.Headroom.Value))],
             new ExpiringGrants(window, [.. grants.Select(g => new ExpiringGrant(
-                g.GrantId, g.ProviderUscc, g.UnitUscc, g.ContractNo, g.AmountFen, g.RemainingFen, g.ExpiresAt.ToDateTimeOffset()))]),
+                g.GrantId, g.ProviderUscc, g.UnitUscc, names.GetValueOrDefault(g.UnitUscc, ""), g.ContractNo, g.AmountFen, g.RemainingFen, g.ExpiresAt.ToDateTimeOffset()))]),
             [.. redemptions.Select(r => new RedemptionStateLine(
                 r.State.ToString().ToLowerInvariant(), r.Count, r.RequestedFen, r.ApprovedFen, r.OutstandingFen, r.DisbursedFen, r.ClawedBackFen))],
             new JournalStatus(journal.Ok, journal.EntriesChecked, journal.Chains, journal.AccountsChecked, journal.CheckpointsVerified, journal.CheckpointId,
@@ -54,11 +57,11 @@ internal sealed record ProgramYearFigures(
     long YearTotalFen, long FundedFen, long PoolFen, long GrantedOpenFen, long DeductedFen, long RedeemedFen, long DisbursedFen,
     long ReclaimedFen, long ClawedBackFen, long ReceivableFen);
 
-internal sealed record UnitYearLine(string UnitUscc, long CapFen, long GrantedOpenFen, long DeductedFen, long RedeemedFen, long HeadroomFen);
+internal sealed record UnitYearLine(string UnitUscc, string UnitName, long CapFen, long GrantedOpenFen, long DeductedFen, long RedeemedFen, long HeadroomFen);
 
 internal sealed record ExpiringGrants(int WithinDays, List<ExpiringGrant> Grants);
 
-internal sealed record ExpiringGrant(long GrantId, string ProviderUscc, string UnitUscc, string ContractNo, long AmountFen, long RemainingFen, DateTimeOffset ExpiresAt);
+internal sealed record ExpiringGrant(long GrantId, string ProviderUscc, string UnitUscc, string UnitName, string ContractNo, long AmountFen, long RemainingFen, DateTimeOffset ExpiresAt);
 
 internal sealed record RedemptionStateLine(string State, int Count, long RequestedFen, long ApprovedFen, long OutstandingFen, long DisbursedFen, long ClawedBackFen);
 

@@ -24,7 +24,13 @@ internal static class JsonApi
     public static void AddJsonApi(this IGrpcServerBuilder grpc)
     {
         // A refusal's google.rpc.Status (grpc-status-details-bin) becomes the error body, ErrorInfo included.
-        grpc.AddJsonTranscoding(options => options.TypeRegistry = ErrorDetails);
+        // int64 as JSON strings, as the protobuf JSON mapping writes them (a JSON number past 2^53 loses digits in most
+        // parsers); enums by name; Timestamps as RFC 3339. Reading accepts int64 as a string or a number.
+        grpc.AddJsonTranscoding(options =>
+        {
+            options.TypeRegistry = ErrorDetails;
+            options.JsonSettings.WriteInt64sAsStrings = true;
+        });
 
         grpc.Services.AddGrpcSwagger();
         grpc.Services.AddSwaggerGen(swagger =>
@@ -44,11 +50,16 @@ internal static class JsonApi
                 swagger.IncludeXmlComments(comments);
                 swagger.IncludeGrpcXmlComments(comments, includeControllerXmlComments: true);
             }
+
+            JsonApiDocument.Configure(swagger);
         });
     }
 
-    public static void MapOpenApiDocument(this WebApplication app) =>
-        app.UseSwagger(swagger => swagger.RouteTemplate = "openapi/{documentName}.json");
+    public static void MapOpenApiDocument(this WebApplication app)
+    {
+        var document = new Lazy<string>(() => JsonApiDocument.Write(app.Services.GetRequiredService<Swashbuckle.AspNetCore.Swagger.ISwaggerProvider>()));
+        app.MapGet(OpenApiPath, () => Results.Text(document.Value, "application/json; charset=utf-8")).ExcludeFromDescription();
+    }
 
     /// <summary>Whether a request is a gRPC call (as opposed to a transcoded JSON one, or a request for the document).</summary>
     public static bool IsGrpc(Microsoft.AspNetCore.Http.HttpRequest request) =>
@@ -56,9 +67,9 @@ internal static class JsonApi
 
     /// <summary>Answers a request refused before it reached a service (no interceptor ran) as transcoding answers a
     /// refusal: the HTTP status of the gRPC code, and the google.rpc.Status as the JSON body.</summary>
-    public static async Task WriteStatusAsync(Microsoft.AspNetCore.Http.HttpResponse response, Google.Rpc.Status status)
+    public static async Task WriteStatusAsync(Microsoft.AspNetCore.Http.HttpResponse response, Google.Rpc.Status status, int? httpStatus = null)
     {
-        response.StatusCode = HttpStatusOf((GrpcCode)status.Code);
+        response.StatusCode = httpStatus ?? HttpStatusOf((GrpcCode)status.Code);
         response.ContentType = "application/json; charset=utf-8";
         await response.WriteAsync(StatusFormatter.Format(status));
     }

@@ -52,6 +52,13 @@ public enum Reason
 
     /// <summary>Not in API.md's table (added with GetDeduction): no deduction the caller may read (NOT_FOUND).</summary>
     UnknownDeduction,
+
+    /// <summary>A JSON body or query that does not parse, a value of the wrong type, an unknown field or enum value: the
+    /// field is named in <c>ErrorInfo.metadata</c> (INVALID_ARGUMENT).</summary>
+    MalformedRequest,
+
+    /// <summary>A message or body over <c>Requests:MaxBodyBytes</c> (RESOURCE_EXHAUSTED; HTTP 413 over JSON).</summary>
+    RequestTooLarge,
 }
 
 public static class ReasonExtensions
@@ -96,18 +103,20 @@ public static class ReasonExtensions
         Reason.StoreUnavailable => "STORE_UNAVAILABLE",
         Reason.RateLimited => "RATE_LIMITED",
         Reason.UnknownDeduction => "UNKNOWN_DEDUCTION",
+        Reason.MalformedRequest => "MALFORMED_REQUEST",
+        Reason.RequestTooLarge => "REQUEST_TOO_LARGE",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 
     public static StatusCode Status(this Reason reason) => reason switch
     {
-        Reason.InvalidUscc or Reason.InvalidAmount or Reason.InvalidArgument => StatusCode.InvalidArgument,
+        Reason.InvalidUscc or Reason.InvalidAmount or Reason.InvalidArgument or Reason.MalformedRequest => StatusCode.InvalidArgument,
         Reason.UnknownUnit or Reason.UnknownProvider or Reason.UnknownContract or Reason.UnknownGrant
             or Reason.UnknownBatch or Reason.UnknownRedemption or Reason.UnknownDeduction => StatusCode.NotFound,
         Reason.DuplicateInvoice or Reason.RequestIdReused or Reason.AlreadyRegistered => StatusCode.AlreadyExists,
         Reason.NotYourResource or Reason.RoleRequired => StatusCode.PermissionDenied,
         Reason.Unauthenticated => StatusCode.Unauthenticated,
-        Reason.RateLimited => StatusCode.ResourceExhausted,
+        Reason.RateLimited or Reason.RequestTooLarge => StatusCode.ResourceExhausted,
         Reason.Overloaded or Reason.StoreUnavailable => StatusCode.Unavailable,
         _ => StatusCode.FailedPrecondition,
     };

@@ -75,8 +75,18 @@ function showJournal(journal) {
   }
 }
 
-function emptyRow(table, columns, text) {
-  table.tBodies[0].append(element("tr")).append(element("td", { colspan: columns, class: "empty" }, text));
+/** A table's empty state: one row, one cell across every column, saying what is not there. */
+function emptyRow(table, text) {
+  const row = element("tr", { "data-empty": "" });
+  row.append(element("td", { colspan: table.tHead.rows[0].cells.length, class: "empty" }, text));
+  table.tBodies[0].append(row);
+}
+
+/** A unit as people know it, by name, with its USCC beneath. */
+function unit(name, uscc) {
+  const cell = element("td", { "data-field": "unit", "data-uscc": uscc });
+  cell.append(element("span", { class: "unit-name" }, name || "(no name)"), element("span", { class: "uscc muted" }, uscc));
+  return cell;
 }
 
 function showUnitYears(unitYears) {
@@ -85,18 +95,21 @@ function showUnitYears(unitYears) {
     const committed = u.grantedOpenFen + u.deductedFen;
     const row = element("tr", { "data-unit-year": u.unitUscc });
     const used = element("meter", { min: 0, max: Math.max(u.capFen, 1), low: u.capFen * 0.8, high: u.capFen * 0.9, optimum: 0, value: committed });
+    const percent = u.capFen > 0 ? `${(100 * committed / u.capFen).toFixed(1)}%` : "no cap";
+    used.title = u.capFen > 0 ? `${percent} of the cap` : "no cap";
+    const usage = element("td", { class: "usage", "data-field": "used", "data-value": percent });
+    usage.append(used, element("span", { class: "percent" }, percent));
     row.append(
-      element("td", {}, u.unitUscc),
+      unit(u.unitName, u.unitUscc),
       money("td", "cap", u.capFen, { class: "num" }),
       money("td", "granted-open", u.grantedOpenFen, { class: "num" }),
       money("td", "deducted", u.deductedFen, { class: "num" }),
       money("td", "headroom", u.headroomFen, { class: "num" }),
-      element("td").appendChild(used).parentNode);
-    used.title = u.capFen > 0 ? `${(100 * committed / u.capFen).toFixed(1)}% of the cap` : "no cap";
+      usage);
     table.tBodies[0].append(row);
   }
   if (unitYears.length === 0) {
-    emptyRow(table, 6, "No unit-year has committed anything this year.");
+    emptyRow(table, "No unit has been granted anything this year.");
   }
 }
 
@@ -107,18 +120,22 @@ function showExpiringGrants(expiring) {
     const row = element("tr", { "data-grant": g.grantId });
     row.append(
       element("td", {}, `#${g.grantId}`),
-      element("td", {}, g.unitUscc),
+      unit(g.unitName, g.unitUscc),
       money("td", "remaining", g.remainingFen, { class: "num" }),
       element("td", { "data-field": "expires-at", "data-value": g.expiresAt }, dateTime(g.expiresAt)));
     table.tBodies[0].append(row);
   }
   if (expiring.grants.length === 0) {
-    emptyRow(table, 4, "No grant with quota left expires that soon.");
+    emptyRow(table, `No grant with quota left expires within ${expiring.withinDays} days.`);
   }
 }
 
 function showRedemptions(states) {
   const table = document.getElementById("redemptions");
+  if (states.every((s) => s.count === 0)) {
+    emptyRow(table, "No redemption application this year.");
+    return;
+  }
   for (const s of states) {
     const row = element("tr", { "data-redemption-state": s.state });
     row.append(
@@ -138,6 +155,8 @@ function showDeductions(days) {
   const running = days.map((d) => (total += d.appliedFen) / 100);
   const canvas = document.getElementById("deductions-chart");
   canvas.dataset.days = days.length;
+  const none = document.getElementById("no-deductions");
+  none.hidden = days.length > 0;
   return new Chart(canvas, {
     data: {
       labels: days.map((d) => d.day),
