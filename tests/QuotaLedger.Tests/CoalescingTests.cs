@@ -7,8 +7,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>The fast path: concurrent deductions of a unit-year applied together in one transaction, each with its
 /// own outcome, and the row lock still what makes several server instances safe.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class CoalescingTests(LedgerFixture fixture)
+public sealed class CoalescingTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private readonly LedgerServer _server = fixture.Server;
 

@@ -13,8 +13,7 @@ using QuotaLedger.V1;
 namespace QuotaLedger.Tests;
 
 /// <summary>Strict identities and authorization before existence, over the real TLS port.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class IdentityTests(LedgerFixture fixture)
+public sealed class IdentityTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private static readonly DateTimeOffset s_now = new(2026, 6, 3, 2, 0, 0, TimeSpan.Zero);
 

@@ -11,8 +11,8 @@ namespace QuotaLedger.Tests;
 /// <summary>The SDK as a partner gets it: <c>dotnet pack</c> of src/ClientSdk, the package's metadata, and a project
 /// outside the solution (samples/ProviderFlow, copied out of the repository) that restores the package from a feed,
 /// builds and runs the provider flow against the real server process.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class PackageTests(LedgerFixture fixture)
+[Trait("Category", "Slow")]
+public sealed class PackageTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private const string PackageId = "QuotaLedger.ClientSdk";
 
@@ -138,6 +138,8 @@ public sealed class PackageTests(LedgerFixture fixture)
         CleanEnvironment(start);
         start.Environment["ConnectionStrings__Ledger"] = fixture.Database.ServingConnectionString;
         start.Environment["ConnectionStrings__LedgerMigrations"] = fixture.Database.ConnectionString;
+        // The class's key, not one in the default data folder, which other tests' servers would share.
+        start.Environment["Checkpoints__SigningKeyFile"] = fixture.Database.CheckpointKeyFile;
         start.Environment["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{port}";
         start.Environment["Kestrel__Endpoints__Web__Url"] = "http://127.0.0.1:0";
         start.Environment["DOTNET_ENVIRONMENT"] = "Development";
