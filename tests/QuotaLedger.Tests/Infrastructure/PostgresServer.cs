@@ -100,6 +100,19 @@ public sealed class PostgresServer : IAsyncDisposable
 
         try
         {
+            if (server.Cluster is not null && !privateCluster)
+            {
+                // A throwaway cluster need not survive a power cut: no flushes to disk (PostgreSQL's "non-durable
+                // settings"). On a shared machine a commit's flush can otherwise wait seconds behind others' writes. A
+                // private cluster keeps them: its tests crash PostgreSQL.
+                foreach (var setting in new[] { "fsync", "synchronous_commit", "full_page_writes" })
+                {
+                    await server.ExecuteAsync($"ALTER SYSTEM SET {setting} = off");
+                }
+
+                await server.ExecuteAsync("SELECT pg_reload_conf()");
+            }
+
             await using (var connection = await server.OpenAdminAsync())
             {
                 await DatabaseRoles.EnsureLoginRoleAsync(connection, server.ServingRole, server.ServingPassword, CancellationToken.None);
