@@ -9,7 +9,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>The real server process on a real loopback port: plain-HTTP gRPC (HTTP/2 prior knowledge), as clients in
 /// other languages call it in development, and JSON over HTTP/1.1 on the development JSON endpoint beside it.</summary>
-[Trait("Category", "Slow")]
+[Collection(SlowTests.Collection), Trait("Category", "Slow")]
 public sealed class KestrelTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]

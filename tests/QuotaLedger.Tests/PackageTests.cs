@@ -11,7 +11,7 @@ namespace QuotaLedger.Tests;
 /// <summary>The SDK as a partner gets it: <c>dotnet pack</c> of src/ClientSdk, the package's metadata, and a project
 /// outside the solution (samples/ProviderFlow, copied out of the repository) that restores the package from a feed,
 /// builds and runs the provider flow against the real server process.</summary>
-[Trait("Category", "Slow")]
+[Collection(SlowTests.Collection), Trait("Category", "Slow")]
 public sealed class PackageTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private const string PackageId = "QuotaLedger.ClientSdk";

@@ -8,7 +8,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>Development mode only when asked for, credentials over TLS only, secrets written private, configuration
 /// overridable from outside: checked on the real server process where it matters.</summary>
-[Trait("Category", "Slow")]
+[Collection(SlowTests.Collection), Trait("Category", "Slow")]
 public sealed class StartupTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Theory]

@@ -11,13 +11,15 @@ namespace QuotaLedger.Tests.Infrastructure;
 /// public sealed class GrantTests(LedgerFixture fixture) : IClassFixture&lt;LedgerFixture&gt;
 /// </code>
 /// <para>A class whose tests start processes (the server's, dotnet's, a browser's) or PostgreSQL clusters, or that kill
-/// PostgreSQL, is slow: it says so with a trait, so that the fast set runs without it (<c>dotnet test --filter
-/// "Category!=Slow"</c>) and the whole run starts it first (<see cref="LedgerTestFramework"/>):</para>
+/// PostgreSQL, is slow: it joins the <see cref="SlowTests"/> collection, so that slow classes run one at a time (two
+/// builds or server starts at once on two cores miss their timeouts), and says so with a trait, so that the fast set
+/// runs without it (<c>dotnet test --filter "Category!=Slow"</c>):</para>
 /// <code>
-/// [Trait("Category", "Slow")]
+/// [Collection(SlowTests.Collection), Trait("Category", "Slow")]
 /// public sealed class PackageTests(LedgerFixture fixture) : IClassFixture&lt;LedgerFixture&gt;
 /// </code>
-/// <para>Each class is a collection of its own (xunit's default), and collections run side by side (xunit.runner.json).
+/// <para>Every other class is a collection of its own (xunit's default); collections run side by side (xunit.runner.json),
+/// the slow one started first (<see cref="LedgerTestFramework"/>).
 /// A class that reads something of the whole process (an <c>ActivityListener</c>, a meter listener by name, a
 /// folder, an environment variable) filters what it reads to its own or keeps its own copy; ports come from
 /// <see cref="TestPorts.Free"/>.</para>
@@ -76,4 +78,11 @@ public sealed class LedgerFixture : IAsyncLifetime
             await Database.DisposeAsync();
         }
     }
+}
+
+/// <summary>The slow, process-level classes, one at a time beside the fast ones (see <see cref="LedgerFixture"/>).</summary>
+[CollectionDefinition(Collection)]
+public sealed class SlowTests
+{
+    public const string Collection = "slow";
 }
