@@ -5,6 +5,7 @@ using QuotaLedger.Tests.Infrastructure;
 namespace QuotaLedger.Tests;
 
 /// <summary>The client SDK against a real server and PostgreSQL.</summary>
+[Collection(FeedTests.Collection)]
 public sealed class SdkTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private static readonly DateOnly s_invoiceDate = new(2026, 6, 1);

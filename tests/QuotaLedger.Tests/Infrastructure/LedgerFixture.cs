@@ -86,3 +86,14 @@ public sealed class SlowTests
 {
     public const string Collection = "slow";
 }
+
+/// <summary>The classes that read the change feed (watches, entries in commit order), run alone after the classes that run
+/// side by side. The feed shows a row once every older transaction of the whole PostgreSQL server has ended (below the
+/// snapshot's xmin, which counts every database's transactions), so another class's transaction held open on purpose
+/// (a row lock a test holds while calls queue) holds back the feed of this class's database: a watch "from now" then
+/// starts before an entry committed just earlier, or waits past its patience.</summary>
+[CollectionDefinition(Collection, DisableParallelization = true)]
+public sealed class FeedTests
+{
+    public const string Collection = "feed";
+}
