@@ -5,8 +5,7 @@ using QuotaLedger.V1;
 
 namespace QuotaLedger.Tests;
 
-[Collection(LedgerCollection.Name)]
-public sealed class AdminTests(LedgerFixture fixture)
+public sealed class AdminTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task The_2026_policy_of_the_measures_is_present_from_the_start()

@@ -9,8 +9,7 @@ namespace QuotaLedger.Tests;
 /// <summary>Alerts: a figure's threshold fires once per crossing in the transaction of the entry that crossed it and
 /// re-arms when the figure goes back; the time-based ones fire once from a pass on the server's clock, across restarts.
 /// Each test has a year of its own (2081-2088), so the pool and rules it sees are its own.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class AlertTests(LedgerFixture fixture)
+public sealed class AlertTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private static DateTimeOffset June(int year, int day = 2) => new(year, 6, day, 1, 0, 0, TimeSpan.Zero);
 

@@ -7,8 +7,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>GetUnitYear, GetGrant and GetProgramYear as_of: the ledger as it stood then, computed from the journal, with
 /// expiry as of then. Each moment's live answers are recorded as the test goes and compared with as_of that moment later.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class AsOfTests(LedgerFixture fixture)
+public sealed class AsOfTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private const int Year = 2072;
 

@@ -3,14 +3,18 @@ using QuotaLedger.V1;
 
 namespace QuotaLedger.Tests;
 
-/// <summary>Whatever the suite has done so far, the books balance. <see cref="LedgerFixture.DisposeAsync"/> checks the
-/// same once more after the last test.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class BooksTests(LedgerFixture fixture)
+/// <summary>Whatever the class has done so far, the books balance. <see cref="LedgerFixture.DisposeAsync"/> checks the
+/// same once more after each class's last test.</summary>
+public sealed class BooksTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
-    public async Task After_the_suites_operations_the_trial_balance_balances_and_balances_equal_postings()
+    public async Task After_grants_and_deductions_the_trial_balance_balances_and_balances_equal_postings()
     {
+        // The class's database is its own: what it holds is what this class did.
+        var deal = await fixture.Server.NewDealAsync();
+        var grant = await fixture.Server.GrantAsync(deal, 50_000);
+        await fixture.Server.DeductAsync(deal, grant.GrantId, 10_000);
+
         var trial = await Books.AssertBalancedAsync(fixture.Server);
         Assert.True(trial.TotalDebitFen > 0);
 

@@ -11,8 +11,8 @@ namespace QuotaLedger.Tests;
 
 /// <summary>The bureau's page: in a real browser (headless Chromium) on a real development server, it shows the figures
 /// the API answers and draws the deductions chart; in secured mode it serves only an authenticated bureau caller.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class BureauPageTests(LedgerFixture fixture)
+[Collection(SlowTests.Collection), Trait("Category", "Slow")]
+public sealed class BureauPageTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private const int Year = 2095;
 

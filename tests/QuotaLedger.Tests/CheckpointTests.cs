@@ -12,8 +12,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>A journal no insider can rewrite unseen: signed checkpoints anchor the hash chains outside the database,
 /// receipts let a provider hold the ledger to what it acknowledged, and an auditor checks an export offline.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class CheckpointTests(LedgerFixture fixture)
+public sealed class CheckpointTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task An_insider_who_rewrites_a_posting_and_recomputes_the_chain_is_named_by_the_last_checkpoint_online_and_offline()

@@ -7,8 +7,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>The fast path: concurrent deductions of a unit-year applied together in one transaction, each with its
 /// own outcome, and the row lock still what makes several server instances safe.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class CoalescingTests(LedgerFixture fixture)
+public sealed class CoalescingTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private readonly LedgerServer _server = fixture.Server;
 
@@ -188,7 +187,13 @@ public sealed class CoalescingTests(LedgerFixture fixture)
     [Fact]
     public async Task Without_coalescing_each_deduction_is_its_own_transaction_with_the_same_rules()
     {
-        await using var plain = fixture.StartServer(LedgerFixture.Now, settings: new Dictionary<string, string?> { ["Deductions:Coalesce"] = "false" });
+        // Thirty transactions queue for one unit-year's row: on a busy machine the last waits longer than the default
+        // lock timeout (2 s), which would answer STORE_UNAVAILABLE instead of the rule under test.
+        await using var plain = fixture.StartServer(LedgerFixture.Now, settings: new Dictionary<string, string?>
+        {
+            ["Deductions:Coalesce"] = "false",
+            ["Database:LockTimeout"] = "00:01:00",
+        });
         var deal = await plain.NewDealAsync();
         var grant = await plain.GrantAsync(deal, (20 * 500) + 100);
 

@@ -9,8 +9,8 @@ namespace QuotaLedger.Tests;
 /// rulesets) and turned into a TypeScript client by openapi-typescript, compiled by tsc and run with openapi-fetch against
 /// a real server. Slow (each starts processes); the tools are installed by .ci/run (apt-get protobuf-compiler;
 /// <c>npm ci</c> in tests/openapi-client), and a missing tool fails the test saying what to install.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class ContractToolingTests(LedgerFixture fixture)
+[Collection(SlowTests.Collection), Trait("Category", "Slow")]
+public sealed class ContractToolingTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private static readonly string Root = PackageTests.RepositoryRoot();
     private static readonly string ClientFolder = Path.Combine(Root, "tests", "openapi-client");

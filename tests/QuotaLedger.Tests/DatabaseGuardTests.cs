@@ -10,8 +10,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>Invariants PostgreSQL holds whatever the code does, races the code must win, and a database of an older
 /// release that migrates with its rows keeping their meaning.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class DatabaseGuardTests(LedgerFixture fixture)
+public sealed class DatabaseGuardTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private static readonly string[] s_appendOnly =
     [

@@ -9,8 +9,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>The deduction engine under a lock held elsewhere, a full queue, callers that give up, and a stopping host:
 /// every other unit-year goes on, and every deduction is applied once or answered UNAVAILABLE with nothing applied.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class DeductionEngineTests(LedgerFixture fixture)
+public sealed class DeductionEngineTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private const long Share = 500;
 

@@ -10,8 +10,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>The deduction rules: one pure function, checked on its own with no database, and through both paths that
 /// call it (the coalesced queue and one transaction per deduction), which must answer every case alike.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class DeductionRuleTests(LedgerFixture fixture)
+public sealed class DeductionRuleTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private static readonly DateTimeOffset s_now = new(2026, 6, 2, 1, 0, 0, TimeSpan.Zero);
 

@@ -5,8 +5,7 @@ using QuotaLedger.V1;
 namespace QuotaLedger.Tests;
 
 /// <summary>Standing (Art 4, 5, 17), related parties (Art 5.6) and the OPC gifts that are the only transfer (Art 15).</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class EligibilityTests(LedgerFixture fixture)
+public sealed class EligibilityTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private readonly LedgerServer _server = fixture.Server;
 

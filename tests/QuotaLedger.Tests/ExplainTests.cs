@@ -7,8 +7,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>Grant and Deduct dry runs: the answer of the same rules function the real call decides with, with nothing
 /// written and no request id consumed.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class ExplainTests(LedgerFixture fixture)
+public sealed class ExplainTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private const int Year = 2074;
 

@@ -12,7 +12,7 @@ namespace QuotaLedger.Tests;
 /// unseen is retried with its request id, every acknowledged deduction exists exactly once and nothing else was
 /// applied. The costlier faults (kill -9 and SIGTERM of the server, a row held locked for 30 s, two instances) run
 /// from loadtest/faults.sh.</summary>
-[Collection(LedgerCollection.Name)]
+[Collection(SlowTests.Collection), Trait("Category", "Slow")]
 public sealed class FaultTests
 {
     private const long Share = 500;

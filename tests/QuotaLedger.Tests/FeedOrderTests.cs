@@ -7,8 +7,8 @@ namespace QuotaLedger.Tests;
 
 /// <summary>The change feed's two promises under concurrent writes: every entry and alert reaches every watcher whose
 /// filter names it exactly once, and each hash chain comes in order (no entry before the entry its prev_hash names).</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class FeedOrderTests(LedgerFixture fixture)
+[Collection(FeedTests.Collection)]
+public sealed class FeedOrderTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     /// <summary>A safety bound on waits for the feed, never an assertion about speed.</summary>
     private static readonly TimeSpan s_patience = TimeSpan.FromSeconds(180);

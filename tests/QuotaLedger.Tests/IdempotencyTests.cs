@@ -4,8 +4,7 @@ using QuotaLedger.V1;
 
 namespace QuotaLedger.Tests;
 
-[Collection(LedgerCollection.Name)]
-public sealed class IdempotencyTests(LedgerFixture fixture)
+public sealed class IdempotencyTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private readonly LedgerServer _server = fixture.Server;
 

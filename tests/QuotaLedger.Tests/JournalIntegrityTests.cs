@@ -5,8 +5,7 @@ using QuotaLedger.V1;
 namespace QuotaLedger.Tests;
 
 /// <summary>The tamper-evident journal: hash chains per unit-year, checked by VerifyJournal.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class JournalIntegrityTests(LedgerFixture fixture)
+public sealed class JournalIntegrityTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task VerifyJournal_holds_over_everything_the_suite_wrote()

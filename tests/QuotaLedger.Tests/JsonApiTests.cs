@@ -13,8 +13,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>Every RPC is also JSON over HTTP/1.1 (gRPC JSON transcoding from the protos' google.api.http bindings), with
 /// the same callers, roles, request-id idempotency and reason words as over gRPC, and an OpenAPI document describing it.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class JsonApiTests(LedgerFixture fixture)
+public sealed class JsonApiTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private const int Year = 2094;
 

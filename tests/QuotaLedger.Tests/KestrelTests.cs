@@ -9,8 +9,8 @@ namespace QuotaLedger.Tests;
 
 /// <summary>The real server process on a real loopback port: plain-HTTP gRPC (HTTP/2 prior knowledge), as clients in
 /// other languages call it in development, and JSON over HTTP/1.1 on the development JSON endpoint beside it.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class KestrelTests(LedgerFixture fixture)
+[Collection(SlowTests.Collection), Trait("Category", "Slow")]
+public sealed class KestrelTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task The_server_process_answers_health_and_calls_over_plain_http2_and_json_over_http1()
@@ -27,6 +27,8 @@ public sealed class KestrelTests(LedgerFixture fixture)
             {
                 ["ConnectionStrings__Ledger"] = fixture.Database.ServingConnectionString,
                 ["ConnectionStrings__LedgerMigrations"] = fixture.Database.ConnectionString,
+                // The class's key, not one in the default data folder, which other tests' servers would share.
+                ["Checkpoints__SigningKeyFile"] = fixture.Database.CheckpointKeyFile,
                 ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{port}",
                 // Its protocol (HTTP/1.1 only) comes from appsettings.Development.json.
                 ["Kestrel__Endpoints__Web__Url"] = $"http://127.0.0.1:{jsonPort}",

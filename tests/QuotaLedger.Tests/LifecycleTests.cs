@@ -5,8 +5,7 @@ using QuotaLedger.V1;
 namespace QuotaLedger.Tests;
 
 /// <summary>Expiry (Art 10, 11) and release (Art 11).</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class LifecycleTests(LedgerFixture fixture)
+public sealed class LifecycleTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task ExpireDueGrants_returns_what_due_grants_hold_to_the_pool_once_and_changes_no_figure()

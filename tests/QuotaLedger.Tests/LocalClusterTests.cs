@@ -16,6 +16,7 @@ namespace QuotaLedger.Tests;
 /// under the temp folder. As root (as on CI) PostgreSQL runs as the postgres user; as anyone else it runs as that user,
 /// and the tests check the same rules for that user.</summary>
 [UnsupportedOSPlatform("windows")]
+[Collection(SlowTests.Collection), Trait("Category", "Slow")]
 public sealed class LocalClusterTests : IAsyncLifetime
 {
     private const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;

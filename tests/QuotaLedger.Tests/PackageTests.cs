@@ -12,8 +12,8 @@ namespace QuotaLedger.Tests;
 /// outside the solution (samples/ProviderFlow, copied out of the repository) that restores the package from a feed,
 /// builds and runs the provider flow against the real server process, on .NET 10 and on .NET 8 (self-contained, the .NET 8
 /// runtime from NuGet's runtime pack).</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class PackageTests(LedgerFixture fixture)
+[Collection(SlowTests.Collection), Trait("Category", "Slow")]
+public sealed class PackageTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private const string PackageId = "QuotaLedger.ClientSdk";
 
@@ -156,6 +156,8 @@ public sealed class PackageTests(LedgerFixture fixture)
         CleanEnvironment(start);
         start.Environment["ConnectionStrings__Ledger"] = fixture.Database.ServingConnectionString;
         start.Environment["ConnectionStrings__LedgerMigrations"] = fixture.Database.ConnectionString;
+        // The class's key, not one in the default data folder, which other tests' servers would share.
+        start.Environment["Checkpoints__SigningKeyFile"] = fixture.Database.CheckpointKeyFile;
         start.Environment["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{port}";
         start.Environment["Kestrel__Endpoints__Web__Url"] = "http://127.0.0.1:0";
         start.Environment["DOTNET_ENVIRONMENT"] = "Development";

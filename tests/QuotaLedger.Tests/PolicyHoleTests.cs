@@ -7,8 +7,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>The holes an audit found against POLICY.md: quota never reaches or leaves a unit where the measures forbid
 /// it, on any path, and a legitimate call never fails.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class PolicyHoleTests(LedgerFixture fixture)
+public sealed class PolicyHoleTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private readonly LedgerServer _server = fixture.Server;
 

@@ -5,8 +5,7 @@ using QuotaLedger.V1;
 namespace QuotaLedger.Tests;
 
 /// <summary>Concurrency: the unit-year row lock and the idempotency claim under parallel calls.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class RaceTests(LedgerFixture fixture)
+public sealed class RaceTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private readonly LedgerServer _server = fixture.Server;
 

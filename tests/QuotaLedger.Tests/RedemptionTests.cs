@@ -6,8 +6,7 @@ using QuotaLedger.V1;
 namespace QuotaLedger.Tests;
 
 /// <summary>Redemption (Art 12, 13) and claw-back (Art 17), with the figures checked to the fen at each step.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class RedemptionTests(LedgerFixture fixture)
+public sealed class RedemptionTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task From_funding_to_disbursement_and_claw_back_the_figures_hold_to_the_fen()

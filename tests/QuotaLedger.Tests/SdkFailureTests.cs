@@ -5,8 +5,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>What the SDK throws when a call does not succeed: a refusal, no definite answer, or the caller's own
 /// cancellation, each its own type, against a real server.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class SdkFailureTests(LedgerFixture fixture)
+public sealed class SdkFailureTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private static readonly DateOnly s_invoiceDate = new(2026, 6, 1);
 

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Security.Cryptography.X509Certificates;
@@ -18,8 +19,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>The SDK in a partner's host: options bound from configuration and validated at start, named clients, the gRPC
 /// client factory's handlers and interceptors on top of the client's TLS, and its logs, traces and metrics.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class SdkHostingTests(LedgerFixture fixture)
+public sealed class SdkHostingTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private static readonly DateTimeOffset s_now = new(2026, 6, 15, 2, 0, 0, TimeSpan.Zero);
 
@@ -154,12 +154,13 @@ public sealed class SdkHostingTests(LedgerFixture fixture)
     [Fact]
     public async Task A_call_is_one_span_with_an_attempt_per_try_and_is_counted_and_logged()
     {
-        var spans = new List<Activity>();
+        // Every SDK client of the process (other classes' tests run alongside) reports to this listener.
+        var spans = new ConcurrentQueue<Activity>();
         using var listener = new ActivityListener
         {
             ShouldListenTo = source => source.Name == QuotaLedgerTelemetry.Name,
             Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = spans.Add,
+            ActivityStopped = spans.Enqueue,
         };
         ActivitySource.AddActivityListener(listener);
         using var metrics = new ServiceCollection().AddMetrics().BuildServiceProvider();

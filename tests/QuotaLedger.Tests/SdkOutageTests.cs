@@ -9,8 +9,8 @@ namespace QuotaLedger.Tests;
 /// <summary>The SDK, with its default options, through real outages of a real server process on a real port: nothing
 /// listening, the server killed (SIGKILL) or stopped (SIGTERM) for half a minute and started again on the same port and
 /// database. Slow (about a minute per outage): process-level tests.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class SdkOutageTests(LedgerFixture fixture, ITestOutputHelper output)
+[Collection(FeedTests.Collection), Trait("Category", "Slow")]
+public sealed class SdkOutageTests(LedgerFixture fixture, ITestOutputHelper output) : IClassFixture<LedgerFixture>
 {
     private static readonly TimeSpan s_outage = TimeSpan.FromSeconds(30);
 

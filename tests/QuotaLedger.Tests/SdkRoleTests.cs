@@ -8,8 +8,7 @@ namespace QuotaLedger.Tests;
 /// <summary>The client by role: <see cref="IQuotaLedgerClient"/> is made of one interface per service, each registered
 /// as the same client, so code that deducts depends on <see cref="ILedgerClient"/> and its tests fake only that; and the
 /// options of reconnecting and of watches bind from configuration and are checked at start.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class SdkRoleTests(LedgerFixture fixture)
+public sealed class SdkRoleTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task Each_role_interface_resolves_to_the_one_client_and_a_class_needing_one_role_runs_on_it()

@@ -7,8 +7,8 @@ namespace QuotaLedger.Tests;
 
 /// <summary>Streams are traced as unary calls are: one span for the logical call (a listing, a watch), each stream it
 /// opens a client span under it.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class SdkStreamSpanTests(LedgerFixture fixture)
+[Collection(FeedTests.Collection)]
+public sealed class SdkStreamSpanTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task A_listing_and_a_watch_are_each_a_span_with_a_client_span_per_stream()

@@ -9,8 +9,7 @@ using ServerUscc = QuotaLedger.Server.Rules.Uscc;
 namespace QuotaLedger.Tests;
 
 /// <summary>The SDK's value types and its seams for partners' own tests.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class SdkTypesTests(LedgerFixture fixture)
+public sealed class SdkTypesTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private const string Alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY";
 

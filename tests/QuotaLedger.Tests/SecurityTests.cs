@@ -9,8 +9,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>Every caller authenticated, every call limited to what is its own: roles against services through a real
 /// TLS port, with real client certificates and bearer tokens.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class SecurityTests(LedgerFixture fixture)
+public sealed class SecurityTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     private static readonly DateTimeOffset s_now = new(2026, 6, 3, 2, 0, 0, TimeSpan.Zero);
 

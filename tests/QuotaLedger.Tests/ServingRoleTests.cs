@@ -9,8 +9,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>Least privilege in the database: the suite's servers serve as a role that owns nothing and may change only
 /// what moves; the owner migrates.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class ServingRoleTests(LedgerFixture fixture)
+public sealed class ServingRoleTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task The_serving_role_cannot_edit_delete_or_truncate_the_journal_nor_disable_its_triggers()

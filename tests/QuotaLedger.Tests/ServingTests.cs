@@ -4,8 +4,7 @@ using QuotaLedger.Tests.Infrastructure;
 
 namespace QuotaLedger.Tests;
 
-[Collection(LedgerCollection.Name)]
-public sealed class ServingTests(LedgerFixture fixture)
+public sealed class ServingTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task Health_answers_serving()

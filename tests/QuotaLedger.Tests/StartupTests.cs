@@ -8,8 +8,8 @@ namespace QuotaLedger.Tests;
 
 /// <summary>Development mode only when asked for, credentials over TLS only, secrets written private, configuration
 /// overridable from outside: checked on the real server process where it matters.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class StartupTests(LedgerFixture fixture)
+[Collection(SlowTests.Collection), Trait("Category", "Slow")]
+public sealed class StartupTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Theory]
     [InlineData("Production", "http://127.0.0.1:{0}", null, "not Development")]

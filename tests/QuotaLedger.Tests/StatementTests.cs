@@ -5,8 +5,7 @@ using QuotaLedger.V1;
 
 namespace QuotaLedger.Tests;
 
-[Collection(LedgerCollection.Name)]
-public sealed class StatementTests(LedgerFixture fixture)
+public sealed class StatementTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task ListEntries_streams_balanced_entries_filtered_by_grant_unit_provider_year_and_time()

@@ -26,8 +26,7 @@ namespace QuotaLedger.Tests;
 /// <summary>The ledger's own meter (there with no exporter), and OpenTelemetry's traces and metrics when an OTLP
 /// endpoint is configured. Each test reads the meter of its own server (made by that host's IMeterFactory), so the
 /// servers of tests running alongside never count here.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class TelemetryTests(LedgerFixture fixture)
+public sealed class TelemetryTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task Deductions_applied_refused_by_reason_and_replayed_are_counted_with_each_transactions_size_lock_wait_and_commit()

@@ -8,8 +8,8 @@ namespace QuotaLedger.Tests;
 
 /// <summary>The change feed: every journal entry once, in commit order, resumable by cursor without a gap or a repeat,
 /// even when a transaction commits late with a smaller entry id.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class WatchTests(LedgerFixture fixture)
+[Collection(FeedTests.Collection)]
+public sealed class WatchTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     /// <summary>A safety bound on waits for the feed, never an assertion about speed.</summary>
     private static readonly TimeSpan s_patience = TimeSpan.FromSeconds(60);

@@ -5,8 +5,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>What a write answers is what the ledger holds: a later read returns the same values, times included
 /// (PostgreSQL keeps a time to the microsecond, .NET to a tenth of one).</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class WriteAnswerTests(LedgerFixture fixture)
+public sealed class WriteAnswerTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task A_grant_and_a_gift_answer_the_times_a_later_read_returns()

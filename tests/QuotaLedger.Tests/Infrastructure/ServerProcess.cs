@@ -52,6 +52,8 @@ public sealed class ServerProcess : IAsyncDisposable
         };
         start.Environment["ConnectionStrings__Ledger"] = _database.ServingConnectionString;
         start.Environment["ConnectionStrings__LedgerMigrations"] = _database.ConnectionString;
+        // The run's key: a server with no key file of its own would make one in the default data folder.
+        start.Environment["Checkpoints__SigningKeyFile"] = _database.CheckpointKeyFile;
         start.Environment["Kestrel__Endpoints__Grpc__Url"] = Address.ToString().TrimEnd('/');
         start.Environment["Kestrel__Endpoints__Web__Url"] = "http://127.0.0.1:0";
         start.Environment["DOTNET_ENVIRONMENT"] = "Development";
