@@ -64,7 +64,7 @@ public enum LedgerReason
     BatchClosed,
     /// <summary>NOT_TRANSFERABLE: Quota cannot be transferred; the only exception is a gift by a bureau-confirmed OPC operator to another unit (Art 15). <b>What to do:</b> Do not retry.</summary>
     NotTransferable,
-    /// <summary>NOT_YOUR_RESOURCE: The caller acts for, or reads, a party other than itself, or the grant belongs to another provider or unit. <b>What to do:</b> Do not retry; act only for your own USCC and grants.</summary>
+    /// <summary>NOT_YOUR_RESOURCE: The caller acts for, or reads, a party other than itself (another party's grant answers UNKNOWN_GRANT instead). <b>What to do:</b> Do not retry; act only for your own USCC and grants.</summary>
     NotYourResource,
     /// <summary>ROLE_REQUIRED: The caller's credentials lack the role the call needs (the message names it). <b>What to do:</b> Call with credentials that carry that role.</summary>
     RoleRequired,
