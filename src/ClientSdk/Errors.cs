@@ -12,7 +12,7 @@ public enum LedgerReason
     InvalidUscc,
     /// <summary>INVALID_AMOUNT: An amount is outside 1 to 10^12 fen, or a rule cannot use it: the voucher share rounds to 0, more than the target holds, nothing payable, or a floor outside 0 to cap. <b>What to do:</b> Fix the amount and send it with a new request id.</summary>
     InvalidAmount,
-    /// <summary>INVALID_ARGUMENT: Any other field is missing or malformed, and the message names it. Also: an unknown checkpoint id, and Disburse before Review. <b>What to do:</b> Fix the request as the message says, and use a new request id.</summary>
+    /// <summary>INVALID_ARGUMENT: Any other field is missing or malformed, and the message names it. Also: Disburse before Review. <b>What to do:</b> Fix the request as the message says, and use a new request id.</summary>
     InvalidArgument,
     /// <summary>UNKNOWN_UNIT: No unit is registered with that USCC, or it is not one the caller may read. For SetStanding and ClawBack: no unit or provider. <b>What to do:</b> Check the USCC, or register the unit first (RegisterUnit).</summary>
     UnknownUnit,
@@ -84,6 +84,8 @@ public enum LedgerReason
     StoreUnavailable,
     /// <summary>UNKNOWN_DEDUCTION: There is no deduction with that id (or that provider's invoice number), or none the caller may read. <b>What to do:</b> Check the id or the invoice number; do not retry unchanged.</summary>
     UnknownDeduction,
+    /// <summary>UNKNOWN_CHECKPOINT: There is no checkpoint with that id (VerifyJournal, GetCheckpoint); the journal is never verified against another one instead. <b>What to do:</b> Check the id; a checkpoint you hold a copy of that the ledger no longer has was removed: report it.</summary>
+    UnknownCheckpoint,
 }
 
 /// <summary>The ledger answered and refused the call: a definite answer, with a reason word. Nothing was applied by it, and the
@@ -211,7 +213,7 @@ internal static class LedgerReasons
     {
         LedgerReason.InvalidUscc or LedgerReason.InvalidAmount or LedgerReason.InvalidArgument => StatusCode.InvalidArgument,
         LedgerReason.UnknownUnit or LedgerReason.UnknownProvider or LedgerReason.UnknownContract or LedgerReason.UnknownGrant
-            or LedgerReason.UnknownBatch or LedgerReason.UnknownRedemption or LedgerReason.UnknownDeduction => StatusCode.NotFound,
+            or LedgerReason.UnknownBatch or LedgerReason.UnknownRedemption or LedgerReason.UnknownDeduction or LedgerReason.UnknownCheckpoint => StatusCode.NotFound,
         LedgerReason.DuplicateInvoice or LedgerReason.RequestIdReused or LedgerReason.AlreadyRegistered => StatusCode.AlreadyExists,
         LedgerReason.NotYourResource or LedgerReason.RoleRequired => StatusCode.PermissionDenied,
         LedgerReason.Unauthenticated => StatusCode.Unauthenticated,

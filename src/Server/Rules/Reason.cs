@@ -52,6 +52,9 @@ public enum Reason
 
     /// <summary>Not in API.md's table (added with GetDeduction): no deduction the caller may read (NOT_FOUND).</summary>
     UnknownDeduction,
+
+    /// <summary>A checkpoint asked for that is not there (NOT_FOUND): never verified against another one instead.</summary>
+    UnknownCheckpoint,
 }
 
 public static class ReasonExtensions
@@ -96,6 +99,7 @@ public static class ReasonExtensions
         Reason.StoreUnavailable => "STORE_UNAVAILABLE",
         Reason.RateLimited => "RATE_LIMITED",
         Reason.UnknownDeduction => "UNKNOWN_DEDUCTION",
+        Reason.UnknownCheckpoint => "UNKNOWN_CHECKPOINT",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 
@@ -103,7 +107,7 @@ public static class ReasonExtensions
     {
         Reason.InvalidUscc or Reason.InvalidAmount or Reason.InvalidArgument => StatusCode.InvalidArgument,
         Reason.UnknownUnit or Reason.UnknownProvider or Reason.UnknownContract or Reason.UnknownGrant
-            or Reason.UnknownBatch or Reason.UnknownRedemption or Reason.UnknownDeduction => StatusCode.NotFound,
+            or Reason.UnknownBatch or Reason.UnknownRedemption or Reason.UnknownDeduction or Reason.UnknownCheckpoint => StatusCode.NotFound,
         Reason.DuplicateInvoice or Reason.RequestIdReused or Reason.AlreadyRegistered => StatusCode.AlreadyExists,
         Reason.NotYourResource or Reason.RoleRequired => StatusCode.PermissionDenied,
         Reason.Unauthenticated => StatusCode.Unauthenticated,
