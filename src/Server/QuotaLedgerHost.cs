@@ -22,6 +22,8 @@ public static class QuotaLedgerHost
 {
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
+        DevelopmentMode.RequireOneEnvironment(
+            Environment.GetEnvironmentVariable("DOTNET_ENVIRONMENT"), Environment.GetEnvironmentVariable("ASPNETCORE_ENVIRONMENT"));
         var builder = WebApplication.CreateBuilder(args);
         AddConfigFile(builder.Configuration);
         configure?.Invoke(builder);

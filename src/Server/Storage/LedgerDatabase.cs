@@ -56,12 +56,14 @@ public sealed class LedgerDatabase(DatabaseOptions options) : IAsyncDisposable
     }
 }
 
-/// <summary>Starts the private cluster when no connection string is configured, migrates the schema as its owner and
+/// <summary>Starts the private cluster when no connection string is configured (in Development only; anywhere else
+/// that refuses to start), migrates the schema as its owner and
 /// gives the serving role its privileges (<see cref="DatabaseRoles"/>), then points the server at the serving role.
 /// Runs before Kestrel starts listening (hosted services start in order, the web server last). When the server stops it
 /// leaves the cluster, which the last server using it stops.</summary>
 internal sealed partial class DatabaseStartup(
     IConfiguration configuration,
+    IHostEnvironment environment,
     LocalPostgresOptions localPostgres,
     LedgerDatabase database,
     ILogger<DatabaseStartup> logger) : IHostedService
@@ -74,6 +76,16 @@ internal sealed partial class DatabaseStartup(
         var owner = configuration.GetConnectionString("LedgerMigrations");
         if (string.IsNullOrWhiteSpace(serving))
         {
+            // The private cluster is a development convenience. Elsewhere a missing (or mistyped) connection string would
+            // make a second, empty ledger on local disk and serve it as though it were the one.
+            if (!environment.IsDevelopment())
+            {
+                throw new Security.StartupRefusedException(
+                    $"ConnectionStrings:Ledger is not set, and the environment is '{environment.EnvironmentName}', not Development: refusing to start " +
+                    "rather than serve an empty ledger from a private local cluster. Set ConnectionStrings__Ledger to the serving role's connection string " +
+                    "(and ConnectionStrings__LedgerMigrations to the schema owner's), or set ASPNETCORE_ENVIRONMENT=Development for a local development cluster.");
+            }
+
             LogStartingLocalCluster(logger);
             try
             {
