@@ -27,6 +27,8 @@ public sealed class KestrelTests(LedgerFixture fixture)
             {
                 ["ConnectionStrings__Ledger"] = fixture.Database.ServingConnectionString,
                 ["ConnectionStrings__LedgerMigrations"] = fixture.Database.ConnectionString,
+                // The run's key: a development server without one would write its key beside the default local cluster.
+                ["Checkpoints__SigningKeyFile"] = fixture.Database.CheckpointKeyFile,
                 ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{port}",
                 // Its protocol (HTTP/1.1 only) comes from appsettings.Development.json.
                 ["Kestrel__Endpoints__Web__Url"] = $"http://127.0.0.1:{jsonPort}",

@@ -138,6 +138,7 @@ public sealed class PackageTests(LedgerFixture fixture)
         CleanEnvironment(start);
         start.Environment["ConnectionStrings__Ledger"] = fixture.Database.ServingConnectionString;
         start.Environment["ConnectionStrings__LedgerMigrations"] = fixture.Database.ConnectionString;
+        start.Environment["Checkpoints__SigningKeyFile"] = fixture.Database.CheckpointKeyFile;
         start.Environment["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{port}";
         start.Environment["Kestrel__Endpoints__Web__Url"] = "http://127.0.0.1:0";
         start.Environment["DOTNET_ENVIRONMENT"] = "Development";
