@@ -12,7 +12,7 @@ public enum LedgerReason
     InvalidUscc,
     /// <summary>INVALID_AMOUNT: An amount is outside 1 to 10^12 fen, or a rule cannot use it: the voucher share rounds to 0, more than the target holds, nothing payable, or a floor outside 0 to cap. <b>What to do:</b> Fix the amount and send it with a new request id.</summary>
     InvalidAmount,
-    /// <summary>INVALID_ARGUMENT: Any other field is missing or malformed, and the message names it. Also: an unknown checkpoint id, and Disburse before Review. <b>What to do:</b> Fix the request as the message says, and use a new request id.</summary>
+    /// <summary>INVALID_ARGUMENT: Any other field is missing or malformed, and the message names it. Also: Disburse before Review. <b>What to do:</b> Fix the request as the message says, and use a new request id.</summary>
     InvalidArgument,
     /// <summary>UNKNOWN_UNIT: No unit is registered with that USCC, or it is not one the caller may read. For SetStanding and ClawBack: no unit or provider. <b>What to do:</b> Check the USCC, or register the unit first (RegisterUnit).</summary>
     UnknownUnit,
@@ -64,7 +64,7 @@ public enum LedgerReason
     BatchClosed,
     /// <summary>NOT_TRANSFERABLE: Quota cannot be transferred; the only exception is a gift by a bureau-confirmed OPC operator to another unit (Art 15). <b>What to do:</b> Do not retry.</summary>
     NotTransferable,
-    /// <summary>NOT_YOUR_RESOURCE: The caller acts for, or reads, a party other than itself, or the grant belongs to another provider or unit. <b>What to do:</b> Do not retry; act only for your own USCC and grants.</summary>
+    /// <summary>NOT_YOUR_RESOURCE: The caller acts for, or reads, a party other than itself (another party's grant answers UNKNOWN_GRANT instead). <b>What to do:</b> Do not retry; act only for your own USCC and grants.</summary>
     NotYourResource,
     /// <summary>ROLE_REQUIRED: The caller's credentials lack the role the call needs (the message names it). <b>What to do:</b> Call with credentials that carry that role.</summary>
     RoleRequired,
@@ -88,6 +88,8 @@ public enum LedgerReason
     MalformedRequest,
     /// <summary>REQUEST_TOO_LARGE: The message or JSON body is over the server's limit (<c>Requests:MaxBodyBytes</c>, 1 MiB by default). <b>What to do:</b> Send less in one call; nothing was done.</summary>
     RequestTooLarge,
+    /// <summary>UNKNOWN_CHECKPOINT: There is no checkpoint with that id (VerifyJournal, GetCheckpoint); the journal is never verified against another one instead. <b>What to do:</b> Check the id; a checkpoint you hold a copy of that the ledger no longer has was removed: report it.</summary>
+    UnknownCheckpoint,
 }
 
 /// <summary>The ledger answered and refused the call: a definite answer, with a reason word. Nothing was applied by it, and the
@@ -215,7 +217,7 @@ internal static class LedgerReasons
     {
         LedgerReason.InvalidUscc or LedgerReason.InvalidAmount or LedgerReason.InvalidArgument or LedgerReason.MalformedRequest => StatusCode.InvalidArgument,
         LedgerReason.UnknownUnit or LedgerReason.UnknownProvider or LedgerReason.UnknownContract or LedgerReason.UnknownGrant
-            or LedgerReason.UnknownBatch or LedgerReason.UnknownRedemption or LedgerReason.UnknownDeduction => StatusCode.NotFound,
+            or LedgerReason.UnknownBatch or LedgerReason.UnknownRedemption or LedgerReason.UnknownDeduction or LedgerReason.UnknownCheckpoint => StatusCode.NotFound,
         LedgerReason.DuplicateInvoice or LedgerReason.RequestIdReused or LedgerReason.AlreadyRegistered => StatusCode.AlreadyExists,
         LedgerReason.NotYourResource or LedgerReason.RoleRequired => StatusCode.PermissionDenied,
         LedgerReason.Unauthenticated => StatusCode.Unauthenticated,

@@ -22,6 +22,8 @@ public static class QuotaLedgerHost
 {
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
+        DevelopmentMode.RequireOneEnvironment(
+            Environment.GetEnvironmentVariable("DOTNET_ENVIRONMENT"), Environment.GetEnvironmentVariable("ASPNETCORE_ENVIRONMENT"));
         var builder = WebApplication.CreateBuilder(args);
         AddConfigFile(builder.Configuration);
         configure?.Invoke(builder);
@@ -53,6 +55,7 @@ public static class QuotaLedgerHost
         // Read while the host is built: it decides the security mode and the authentication handlers.
         var auth = Settings.Read<AuthOptions>(builder.Configuration, "Auth");
         var development = DevelopmentMode.Decide(builder.Configuration, builder.Environment, auth);
+        var forwarded = Settings.Read<ForwardedHeadersSettings>(builder.Configuration, "ForwardedHeaders");
         builder.AddCallerAuthentication(auth);
         AddCheckpoints(builder, development);
         builder.Services.AddSingleton(new SecurityMode(development));
@@ -87,6 +90,12 @@ public static class QuotaLedgerHost
         builder.Services.AddGrpcHealthChecks().AddCheck<DatabaseHealthCheck>("ledger-database");
 
         var app = builder.Build();
+        if (forwarded.Configured)
+        {
+            // First: the failed-authentication gate then counts the client a trusted proxy names, not the proxy.
+            app.UseForwardedHeaders(forwarded.ToOptions());
+        }
+
         if (!development)
         {
             app.Use(app.Services.GetRequiredService<FailedAuthentication>().GateAsync);

@@ -139,6 +139,81 @@ public sealed class CheckpointTests(LedgerFixture fixture) : IClassFixture<Ledge
         Assert.Equal([entries[0].Hash, entries[1].Hash], entries.Skip(1).Select(e => e.PrevHash));
     }
 
+    [Fact]
+    public async Task A_checkpoint_asked_for_that_is_not_there_answers_UNKNOWN_CHECKPOINT_and_one_removed_before_a_later_one_is_reported()
+    {
+        var database = await fixture.Database.CreateSiblingAsync();
+        await using var server = LedgerServer.Start(fixture.Database.SettingsFor(database), LedgerFixture.Now);
+        await server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1_000_000 });
+        var deal = await server.NewDealAsync();
+        var grant = await server.GrantAsync(deal, 10_000);
+        var first = await server.Admin.MakeCheckpointAsync(new MakeCheckpointRequest { RequestId = Ids.New() });
+        var target = await server.DeductAsync(deal, grant.GrantId, 2_000);
+        var second = await server.Admin.MakeCheckpointAsync(new MakeCheckpointRequest { RequestId = Ids.New() });
+        await server.DeductAsync(deal, grant.GrantId, 1_000);
+        var third = await server.Admin.MakeCheckpointAsync(new MakeCheckpointRequest { RequestId = Ids.New() });
+
+        // An id never made: refused, never answered with a verdict against the latest checkpoint.
+        await Refusal.AssertAsync(() => server.Admin.VerifyJournalAsync(new VerifyJournalRequest { CheckpointId = 999_999 }).ResponseAsync,
+            Grpc.Core.StatusCode.NotFound, "UNKNOWN_CHECKPOINT");
+        await Refusal.AssertAsync(() => server.Admin.GetCheckpointAsync(new GetCheckpointRequest { CheckpointId = 999_999 }).ResponseAsync,
+            Grpc.Core.StatusCode.NotFound, "UNKNOWN_CHECKPOINT");
+
+        // The insider rewrites the entry the second checkpoint signed, recomputes the chain, and removes that checkpoint.
+        await RewriteAndRechainAsync(database, target.Receipt.EntryId);
+        await RemoveCheckpointAsync(database, second.CheckpointId);
+        await Refusal.AssertAsync(() => server.Admin.VerifyJournalAsync(new VerifyJournalRequest { CheckpointId = second.CheckpointId }).ResponseAsync,
+            Grpc.Core.StatusCode.NotFound, "UNKNOWN_CHECKPOINT");
+        await Refusal.AssertAsync(() => server.Admin.GetCheckpointAsync(new GetCheckpointRequest { CheckpointId = second.CheckpointId }).ResponseAsync,
+            Grpc.Core.StatusCode.NotFound, "UNKNOWN_CHECKPOINT");
+
+        // The checkpoint after it no longer follows the one before it: the gap is reported, up to it and in all.
+        foreach (var upTo in new[] { third.CheckpointId, 0 })
+        {
+            var verdict = await server.Admin.VerifyJournalAsync(new VerifyJournalRequest { CheckpointId = upTo });
+            Assert.False(verdict.Ok);
+            Assert.Contains($"Checkpoint {third.CheckpointId}: it does not follow the checkpoint before it", verdict.Problem, StringComparison.Ordinal);
+        }
+
+        var early = await server.Admin.VerifyJournalAsync(new VerifyJournalRequest { CheckpointId = first.CheckpointId });
+        Assert.Equal((first.CheckpointId, 1L), (early.CheckpointId, early.CheckpointsVerified));
+    }
+
+    [Fact]
+    public async Task The_offline_audit_with_no_checkpoint_says_it_checked_nothing_against_one_unless_asked_for_the_chains_alone()
+    {
+        var database = await fixture.Database.CreateSiblingAsync();
+        await using var server = LedgerServer.Start(fixture.Database.SettingsFor(database), LedgerFixture.Now);
+        await server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1_000_000 });
+        var deal = await server.NewDealAsync();
+        var grant = await server.GrantAsync(deal, 10_000);
+        await server.DeductAsync(deal, grant.GrantId, 2_000);
+        using var client = Client(server);
+
+        var unanchored = await ExportAndAuditAsync(client);
+        Assert.Equal(3, unanchored.ExitCode); // nothing to check against
+        Assert.DoesNotContain("OK", unanchored.Output, StringComparison.Ordinal);
+        Assert.Contains("no checkpoint to check the journal against", unanchored.Output, StringComparison.Ordinal);
+
+        var chainsOnly = await ExportAndAuditAsync(client, "--chains-only");
+        Assert.Equal(0, chainsOnly.ExitCode);
+        Assert.Contains("OK (chains only)", chainsOnly.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("what the checkpoints signed", chainsOnly.Output, StringComparison.Ordinal);
+
+        await server.Admin.MakeCheckpointAsync(new MakeCheckpointRequest { RequestId = Ids.New() });
+        var anchored = await ExportAndAuditAsync(client);
+        Assert.Equal(0, anchored.ExitCode);
+        Assert.Contains("OK: the journal is what the checkpoints signed.", anchored.Output, StringComparison.Ordinal);
+    }
+
+    private static Task RemoveCheckpointAsync(string connectionString, long checkpointId) =>
+        ExecuteAsync(connectionString,
+            $"""
+            ALTER TABLE checkpoints DISABLE TRIGGER checkpoints_append_only;
+            DELETE FROM checkpoints WHERE id = {checkpointId};
+            ALTER TABLE checkpoints ENABLE TRIGGER checkpoints_append_only;
+            """);
+
     private static async Task<List<(long AccountId, long AmountFen)>> PostingsOfNewFundingAsync(string connectionString)
     {
         await using var connection = new NpgsqlConnection(connectionString);
@@ -158,7 +233,7 @@ public sealed class CheckpointTests(LedgerFixture fixture) : IClassFixture<Ledge
         new(new QuotaLedgerClientOptions { Address = server.BaseAddress, HttpHandler = server.CreateHandler() });
 
     /// <summary>Exports the journal and checkpoints through the SDK, then runs the offline audit on the files.</summary>
-    private async Task<(int ExitCode, string Output)> ExportAndAuditAsync(QuotaLedgerClient client)
+    private async Task<(int ExitCode, string Output)> ExportAndAuditAsync(QuotaLedgerClient client, params string[] options)
     {
         var directory = Directory.CreateTempSubdirectory("quotaledger-audit-").FullName;
         try
@@ -172,7 +247,7 @@ public sealed class CheckpointTests(LedgerFixture fixture) : IClassFixture<Ledge
 
             using var output = new StringWriter();
             var exitCode = await JournalAudit.RunAsync(
-                ["--entries", entries, "--checkpoints", checkpoints, "--public-key", fixture.Database.CheckpointPublicKeyFile], output);
+                ["--entries", entries, "--checkpoints", checkpoints, "--public-key", fixture.Database.CheckpointPublicKeyFile, .. options], output);
             return (exitCode, output.ToString());
         }
         finally

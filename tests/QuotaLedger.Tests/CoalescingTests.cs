@@ -62,7 +62,7 @@ public sealed class CoalescingTests(LedgerFixture fixture) : IClassFixture<Ledge
         Assert.Equal("DUPLICATE_INVOICE", Assert.Single(twice, o => o.Response is null).Reason);
         Assert.Equal("INVALID_AMOUNT", Single(byCase, "share rounds to zero").Reason);
         Assert.Equal("INVOICE_EXCEEDS_CONTRACT", Single(byCase, "past the contract").Reason);
-        Assert.Equal("NOT_YOUR_RESOURCE", Single(byCase, "not yours").Reason);
+        Assert.Equal("UNKNOWN_GRANT", Single(byCase, "not yours").Reason);
         Assert.Equal("UNKNOWN_GRANT", Single(byCase, "unknown grant").Reason);
 
         // Each answer is consistent with the order the batch applied them in: remaining balances are distinct, and the

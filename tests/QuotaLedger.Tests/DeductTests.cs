@@ -175,7 +175,7 @@ public sealed class DeductTests(LedgerFixture fixture) : IClassFixture<LedgerFix
         var stranger = await _server.NewProviderAsync();
 
         await Refusal.AssertAsync(() => _server.DeductAsync(deal with { Provider = stranger }, grant.GrantId, 1_000),
-            StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+            StatusCode.NotFound, "UNKNOWN_GRANT");
         await Refusal.AssertAsync(() => _server.DeductAsync(deal, 987_654_321, 1_000), StatusCode.NotFound, "UNKNOWN_GRANT");
         await Refusal.AssertAsync(() => _server.DeductAsync(deal, grant.GrantId, 0), StatusCode.InvalidArgument, "INVALID_AMOUNT");
         await Refusal.AssertAsync(() => _server.DeductAsync(deal, grant.GrantId, 1), StatusCode.InvalidArgument, "INVALID_AMOUNT");

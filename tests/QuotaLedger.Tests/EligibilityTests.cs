@@ -126,7 +126,7 @@ public sealed class EligibilityTests(LedgerFixture fixture) : IClassFixture<Ledg
         });
 
         // An operator gives only from its own grants, and no more than they hold.
-        await Refusal.AssertAsync(() => Gift(opc, grant.GrantId, stranger, 1_000), StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        await Refusal.AssertAsync(() => Gift(opc, grant.GrantId, stranger, 1_000), StatusCode.NotFound, "UNKNOWN_GRANT");
         await Refusal.AssertAsync(() => Gift(opc, opcGrant.GrantId, stranger, 10_001), StatusCode.FailedPrecondition, "GRANT_EMPTY");
         Assert.Equal(10_000, (await _server.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = opcGrant.GrantId })).RemainingFen);
         await Gift(opc, opcGrant.GrantId, stranger, 1_000);

@@ -119,7 +119,7 @@ public sealed class ExplainTests(LedgerFixture fixture) : IClassFixture<LedgerFi
                 ("invoice before the policy", "YEAR_NOT_OPEN"),
                 ("past the contract", "INVOICE_EXCEEDS_CONTRACT"),
                 ("share rounds to 0", "INVALID_AMOUNT"),
-                ("another provider's grant", "NOT_YOUR_RESOURCE"),
+                ("another provider's grant", "UNKNOWN_GRANT"),
                 ("unknown grant", "UNKNOWN_GRANT"),
                 ("expired, before any pass", "GRANT_EXPIRED"),
                 ("expired quota counts back", "applied 50000 of 50000"),
@@ -226,7 +226,7 @@ public sealed class ExplainTests(LedgerFixture fixture) : IClassFixture<LedgerFi
         var foreign = other.DeductRequest(grant.GrantId, 1_000, invoiceDate: server.Today());
         foreign.DryRun = true;
         var hidden = (await server.Ledger.DeductAsync(foreign)).Explanation;
-        Assert.Equal(new Explanation { Reason = "NOT_YOUR_RESOURCE", Message = hidden.Message, EvaluatedAt = hidden.EvaluatedAt }, hidden);
+        Assert.Equal(new Explanation { Reason = "UNKNOWN_GRANT", Message = $"There is no grant {grant.GrantId}.", EvaluatedAt = hidden.EvaluatedAt }, hidden);
     }
 
     [Fact]

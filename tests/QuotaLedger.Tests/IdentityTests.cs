@@ -163,6 +163,61 @@ public sealed class IdentityTests(LedgerFixture fixture) : IClassFixture<LedgerF
         Assert.Equal(2026, (await good.Admin.GetYearPolicyAsync(read)).Year);
     }
 
+    [Fact]
+    public async Task Behind_a_trusted_proxy_each_forwarded_client_has_its_own_failed_authentication_limit_and_nobody_else_is_believed()
+    {
+        var limits = new Dictionary<string, string?>
+        {
+            ["RateLimits:FailedAuthenticationBurst"] = "3",
+            ["RateLimits:FailedAuthenticationsPerSecond"] = "1",
+        };
+        var read = new GetYearPolicyRequest { Year = 2026 };
+        static Metadata From(string client) => new() { { "x-forwarded-for", client } };
+
+        // The test's connections come from 127.0.0.1: here the trusted proxy.
+        await using (var proxied = await SecureServer.StartAsync(fixture.Database, s_now, new Dictionary<string, string?>(limits) { ["ForwardedHeaders:TrustedProxies:0"] = "127.0.0.1" }))
+        {
+            var foreign = proxied.As(DevelopmentPki.CreateCaller(DevelopmentPki.CreateCa("Not trusted"), TestUscc.New(), Role.Bureau));
+            var good = proxied.As(proxied.Certificate(TestUscc.New(), Role.Expert));
+            await FailUntilTurnedAwayAsync(() => foreign.Admin.GetYearPolicyAsync(read, From("203.0.113.1")).ResponseAsync);
+
+            // Another client behind the same proxy is still heard: its failures are its own, and a good caller gets in.
+            for (var i = 0; i < 2; i++)
+            {
+                Assert.Equal((StatusCode.Unauthenticated, "UNAUTHENTICATED"), await ErrorOf(() => foreign.Admin.GetYearPolicyAsync(read, From("203.0.113.2")).ResponseAsync));
+            }
+
+            Assert.Equal(2026, (await good.Admin.GetYearPolicyAsync(read, From("203.0.113.3"))).Year);
+        }
+
+        // A server that trusts another proxy believes no header from 127.0.0.1: every call counts against that address.
+        await using var direct = await SecureServer.StartAsync(fixture.Database, s_now, new Dictionary<string, string?>(limits) { ["ForwardedHeaders:TrustedProxies:0"] = "192.0.2.10" });
+        var stranger = direct.As(DevelopmentPki.CreateCaller(DevelopmentPki.CreateCa("Not trusted"), TestUscc.New(), Role.Bureau));
+        await FailUntilTurnedAwayAsync(() => stranger.Admin.GetYearPolicyAsync(read, From("203.0.113.1")).ResponseAsync);
+        var answers = new List<(StatusCode, string)>();
+        for (var i = 0; i < 2; i++)
+        {
+            answers.Add(await ErrorOf(() => stranger.Admin.GetYearPolicyAsync(read, From("203.0.113.2")).ResponseAsync));
+        }
+
+        // The bucket refills one a second, so of two calls at least one finds it empty.
+        Assert.Contains((StatusCode.ResourceExhausted, "RATE_LIMITED"), answers);
+    }
+
+    /// <summary>Fails authentication until the address is turned away (its burst spent).</summary>
+    private static async Task FailUntilTurnedAwayAsync(Func<Task> call)
+    {
+        for (var i = 0; i < 20; i++)
+        {
+            if (await ErrorOf(call) == (StatusCode.ResourceExhausted, "RATE_LIMITED"))
+            {
+                return;
+            }
+        }
+
+        Assert.Fail("20 failed authentications in a row were never turned away.");
+    }
+
     private static async Task<(Clients Bureau, string Provider, long Grant, string ContractNo, string Unit)> GrantedAsync(SecureServer server)
     {
         string provider = TestUscc.New(), unit = TestUscc.New();

@@ -223,7 +223,7 @@ public sealed class LifecycleTests(LedgerFixture fixture) : IClassFixture<Ledger
         var stranger = await server.NewProviderAsync();
 
         await Refusal.AssertAsync(() => server.Ledger.ReleaseAsync(Release(stranger, grant.GrantId)).ResponseAsync,
-            StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+            StatusCode.NotFound, "UNKNOWN_GRANT");
         await Refusal.AssertAsync(() => server.Ledger.ReleaseAsync(new ReleaseRequest { RequestId = Ids.New(), ProviderUscc = deal.Provider, GrantId = grant.GrantId }).ResponseAsync,
             StatusCode.InvalidArgument, "INVALID_ARGUMENT");
 

@@ -136,6 +136,31 @@ public sealed class LocalClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_development_checkpoint_key_written_before_the_cluster_leaves_the_cluster_a_folder_it_can_use()
+    {
+        // A development server with a connection string (as the tests' servers are) needs only its checkpoint key, which
+        // lives beside the cluster's data directory; the next server without one starts the cluster there.
+        var keyFile = Path.Combine(_root, "checkpoint-signing.key");
+        using (CheckpointSigner.FromOptions(new CheckpointOptions(), development: true, keyFile))
+        {
+        }
+
+        Assert.Equal(Runner, await OwnerAsync(_root));
+        Assert.Equal(Private, File.GetUnixFileMode(_root));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(keyFile));
+
+        var cluster = await StartAsync(Data);
+        try
+        {
+            Assert.Equal(1, await QueryAsync(cluster));
+        }
+        finally
+        {
+            await cluster.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task An_existing_parent_folder_keeps_its_owner()
     {
         // As root a root-owned 0755 folder is closed to postgres; as anyone else, a 0555 folder of one's own is closed too.

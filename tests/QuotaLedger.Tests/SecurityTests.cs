@@ -79,9 +79,10 @@ public sealed class SecurityTests(LedgerFixture fixture) : IClassFixture<LedgerF
         // Acting in another provider's name, or on its grant.
         await Refusal.AssertAsync(() => w.ProviderA.Ledger.GrantAsync(Grant(w.B, w.ContractB, 1_000)).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
         await Refusal.AssertAsync(() => w.ProviderA.Ledger.DeductAsync(Deduct(w.B, grantB.GrantId)).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
-        await Refusal.AssertAsync(() => w.ProviderA.Ledger.DeductAsync(Deduct(w.A, grantB.GrantId)).ResponseAsync, StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+        // Its own name on another's grant: the grant is unknown to it, as one that does not exist.
+        await Refusal.AssertAsync(() => w.ProviderA.Ledger.DeductAsync(Deduct(w.A, grantB.GrantId)).ResponseAsync, StatusCode.NotFound, "UNKNOWN_GRANT");
         await Refusal.AssertAsync(() => w.ProviderA.Ledger.ReleaseAsync(new ReleaseRequest { RequestId = Ids.New(), ProviderUscc = w.A, GrantId = grantB.GrantId, StatementRef = "JS" }).ResponseAsync,
-            StatusCode.PermissionDenied, "NOT_YOUR_RESOURCE");
+            StatusCode.NotFound, "UNKNOWN_GRANT");
         await Refusal.AssertAsync(() => w.ProviderA.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grantB.GrantId }).ResponseAsync, StatusCode.NotFound, "UNKNOWN_GRANT");
         await Refusal.AssertAsync(() => w.ProviderA.Registry.GetContractAsync(new GetContractRequest { ProviderUscc = w.B, ContractNo = w.ContractB }).ResponseAsync,
             StatusCode.NotFound, "UNKNOWN_CONTRACT");

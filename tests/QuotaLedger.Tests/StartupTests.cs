@@ -39,6 +39,63 @@ public sealed class StartupTests(LedgerFixture fixture) : IClassFixture<LedgerFi
         Assert.DoesNotContain("Now listening", output, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("Production", "Development")]
+    [InlineData("Development", "Production")]
+    public async Task The_server_refuses_to_start_when_DOTNET_ENVIRONMENT_and_ASPNETCORE_ENVIRONMENT_disagree(string dotnetEnvironment, string aspNetCoreEnvironment)
+    {
+        var variables = new Dictionary<string, string>
+        {
+            ["ConnectionStrings__Ledger"] = fixture.Database.ServingConnectionString,
+            ["ConnectionStrings__LedgerMigrations"] = fixture.Database.ConnectionString,
+            ["Checkpoints__SigningKeyFile"] = fixture.Database.CheckpointKeyFile,
+            ["Kestrel__Endpoints__Grpc__Url"] = $"http://127.0.0.1:{TestPorts.Free()}",
+            ["Kestrel__Endpoints__Web__Url"] = "http://127.0.0.1:0",
+            ["DOTNET_ENVIRONMENT"] = dotnetEnvironment,
+            ["ASPNETCORE_ENVIRONMENT"] = aspNetCoreEnvironment,
+        };
+
+        var (exitCode, output) = await RunServerAsync(variables, TimeSpan.FromSeconds(60));
+        Assert.Equal(2, exitCode);
+        Assert.Contains("refuses to start", output, StringComparison.Ordinal);
+        Assert.Contains($"DOTNET_ENVIRONMENT is '{dotnetEnvironment}' but ASPNETCORE_ENVIRONMENT is '{aspNetCoreEnvironment}'", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Now listening", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_secured_server_without_a_connection_string_refuses_to_start_instead_of_serving_a_private_cluster()
+    {
+        var folder = Directory.CreateTempSubdirectory("quotaledger-no-connection-").FullName;
+        try
+        {
+            var settings = new Dictionary<string, string?>
+            {
+                ["ConnectionStrings:Ledger"] = "",
+                ["ConnectionStrings:LedgerMigrations"] = "",
+                // A folder the cluster would make for itself: nothing but the refusal stops it here.
+                ["LocalPostgres:DataDirectory"] = Path.Combine(folder, "cluster", "pgdata"),
+            };
+            StartupRefusedException? refused = null;
+            try
+            {
+                await using var started = await SecureServer.StartAsync(fixture.Database, LedgerFixture.Now, settings);
+            }
+            catch (StartupRefusedException e)
+            {
+                refused = e;
+            }
+
+            Assert.NotNull(refused);
+            Assert.Contains("ConnectionStrings:Ledger is not set", refused.Message, StringComparison.Ordinal);
+            Assert.Contains("ConnectionStrings__Ledger", refused.Message, StringComparison.Ordinal);
+            Assert.False(Directory.Exists(Path.Combine(folder, "cluster")), "a cluster was made");
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     [Fact]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public void Dev_pki_writes_every_key_and_token_0600_in_a_0700_folder()

@@ -227,9 +227,9 @@ internal sealed class AdminGrpcService(
             ? await db.Checkpoints.AsNoTracking().OrderByDescending(c => c.Id).FirstOrDefaultAsync(ct)
             : await db.Checkpoints.AsNoTracking().SingleOrDefaultAsync(c => c.Id == request.CheckpointId, ct);
         return row is null
-            ? throw new LedgerException(Reason.InvalidArgument, request.CheckpointId == 0
-                ? "No checkpoint has been made yet; the bureau calls MakeCheckpoint, or the server makes one every Checkpoints:Interval."
-                : $"There is no checkpoint {request.CheckpointId}.")
+            ? throw (request.CheckpointId == 0
+                ? new LedgerException(Reason.InvalidArgument, "No checkpoint has been made yet; the bureau calls MakeCheckpoint, or the server makes one every Checkpoints:Interval.")
+                : JournalVerification.UnknownCheckpoint(request.CheckpointId))
             : Checkpoints.ToApi(row);
     }
 

@@ -12,29 +12,40 @@ namespace QuotaLedger.Server.Admin;
 /// --checkpoints FILE --public-key FILE</c>. The entries are the journal as <c>ListEntries</c> streams it and the
 /// checkpoints as <c>ListCheckpoints</c> does, one JSON object per line (the SDK's <c>ExportJournalAsync</c> writes
 /// both); the public key is the checkpoint key's (PEM). Checks the checkpoints' signatures and links, recomputes every
-/// chain, and names the first entry that differs from what the checkpoints signed. Exit code 0 when all holds, 1 when
-/// not, 2 for bad arguments.</summary>
+/// chain, and names the first entry that differs from what the checkpoints signed. A chain alone can be recomputed by
+/// anyone who can write the database, so with no checkpoint there is nothing to hold the journal to: that is said, and
+/// is not a success unless <c>--chains-only</c> asks for the chains alone. Exit code 0 when all holds, 1 when not, 2 for
+/// bad arguments, 3 when there was no checkpoint to check against.</summary>
 public static class JournalAudit
 {
+    public const int NothingToCheckAgainst = 3;
+
+    private const string Usage = "usage: audit --entries FILE --checkpoints FILE --public-key FILE\n       audit --entries FILE --chains-only";
+
     public static async Task<int> RunAsync(string[] args, TextWriter output)
     {
-        var options = ParseOptions(args);
-        if (options is null)
+        if (ParseOptions(args) is not { } options)
         {
-            await output.WriteLineAsync("usage: audit --entries FILE --checkpoints FILE --public-key FILE");
+            await output.WriteLineAsync(Usage);
             return 2;
         }
 
-        using var key = ECDsa.Create();
-        key.ImportFromPem(await File.ReadAllTextAsync(options.Value.PublicKey));
-        var publicKey = key.ExportSubjectPublicKeyInfo();
-        var keyId = CheckpointSigner.KeyIdOf(publicKey);
+        var signedBy = "";
+        var verdict = new Checkpoints.Verdict([], null, 0, 0);
+        if (!options.ChainsOnly)
+        {
+            using var key = ECDsa.Create();
+            key.ImportFromPem(await File.ReadAllTextAsync(options.PublicKey!));
+            var publicKey = key.ExportSubjectPublicKeyInfo();
+            var keyId = CheckpointSigner.KeyIdOf(publicKey);
+            signedBy = $", signed by key {keyId}";
+            var checkpoints = (await File.ReadAllLinesAsync(options.Checkpoints!)).Where(l => l.Length > 0)
+                .Select(l => Checkpoints.FromApi(JsonParser.Default.Parse<Checkpoint>(l))).ToList();
+            verdict = Checkpoints.VerifyChain(checkpoints, (id, body, signature) => id == keyId && CheckpointSigner.Verify(publicKey, body, signature));
+        }
 
-        var checkpoints = (await File.ReadAllLinesAsync(options.Value.Checkpoints)).Where(l => l.Length > 0)
-            .Select(l => Checkpoints.FromApi(JsonParser.Default.Parse<Checkpoint>(l))).ToList();
-        var verdict = Checkpoints.VerifyChain(checkpoints, (id, body, signature) => id == keyId && CheckpointSigner.Verify(publicKey, body, signature));
         var auditor = new JournalAuditor(verdict.Signed);
-        foreach (var line in File.ReadLines(options.Value.Entries).Where(l => l.Length > 0))
+        foreach (var line in File.ReadLines(options.Entries).Where(l => l.Length > 0))
         {
             var (entry, postings) = FromApi(JsonParser.Default.Parse<JournalEntry>(line));
             if (!auditor.Check(entry, postings))
@@ -45,9 +56,31 @@ public static class JournalAudit
 
         auditor.Finish();
         var problem = verdict.Problem ?? (auditor.Ok ? null : auditor.Problem);
-        await output.WriteLineAsync($"checkpoints {verdict.Count} (through {verdict.LastId}), signed by key {keyId}; entries {auditor.EntriesChecked} in {auditor.Chains} chains");
-        await output.WriteLineAsync(problem is null ? "OK: the journal is what the checkpoints signed." : $"FAILED at entry {auditor.FirstBadEntryId}: {problem}");
-        return problem is null ? 0 : 1;
+        await output.WriteLineAsync($"checkpoints {verdict.Count} (through {verdict.LastId}){signedBy}; entries {auditor.EntriesChecked} in {auditor.Chains} chains");
+        if (problem is not null)
+        {
+            await output.WriteLineAsync($"FAILED at entry {auditor.FirstBadEntryId}: {problem}");
+            return 1;
+        }
+
+        if (options.ChainsOnly)
+        {
+            await output.WriteLineAsync(
+                "OK (chains only): every entry balances and follows its chain. No checkpoint was checked, and a chain alone can be recomputed by anyone who can write the database.");
+            return 0;
+        }
+
+        if (verdict.Count == 0)
+        {
+            await output.WriteLineAsync(
+                "NOT VERIFIED: there is no checkpoint to check the journal against (the checkpoints file is empty), and a chain alone can be recomputed " +
+                "by anyone who can write the database. The chains link up. Export again once a checkpoint is made (MakeCheckpoint), or pass --chains-only " +
+                "to check the chains alone.");
+            return NothingToCheckAgainst;
+        }
+
+        await output.WriteLineAsync("OK: the journal is what the checkpoints signed.");
+        return 0;
     }
 
     /// <summary>An exported entry back as the row its hash was computed from.</summary>
@@ -77,17 +110,35 @@ public static class JournalAudit
 
     private static string? NullIfEmpty(string value) => value.Length == 0 ? null : value;
 
-    private static (string Entries, string Checkpoints, string PublicKey)? ParseOptions(string[] args)
+    private sealed record Options(string Entries, string? Checkpoints, string? PublicKey, bool ChainsOnly);
+
+    private static Options? ParseOptions(string[] args)
     {
         var values = new Dictionary<string, string>();
-        for (var i = 0; i + 1 < args.Length; i += 2)
+        var chainsOnly = false;
+        for (var i = 0; i < args.Length; i++)
         {
-            values[args[i]] = args[i + 1];
+            if (args[i] == "--chains-only")
+            {
+                chainsOnly = true;
+            }
+            else if (args[i] is "--entries" or "--checkpoints" or "--public-key" && i + 1 < args.Length)
+            {
+                values[args[i]] = args[++i];
+            }
+            else
+            {
+                return null;
+            }
         }
 
-        return values.TryGetValue("--entries", out var entries) && values.TryGetValue("--checkpoints", out var checkpoints)
-            && values.TryGetValue("--public-key", out var key)
-            ? (entries, checkpoints, key)
-            : null;
+        if (!values.TryGetValue("--entries", out var entries))
+        {
+            return null;
+        }
+
+        values.TryGetValue("--checkpoints", out var checkpoints);
+        values.TryGetValue("--public-key", out var key);
+        return chainsOnly || (checkpoints is not null && key is not null) ? new Options(entries, checkpoints, key, chainsOnly) : null;
     }
 }

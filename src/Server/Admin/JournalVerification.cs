@@ -1,6 +1,7 @@
 using System.Data;
 using Npgsql;
 using QuotaLedger.Server.Posting;
+using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Security;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.V1;
@@ -22,6 +23,12 @@ internal static class JournalVerification
         var response = new VerifyJournalResponse();
 
         var checkpoints = checkpointId < 0 ? [] : await CheckpointsAsync(connection, transaction, checkpointId, ct);
+        if (checkpointId > 0 && checkpoints.LastOrDefault()?.Id != checkpointId)
+        {
+            // Never a verdict against another checkpoint: one asked for and gone (deleted by an insider, say) is the finding.
+            throw UnknownCheckpoint(checkpointId);
+        }
+
         var verdict = Checkpoints.VerifyChain(checkpoints, signer.Verifies);
         response.CheckpointId = verdict.LastId;
         response.CheckpointsVerified = verdict.Count;
@@ -69,6 +76,9 @@ internal static class JournalVerification
         response.Ok = verdict.Problem is null && auditor.Ok && response.FirstBadAccountId == 0;
         return response;
     }
+
+    public static LedgerException UnknownCheckpoint(long checkpointId) =>
+        new(Reason.UnknownCheckpoint, $"There is no checkpoint {checkpointId}. If it was made (you hold a copy of it, or a receipt it signed), it has been removed from the ledger.");
 
     /// <summary>The checkpoints up to the one asked for (0: all, the latest last).</summary>
     private static async Task<List<CheckpointRow>> CheckpointsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, long upTo, CancellationToken ct)

@@ -9,7 +9,7 @@ namespace QuotaLedger.Server.Grpc;
 /// <summary>Turns a <see cref="LedgerException"/> into the gRPC status of its reason, carrying a google.rpc.ErrorInfo
 /// with the reason word; a transient failure of the database becomes UNAVAILABLE (<see cref="Storage.StoreFailures"/>);
 /// anything unexpected becomes INTERNAL without leaking details.</summary>
-internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger) : Interceptor
+internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger, Storage.LedgerDatabase database) : Interceptor
 {
     public const string Domain = "quotaledger.v1";
 
@@ -60,6 +60,11 @@ internal sealed partial class ErrorInterceptor(ILogger<ErrorInterceptor> logger)
                 else
                 {
                     LogStoreFailure(logger, context.Method, unavailable.Reason.Word(), exception.Message);
+                    if (Storage.StoreFailures.HostFailed(exception))
+                    {
+                        // A failover, as likely as not: the next call should look for the new primary at once.
+                        database.ForgetHosts();
+                    }
                 }
 
                 return ToRpcException(unavailable.Reason, unavailable.Message);

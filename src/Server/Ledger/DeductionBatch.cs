@@ -62,7 +62,7 @@ internal static class DeductionBatch
     private const string LockContracts =
         """
         SELECT c.id, c.amount_fen, c.invoiced_fen FROM contracts c
-        WHERE c.id = ANY(ARRAY(SELECT g.contract_id FROM grants g WHERE g.id = ANY($1))) ORDER BY c.id FOR UPDATE
+        WHERE c.id = ANY(ARRAY(SELECT g.contract_id FROM unnest($1::bigint[], $2::text[]) AS k(id, provider) JOIN grants g ON g.id = k.id AND g.provider_uscc = k.provider::bpchar)) ORDER BY c.id FOR UPDATE
         """;
 
     private const string ReadUnitYears =
@@ -71,13 +71,13 @@ internal static class DeductionBatch
     private const string ReadContracts =
         """
         SELECT c.id, c.amount_fen, c.invoiced_fen FROM contracts c
-        WHERE c.id = ANY(ARRAY(SELECT g.contract_id FROM grants g WHERE g.id = ANY($1))) ORDER BY c.id
+        WHERE c.id = ANY(ARRAY(SELECT g.contract_id FROM unnest($1::bigint[], $2::text[]) AS k(id, provider) JOIN grants g ON g.id = k.id AND g.provider_uscc = k.provider::bpchar)) ORDER BY c.id
         """;
 
     private const string LockContractsUnlessHeld =
         """
         SELECT c.id, c.amount_fen, c.invoiced_fen FROM contracts c
-        WHERE c.id = ANY(ARRAY(SELECT g.contract_id FROM grants g WHERE g.id = ANY($1))) ORDER BY c.id FOR UPDATE SKIP LOCKED
+        WHERE c.id = ANY(ARRAY(SELECT g.contract_id FROM unnest($1::bigint[], $2::text[]) AS k(id, provider) JOIN grants g ON g.id = k.id AND g.provider_uscc = k.provider::bpchar)) ORDER BY c.id FOR UPDATE SKIP LOCKED
         """;
 
     /// <summary>Applies the deductions on <paramref name="connection"/>, which is open and in no transaction, and leaves
@@ -212,7 +212,11 @@ internal static class DeductionBatch
     {
         var keys = items.Select(i => i.Key).Distinct().ToList();
         var unitYearIds = items.Where(i => i.UnitYearId is not null).Select(i => i.UnitYearId!.Value).Distinct().Order().ToArray();
-        var grantIds = items.Select(i => i.Request.GrantId).Distinct().ToArray();
+        // Each grant as its caller names it: a grant is read and its contract locked only with the provider it was made
+        // by, so another provider's grant is neither read nor locked, and is refused as one that does not exist.
+        var grants = items.Select(i => (i.Request.GrantId, i.Request.Provider)).Distinct().ToArray();
+        var grantIds = grants.Select(g => g.GrantId).ToArray();
+        var grantProviders = grants.Select(g => g.Provider).ToArray();
 
         await using var batch = new NpgsqlBatch(connection);
         Add(batch, reading == Reading.Snapshot ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN ISOLATION LEVEL READ COMMITTED");
@@ -221,7 +225,7 @@ internal static class DeductionBatch
         // of a batch would grow with it: this session never prefers a sequential scan, so every plan probes an index.
         Add(batch, "SET LOCAL enable_seqscan = off");
         Add(batch, reading switch { Reading.Locked => LockUnitYears, Reading.SkipLocked => LockUnitYearsUnlessHeld, _ => ReadUnitYears }, unitYearIds);
-        Add(batch, reading switch { Reading.Locked => LockContracts, Reading.SkipLocked => LockContractsUnlessHeld, _ => ReadContracts }, grantIds);
+        Add(batch, reading switch { Reading.Locked => LockContracts, Reading.SkipLocked => LockContractsUnlessHeld, _ => ReadContracts }, grantIds, grantProviders);
         Add(batch,
             $"""
             SELECT g.id, g.contract_id, g.provider_uscc, g.unit_uscc, g.year, g.unit_year_id, g.account_id, g.ratio_bp, g.state,
@@ -229,10 +233,11 @@ internal static class DeductionBatch
                    (SELECT a.balance_fen FROM accounts a WHERE a.id = g.account_id),
                    (SELECT p.effective_from FROM year_policies p WHERE p.year = g.year),
                    {Eligibility.DealingColumns}
-            FROM grants g CROSS JOIN LATERAL (SELECT g.provider_uscc, g.unit_uscc) d
-            WHERE g.id = ANY($1)
+            FROM unnest($1::bigint[], $2::text[]) AS k(id, provider)
+            JOIN grants g ON g.id = k.id AND g.provider_uscc = k.provider::bpchar
+            CROSS JOIN LATERAL (SELECT g.provider_uscc, g.unit_uscc) d
             """,
-            grantIds);
+            grantIds, grantProviders);
         Add(batch,
             $"""
             SELECT uy.id, {UnitYears.FiguresColumns},

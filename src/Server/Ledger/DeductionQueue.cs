@@ -60,7 +60,7 @@ internal sealed partial class DeductionQueue(
     private readonly Lock _gate = new();
     private readonly LinkedList<PendingDeduction> _waiting = [];
     private readonly HashSet<long> _busy = [];
-    private readonly ConcurrentDictionary<long, long> _unitYearOfGrant = new();
+    private readonly ConcurrentDictionary<long, (long UnitYearId, string Provider)> _unitYearOfGrant = new();
     private readonly SemaphoreSlim _lockWaiters = new(options.LockWaiters);
     // Connections kept open for the workers, so each batch runs on a backend whose caches and prepared statements
     // are warm instead of on whichever pooled connection comes next.
@@ -72,7 +72,7 @@ internal sealed partial class DeductionQueue(
 
     public async Task<DeductResponse> DeductAsync(DeductionRequest request, CancellationToken ct)
     {
-        var unitYearId = await UnitYearOfAsync(request.GrantId, ct);
+        var unitYearId = await UnitYearOfAsync(request.GrantId, request.Provider, ct);
         var item = new PendingDeduction(request, unitYearId);
         if (!options.Coalesce || unitYearId is null)
         {
@@ -107,7 +107,7 @@ internal sealed partial class DeductionQueue(
     /// (<see cref="DeductionBatch.ExplainAsync"/>), so real deductions never wait for it.</summary>
     public async Task<DeductResponse> ExplainAsync(DeductionRequest request, CancellationToken ct)
     {
-        var item = new PendingDeduction(request, await UnitYearOfAsync(request.GrantId, ct));
+        var item = new PendingDeduction(request, await UnitYearOfAsync(request.GrantId, request.Provider, ct));
         await using var connection = await database.DataSource.OpenConnectionAsync(ct);
         return new DeductResponse { Explanation = await DeductionBatch.ExplainAsync(connection, item, time.GetUtcNow(), ct) };
     }
@@ -186,28 +186,31 @@ internal sealed partial class DeductionQueue(
         Leave();
     }
 
-    /// <summary>The unit-year a grant belongs to, which never changes; null for an unknown grant.</summary>
-    private async ValueTask<long?> UnitYearOfAsync(long grantId, CancellationToken ct)
+    /// <summary>The unit-year a grant belongs to, which never changes; null for an unknown grant and for another
+    /// provider's, which is then refused as unknown by a batch of one that locks nothing of it.</summary>
+    private async ValueTask<long?> UnitYearOfAsync(long grantId, string provider, CancellationToken ct)
     {
         if (_unitYearOfGrant.TryGetValue(grantId, out var known))
         {
-            return known;
+            return known.Provider == provider ? known.UnitYearId : null;
         }
 
-        await using var command = database.DataSource.CreateCommand("SELECT unit_year_id FROM grants WHERE id = $1");
+        await using var command = database.DataSource.CreateCommand("SELECT unit_year_id, provider_uscc FROM grants WHERE id = $1");
         command.Parameters.Add(new NpgsqlParameter { Value = grantId });
-        if (await command.ExecuteScalarAsync(ct) is not long unitYearId)
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        if (!await reader.ReadAsync(ct))
         {
             return null;
         }
 
+        var found = (UnitYearId: reader.GetInt64(0), Provider: reader.GetString(1));
         if (_unitYearOfGrant.Count >= GrantCacheLimit)
         {
             _unitYearOfGrant.Clear();
         }
 
-        _unitYearOfGrant[grantId] = unitYearId;
-        return unitYearId;
+        _unitYearOfGrant[grantId] = found;
+        return found.Provider == provider ? found.UnitYearId : null;
     }
 
     private async Task WorkAsync()

@@ -64,14 +64,10 @@ public static class Deductions
     /// <summary>Decides one claim: <paramref name="earlier"/> is the deduction that already took its invoice number, if one did.</summary>
     public static DeductionDecision Decide(InvoiceClaim request, GrantFacts? grant, ContractFacts? contract, EarlierDeduction? earlier, DateTimeOffset now)
     {
-        if (grant is null || contract is null)
+        // Another provider's grant is refused exactly as a missing one: a write tells nothing of what is not the caller's.
+        if (grant is null || contract is null || grant.Provider != request.Provider)
         {
             return DeductionDecision.Refuse(Grants.Unknown(request.GrantId));
-        }
-
-        if (grant.Provider != request.Provider)
-        {
-            return DeductionDecision.Refuse(Grants.NotOwn(grant.Id, request.Provider));
         }
 
         if (Grants.ClosedRefusal(grant.Id, grant.State, grant.ExpiresAt, now, "deduction") is { } closed)

@@ -41,12 +41,9 @@ internal static class Gifts
                 $"{residentUscc} is not a resident on {operatorUscc}'s list confirmed by the bureau (Art 15); the operator declares it with AddResidentOpc and the bureau confirms it with ConfirmResidentOpc.");
         }
 
-        var source = await db.Grants.AsNoTracking().SingleOrDefaultAsync(g => g.Id == grantId, ct)
+        // A grant made to another unit is unknown to the operator, as one that does not exist.
+        var source = await db.Grants.AsNoTracking().SingleOrDefaultAsync(g => g.Id == grantId && g.UnitUscc == operatorUscc, ct)
             ?? throw Grants.Unknown(grantId);
-        if (source.UnitUscc != operatorUscc)
-        {
-            throw new LedgerException(Reason.NotYourResource, $"Grant {grantId} was not made to unit {operatorUscc}.");
-        }
 
         var residentUnitYear = await UnitYears.EnsureAsync(db, residentUscc, source.Year, ct);
         await UnitYears.LockAllAsync(db, [source.UnitYearId, residentUnitYear], ct);

@@ -40,10 +40,9 @@ internal static class Grants
         }
     }
 
+    /// <summary>The refusal of a grant that does not exist, and of one that is not the caller's: a write answers both
+    /// alike, as a read does, so it tells a caller nothing of what is not its own.</summary>
     public static LedgerException Unknown(long grantId) => new(Reason.UnknownGrant, $"There is no grant {grantId}.");
-
-    public static LedgerException NotOwn(long grantId, string provider) =>
-        new(Reason.NotYourResource, $"Grant {grantId} was not made by provider {provider}.");
 
     /// <summary>Locks the grant's unit-year (the lock every change of the grant takes), then reads the grant with its
     /// account; null when there is no such grant.</summary>
@@ -57,11 +56,17 @@ internal static class Grants
         return (unitYear, await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct));
     }
 
-    /// <summary>Locks a grant's unit-year and reads the grant, which must be the provider's own.</summary>
+    /// <summary>Locks a grant's unit-year and reads the grant, which must be the provider's own: another provider's grant
+    /// is unknown, and nothing of it is locked.</summary>
     public static async Task<(UnitYearRow UnitYear, GrantRow Grant)> LockOwnAsync(LedgerDb db, string provider, long grantId, CancellationToken ct)
     {
+        if (!await db.Grants.AnyAsync(g => g.Id == grantId && g.ProviderUscc == provider, ct))
+        {
+            throw Unknown(grantId);
+        }
+
         var (unitYear, grant) = await LockAsync(db, grantId, ct) ?? throw Unknown(grantId);
-        return grant.ProviderUscc == provider ? (unitYear, grant) : throw NotOwn(grant.Id, provider);
+        return (unitYear, grant);
     }
 
     /// <summary>What the open grants among <paramref name="grants"/> that are past their expiry still hold: quota that

@@ -147,6 +147,12 @@ internal sealed class LedgerGrpcService(
             throw new LedgerException(Reason.UnknownUnit, $"There is no unit {unit} the caller may read.");
         }
 
+        // As GetProgramYear: a year without a policy has no cap and no figures to show, not a cap of 0.
+        if (!await db.YearPolicies.AnyAsync(p => p.Year == year, ct))
+        {
+            throw new LedgerException(Reason.YearNotOpen, $"There is no policy for {year}, so unit {unit} has no figures for it; the bureau sets one with SetYearPolicy.");
+        }
+
         var figures = asOf is { } then
             ? await UnitYears.FiguresAsOfAsync(db, unit, year, then, ct)
             : await UnitYears.FiguresAsync(db, unit, year, now, ct);

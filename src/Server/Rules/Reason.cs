@@ -59,6 +59,8 @@ public enum Reason
 
     /// <summary>A message or body over <c>Requests:MaxBodyBytes</c> (RESOURCE_EXHAUSTED; HTTP 413 over JSON).</summary>
     RequestTooLarge,
+    /// <summary>A checkpoint asked for that is not there (NOT_FOUND): never verified against another one instead.</summary>
+    UnknownCheckpoint,
 }
 
 public static class ReasonExtensions
@@ -105,6 +107,7 @@ public static class ReasonExtensions
         Reason.UnknownDeduction => "UNKNOWN_DEDUCTION",
         Reason.MalformedRequest => "MALFORMED_REQUEST",
         Reason.RequestTooLarge => "REQUEST_TOO_LARGE",
+        Reason.UnknownCheckpoint => "UNKNOWN_CHECKPOINT",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 
@@ -112,7 +115,7 @@ public static class ReasonExtensions
     {
         Reason.InvalidUscc or Reason.InvalidAmount or Reason.InvalidArgument or Reason.MalformedRequest => StatusCode.InvalidArgument,
         Reason.UnknownUnit or Reason.UnknownProvider or Reason.UnknownContract or Reason.UnknownGrant
-            or Reason.UnknownBatch or Reason.UnknownRedemption or Reason.UnknownDeduction => StatusCode.NotFound,
+            or Reason.UnknownBatch or Reason.UnknownRedemption or Reason.UnknownDeduction or Reason.UnknownCheckpoint => StatusCode.NotFound,
         Reason.DuplicateInvoice or Reason.RequestIdReused or Reason.AlreadyRegistered => StatusCode.AlreadyExists,
         Reason.NotYourResource or Reason.RoleRequired => StatusCode.PermissionDenied,
         Reason.Unauthenticated => StatusCode.Unauthenticated,

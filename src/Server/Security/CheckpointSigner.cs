@@ -53,7 +53,10 @@ public sealed class CheckpointSigner : IDisposable
             if (!File.Exists(file))
             {
                 using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-                DevelopmentPki.CreatePrivateDirectory(Path.GetDirectoryName(Path.GetFullPath(file))!);
+                // The key's folder is the local cluster's: made as the cluster makes it, never root's alone, so that a
+                // development server with a connection string does not leave the next `dotnet run` a folder its cluster
+                // cannot use. The key file itself stays this process's, 0600.
+                Storage.LocalPostgresCluster.CreateFolderAsync(Path.GetDirectoryName(Path.GetFullPath(file))!, CancellationToken.None).GetAwaiter().GetResult();
                 DevelopmentPki.Write(Path.GetDirectoryName(Path.GetFullPath(file))!, Path.GetFileName(file), key.ExportPkcs8PrivateKeyPem(), secret: true);
             }
         }

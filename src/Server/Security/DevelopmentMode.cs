@@ -51,6 +51,22 @@ internal static partial class DevelopmentMode
         return true;
     }
 
+    /// <summary>Refuses to start when <c>DOTNET_ENVIRONMENT</c> and <c>ASPNETCORE_ENVIRONMENT</c> are both set and name
+    /// different environments: which one wins depends on the host's loading order, and the environment decides whether
+    /// the server runs unauthenticated development mode, so the operator must say one thing.</summary>
+    public static void RequireOneEnvironment(string? dotnetEnvironment, string? aspNetCoreEnvironment)
+    {
+        if (string.IsNullOrWhiteSpace(dotnetEnvironment) || string.IsNullOrWhiteSpace(aspNetCoreEnvironment)
+            || string.Equals(dotnetEnvironment.Trim(), aspNetCoreEnvironment.Trim(), StringComparison.OrdinalIgnoreCase))
+        {
+            return;
+        }
+
+        throw new StartupRefusedException(
+            $"DOTNET_ENVIRONMENT is '{dotnetEnvironment}' but ASPNETCORE_ENVIRONMENT is '{aspNetCoreEnvironment}': the two disagree, and the environment " +
+            "decides whether the server runs the unauthenticated development mode. Set one of them (or both to the same name) and start again.");
+    }
+
     /// <summary>Logs loudly that development mode is on, and (a second line of defence) stops a development server that
     /// finds itself listening beyond loopback after all, with a non-zero exit code.</summary>
     public static void Announce(WebApplication app)

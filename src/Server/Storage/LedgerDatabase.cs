@@ -7,10 +7,18 @@ namespace QuotaLedger.Server.Storage;
 
 /// <summary>Where the ledger's database is: <c>ConnectionStrings:Ledger</c> when set, otherwise a private local
 /// cluster this process starts. Known once <see cref="DatabaseStartup"/> has run, before the server takes calls.</summary>
-public sealed class LedgerDatabase(DatabaseOptions options) : IAsyncDisposable
+public sealed class LedgerDatabase(DatabaseOptions options, TimeProvider time) : IAsyncDisposable
 {
+    /// <summary>How long a multi-host data source trusts what it last saw of a host (primary, standby, read-only,
+    /// offline) when the connection string leaves Npgsql's default of 10 s: during a failover the promoted standby is
+    /// tried again within a second of taking writes, not up to 10 s later.</summary>
+    internal const int FailoverHostRecheckSeconds = 1;
+
+    private const int NpgsqlDefaultHostRecheckSeconds = 10;
+
     private NpgsqlDataSource? _dataSource;
     private NpgsqlDataSource? _healthSource;
+    private long _hostsForgottenAt = long.MinValue;
 
     /// <summary>The limits every serving session runs under.</summary>
     public DatabaseOptions Options { get; } = options;
@@ -37,9 +45,32 @@ public sealed class LedgerDatabase(DatabaseOptions options) : IAsyncDisposable
         // Nothing here changes session state beyond a transaction (SET LOCAL), so a pooled connection needs no reset
         // statements when reused.
         builder.NoResetOnClose = true;
+        if (builder.Host?.Contains(',', StringComparison.Ordinal) == true && builder.HostRecheckSeconds == NpgsqlDefaultHostRecheckSeconds)
+        {
+            builder.HostRecheckSeconds = FailoverHostRecheckSeconds;
+        }
+
         _dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString).Build();
         _healthSource = new NpgsqlDataSourceBuilder(
             new NpgsqlConnectionStringBuilder(builder.ConnectionString) { Pooling = false, Timeout = 2, CommandTimeout = 2 }.ConnectionString).Build();
+    }
+
+    /// <summary>After a failure that says a host is gone or no longer takes writes (a failover): drops the pool's idle
+    /// connections, which lead to the old primary, and, with several hosts, what Npgsql remembers of each, so the next
+    /// connection looks for the primary at once instead of trusting a state seen before the failover. At most once a
+    /// second: a failover fails many calls at once.</summary>
+    public void ForgetHosts()
+    {
+        var now = time.GetTimestamp();
+        var last = Interlocked.Read(ref _hostsForgottenAt);
+        if ((last != long.MinValue && time.GetElapsedTime(last, now) < TimeSpan.FromSeconds(1))
+            || Interlocked.CompareExchange(ref _hostsForgottenAt, now, last) != last || _dataSource is not { } source)
+        {
+            return;
+        }
+
+        source.Clear();
+        (source as NpgsqlMultiHostDataSource)?.ClearDatabaseStates();
     }
 
     public async ValueTask DisposeAsync()
@@ -56,12 +87,14 @@ public sealed class LedgerDatabase(DatabaseOptions options) : IAsyncDisposable
     }
 }
 
-/// <summary>Starts the private cluster when no connection string is configured, migrates the schema as its owner and
+/// <summary>Starts the private cluster when no connection string is configured (in Development only; anywhere else
+/// that refuses to start), migrates the schema as its owner and
 /// gives the serving role its privileges (<see cref="DatabaseRoles"/>), then points the server at the serving role.
 /// Runs before Kestrel starts listening (hosted services start in order, the web server last). When the server stops it
 /// leaves the cluster, which the last server using it stops.</summary>
 internal sealed partial class DatabaseStartup(
     IConfiguration configuration,
+    IHostEnvironment environment,
     LocalPostgresOptions localPostgres,
     LedgerDatabase database,
     ILogger<DatabaseStartup> logger) : IHostedService
@@ -74,6 +107,16 @@ internal sealed partial class DatabaseStartup(
         var owner = configuration.GetConnectionString("LedgerMigrations");
         if (string.IsNullOrWhiteSpace(serving))
         {
+            // The private cluster is a development convenience. Elsewhere a missing (or mistyped) connection string would
+            // make a second, empty ledger on local disk and serve it as though it were the one.
+            if (!environment.IsDevelopment())
+            {
+                throw new Security.StartupRefusedException(
+                    $"ConnectionStrings:Ledger is not set, and the environment is '{environment.EnvironmentName}', not Development: refusing to start " +
+                    "rather than serve an empty ledger from a private local cluster. Set ConnectionStrings__Ledger to the serving role's connection string " +
+                    "(and ConnectionStrings__LedgerMigrations to the schema owner's), or set ASPNETCORE_ENVIRONMENT=Development for a local development cluster.");
+            }
+
             LogStartingLocalCluster(logger);
             try
             {

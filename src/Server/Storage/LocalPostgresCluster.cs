@@ -344,6 +344,41 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>Creates <paramref name="folder"/>, where a cluster's data directory would go, as the cluster itself would:
+    /// 0700 and owned by the user that runs PostgreSQL (<c>postgres</c> when this process is root), its missing parents
+    /// likewise. For a server that needs only a file there (the development checkpoint key, beside the cluster), so that
+    /// the next server to start the cluster finds a folder it can use. An existing folder is left as it is.</summary>
+    internal static async Task CreateFolderAsync(string folder, CancellationToken cancellationToken)
+    {
+        if (Directory.Exists(folder))
+        {
+            return;
+        }
+
+        if (OperatingSystem.IsWindows() || !Environment.IsPrivilegedProcess)
+        {
+            DevelopmentPki.CreatePrivateDirectory(folder);
+            return;
+        }
+
+        await CreateFolderAsync(Path.GetDirectoryName(folder)!, cancellationToken);
+        var made = await RunProcessAsync("runuser", ["-u", PostgresUser, "--", "mkdir", "-m", "700", folder], false, cancellationToken, "/");
+        if (made.ExitCode == 0 || Directory.Exists(folder))
+        {
+            return;
+        }
+
+        // The postgres user may not write the folder above: made here and given to it. Without a postgres user no cluster
+        // can run here anyway, and the folder stays this process's.
+        DevelopmentPki.CreatePrivateDirectory(folder);
+        var uid = await RunProcessAsync("id", ["-u", PostgresUser], false, cancellationToken);
+        var gid = await RunProcessAsync("id", ["-g", PostgresUser], false, cancellationToken);
+        if (uid.ExitCode == 0 && gid.ExitCode == 0)
+        {
+            await RunProcessAsync("chown", [uid.Output + ":" + gid.Output, folder], true, cancellationToken);
+        }
+    }
+
     /// <summary>Creates one folder, 0700 and owned by the user that runs PostgreSQL; false if another process made it
     /// first (then it is not ours to change). mkdir itself says which, where checking beforehand could be outrun.</summary>
     private async Task<bool> CreateDirectoryAsync(string folder, CancellationToken cancellationToken)

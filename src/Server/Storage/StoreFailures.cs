@@ -51,6 +51,30 @@ internal static class StoreFailures
         || e.InnerException is IOException or System.Net.Sockets.SocketException or TimeoutException
         || e.Message.Contains("suitable host", StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>Whether a failure says the host itself is gone or no longer takes writes (a connection refused or broken,
+    /// no suitable host among several, a server shutting down, a read-only server): what a failover looks like, after
+    /// which the pool's connections and host states are stale (<see cref="LedgerDatabase.ForgetHosts"/>). A lock or
+    /// statement timeout, a deadlock or an exhausted pool is not.</summary>
+    public static bool HostFailed(Exception exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            switch (e)
+            {
+                case PostgresException postgres:
+                    return postgres.SqlState is PostgresErrorCodes.ReadOnlySqlTransaction or PostgresErrorCodes.AdminShutdown
+                        or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow
+                        || postgres.SqlState.StartsWith("08", StringComparison.Ordinal);
+                case NpgsqlException { InnerException: TimeoutException } when e.Message.Contains("pool", StringComparison.OrdinalIgnoreCase):
+                    return false;
+                case NpgsqlException npgsql when ConnectionFailed(npgsql):
+                    return true;
+            }
+        }
+
+        return false;
+    }
+
     private static string? Known(string sqlState) => sqlState switch
     {
         PostgresErrorCodes.LockNotAvailable => "A row this call needs was locked by another session for longer than the lock timeout; its transaction was rolled back.",
