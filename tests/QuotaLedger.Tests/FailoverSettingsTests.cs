@@ -9,8 +9,7 @@ namespace QuotaLedger.Tests;
 /// <summary>A server given several hosts finds the one that takes writes soon after a failover: Npgsql's memory of each
 /// host's state (primary, standby, read-only, offline) lasts a second, not its default ten, unless the operator says
 /// otherwise. (The failover itself is measured with loadtest/ha.sh; see docs/reliability.md.)</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class FailoverSettingsTests(LedgerFixture fixture)
+public sealed class FailoverSettingsTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Theory]
     [InlineData(null, 1)]

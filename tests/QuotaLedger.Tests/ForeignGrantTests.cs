@@ -7,8 +7,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>A write tells a caller nothing of what is not its own, as a read does: every write that names a grant answers
 /// for another party's grant exactly as for a grant that does not exist, on every path, and changes nothing.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class ForeignGrantTests(LedgerFixture fixture)
+public sealed class ForeignGrantTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task Every_write_on_another_partys_grant_answers_exactly_as_on_a_grant_that_does_not_exist()

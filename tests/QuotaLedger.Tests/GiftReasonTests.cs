@@ -8,8 +8,7 @@ namespace QuotaLedger.Tests;
 /// <summary>API.md's reasons for a gift, as the protos' comments state them and the server answers them: a giver that
 /// is not a bureau-confirmed OPC operator may transfer nothing (NOT_TRANSFERABLE); a confirmed operator gives only to a
 /// resident confirmed on its list (NOT_RESIDENT).</summary>
-[Collection(LedgerCollection.Name)]
-public sealed partial class GiftReasonTests(LedgerFixture fixture)
+public sealed partial class GiftReasonTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task A_gift_from_an_unconfirmed_operator_answers_NOT_TRANSFERABLE_as_ledger_proto_says()

@@ -6,8 +6,7 @@ namespace QuotaLedger.Tests;
 
 /// <summary>A unit-year exists only in a year with a policy: without one there is no cap to show, and the read says so
 /// as GetProgramYear does, never a cap of 0.</summary>
-[Collection(LedgerCollection.Name)]
-public sealed class UnitYearTests(LedgerFixture fixture)
+public sealed class UnitYearTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
 {
     [Fact]
     public async Task GetUnitYear_in_a_year_without_a_policy_answers_YEAR_NOT_OPEN_as_GetProgramYear_does()
