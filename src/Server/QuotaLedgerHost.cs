@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using QuotaLedger.Server.Admin;
 using QuotaLedger.Server.Alerts;
 using QuotaLedger.Server.Bureau;
+using QuotaLedger.Server.Engine;
 using QuotaLedger.Server.Feed;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Ledger;
@@ -44,8 +45,8 @@ public static class QuotaLedgerHost
             .UseNpgsql(services.GetRequiredService<LedgerDatabase>().DataSource)
             .UseSnakeCaseNamingConvention());
         builder.Services.AddScoped<Idempotency>();
-        builder.Services.AddSingleton<DeductionQueue>();
-        builder.Services.AddHostedService(services => services.GetRequiredService<DeductionQueue>());
+        builder.Services.AddSingleton<WriteQueue>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<WriteQueue>());
         builder.Services.AddHostedService<ExpiryService>();
         builder.Services.AddHostedService<AlertPassService>();
         builder.Services.AddSettings<WatchOptions>("Watch");

@@ -176,7 +176,7 @@ public sealed class DeductionEngineTests(LedgerFixture fixture) : IClassFixture<
         await using var server = fixture.StartServer(LedgerFixture.Now, settings: Settings(lockTimeout: "00:00:30"));
         var deal = await server.NewDealAsync();
         var grant = await server.GrantAsync(deal, 100_000);
-        var queue = server.Services.GetServices<IHostedService>().Single(s => s.GetType().Name == "DeductionQueue");
+        var queue = server.Services.GetServices<IHostedService>().Single(s => s.GetType().Name == "WriteQueue");
 
         await using var holder = await HoldUnitYearAsync(grant.GrantId);
         var inFlight = server.Ledger.DeductAsync(deal.DeductRequest(grant.GrantId, 1_000)).ResponseAsync;

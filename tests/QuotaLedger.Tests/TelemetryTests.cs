@@ -196,7 +196,7 @@ public sealed class TelemetryTests(LedgerFixture fixture) : IClassFixture<Ledger
         var deductCall = Assert.Single(spans.Of(deductTrace), s => s.Kind == ActivityKind.Server);
         Assert.Equal("quotaledger.v1.LedgerService/Deduct", deductCall.GetTagItem("rpc.method"));
         var batch = Assert.Single(spans.All, s => s.Source.Name == ServerTelemetry.Name && s.Links.Any(l => l.Context.SpanId == deductCall.SpanId));
-        Assert.Equal(("DeductionBatch", 1, 1), (batch.DisplayName, batch.GetTagItem("quotaledger.deductions.batch.size"), batch.GetTagItem("quotaledger.deductions.applied")));
+        Assert.Equal(("WriteBatch", 1, 1), (batch.DisplayName, batch.GetTagItem("quotaledger.deductions.batch.size"), batch.GetTagItem("quotaledger.deductions.applied")));
         var batchSpans = spans.Of(batch.TraceId);
         Assert.Contains(batchSpans, s => s.Source.Name == "Npgsql" && s.ParentSpanId == batch.SpanId);
 

@@ -38,12 +38,19 @@ public sealed class GrantFacts
     public required long BalanceFen { get; set; }
 }
 
-/// <summary>A contract's amount and, running, what has been invoiced against it.</summary>
+/// <summary>A contract as the write rules read it: its amount and terms, and, running, what has been granted on it and
+/// invoiced against it.</summary>
 public sealed class ContractFacts
 {
     public required long Id { get; init; }
     public required long AmountFen { get; init; }
     public required long InvoicedFen { get; set; }
+    public string Provider { get; init; } = "";
+    public string ContractNo { get; init; } = "";
+    public string Unit { get; init; } = "";
+    public long GrantedFen { get; set; }
+    public bool SelfControllable { get; init; }
+    public bool UsesInnovationVoucher { get; init; }
 }
 
 /// <summary>The deduction that already took an invoice number: what a DUPLICATE_INVOICE refusal names.</summary>
@@ -56,7 +63,7 @@ public readonly record struct DeductionDecision(LedgerException? Refusal, Fen Re
 }
 
 /// <summary>The deduction rules (Art 10, and every eligibility rule of POLICY.md): one pure function, no I/O, no clock of
-/// its own. <see cref="DeductionBatch"/> reads the facts under the unit-year lock, calls it for each deduction in turn
+/// its own. The write engine (<c>Engine.WriteBatch</c>) reads the facts under the unit-year lock, calls it for each deduction in turn
 /// and writes what it decided; a single deduction is a batch of one, so every path runs these same checks in this
 /// same order.</summary>
 public static class Deductions
@@ -91,7 +98,7 @@ public static class Deductions
             return DeductionDecision.Refuse(DuplicateInvoice(request.Provider, request.InvoiceNo, taken));
         }
 
-        var requested = request.InvoiceAmount.ShareAt(new BasisPoints(grant.RatioBp));
+        var requested = VoucherShare(request.InvoiceAmount, grant);
         if (!requested.IsPositive)
         {
             return DeductionDecision.Refuse(new LedgerException(Reason.InvalidAmount,
@@ -112,6 +119,10 @@ public static class Deductions
 
         return new DeductionDecision(null, requested, Fen.Min(requested, held));
     }
+
+    /// <summary>The voucher share of an invoice (Art 10): the invoice amount at the grant's ratio, rounded down to the fen.
+    /// The deduction and its dry run both ask here.</summary>
+    public static Fen VoucherShare(Fen invoiceAmount, GrantFacts grant) => invoiceAmount.ShareAt(new BasisPoints(grant.RatioBp));
 
     /// <summary>The refusal of an invoice number the provider has deducted before, naming that deduction in its metadata
     /// (deductionId, grantId, invoiceNo). <paramref name="message"/>: the refusal's message as first recorded, when an

@@ -41,11 +41,17 @@ internal static partial class Expiry
         }
     }
 
+    /// <summary>Whether an open grant of the contract or of the year is past its expiry at <paramref name="now"/>: one
+    /// probe of the partial index on open grants' expiry, which holds few rows past it once the passes have run.</summary>
+    public static Task<bool> AnyDueAsync(LedgerDb db, long contractId, int year, DateTimeOffset now, CancellationToken ct) =>
+        db.Grants.AnyAsync(g => g.State == GrantState.Open && g.ExpiresAt <= now && (g.ContractId == contractId || g.Year == year), ct);
+
     /// <summary>Before a grant: makes the stored figures what expiry says they are at <paramref name="now"/>. The
     /// contract's due grants stop holding its quota, and when the pool's balance alone is short of
     /// <paramref name="amount"/>, the year's due grants return what they hold until it is not (Art 11: reclaimed for
     /// reuse), whether or not the expiry pass has run. Each grant in a transaction of its own, as the pass does, and at
     /// most <see cref="SweepLimit"/> of them, so a backlog never holds a grant call for long.</summary>
+
     public static async Task SweepBeforeGrantAsync(LedgerDb db, long contractId, int year, Fen amount, DateTimeOffset now, ILogger logger, CancellationToken ct)
     {
         await ExpireAsync(db, db.Grants.Where(g => g.ContractId == contractId), now, "expiry-before-grant", Callers.ExpiryPass, enough: null, SweepLimit, logger, ct);

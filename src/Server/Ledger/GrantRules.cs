@@ -3,7 +3,10 @@ using QuotaLedger.Server.Storage;
 
 namespace QuotaLedger.Server.Ledger;
 
-/// <summary>What the grant rules read, at one moment (<see cref="Granting.ReadFactsAsync"/>). A fact the rules cannot
+/// <summary>A validated grant request (Art 9).</summary>
+internal sealed record GrantCall(string Provider, string ContractNo, Fen Amount, string RequestId, string By);
+
+/// <summary>What the grant rules read, at one moment (the write engine's facts, read under its locks). A fact the rules cannot
 /// reach is left unset: without a contract nothing else is read, without a policy nothing past it.</summary>
 internal sealed record GrantingFacts
 {
@@ -45,7 +48,7 @@ internal readonly record struct GrantDecision(LedgerException? Refusal, VoucherP
 
 /// <summary>The grant rules (Art 9, Art 19, Art 15, eligibility, the contract's quota, the unit-year cap, the pool): one
 /// pure function, no I/O, no clock of its own, a fixed order of early returns each with its named refusal. The real
-/// grant (<see cref="Granting.GrantAsync"/>) and its dry run (<see cref="Granting.ExplainAsync"/>) both decide here.</summary>
+/// grant and its dry run (both in the write engine) decide here.</summary>
 internal static class GrantRules
 {
     public static GrantDecision Decide(GrantCall call, GrantingFacts facts, DateTimeOffset now)

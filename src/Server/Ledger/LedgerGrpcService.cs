@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Engine;
 using QuotaLedger.Server.Feed;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Rules;
@@ -11,7 +12,7 @@ namespace QuotaLedger.Server.Ledger;
 
 /// <summary>What provider billing systems call: Grant (Art 9) and Deduct (Art 10), and the reads that go with them.</summary>
 internal sealed class LedgerGrpcService(
-    LedgerDb db, Idempotency idempotency, DeductionQueue deductions, LedgerDatabase database, FeedHub feed, WatchOptions watch, TimeProvider time,
+    LedgerDb db, Idempotency idempotency, WriteQueue engine, LedgerDatabase database, FeedHub feed, WatchOptions watch, TimeProvider time,
     ILogger<LedgerGrpcService> logger)
     : LedgerService.LedgerServiceBase
 {
@@ -25,28 +26,31 @@ internal sealed class LedgerGrpcService(
         if (request.DryRun)
         {
             // No request id is claimed, checked or recorded: the real call may use it afterwards.
-            return ExplainGrantAsync(call, context.CancellationToken);
+            return ExplainGrantAsync(call, request, context.CancellationToken);
         }
 
         return GrantAsync(call, request, context.CancellationToken);
     }
 
-    private async Task<GrantResponse> ExplainGrantAsync(GrantCall call, CancellationToken ct) =>
-        new() { Explanation = await Granting.ExplainAsync(db, call, time.GetUtcNow(), ct) };
+    private Task<GrantResponse> ExplainGrantAsync(GrantCall call, GrantRequest request, CancellationToken ct) =>
+        engine.ExplainAsync(call, request, time.GetUtcNow(), ct);
 
     private async Task<GrantResponse> GrantAsync(GrantCall call, GrantRequest request, CancellationToken ct)
     {
-        var now = time.GetUtcNow();
-        // Expiry takes effect at expires_at: what due grants hold is the contract's and the pool's again before this
-        // grant is judged, whether or not the expiry pass has run.
-        if (await db.Contracts.AsNoTracking().Where(c => c.ProviderUscc == call.Provider && c.ContractNo == call.ContractNo)
-                .Select(c => (long?)c.Id).SingleOrDefaultAsync(ct) is { } contractId)
+        Validate.RequestId(call.RequestId);
+        return await engine.GrantAsync(call, request, time.GetUtcNow(), SweepDueGrantsAsync, ct);
+    }
+
+    /// <summary>Expiry takes effect at expires_at: the rules count what due grants of the contract and the year hold as
+    /// the contract's and the pool's again, and the expiry pass moves it there before the grant is queued, so the rows
+    /// the grant writes hold it too. One probe of the open grants past their expiry when there are none.</summary>
+    private async Task SweepDueGrantsAsync(GrantTarget target, Fen amount, DateTimeOffset now, CancellationToken ct)
+    {
+        if (await Expiry.AnyDueAsync(db, target.ContractId, target.Year, now, ct))
         {
-            await Expiry.SweepBeforeGrantAsync(db, contractId, ChinaCalendar.YearOf(now), call.Amount, now, logger, ct);
+            await Expiry.SweepBeforeGrantAsync(db, target.ContractId, target.Year, amount, now, logger, ct);
             db.ChangeTracker.Clear();
         }
-
-        return await idempotency.RunAsync(call.By, call.RequestId, nameof(Grant), request, c => Granting.GrantAsync(db, call, now, c), ct);
     }
 
     public override Task<DeductResponse> Deduct(DeductRequest request, ServerCallContext context)
@@ -66,11 +70,11 @@ internal sealed class LedgerGrpcService(
         if (request.DryRun)
         {
             // Not through the queue, no lock, no request id: a prediction read from one snapshot.
-            return deductions.ExplainAsync(deduction, context.CancellationToken);
+            return engine.ExplainAsync(deduction, context.CancellationToken);
         }
 
         Validate.RequestId(request.RequestId);
-        return deductions.DeductAsync(deduction, context.CancellationToken);
+        return engine.DeductAsync(deduction, context.CancellationToken);
     }
 
     public override Task<ReleaseResponse> Release(ReleaseRequest request, ServerCallContext context)

@@ -1,3 +1,4 @@
+using QuotaLedger.Server.Engine;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Reflection;
@@ -107,7 +108,7 @@ internal sealed class LedgerMetrics
 
     /// <summary>What a committed deduction transaction decided: each deduction applied, refused by its rules or
     /// replayed, and those it left deferred to a lock waiter (decided, and counted, by the waiter's transaction).</summary>
-    public void Committed(IReadOnlyList<DeductionOutcome> outcomes)
+    public void Committed(IEnumerable<WriteOutcome> outcomes)
     {
         var deferred = 0;
         foreach (var outcome in outcomes)
@@ -128,7 +129,7 @@ internal sealed class LedgerMetrics
         }
     }
 
-    private void Decided(DeductionOutcome outcome)
+    private void Decided(WriteOutcome outcome)
     {
         if (outcome.Replayed)
         {

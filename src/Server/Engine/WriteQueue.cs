@@ -1,0 +1,766 @@
+using System.Collections.Concurrent;
+using Npgsql;
+using Google.Protobuf;
+using QuotaLedger.Server.Ledger;
+using QuotaLedger.Server.Rules;
+using QuotaLedger.Server.Storage;
+using QuotaLedger.Server.Telemetry;
+using QuotaLedger.V1;
+using AccountKind = QuotaLedger.Server.Storage.AccountKind;
+
+namespace QuotaLedger.Server.Engine;
+
+/// <summary>How deductions are coalesced (configuration section <c>Deductions</c>).</summary>
+public sealed class DeductionOptions : ICheckedSettings
+{
+    /// <summary>Coalesce concurrent deductions into shared transactions. Off, each deduction is its own transaction.</summary>
+    public bool Coalesce { get; set; } = true;
+
+    /// <summary>The most deductions one transaction applies.</summary>
+    public int MaxBatch { get; set; } = 256;
+
+    /// <summary>How many coalesced transactions may run at once (each on its own connection, on distinct unit-years).
+    /// One makes the largest batches, hence the least database work per deduction; docs/benchmarks.md has the
+    /// measurements on the two-core benchmark machine.</summary>
+    public int Workers { get; set; } = 1;
+
+    /// <summary>The most deductions that may wait for a worker. One more is refused at once with OVERLOADED.</summary>
+    public int MaxWaiting { get; set; } = 10_000;
+
+    /// <summary>How many transactions may wait at once for a unit-year whose row another session holds (another server
+    /// instance, a person in psql), each on its own connection and at most <c>Database:LockTimeout</c> long.</summary>
+    public int LockWaiters { get; set; } = 4;
+
+    public IEnumerable<string> Problems() =>
+        Settings.Range(nameof(MaxBatch), MaxBatch, 1, 10_000)
+            .Concat(Settings.Range(nameof(Workers), Workers, 1, 64))
+            .Concat(Settings.Range(nameof(MaxWaiting), MaxWaiting, 1, 1_000_000))
+            .Concat(Settings.Range(nameof(LockWaiters), LockWaiters, 1, 64));
+}
+
+/// <summary>The write engine's front: every write it serves (Deduct, Grant) waits here while a transaction holds one of
+/// its lanes (<see cref="Lane"/>: a unit-year, a year's pool). Each worker takes every waiting write (up to
+/// <see cref="DeductionOptions.MaxBatch"/>) whose lanes no other worker or lock waiter of this process holds, and applies
+/// them in one transaction (<see cref="WriteBatch"/>): one lock per row, one commit, one fsync for many. Answers go out
+/// after the commit. Per lane the order of arrival is kept, and correctness across several server processes rests on the
+/// row locks the transaction takes, in <see cref="LockOrder"/>.
+/// <para>A worker never waits for a row lock: a row another session holds is skipped, and the writes that need it are
+/// handed to a lock waiter, which waits for those rows on a connection of its own, at most <c>Database:LockTimeout</c>,
+/// while the workers go on with every other lane. When a coalesced transaction fails as a whole, its writes are applied
+/// again each as a batch of its own, which gives each its own outcome. With coalescing off, every write is such a batch
+/// of one: the same rules, the same statements.</para>
+/// <para>The queue is bounded (<see cref="DeductionOptions.MaxWaiting"/>); a caller that gives up before a worker has
+/// taken its write withdraws it; when the host stops, the queue takes no more, finishes the transactions in flight and
+/// answers the writes still waiting with UNAVAILABLE, nothing of them applied.</para></summary>
+internal sealed partial class WriteQueue(
+    LedgerDatabase database,
+    DeductionOptions options,
+    TimeProvider time,
+    LedgerMetrics metrics,
+    ILogger<WriteQueue> logger) : IHostedService, IAsyncDisposable
+{
+    private const int CacheLimit = 100_000;
+
+    private readonly Lock _gate = new();
+    private readonly LinkedList<PendingWrite> _waiting = [];
+    private readonly HashSet<Lane> _busy = [];
+    private readonly ConcurrentDictionary<long, (long UnitYearId, string Provider)> _unitYearOfGrant = new();
+    private readonly ConcurrentDictionary<(string Provider, string ContractNo), (long Id, string Unit)> _contracts = new();
+    private readonly ConcurrentDictionary<(string Unit, int Year), long> _unitYears = new();
+    private readonly SemaphoreSlim _lockWaiters = new(options.LockWaiters);
+    // Connections kept open for the workers, so each batch runs on a backend whose caches and prepared statements
+    // are warm instead of on whichever pooled connection comes next.
+    private readonly ConcurrentStack<NpgsqlConnection> _connections = new();
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _workers;
+    private int _inFlight;
+    private bool _stopping;
+
+    public async Task<DeductResponse> DeductAsync(DeductionRequest request, CancellationToken ct) =>
+        (DeductResponse)await SubmitAsync(new PendingDeduction(request, await UnitYearOfAsync(request.GrantId, request.Provider, ct)), ct);
+
+    /// <summary>A grant: its contract and unit-year resolved (the unit-year created on first use), then queued on its
+    /// year's pool and its unit-year. <paramref name="prepare"/> runs once the target is known, before the grant is queued (the service's expiry sweep).</summary>
+    public async Task<GrantResponse> GrantAsync(GrantCall call, GrantRequest sent, DateTimeOffset now,
+        Func<GrantTarget, Fen, DateTimeOffset, CancellationToken, Task> prepare, CancellationToken ct)
+    {
+        var year = ChinaCalendar.YearOf(now);
+        var target = await TargetOfAsync(call, year, create: true, ct);
+        if (target is { } known)
+        {
+            await prepare(known, call.Amount, now, ct);
+        }
+
+        return (GrantResponse)await SubmitAsync(new PendingGrant(call, sent, year, target), ct);
+    }
+
+    private async Task<IMessage> SubmitAsync(PendingWrite item, CancellationToken ct)
+    {
+        if (!options.Coalesce || item.Lanes.Count == 0)
+        {
+            // Writes naming nothing that exists too: a batch of one records their refusal.
+            Admit(item, enqueue: false);
+            try
+            {
+                return Answer(await OneAsync(item, ct));
+            }
+            catch (Exception e) when (e is not (LedgerException or OperationCanceledException))
+            {
+                // A rule's refusal was counted with its transaction; this is the database's or the server's failure.
+                CountRefused(item, e is Unreachable ? e.InnerException! : e);
+                throw;
+            }
+            finally
+            {
+                Leave();
+            }
+        }
+
+        Admit(item, enqueue: true);
+        // A caller that gives up before a worker has taken its write withdraws it: nothing of it is applied. Once taken
+        // it is decided and recorded, and a retry with its request id replays the outcome.
+        await using (ct.Register(() => Withdraw(item)))
+        {
+            return await item.Answer.Task;
+        }
+    }
+
+    /// <summary>A dry run: not queued, on a pooled connection of its own, reading one snapshot without locks
+    /// (<see cref="WriteBatch.ExplainDeductionAsync"/>), so real writes never wait for it.</summary>
+    public async Task<DeductResponse> ExplainAsync(DeductionRequest request, CancellationToken ct)
+    {
+        var item = new PendingDeduction(request, await UnitYearOfAsync(request.GrantId, request.Provider, ct));
+        await using var connection = await database.DataSource.OpenConnectionAsync(ct);
+        return new DeductResponse { Explanation = await WriteBatch.ExplainDeductionAsync(connection, item, time.GetUtcNow(), ct) };
+    }
+
+    /// <summary>A grant's dry run, as a deduction's; it creates nothing, not even the unit-year.</summary>
+    public async Task<GrantResponse> ExplainAsync(GrantCall call, GrantRequest sent, DateTimeOffset now, CancellationToken ct)
+    {
+        var year = ChinaCalendar.YearOf(now);
+        var item = new PendingGrant(call, sent, year, await TargetOfAsync(call, year, create: false, ct));
+        await using var connection = await database.DataSource.OpenConnectionAsync(ct);
+        return new GrantResponse { Explanation = await WriteBatch.ExplainGrantAsync(connection, item, now, ct) };
+    }
+
+    /// <summary>Lets a write in, unless the queue is full or the host is stopping. Queued, it is added under the same
+    /// lock, and a worker is started if one may be.</summary>
+    private void Admit(PendingWrite item, bool enqueue)
+    {
+        var startWorker = false;
+        lock (_gate)
+        {
+            if (_stopping)
+            {
+                throw Overloaded(item, "The server is stopping and takes no more writes; this one was not applied. Retry with the same request_id.");
+            }
+
+            if (enqueue && _waiting.Count >= options.MaxWaiting)
+            {
+                throw Overloaded(item, $"{_waiting.Count} writes are already waiting; this one was not applied. Retry with the same request_id after a pause.");
+            }
+
+            _inFlight++;
+            if (enqueue)
+            {
+                item.Node = _waiting.AddLast(item);
+                startWorker = StartWorkerIfIdle(item.Lanes);
+            }
+        }
+
+        if (startWorker)
+        {
+            StartWorker();
+        }
+    }
+
+    /// <summary>Whether a new worker should start for a write on <paramref name="lanes"/>: one may, and no worker or
+    /// lock waiter holds one of them (whoever does picks the write up when done). Called under the gate.</summary>
+    private bool StartWorkerIfIdle(IEnumerable<Lane> lanes)
+    {
+        if (_workers >= options.Workers || lanes.Any(_busy.Contains))
+        {
+            return false;
+        }
+
+        _workers++;
+        return true;
+    }
+
+    /// <summary>Answers a write that is done and counts it out; the last one out while stopping says so.</summary>
+    private void Leave()
+    {
+        lock (_gate)
+        {
+            if (--_inFlight == 0 && _stopping)
+            {
+                _drained.TrySetResult();
+            }
+        }
+    }
+
+    private void Withdraw(PendingWrite item)
+    {
+        lock (_gate)
+        {
+            if (item.Node is not { List: not null } node)
+            {
+                // Taken by a worker already: its outcome will be recorded.
+                return;
+            }
+
+            _waiting.Remove(node);
+            item.Node = null;
+        }
+
+        item.Answer.TrySetCanceled();
+        Leave();
+    }
+
+    /// <summary>The unit-year a grant belongs to, which never changes; null for an unknown grant and for another
+    /// provider's, which is then refused as unknown by a batch of one that locks nothing of it.</summary>
+    private async ValueTask<long?> UnitYearOfAsync(long grantId, string provider, CancellationToken ct)
+    {
+        if (_unitYearOfGrant.TryGetValue(grantId, out var known))
+        {
+            return known.Provider == provider ? known.UnitYearId : null;
+        }
+
+        await using var command = database.DataSource.CreateCommand("SELECT unit_year_id, provider_uscc FROM grants WHERE id = $1");
+        command.Parameters.Add(new NpgsqlParameter { Value = grantId });
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        if (!await reader.ReadAsync(ct))
+        {
+            return null;
+        }
+
+        var found = (UnitYearId: reader.GetInt64(0), Provider: reader.GetString(1));
+        Remember(_unitYearOfGrant, grantId, found);
+        return found.Provider == provider ? found.UnitYearId : null;
+    }
+
+    /// <summary>Where a grant lands: the provider's contract (which never changes its unit) and its unit-year of
+    /// <paramref name="year"/>, created on first use when <paramref name="create"/> (a dry run creates nothing, and
+    /// names unit-year 0 when there is none yet). Null when the provider has no such contract.</summary>
+    private async ValueTask<GrantTarget?> TargetOfAsync(GrantCall call, int year, bool create, CancellationToken ct)
+    {
+        if (!_contracts.TryGetValue((call.Provider, call.ContractNo), out var contract))
+        {
+            await using var command = database.DataSource.CreateCommand(
+                "SELECT id, unit_uscc FROM contracts WHERE provider_uscc = $1::text::bpchar AND contract_no = $2");
+            command.Parameters.Add(new NpgsqlParameter { Value = call.Provider });
+            command.Parameters.Add(new NpgsqlParameter { Value = call.ContractNo });
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            if (!await reader.ReadAsync(ct))
+            {
+                return null;
+            }
+
+            contract = (reader.GetInt64(0), reader.GetString(1));
+            Remember(_contracts, (call.Provider, call.ContractNo), contract);
+        }
+
+        if (!_unitYears.TryGetValue((contract.Unit, year), out var unitYearId))
+        {
+            unitYearId = await UnitYearAsync(contract.Unit, year, create, ct);
+            if (unitYearId == 0)
+            {
+                return new GrantTarget(contract.Id, contract.Unit, year, 0);
+            }
+
+            Remember(_unitYears, (contract.Unit, year), unitYearId);
+        }
+
+        return new GrantTarget(contract.Id, contract.Unit, year, unitYearId);
+    }
+
+    /// <summary>The unit-year's id; with <paramref name="create"/>, the unit-year and its deducted account are created
+    /// first when they are new (two first grants racing: the loser's insert waits for the winner's, then does nothing).</summary>
+    private async Task<long> UnitYearAsync(string unit, int year, bool create, CancellationToken ct)
+    {
+        await using var command = database.DataSource.CreateCommand(create
+            ? $"""
+              WITH account AS (
+                  INSERT INTO accounts (kind, year, unit_uscc, balance_fen) VALUES ({(short)AccountKind.Deducted}, $2, $1, 0)
+                  ON CONFLICT DO NOTHING RETURNING id),
+              created AS (
+                  INSERT INTO unit_years (unit_uscc, year, deducted_account_id) SELECT $1, $2, id FROM account
+                  ON CONFLICT DO NOTHING RETURNING id)
+              SELECT id FROM created UNION ALL SELECT id FROM unit_years WHERE unit_uscc = $1::bpchar AND year = $2
+              """
+            : "SELECT id FROM unit_years WHERE unit_uscc = $1::bpchar AND year = $2");
+        command.Parameters.Add(new NpgsqlParameter { Value = unit });
+        command.Parameters.Add(new NpgsqlParameter { Value = year });
+        return await command.ExecuteScalarAsync(ct) is long id ? id : 0;
+    }
+
+    private static void Remember<TKey, TValue>(ConcurrentDictionary<TKey, TValue> cache, TKey key, TValue value)
+        where TKey : notnull
+    {
+        if (cache.Count >= CacheLimit)
+        {
+            cache.Clear();
+        }
+
+        cache[key] = value;
+    }
+
+    private async Task WorkAsync()
+    {
+        while (true)
+        {
+            List<PendingWrite> batch;
+            lock (_gate)
+            {
+                batch = TakeBatch();
+                if (batch.Count == 0)
+                {
+                    _workers--;
+                    return;
+                }
+            }
+
+            var handedOn = await ApplyAsync(batch);
+            lock (_gate)
+            {
+                foreach (var lane in batch.SelectMany(i => i.Lanes).Distinct())
+                {
+                    if (!handedOn.Contains(lane))
+                    {
+                        _busy.Remove(lane);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The waiting writes, in order of arrival, whose lanes no worker or lock waiter holds. A write left
+    /// waiting blocks its lanes for the rest of the pass, so every lane keeps its order. Called under the gate.</summary>
+    private List<PendingWrite> TakeBatch()
+    {
+        var batch = new List<PendingWrite>();
+        var taken = new HashSet<Lane>();
+        var blocked = new HashSet<Lane>();
+        for (var node = _waiting.First; node is not null && batch.Count < options.MaxBatch;)
+        {
+            var next = node.Next;
+            var lanes = node.Value.Lanes;
+            if (lanes.All(l => !blocked.Contains(l) && (taken.Contains(l) || !_busy.Contains(l))))
+            {
+                batch.Add(node.Value);
+                taken.UnionWith(lanes);
+                _waiting.Remove(node);
+                node.Value.Node = null;
+            }
+            else
+            {
+                blocked.UnionWith(lanes);
+            }
+
+            node = next;
+        }
+
+        _busy.UnionWith(taken);
+        return batch;
+    }
+
+    /// <summary>Applies a batch and answers what it decided. Returns the lanes handed to lock waiters, which stay
+    /// busy until their waiter is done.</summary>
+    private async Task<HashSet<Lane>> ApplyAsync(List<PendingWrite> batch)
+    {
+        WriteOutcome[] outcomes;
+        try
+        {
+            NpgsqlConnection connection;
+            try
+            {
+                connection = _connections.TryPop(out var warm) ? warm : await database.DataSource.OpenConnectionAsync();
+            }
+            catch (Exception e) when (StoreFailures.Translate(e) is not null)
+            {
+                // The database refuses connections (down, restarting, recovering): nothing of the batch was tried, and
+                // trying each write on its own would only meet the same refusal, one at a time. Answer them now.
+                LogUnreachable(logger, batch.Count, e.Message);
+                batch.ForEach(item => Refuse(item, e));
+                return [];
+            }
+
+            try
+            {
+                outcomes = await WriteBatch.RunAsync(connection, batch, time.GetUtcNow(), waitForLocks: false, metrics, CancellationToken.None);
+            }
+            catch
+            {
+                await connection.DisposeAsync();
+                throw;
+            }
+
+            Return(connection);
+        }
+        catch (Exception e)
+        {
+            // Apply each write on its own, so each gets its own outcome, aside from the worker (one of them may wait for
+            // a lock). Nothing of a failed transaction is kept; should the connection have been lost after COMMIT
+            // reached the server, the writes did take effect, and each then replays its recorded outcome.
+            LogFallback(logger, batch.Count, e.Message);
+            metrics.Fallback(e);
+            return HandOff(batch, together: false, OutcomeUnknown(e));
+        }
+
+        var deferred = new List<PendingWrite>();
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (outcomes[i].Deferred)
+            {
+                deferred.Add(batch[i]);
+            }
+            else
+            {
+                Settle(batch[i], outcomes[i]);
+            }
+        }
+
+        return HandOff(deferred, together: true, outcomeUnknown: false);
+    }
+
+    /// <summary>Hands writes to tasks of their own, one per group of writes that share a lane, so the worker goes on
+    /// with the others. Returns the lanes handed on.</summary>
+    private HashSet<Lane> HandOff(List<PendingWrite> items, bool together, bool outcomeUnknown)
+    {
+        var groups = new List<(HashSet<Lane> Lanes, List<PendingWrite> Items)>();
+        foreach (var item in items)
+        {
+            var joined = groups.Where(g => item.Lanes.Any(g.Lanes.Contains)).ToList();
+            var group = (Lanes: new HashSet<Lane>(item.Lanes), Items: new List<PendingWrite>());
+            foreach (var other in joined)
+            {
+                group.Lanes.UnionWith(other.Lanes);
+                group.Items.AddRange(other.Items);
+                groups.Remove(other);
+            }
+
+            group.Items.Add(item);
+            // Items keep their order of arrival within the merged group.
+            group.Items.Sort((a, b) => items.IndexOf(a).CompareTo(items.IndexOf(b)));
+            groups.Add(group);
+        }
+
+        foreach (var (lanes, groupItems) in groups)
+        {
+            _ = Task.Run(() => WaitForRowsAsync(lanes, groupItems, together, outcomeUnknown));
+        }
+
+        return [.. groups.SelectMany(g => g.Lanes)];
+    }
+
+    /// <summary>Applies writes that share lanes on a connection of their own, waiting for their locks at most
+    /// <c>Database:LockTimeout</c>: together, when a worker found one of their rows held by another session; one by
+    /// one, when their coalesced transaction failed as a whole. Their lanes stay busy meanwhile, so later writes of
+    /// those lanes wait behind these and keep their order.</summary>
+    private async Task WaitForRowsAsync(HashSet<Lane> lanes, List<PendingWrite> items, bool together, bool outcomeUnknown)
+    {
+        try
+        {
+            await _lockWaiters.WaitAsync();
+            try
+            {
+                if (together)
+                {
+                    await ApplyWaitingAsync(lanes, items);
+                }
+                else
+                {
+                    await SettleEachAsync(items, outcomeUnknown);
+                }
+            }
+            finally
+            {
+                _lockWaiters.Release();
+            }
+        }
+        finally
+        {
+            bool startWorker;
+            lock (_gate)
+            {
+                _busy.ExceptWith(lanes);
+                // Writes of these lanes that arrived meanwhile found them busy and started no worker.
+                startWorker = _waiting.Count > 0 && StartWorkerIfIdle(lanes);
+            }
+
+            if (startWorker)
+            {
+                StartWorker();
+            }
+        }
+    }
+
+    private async Task ApplyWaitingAsync(HashSet<Lane> lanes, List<PendingWrite> items)
+    {
+        try
+        {
+            await using var connection = await database.DataSource.OpenConnectionAsync();
+            var outcomes = await WriteBatch.RunAsync(connection, items, time.GetUtcNow(), waitForLocks: true, metrics, CancellationToken.None);
+            for (var i = 0; i < items.Count; i++)
+            {
+                Settle(items[i], outcomes[i]);
+            }
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        {
+            // The writes of these lanes that queued meanwhile have waited for the same lock: they are answered now
+            // too, instead of each waiting out another lock timeout.
+            items.AddRange(TakeWaiting(lanes));
+            LogLockHeld(logger, string.Join(", ", lanes), items.Count, database.Options.LockTimeout);
+            foreach (var item in items)
+            {
+                Refuse(item, new LedgerException(Reason.StoreUnavailable,
+                    $"Another session has held a row this write needs (its year's pool, contract or unit-year) locked for longer than {database.Options.LockTimeout.TotalSeconds:0.###} s; " +
+                    "the write was not applied. Retry with the same request_id."));
+            }
+        }
+        catch (Exception e)
+        {
+            LogFallback(logger, items.Count, e.Message);
+            metrics.Fallback(e);
+            await SettleEachAsync(items, OutcomeUnknown(e));
+        }
+    }
+
+    /// <summary>Applies writes one by one; once the database refuses a connection, answers the rest with that refusal
+    /// instead of trying each against it. <paramref name="outcomeUnknown"/>: their coalesced transaction failed in a
+    /// way that leaves its COMMIT's outcome unknown (the connection broke), so a write that cannot be tried again now
+    /// is answered as unknown, never as not applied.</summary>
+    private async Task SettleEachAsync(List<PendingWrite> items, bool outcomeUnknown)
+    {
+        for (var i = 0; i < items.Count; i++)
+        {
+            if (await SettleAlone(items[i], outcomeUnknown) is { } unreachable)
+            {
+                items.Skip(i + 1).ToList().ForEach(item => Refuse(item, outcomeUnknown ? UnknownOutcome() : unreachable));
+                return;
+            }
+        }
+    }
+
+    /// <summary>Whether a transaction's failure leaves its outcome unknown: anything but an error PostgreSQL reported,
+    /// which aborted the transaction before it could commit.</summary>
+    private static bool OutcomeUnknown(Exception failure) => failure is not PostgresException;
+
+    private static LedgerException UnknownOutcome() => new(Reason.StoreUnavailable,
+        "The connection to the ledger's database broke while this write's transaction was in flight, and the database " +
+        "could not be reached again to settle it: whether it was applied is not known. Retry with the same request_id, " +
+        "which replays it if it was applied and applies it once if not.");
+
+    /// <summary>Takes the waiting writes on any of <paramref name="lanes"/> out of the queue.</summary>
+    private List<PendingWrite> TakeWaiting(HashSet<Lane> lanes)
+    {
+        var taken = new List<PendingWrite>();
+        lock (_gate)
+        {
+            for (var node = _waiting.First; node is not null;)
+            {
+                var next = node.Next;
+                if (node.Value.Lanes.Any(lanes.Contains))
+                {
+                    taken.Add(node.Value);
+                    _waiting.Remove(node);
+                    node.Value.Node = null;
+                }
+
+                node = next;
+            }
+        }
+
+        return taken;
+    }
+
+    /// <summary>Applies one write and answers it. Returns the failure when the database refused the connection.</summary>
+    private async Task<Exception?> SettleAlone(PendingWrite item, bool outcomeUnknown)
+    {
+        try
+        {
+            Settle(item, await OneAsync(item, CancellationToken.None));
+            return null;
+        }
+        catch (Unreachable unreachable)
+        {
+            Refuse(item, outcomeUnknown ? UnknownOutcome() : unreachable.InnerException!);
+            return unreachable.InnerException;
+        }
+        catch (Exception failure)
+        {
+            // A retry that failed for the store's sake says nothing of the first transaction, whose outcome is unknown.
+            Refuse(item, outcomeUnknown && StoreFailures.Translate(failure) is not null ? UnknownOutcome() : failure);
+            return null;
+        }
+    }
+
+    /// <summary>The database refused a connection: nothing was tried.</summary>
+    private sealed class Unreachable(Exception inner) : Exception(inner.Message, inner);
+
+    private void Settle(PendingWrite item, WriteOutcome outcome)
+    {
+        if (outcome.Refusal is { } refusal)
+        {
+            Fail(item, refusal);
+            return;
+        }
+
+        item.Answer.TrySetResult(outcome.Response!);
+        Leave();
+    }
+
+    /// <summary>Answers a write with a refusal no rule decided (the store's, the queue's).</summary>
+    private void Refuse(PendingWrite item, Exception refusal)
+    {
+        CountRefused(item, refusal);
+        Fail(item, refusal);
+    }
+
+    /// <summary>The deduction metrics count deductions only.</summary>
+    private void CountRefused(PendingWrite item, Exception refusal)
+    {
+        if (item is PendingDeduction)
+        {
+            metrics.Refused(refusal);
+        }
+    }
+
+    private void Fail(PendingWrite item, Exception refusal)
+    {
+        item.Answer.TrySetException(refusal);
+        Leave();
+    }
+
+    /// <summary>An OVERLOADED refusal of the queue, counted as refused.</summary>
+    private LedgerException Overloaded(PendingWrite item, string message)
+    {
+        var refusal = new LedgerException(Reason.Overloaded, message);
+        CountRefused(item, refusal);
+        return refusal;
+    }
+
+    /// <summary>A worker serves every caller's writes, so it runs outside the trace (and every other ambient
+    /// state) of the call that happened to start it; each transaction's span links to the calls it serves.</summary>
+    private void StartWorker()
+    {
+        using (ExecutionContext.SuppressFlow())
+        {
+            _ = Task.Run(WorkAsync);
+        }
+    }
+
+    private static IMessage Answer(WriteOutcome outcome) => outcome.Refusal is { } refusal ? throw refusal : outcome.Response!;
+
+    /// <summary>Applies one write as a batch of its own, waiting for its locks. A transaction that fails as a whole
+    /// because of what another transaction committed meanwhile (the same invoice or request id elsewhere, a
+    /// deadlock) is tried again: its fresh read then sees what the other committed, and the rules refuse or replay
+    /// accordingly.</summary>
+    private async Task<WriteOutcome> OneAsync(PendingWrite item, CancellationToken ct)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            NpgsqlConnection connection;
+            try
+            {
+                connection = await database.DataSource.OpenConnectionAsync(ct);
+            }
+            catch (Exception e) when (StoreFailures.Translate(e) is not null)
+            {
+                throw new Unreachable(e);
+            }
+
+            await using var opened = connection;
+            try
+            {
+                return (await WriteBatch.RunAsync(connection, [item], time.GetUtcNow(), waitForLocks: true, metrics, ct))[0];
+            }
+            catch (PostgresException e) when (attempt < 3 && e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.DeadlockDetected
+                or PostgresErrorCodes.SerializationFailure)
+            {
+                LogRetry(logger, item.Key.RequestId, e.SqlState);
+            }
+        }
+    }
+
+    private void Return(NpgsqlConnection connection)
+    {
+        if (_connections.Count < options.Workers)
+        {
+            _connections.Push(connection);
+        }
+        else
+        {
+            connection.Dispose();
+        }
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        metrics.ObserveQueueDepth(() =>
+        {
+            lock (_gate)
+            {
+                return _waiting.Count;
+            }
+        });
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Takes no more writes, answers those still waiting with UNAVAILABLE (nothing of them applied), and
+    /// waits for the transactions in flight to commit and answer, as long as the host allows.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        List<PendingWrite> left;
+        lock (_gate)
+        {
+            _stopping = true;
+            left = [.. _waiting];
+            _waiting.Clear();
+            foreach (var item in left)
+            {
+                item.Node = null;
+            }
+
+            if (_inFlight == left.Count)
+            {
+                _drained.TrySetResult();
+            }
+        }
+
+        foreach (var item in left)
+        {
+            Refuse(item, new LedgerException(Reason.Overloaded,
+                "The server stopped before this write was applied; nothing of it was. Retry with the same request_id."));
+        }
+
+        LogStopping(logger, left.Count);
+        await _drained.Task.WaitAsync(cancellationToken);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        while (_connections.TryPop(out var connection))
+        {
+            await connection.DisposeAsync();
+        }
+
+        _lockWaiters.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The database refused a connection ({Error}); {Count} writes answered UNAVAILABLE, none tried")]
+    private static partial void LogUnreachable(ILogger logger, int count, string error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A coalesced transaction of {Count} writes failed ({Error}); applying them one by one")]
+    private static partial void LogFallback(ILogger logger, int count, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Write {RequestId} raced another transaction ({SqlState}); reading again")]
+    private static partial void LogRetry(ILogger logger, string requestId, string sqlState);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Rows of {Lanes} stayed locked by another session past the lock timeout ({LockTimeout}); {Count} writes answered UNAVAILABLE")]
+    private static partial void LogLockHeld(ILogger logger, string lanes, int count, TimeSpan lockTimeout);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Writes stop: {Count} waiting writes answered UNAVAILABLE; finishing those in flight")]
+    private static partial void LogStopping(ILogger logger, int count);
+}
