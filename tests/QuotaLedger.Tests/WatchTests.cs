@@ -17,9 +17,9 @@ public sealed class WatchTests(LedgerFixture fixture) : IClassFixture<LedgerFixt
     [Fact]
     public async Task An_entry_that_commits_late_with_a_smaller_id_is_watched_exactly_once_where_resuming_by_entry_id_skips_it()
     {
-        var server = fixture.Server;
-        // A deduction and a grant of different unit-years run in transactions of their own and share no row (a grant
-        // moves the year's pool, a deduction only its unit-year's accounts).
+        // A deduction and a grant of different unit-years share no row (a grant moves the year's pool, a deduction only
+        // its unit-year's accounts); with two engine workers they run in transactions of their own, side by side.
+        await using var server = fixture.StartServer(LedgerFixture.Now, settings: new Dictionary<string, string?> { ["Deductions:Workers"] = "2" });
         var slow = await server.NewDealAsync();
         var fast = await server.NewDealAsync();
         var ours = new HashSet<string> { slow.Unit, fast.Unit };

@@ -30,16 +30,30 @@ internal static class WriteBatch
         NpgsqlConnection connection, IReadOnlyList<PendingWrite> items, DateTimeOffset now, bool waitForLocks, LedgerMetrics metrics, CancellationToken ct)
     {
         now = Chain.ToStoredPrecision(now);
-        metrics.BatchStarted(items.Count, waitForLocks);
+        // The transaction metrics are the deductions' (their names say so): a batch of grants alone is not counted.
+        var measured = items.Any(i => i is PendingDeduction);
+        if (measured)
+        {
+            metrics.BatchStarted(items.Count, waitForLocks);
+        }
+
         using var activity = ServerTelemetry.Source.HasListeners() ? StartActivity(items, waitForLocks) : null;
         try
         {
             var facts = await WriteFacts.ReadAsync(connection, items, now, waitForLocks ? Reading.Locked : Reading.SkipLocked, ct);
-            metrics.LocksHeld(facts.LockWait, waitForLocks);
+            if (measured)
+            {
+                metrics.LocksHeld(facts.LockWait, waitForLocks);
+            }
+
             var plan = Decide(facts, items, now);
             var writing = Stopwatch.GetTimestamp();
             await plan.WriteAndCommitAsync(connection, now, ct);
-            metrics.Committed(Stopwatch.GetElapsedTime(writing), waitForLocks);
+            if (measured)
+            {
+                metrics.Committed(Stopwatch.GetElapsedTime(writing), waitForLocks);
+            }
+
             metrics.Committed(plan.Outcomes.Where((_, i) => items[i] is PendingDeduction));
             activity?.SetTag("quotaledger.deductions.applied", plan.Deductions.Count).SetTag("quotaledger.grants.applied", plan.Grants.Count);
             return plan.Outcomes;
@@ -118,7 +132,7 @@ internal static class WriteBatch
         // Every rule passed: the deduction takes effect in the running state.
         var (requested, applied) = (decision.Requested, decision.Applied);
         var unitYear = facts.UnitYears[grant!.UnitYearId];
-        var (deductionId, entryId) = facts.DeductionIds.Dequeue();
+        var (deductionId, entryId) = (facts.DeductionIds.Dequeue(), facts.EntryIds.Dequeue());
         plan.Deductions.Add(new DeductionRow
         {
             Id = deductionId,
@@ -192,7 +206,7 @@ internal static class WriteBatch
                 $"The {target.Year} budget pool holds {new Fen(pool.BalanceFen)} until the expiry pass returns what expired grants hold; {amount} cannot be granted from it now."));
         }
 
-        var (grantId, accountId, entryId) = facts.GrantIds.Dequeue();
+        var ((grantId, accountId), entryId) = (facts.GrantIds.Dequeue(), facts.EntryIds.Dequeue());
         var grant = new GrantRow
         {
             Id = grantId,

@@ -64,8 +64,11 @@ internal sealed class WriteFacts
     /// <summary>The arming of each alert threshold the batch may cross, by (year, kind, subject, bp); a missing one is armed.</summary>
     public Dictionary<(int, AlertKind, string, int), bool> Armed { get; } = [];
 
-    public Queue<(long Deduction, long Entry)> DeductionIds { get; } = new();
-    public Queue<(long Grant, long Account, long Entry)> GrantIds { get; } = new();
+    /// <summary>Ids drawn for the batch, each taken as a write is applied: entries in decision order, so that a
+    /// chain's entries are in id order as its links are.</summary>
+    public Queue<long> EntryIds { get; } = new();
+    public Queue<long> DeductionIds { get; } = new();
+    public Queue<(long Grant, long Account)> GrantIds { get; } = new();
 
     /// <summary>From sending the first round trip until every row was locked and read.</summary>
     public TimeSpan LockWait { get; set; }
@@ -155,8 +158,10 @@ internal sealed class WriteFacts
         if (locking)
         {
             // A dry run draws no ids (nor could it, read-only).
-            Add(batch, "SELECT nextval('deductions_id_seq'), nextval('journal_entries_id_seq') FROM generate_series(1, $1)", deductions.Count);
-            Add(batch, "SELECT nextval('grants_id_seq'), nextval('accounts_id_seq'), nextval('journal_entries_id_seq') FROM generate_series(1, $1)", targets.Count);
+            // Entry ids from one draw, taken in the order the writes are decided: a chain's order is its entries' id order.
+            Add(batch, "SELECT nextval('journal_entries_id_seq') FROM generate_series(1, $1)", items.Count);
+            Add(batch, "SELECT nextval('deductions_id_seq') FROM generate_series(1, $1)", deductions.Count);
+            Add(batch, "SELECT nextval('grants_id_seq'), nextval('accounts_id_seq') FROM generate_series(1, $1)", targets.Count);
         }
 
         var facts = new WriteFacts();
@@ -171,13 +176,19 @@ internal sealed class WriteFacts
             await reader.NextResultAsync(ct);
             while (await reader.ReadAsync(ct))
             {
-                facts.DeductionIds.Enqueue((reader.GetInt64(0), reader.GetInt64(1)));
+                facts.EntryIds.Enqueue(reader.GetInt64(0));
             }
 
             await reader.NextResultAsync(ct);
             while (await reader.ReadAsync(ct))
             {
-                facts.GrantIds.Enqueue((reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2)));
+                facts.DeductionIds.Enqueue(reader.GetInt64(0));
+            }
+
+            await reader.NextResultAsync(ct);
+            while (await reader.ReadAsync(ct))
+            {
+                facts.GrantIds.Enqueue((reader.GetInt64(0), reader.GetInt64(1)));
             }
         }
 

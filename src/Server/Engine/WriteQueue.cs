@@ -278,20 +278,26 @@ internal sealed partial class WriteQueue(
     /// first when they are new (two first grants racing: the loser's insert waits for the winner's, then does nothing).</summary>
     private async Task<long> UnitYearAsync(string unit, int year, bool create, CancellationToken ct)
     {
-        await using var command = database.DataSource.CreateCommand(create
-            ? $"""
-              WITH account AS (
-                  INSERT INTO accounts (kind, year, unit_uscc, balance_fen) VALUES ({(short)AccountKind.Deducted}, $2, $1, 0)
-                  ON CONFLICT DO NOTHING RETURNING id),
-              created AS (
-                  INSERT INTO unit_years (unit_uscc, year, deducted_account_id) SELECT $1, $2, id FROM account
-                  ON CONFLICT DO NOTHING RETURNING id)
-              SELECT id FROM created UNION ALL SELECT id FROM unit_years WHERE unit_uscc = $1::bpchar AND year = $2
-              """
-            : "SELECT id FROM unit_years WHERE unit_uscc = $1::bpchar AND year = $2");
-        command.Parameters.Add(new NpgsqlParameter { Value = unit });
-        command.Parameters.Add(new NpgsqlParameter { Value = year });
-        return await command.ExecuteScalarAsync(ct) is long id ? id : 0;
+        if (create)
+        {
+            await using var insert = database.DataSource.CreateCommand(
+                $"""
+                WITH account AS (
+                    INSERT INTO accounts (kind, year, unit_uscc, balance_fen) VALUES ({(short)AccountKind.Deducted}, $2, $1, 0)
+                    ON CONFLICT DO NOTHING RETURNING id)
+                INSERT INTO unit_years (unit_uscc, year, deducted_account_id) SELECT $1, $2, id FROM account
+                ON CONFLICT DO NOTHING
+                """);
+            insert.Parameters.Add(new NpgsqlParameter { Value = unit });
+            insert.Parameters.Add(new NpgsqlParameter { Value = year });
+            await insert.ExecuteNonQueryAsync(ct);
+        }
+
+        // A statement of its own, so it sees the unit-year whichever of two racing first grants created it.
+        await using var select = database.DataSource.CreateCommand("SELECT id FROM unit_years WHERE unit_uscc = $1::bpchar AND year = $2");
+        select.Parameters.Add(new NpgsqlParameter { Value = unit });
+        select.Parameters.Add(new NpgsqlParameter { Value = year });
+        return await select.ExecuteScalarAsync(ct) is long id ? id : 0;
     }
 
     private static void Remember<TKey, TValue>(ConcurrentDictionary<TKey, TValue> cache, TKey key, TValue value)
@@ -601,6 +607,13 @@ internal sealed partial class WriteQueue(
 
     private void Settle(PendingWrite item, WriteOutcome outcome)
     {
+        if (outcome.Deferred)
+        {
+            // A transaction that waited for its locks holds every row its writes need; one that did not is a bug.
+            Fail(item, new InvalidOperationException($"A write of {item.Method} was left undecided by a transaction that waited for its locks."));
+            return;
+        }
+
         if (outcome.Refusal is { } refusal)
         {
             Fail(item, refusal);
