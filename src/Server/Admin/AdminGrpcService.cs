@@ -163,13 +163,7 @@ internal sealed class AdminGrpcService(
     {
         var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
         var uscc = Validate.Uscc(request.Uscc, "uscc");
-        var standing = request.Standing switch
-        {
-            Standing.Good => PartyStanding.Good,
-            Standing.Suspended => PartyStanding.Suspended,
-            Standing.Blacklisted => PartyStanding.Blacklisted,
-            _ => throw new LedgerException(Reason.InvalidArgument, "standing must be GOOD, SUSPENDED or BLACKLISTED."),
-        };
+        var standing = request.Standing.FromApi(unspecified: null);
         var reason = Validate.Text(request.Reason, "reason");
 
         return idempotency.RunAsync(by, request.RequestId, nameof(SetStanding), request, async ct =>
