@@ -79,7 +79,7 @@ internal static class ProgramYears
               SELECT g.expires_at, e.kind, p.amount_fen
               FROM grants g JOIN postings p ON p.account_id = g.account_id JOIN journal_entries e ON e.id = p.entry_id
               WHERE g.year = $2 AND e.created_at <= $1),
-            lapsed AS (SELECT coalesce(sum(amount_fen), 0)::bigint AS fen FROM grant_postings WHERE expires_at <= $1),
+            lapsed AS (SELECT coalesce(sum(g.amount_fen), 0)::bigint AS fen FROM grant_postings g WHERE {Grants.DueSql("g", "$1")}),
             returned AS (
               SELECT coalesce(-sum(amount_fen), 0)::bigint AS fen FROM grant_postings
               WHERE kind IN ({(short)EntryKind.Expiry}, {(short)EntryKind.Release}))
