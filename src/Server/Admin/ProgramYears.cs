@@ -27,11 +27,9 @@ internal static class ProgramYears
     public static Task<ProgramYear> LiveAsync(LedgerDb db, int year, VoucherPolicy? policy, DateTimeOffset now, CancellationToken ct) =>
         db.QueryRowAsync(
             $"""
-            WITH lapsed AS (
-              SELECT coalesce(sum(a.balance_fen), 0)::bigint AS fen FROM grants g JOIN accounts a ON a.id = g.account_id
-              WHERE g.year = $1 AND g.state = {(short)GrantState.Open} AND g.expires_at <= $2)
+            WITH lapsed AS (SELECT {Pools.LapsedSql("$1", "$2")} AS fen)
             SELECT coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Funding}), 0)::bigint,
-                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Pool}), 0)::bigint + (SELECT fen FROM lapsed),
+                   {Pools.AvailableSql("$1", "$2")},
                    coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Grant}), 0)::bigint - (SELECT fen FROM lapsed),
                    coalesce(sum(balance_fen) FILTER (WHERE kind IN ({UnitYears.DeductedKindsSql})), 0)::bigint,
                    (SELECT coalesce(sum(returned_fen), 0)::bigint FROM grants WHERE year = $1) + (SELECT fen FROM lapsed),
