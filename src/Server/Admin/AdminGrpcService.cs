@@ -61,10 +61,9 @@ internal sealed class AdminGrpcService(
             }
 
             var funded = await LockFundingAsync(policy.Year, ct);
-            if (funded > policy.YearTotal)
+            if (YearTotal.Refusal(policy.Year, policy.YearTotal, funded, more: Fen.Zero) is { } belowFunded)
             {
-                throw new LedgerException(Reason.YearTotalExceeded,
-                    $"{policy.Year} is already funded with {funded}; its total cannot be set below that.");
+                throw belowFunded;
             }
 
             var now = time.GetUtcNow();
@@ -113,10 +112,9 @@ internal sealed class AdminGrpcService(
                 ON CONFLICT DO NOTHING
                 """, ct);
             var funded = await LockFundingAsync(year, ct);
-            if (funded + amount > policy.YearTotal)
+            if (YearTotal.Refusal(year, policy.YearTotal, funded, amount) is { } overTotal)
             {
-                throw new LedgerException(Reason.YearTotalExceeded,
-                    $"{year} is funded with {funded} of its {policy.YearTotal} total; {amount} more would exceed it (Art 6).");
+                throw overTotal;
             }
 
             var accounts = await db.Accounts.AsNoTracking()
@@ -165,13 +163,7 @@ internal sealed class AdminGrpcService(
     {
         var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
         var uscc = Validate.Uscc(request.Uscc, "uscc");
-        var standing = request.Standing switch
-        {
-            Standing.Good => PartyStanding.Good,
-            Standing.Suspended => PartyStanding.Suspended,
-            Standing.Blacklisted => PartyStanding.Blacklisted,
-            _ => throw new LedgerException(Reason.InvalidArgument, "standing must be GOOD, SUSPENDED or BLACKLISTED."),
-        };
+        var standing = request.Standing.FromApi(unspecified: null);
         var reason = Validate.Text(request.Reason, "reason");
 
         return idempotency.RunAsync(by, request.RequestId, nameof(SetStanding), request, async ct =>

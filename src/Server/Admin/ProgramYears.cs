@@ -27,11 +27,9 @@ internal static class ProgramYears
     public static Task<ProgramYear> LiveAsync(LedgerDb db, int year, VoucherPolicy? policy, DateTimeOffset now, CancellationToken ct) =>
         db.QueryRowAsync(
             $"""
-            WITH lapsed AS (
-              SELECT coalesce(sum(a.balance_fen), 0)::bigint AS fen FROM grants g JOIN accounts a ON a.id = g.account_id
-              WHERE g.year = $1 AND g.state = {(short)GrantState.Open} AND g.expires_at <= $2)
+            WITH lapsed AS (SELECT {Pools.LapsedSql("$1", "$2")} AS fen)
             SELECT coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Funding}), 0)::bigint,
-                   coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Pool}), 0)::bigint + (SELECT fen FROM lapsed),
+                   {Pools.AvailableSql("$1", "$2")},
                    coalesce(sum(balance_fen) FILTER (WHERE kind = {(short)AccountKind.Grant}), 0)::bigint - (SELECT fen FROM lapsed),
                    coalesce(sum(balance_fen) FILTER (WHERE kind IN ({UnitYears.DeductedKindsSql})), 0)::bigint,
                    (SELECT coalesce(sum(returned_fen), 0)::bigint FROM grants WHERE year = $1) + (SELECT fen FROM lapsed),
@@ -79,7 +77,7 @@ internal static class ProgramYears
               SELECT g.expires_at, e.kind, p.amount_fen
               FROM grants g JOIN postings p ON p.account_id = g.account_id JOIN journal_entries e ON e.id = p.entry_id
               WHERE g.year = $2 AND e.created_at <= $1),
-            lapsed AS (SELECT coalesce(sum(amount_fen), 0)::bigint AS fen FROM grant_postings WHERE expires_at <= $1),
+            lapsed AS (SELECT coalesce(sum(g.amount_fen), 0)::bigint AS fen FROM grant_postings g WHERE {Grants.DueSql("g", "$1")}),
             returned AS (
               SELECT coalesce(-sum(amount_fen), 0)::bigint AS fen FROM grant_postings
               WHERE kind IN ({(short)EntryKind.Expiry}, {(short)EntryKind.Release}))

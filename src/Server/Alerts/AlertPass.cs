@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Ledger;
 using QuotaLedger.Server.Storage;
 
 namespace QuotaLedger.Server.Alerts;
@@ -17,22 +18,7 @@ internal static class AlertPass
     public static async Task<Outcome> RunAsync(LedgerDb db, DateTimeOffset now, CancellationToken ct)
     {
         var defaults = AlertRules.Defaults(0);
-        var grants = await db.Database.ExecuteSqlAsync(
-            $"""
-            INSERT INTO alerts (year, kind, threshold_bp, threshold_days, unit_uscc, provider_uscc, grant_id, figure_fen, limit_fen, base_fen, created_at)
-            SELECT g.year, {(short)AlertKind.GrantExpiring}, 0, r.days, g.unit_uscc, g.provider_uscc, g.id, a.balance_fen, r.unused, g.amount_fen, {now}
-            FROM grants g
-            JOIN accounts a ON a.id = g.account_id
-            CROSS JOIN LATERAL (
-              SELECT coalesce(min(ar.grant_expiry_days), {defaults.GrantExpiryDays}) AS days,
-                     coalesce(min(ar.grant_unused_fen), {defaults.GrantUnused.Value}) AS unused
-              FROM alert_rules ar WHERE ar.year = g.year) r
-            WHERE g.state = {(short)GrantState.Open} AND g.expires_at > {now} AND r.days > 0
-              AND g.expires_at <= {now} + make_interval(days => r.days) AND a.balance_fen > r.unused
-            ORDER BY g.id
-            ON CONFLICT (grant_id) WHERE kind = 3 DO NOTHING
-            """,
-            ct);
+        var grants = await db.Database.ExecuteSqlRawAsync(GrantExpiringSql, [now, defaults.GrantExpiryDays, defaults.GrantUnused.Value], ct);
         var redemptions = await db.Database.ExecuteSqlAsync(
             $"""
             INSERT INTO alerts (year, kind, threshold_bp, threshold_days, unit_uscc, redemption_id, figure_fen, limit_fen, base_fen, created_at)
@@ -49,6 +35,25 @@ internal static class AlertPass
             ct);
         return new Outcome(grants, redemptions);
     }
+
+    /// <summary>Inserts a GrantExpiring alert for each open grant still within its validity at <c>{0}</c> (now) that is
+    /// past it <c>r.days</c> later and holds more than <c>r.unused</c>; <c>{1}</c> and <c>{2}</c> are the default days
+    /// and unused amount of a year without rules.</summary>
+    private static readonly string GrantExpiringSql =
+        $$"""
+        INSERT INTO alerts (year, kind, threshold_bp, threshold_days, unit_uscc, provider_uscc, grant_id, figure_fen, limit_fen, base_fen, created_at)
+        SELECT g.year, {{(short)AlertKind.GrantExpiring}}, 0, r.days, g.unit_uscc, g.provider_uscc, g.id, a.balance_fen, r.unused, g.amount_fen, {0}
+        FROM grants g
+        JOIN accounts a ON a.id = g.account_id
+        CROSS JOIN LATERAL (
+          SELECT coalesce(min(ar.grant_expiry_days), {1}) AS days,
+                 coalesce(min(ar.grant_unused_fen), {2}) AS unused
+          FROM alert_rules ar WHERE ar.year = g.year) r
+        WHERE g.state = {{(short)GrantState.Open}} AND {{Grants.LiveSql("g", "{0}")}} AND r.days > 0
+          AND {{Grants.DueSql("g", "{0} + make_interval(days => r.days)")}} AND a.balance_fen > r.unused
+        ORDER BY g.id
+        ON CONFLICT (grant_id) WHERE kind = 3 DO NOTHING
+        """;
 }
 
 /// <summary>The <c>Alerts</c> section: the time-based alert pass.</summary>

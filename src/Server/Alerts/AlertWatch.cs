@@ -96,9 +96,7 @@ internal static class AlertWatch
         var (funded, pool) = await db.QueryRowAsync(
             $"""
             SELECT coalesce((SELECT balance_fen FROM accounts WHERE kind = {(short)AccountKind.Funding} AND year = $1), 0)::bigint,
-                   coalesce((SELECT balance_fen FROM accounts WHERE kind = {(short)AccountKind.Pool} AND year = $1), 0)::bigint
-                   + coalesce((SELECT sum(a.balance_fen) FROM grants g JOIN accounts a ON a.id = g.account_id
-                               WHERE g.year = $1 AND g.state = {(short)GrantState.Open} AND g.expires_at <= $2), 0)::bigint
+                   {Pools.AvailableSql("$1", "$2")}
             """,
             r => (r.GetInt64(0), r.GetInt64(1)),
             ct,

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
+using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 
 namespace QuotaLedger.Server.Grpc;
@@ -25,6 +26,17 @@ internal static class Mapping
         PartyStanding.Suspended => V1.Standing.Suspended,
         PartyStanding.Blacklisted => V1.Standing.Blacklisted,
         _ => V1.Standing.Unspecified,
+    };
+
+    /// <summary>The standing a request names; STANDING_UNSPECIFIED is <paramref name="unspecified"/> where the call has a
+    /// default (ClawBack: BLACKLISTED) and refused where it has none (SetStanding).</summary>
+    public static PartyStanding FromApi(this V1.Standing standing, PartyStanding? unspecified) => standing switch
+    {
+        V1.Standing.Good => PartyStanding.Good,
+        V1.Standing.Suspended => PartyStanding.Suspended,
+        V1.Standing.Blacklisted => PartyStanding.Blacklisted,
+        V1.Standing.Unspecified when unspecified is { } fallback => fallback,
+        _ => throw new LedgerException(Reason.InvalidArgument, "standing must be GOOD, SUSPENDED or BLACKLISTED."),
     };
 
     public static V1.UnitKind ToApi(this UnitKind kind) => kind switch

@@ -71,7 +71,7 @@ internal static partial class Expiry
         while (tried < limit && (enough is null || !await enough()))
         {
             var due = await grants.AsNoTracking()
-                .Where(g => g.State == GrantState.Open && g.ExpiresAt <= now && g.Id > after)
+                .Where(g => g.State == GrantState.Open && g.Id > after).Where(Grants.DueAt(now))
                 .OrderBy(g => g.Id)
                 .Select(g => g.Id)
                 .Take(Math.Min(BatchSize, limit - tried))
@@ -121,7 +121,7 @@ internal static partial class Expiry
         db.ChangeTracker.Clear();
         await using var transaction = await db.Database.BeginTransactionAsync(ct);
         var (_, grant) = (await Grants.LockAsync(db, grantId, ct))!.Value;
-        if (grant.State != GrantState.Open || grant.ExpiresAt > now)
+        if (grant.State != GrantState.Open || !Grants.IsDue(grant.ExpiresAt, now))
         {
             return null;
         }

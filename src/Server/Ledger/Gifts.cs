@@ -61,10 +61,9 @@ internal static class Gifts
         }
 
         var residentBefore = await UnitYears.FiguresAsync(db, residentUscc, source.Year, now, ct);
-        if (!UnitYearCap.Allows(residentBefore.Cap, residentBefore.GrantedOpen, residentBefore.Deducted, amount))
+        if (UnitYearCap.Refusal($"Resident {residentUscc}", source.Year, residentBefore.Cap, residentBefore.GrantedOpen, residentBefore.Deducted, amount, "given") is { } overCap)
         {
-            throw new LedgerException(Reason.UnitYearCapExceeded,
-                $"Resident {residentUscc} has committed {residentBefore.GrantedOpen + residentBefore.Deducted} of its {residentBefore.Cap} cap for {source.Year}; at most {residentBefore.Headroom} more can be given.");
+            throw overCap;
         }
 
         var gift = new GrantRow

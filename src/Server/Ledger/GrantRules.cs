@@ -93,11 +93,9 @@ internal static class GrantRules
         }
 
         var figures = facts.Figures;
-        if (!UnitYearCap.Allows(figures.Cap, figures.GrantedOpen, figures.Deducted, call.Amount))
+        if (UnitYearCap.Refusal($"Unit {contract.UnitUscc}", facts.Year, figures.Cap, figures.GrantedOpen, figures.Deducted, call.Amount, "granted") is { } overCap)
         {
-            return GrantDecision.Refuse(new LedgerException(Reason.UnitYearCapExceeded,
-                $"Unit {contract.UnitUscc} has committed {figures.GrantedOpen + figures.Deducted} of its {figures.Cap} cap for {facts.Year}; at most {figures.Headroom} more can be granted."),
-                policy, ratio, quota);
+            return GrantDecision.Refuse(overCap, policy, ratio, quota);
         }
 
         if (facts.Pool is not { } pool)

@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using Microsoft.EntityFrameworkCore;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Rules;
@@ -20,8 +21,24 @@ internal static class Grants
         _ => GrantStatus.Open,
     };
 
-    /// <summary>The validity rule (Art 10): a grant expires at its <c>expires_at</c>, whatever the expiry pass has done.</summary>
+    /// <summary>The validity rule (Art 10): a grant expires at its <c>expires_at</c>, whatever the expiry pass has done.
+    /// <see cref="DueAt"/> (LINQ) and <see cref="DueSql"/> (SQL) are this same rule for queries, and <see cref="LiveAt"/>
+    /// and <see cref="LiveSql"/> its negation: change one, change them all.</summary>
     public static bool IsDue(DateTimeOffset expiresAt, DateTimeOffset now) => now >= expiresAt;
+
+    /// <summary><see cref="IsDue"/> in a query: the grant is past its expiry at <paramref name="now"/>.</summary>
+    public static Expression<Func<GrantRow, bool>> DueAt(DateTimeOffset now) => g => g.ExpiresAt <= now;
+
+    /// <summary>Not <see cref="IsDue"/> in a query: the grant is still within its validity at <paramref name="now"/>.</summary>
+    public static Expression<Func<GrantRow, bool>> LiveAt(DateTimeOffset now) => g => g.ExpiresAt > now;
+
+    /// <summary><see cref="IsDue"/> in SQL: grant row <paramref name="alias"/> is past its expiry at the time expression
+    /// <paramref name="now"/> (a parameter such as <c>$1</c>, never a pasted value).</summary>
+    public static string DueSql(string alias, string now) => $"{alias}.expires_at <= {now}";
+
+    /// <summary>Not <see cref="IsDue"/> in SQL: grant row <paramref name="alias"/> is still within its validity at
+    /// <paramref name="now"/> (as <see cref="DueSql"/>).</summary>
+    public static string LiveSql(string alias, string now) => $"{alias}.expires_at > {now}";
 
     /// <summary>The refusal of a grant past its expiry or released, which accepts no <paramref name="what"/>; null for an open one.</summary>
     public static LedgerException? ClosedRefusal(long grantId, GrantState state, DateTimeOffset expiresAt, DateTimeOffset now, string what) =>
@@ -72,7 +89,7 @@ internal static class Grants
     /// <summary>What the open grants among <paramref name="grants"/> that are past their expiry still hold: quota that
     /// counts as reclaimed from <paramref name="now"/> on, though the expiry pass has not moved it yet.</summary>
     public static Task<long> LapsedAsync(IQueryable<GrantRow> grants, DateTimeOffset now, CancellationToken ct) =>
-        grants.Where(g => g.State == GrantState.Open && g.ExpiresAt <= now).SumAsync(g => g.Account!.BalanceFen, ct);
+        grants.Where(g => g.State == GrantState.Open).Where(DueAt(now)).SumAsync(g => g.Account!.BalanceFen, ct);
 
     /// <summary>The entry that created the grant: its Grant entry, or for a resident's grant the operator's Gift entry.</summary>
     public static Task<long> OriginEntryAsync(LedgerDb db, long grantId, CancellationToken ct) =>
@@ -131,7 +148,8 @@ internal static class Grants
     {
         var until = now + within;
         var ids = await db.Grants.AsNoTracking()
-            .Where(g => g.Year == year && g.State == GrantState.Open && g.ExpiresAt > now && g.ExpiresAt <= until && g.Account!.BalanceFen > 0)
+            .Where(g => g.Year == year && g.State == GrantState.Open && g.Account!.BalanceFen > 0)
+            .Where(LiveAt(now)).Where(DueAt(until))
             .OrderBy(g => g.ExpiresAt).ThenBy(g => g.Id)
             .Select(g => g.Id)
             .Take(limit)

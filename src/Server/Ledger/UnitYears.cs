@@ -105,7 +105,7 @@ internal static class UnitYears
         $"""
         coalesce((SELECT p.unit_year_cap_fen FROM year_policies p WHERE p.year = uy.year), 0)::bigint,
         coalesce((SELECT sum(a.balance_fen) FROM grants g JOIN accounts a ON a.id = g.account_id
-                  WHERE g.unit_year_id = uy.id AND g.state = {(short)GrantState.Open} AND g.expires_at > $1), 0)::bigint,
+                  WHERE g.unit_year_id = uy.id AND g.state = {(short)GrantState.Open} AND {Grants.LiveSql("g", "$1")}), 0)::bigint,
         coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = uy.unit_uscc AND a.year = uy.year
                   AND a.kind IN ({DeductedKindsSql})), 0)::bigint,
         coalesce((SELECT sum(a.balance_fen) FROM accounts a WHERE a.unit_uscc = uy.unit_uscc AND a.year = uy.year
@@ -128,7 +128,7 @@ internal static class UnitYears
     public static readonly string FiguresAsOfColumns =
         $"""
         coalesce((SELECT p.unit_year_cap_fen FROM year_policies p WHERE p.year = uy.year), 0)::bigint,
-        coalesce((SELECT sum({PostedBalanceSql("g.account_id")}) FROM grants g WHERE g.unit_year_id = uy.id AND g.expires_at > $1), 0)::bigint,
+        coalesce((SELECT sum({PostedBalanceSql("g.account_id")}) FROM grants g WHERE g.unit_year_id = uy.id AND {Grants.LiveSql("g", "$1")}), 0)::bigint,
         coalesce((SELECT sum({PostedBalanceSql("a.id")}) FROM accounts a WHERE a.unit_uscc = uy.unit_uscc AND a.year = uy.year
                   AND a.kind IN ({DeductedKindsSql})), 0)::bigint,
         coalesce((SELECT sum({PostedBalanceSql("a.id")}) FROM accounts a WHERE a.unit_uscc = uy.unit_uscc AND a.year = uy.year

@@ -239,13 +239,7 @@ internal sealed class RedemptionGrpcService(LedgerDb db, Idempotency idempotency
         var amount = Validate.Amount(request.AmountFen, "amount_fen");
         var reason = Validate.Text(request.Reason, "reason");
         var party = request.PartyUscc.Length > 0 ? Validate.Uscc(request.PartyUscc, "party_uscc") : null;
-        var standing = request.Standing switch
-        {
-            Standing.Unspecified or Standing.Blacklisted => PartyStanding.Blacklisted,
-            Standing.Suspended => PartyStanding.Suspended,
-            Standing.Good => PartyStanding.Good,
-            _ => throw new LedgerException(Reason.InvalidArgument, "standing must be GOOD, SUSPENDED or BLACKLISTED."),
-        };
+        var standing = request.Standing.FromApi(unspecified: PartyStanding.Blacklisted);
         if (request.TargetCase == ClawBackRequest.TargetOneofCase.None)
         {
             throw new LedgerException(Reason.InvalidArgument, "Name what to claw back: deduction_id, grant_id or redemption_id.");

@@ -110,10 +110,9 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
         {
             await EnsureProvider(provider, ct);
             await EnsureUnit(unit, ct);
-            if ((await Eligibility.ReadAsync(db, provider, unit, ct)).Related)
+            if (RelatedParties.Refusal(provider, unit, (await Eligibility.ReadAsync(db, provider, unit, ct)).Related, "contract") is { } related)
             {
-                throw new LedgerException(Reason.RelatedParties,
-                    $"Provider {provider} and unit {unit} are declared related parties (Art 5.6); a contract between them would never get quota.");
+                throw related;
             }
 
             if (await db.Contracts.AnyAsync(c => c.ProviderUscc == provider && c.ContractNo == contractNo, ct))
@@ -310,11 +309,7 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
     private async Task<Unit> LoadUnit(string uscc, CancellationToken ct, Caller? viewer = null)
     {
         var row = await db.Units.AsNoTracking().SingleAsync(u => u.Uscc == uscc, ct);
-        var reviews = await db.UnitReviews.AsNoTracking()
-            .Where(r => r.UnitUscc == uscc)
-            .GroupBy(r => r.ProviderUscc)
-            .Select(g => g.OrderByDescending(r => r.Id).First())
-            .ToListAsync(ct);
+        var reviews = await Eligibility.LatestReviewsAsync(db, uscc, ct);
 
         var unit = new Unit
         {
@@ -388,9 +383,9 @@ internal sealed class RegistryGrpcService(LedgerDb db, Idempotency idempotency, 
     /// itself nor contracts with itself.</summary>
     private static void EnsureNotSelf(string provider, string unit, string what)
     {
-        if (provider == unit)
+        if (RelatedParties.Refusal(provider, unit, declared: false, what) is { } self)
         {
-            throw new LedgerException(Reason.RelatedParties, $"{provider} cannot be both provider and unit of one {what} (Art 5.6).");
+            throw self;
         }
     }
 

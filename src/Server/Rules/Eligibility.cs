@@ -6,7 +6,8 @@ namespace QuotaLedger.Server.Rules;
 /// <param name="Unit">The unit's USCC.</param>
 /// <param name="ProviderGood">The provider is in good standing.</param>
 /// <param name="UnitGood">The unit is in good standing.</param>
-/// <param name="Related">They are related parties: declared so and not ended, or one USCC registered as both.</param>
+/// <param name="Related">They are declared related parties and the relation is not ended (one USCC on both sides is
+/// <see cref="RelatedParties"/>' to see).</param>
 /// <param name="Approved">The provider's latest review of the unit approves it.</param>
 public readonly record struct Dealing(string Provider, string Unit, bool ProviderGood, bool UnitGood, bool Related, bool Approved);
 
@@ -27,11 +28,9 @@ public static class EligibilityRule
             return Suspended("unit", dealing.Unit);
         }
 
-        if (dealing.Related)
+        if (RelatedParties.Refusal(dealing.Provider, dealing.Unit, dealing.Related) is { } related)
         {
-            return new LedgerException(Reason.RelatedParties, dealing.Provider == dealing.Unit
-                ? $"{dealing.Provider} is registered both as provider and as unit, and may not deal with itself (Art 5.6)."
-                : $"Provider {dealing.Provider} and unit {dealing.Unit} are declared related parties and may not deal with each other (Art 5.6).");
+            return related;
         }
 
         if (!dealing.Approved)
@@ -45,4 +44,34 @@ public static class EligibilityRule
 
     public static LedgerException Suspended(string party, string uscc) =>
         new(Reason.PartySuspended, $"The {party} {uscc} is not in good standing (suspended or blacklisted, Art 4, 5, 17) and can neither grant, receive, deduct, give nor redeem quota.");
+}
+
+/// <summary>The related-party rule (Art 5.6; POLICY.md, Decision "every path"): a provider and a unit declared related
+/// may not deal with each other, and a USCC on both sides is its own related party. Quota (grant, deduction, gift), a
+/// review, a contract and the end of a relation all refuse here.</summary>
+public static class RelatedParties
+{
+    /// <summary>The refusal, or null when the two may deal.</summary>
+    /// <param name="provider">The provider's USCC.</param>
+    /// <param name="unit">The unit's USCC.</param>
+    /// <param name="declared">A declared relation between them is in force (false where it is not read yet).</param>
+    /// <param name="what">What they would deal in ("review", "contract"...); null for quota.</param>
+    public static LedgerException? Refusal(string provider, string unit, bool declared, string? what = null)
+    {
+        if (provider == unit)
+        {
+            return new LedgerException(Reason.RelatedParties, what is null
+                ? $"{provider} is registered both as provider and as unit, and may not deal with itself (Art 5.6)."
+                : $"{provider} cannot be both provider and unit of one {what} (Art 5.6).");
+        }
+
+        if (declared)
+        {
+            return new LedgerException(Reason.RelatedParties, what is null
+                ? $"Provider {provider} and unit {unit} are declared related parties and may not deal with each other (Art 5.6)."
+                : $"Provider {provider} and unit {unit} are declared related parties (Art 5.6); a {what} between them would never get quota.");
+        }
+
+        return null;
+    }
 }

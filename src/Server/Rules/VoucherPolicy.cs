@@ -93,4 +93,30 @@ public static class UnitYearCap
     public static Fen Headroom(Fen cap, Fen grantedOpen, Fen deducted) => Fen.Max(Fen.Zero, cap - grantedOpen - deducted);
 
     public static bool Allows(Fen cap, Fen grantedOpen, Fen deducted, Fen amount) => grantedOpen + deducted + amount <= cap;
+
+    /// <summary>The refusal of <paramref name="amount"/> more for a unit-year, or null when the cap allows it. The grant
+    /// and the gift both refuse here; <paramref name="who"/> names the unit as the call knows it ("Unit …", "Resident …")
+    /// and <paramref name="verb"/> what the call does with quota ("granted", "given").</summary>
+    public static LedgerException? Refusal(string who, int year, Fen cap, Fen grantedOpen, Fen deducted, Fen amount, string verb) =>
+        Allows(cap, grantedOpen, deducted, amount)
+            ? null
+            : new LedgerException(Reason.UnitYearCapExceeded,
+                $"{who} has committed {grantedOpen + deducted} of its {cap} cap for {year}; at most {Headroom(cap, grantedOpen, deducted)} more can be {verb}.");
+}
+
+/// <summary>The year-total rule (Art 6): what the bureau has funded for a year never exceeds the year's total, whether
+/// the funding grows (FundBudget) or the total changes (SetYearPolicy).</summary>
+public static class YearTotal
+{
+    public static bool Allows(Fen total, Fen funded, Fen more) => funded + more <= total;
+
+    /// <summary>The refusal of funding <paramref name="more"/> on top of <paramref name="funded"/> under
+    /// <paramref name="total"/>, or null when the total allows it. <paramref name="more"/> is zero when it is the total
+    /// that changes (a funding is never zero).</summary>
+    public static LedgerException? Refusal(int year, Fen total, Fen funded, Fen more) =>
+        Allows(total, funded, more)
+            ? null
+            : new LedgerException(Reason.YearTotalExceeded, more.IsPositive
+                ? $"{year} is funded with {funded} of its {total} total; {more} more would exceed it (Art 6)."
+                : $"{year} is already funded with {funded}; its total cannot be set below that.");
 }
