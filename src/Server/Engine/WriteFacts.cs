@@ -227,7 +227,7 @@ internal sealed class WriteFacts
         Add(batch,
             $"""
             SELECT k.id, coalesce((SELECT sum(a.balance_fen) FROM grants g JOIN accounts a ON a.id = g.account_id
-                                   WHERE g.contract_id = k.id AND g.state = {(short)GrantState.Open} AND g.expires_at <= $2), 0)::bigint
+                                   WHERE g.contract_id = k.id AND g.state = {(short)GrantState.Open} AND {Ledger.Grants.DueSql("g", "$2")}), 0)::bigint
             FROM unnest($1::bigint[]) AS k(id)
             """,
             targets.Select(t => t.ContractId).Distinct().ToArray(), now);
@@ -235,8 +235,7 @@ internal sealed class WriteFacts
             $"""
             SELECT y.year,
                    (SELECT p.id FROM accounts p WHERE p.kind = {(short)AccountKind.Pool} AND p.year = y.year),
-                   coalesce((SELECT sum(a.balance_fen) FROM grants g JOIN accounts a ON a.id = g.account_id
-                             WHERE g.year = y.year AND g.state = {(short)GrantState.Open} AND g.expires_at <= $2), 0)::bigint,
+                   {Ledger.Pools.LapsedSql("y.year", "$2")},
                    coalesce((SELECT f.balance_fen FROM accounts f WHERE f.kind = {(short)AccountKind.Funding} AND f.year = y.year), 0)::bigint
             FROM unnest($1::int[]) AS y(year)
             """,

@@ -44,7 +44,7 @@ internal static partial class Expiry
     /// <summary>Whether an open grant of the contract or of the year is past its expiry at <paramref name="now"/>: one
     /// probe of the partial index on open grants' expiry, which holds few rows past it once the passes have run.</summary>
     public static Task<bool> AnyDueAsync(LedgerDb db, long contractId, int year, DateTimeOffset now, CancellationToken ct) =>
-        db.Grants.AnyAsync(g => g.State == GrantState.Open && g.ExpiresAt <= now && (g.ContractId == contractId || g.Year == year), ct);
+        db.Grants.Where(g => g.State == GrantState.Open && (g.ContractId == contractId || g.Year == year)).AnyAsync(Grants.DueAt(now), ct);
 
     /// <summary>Before a grant: makes the stored figures what expiry says they are at <paramref name="now"/>. The
     /// contract's due grants stop holding its quota, and when the pool's balance alone is short of
