@@ -22,19 +22,21 @@ internal sealed record Options
     public const string Usage = """
         QuotaLedger load test
           --address URL[,URL]  server(s) to load, round-robin over the channels (default: start one, with no configuration)
-          --scenario NAME      hot | spread | mixed | ping (default hot)
+          --scenario NAME      hot: deductions on one unit-year | spread: deductions across --unit-years |
+                               grants: a month-start wave, small grants across the units of one year |
+                               mixed: 80% deductions, 10% grants, 10% reads (each reported on its own too) | ping (default hot)
           --concurrency N      callers in the closed loop, or the in-flight cap in the open loop (default 64)
           --rate N             open loop: N calls a second (default 0: closed loop)
           --duration SECONDS   measured time (default 30)
           --warmup SECONDS     unmeasured time before it (default 5)
-          --unit-years N       spread/mixed: how many unit-years (default 1000)
+          --unit-years N       spread/mixed/grants: how many unit-years (default 1000)
           --connections N      gRPC channels (default 1)
           --json PATH          where to write the results (default loadtest-results.json)
           --fault COMMAND      a shell command run once during the measured time (a fault to inject); the results
                                then say how long the rate took to come back
           --fault-at SECONDS   when into the measured time the fault starts (default 10)
           --database CONNSTR   after the run, check in the ledger's database itself that every acknowledged deduction
-                               exists exactly once and nothing else was applied (what the run was not told of)
+                               and grant exists exactly once and nothing else was applied (what the run was not told of)
         """;
 
     public static Options Parse(string[] args)
@@ -46,7 +48,7 @@ internal sealed record Options
             options = args[i] switch
             {
                 "--address" => options with { Addresses = [.. value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(a => new Uri(a))] },
-                "--scenario" => options with { Scenario = value is "hot" or "spread" or "mixed" or "ping" ? value : throw new ArgumentException($"Unknown scenario {value}.\n{Usage}") },
+                "--scenario" => options with { Scenario = value is "hot" or "spread" or "grants" or "mixed" or "ping" ? value : throw new ArgumentException($"Unknown scenario {value}.\n{Usage}") },
                 "--concurrency" => options with { Concurrency = Positive(value) },
                 "--rate" => options with { Rate = int.Parse(value, CultureInfo.InvariantCulture) },
                 "--duration" => options with { Duration = TimeSpan.FromSeconds(Positive(value)) },

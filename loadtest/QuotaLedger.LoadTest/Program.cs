@@ -29,17 +29,16 @@ foreach (var client in clients.Take(addresses.Count))
     await WaitUntilUpAsync(client);
 }
 
-var unitYears = options.Scenario == "hot" ? 1 : options.UnitYears;
-var grantEach = options.Scenario == "hot" ? Fen.FromYuan(2_000_000) : Fen.FromYuan(5_000);
+var plan = SetupPlan.For(options.Scenario, options.UnitYears);
 List<Target> targets = [];
 string provider = "";
 var year = 0;
 if (options.Scenario != "ping")
 {
-    Console.WriteLine($"Setting up {unitYears} unit-year(s) with a grant of {grantEach} each ...");
+    Console.WriteLine($"Setting up {plan.UnitYears} unit-year(s) with a grant of {plan.GrantEach} each ...");
     try
     {
-        (provider, year, targets) = await Setup.RunAsync(clients[0], unitYears, grantEach);
+        (provider, year, targets) = await Setup.RunAsync(clients[0], plan);
     }
     catch (SetupException e)
     {
@@ -51,7 +50,7 @@ if (options.Scenario != "ping")
 var run = new Run(options, clients, provider, year, targets);
 Console.WriteLine($"Running '{options.Scenario}' with {(options.Rate > 0 ? $"{options.Rate} calls/s (open loop, at most {options.Concurrency} in flight)" : $"{options.Concurrency} callers (closed loop)")}: warm-up {options.Warmup.TotalSeconds:0} s, then {options.Duration.TotalSeconds:0} s measured.");
 var result = await run.ExecuteAsync();
-result = result with { ServerPeakRssKb = server?.PeakRssKilobytes() };
+result = result with { ServerPeakRssKb = server?.PeakRssKilobytes(), Routing = addresses.Count == 1 ? $"one, {address}" : $"{addresses.Count}, round-robin" };
 Console.WriteLine();
 Console.WriteLine(result.Describe());
 
@@ -61,14 +60,20 @@ if (options.Scenario != "ping")
 {
     // A call whose outcome the run did not see (timed out, UNAVAILABLE, a broken connection) may or may not have been
     // applied: each is retried with its request id, which replays it or applies it once, before the books are compared.
-    var unresolved = await run.ResolveAsync(address);
+    var unresolved = await run.ResolveAsync(new QuotaLedgerClientOptions { Address = address });
     failures.AddRange(unresolved);
     try
     {
-        failures.AddRange(await Books.CheckAsync(clients[0], year, targets, run.AppliedByTarget));
+        failures.AddRange(await Books.CheckAsync(clients[0], year, targets, run.AppliedByTarget, run.GrantedByTarget));
         if (options.Database is { } database)
         {
-            audit = await ExactlyOnce.CheckAsync(database, provider, run.Acknowledged.All);
+            // The setup's grants were acknowledged too: the audit counts them with the run's.
+            foreach (var target in targets)
+            {
+                run.Acknowledged.Add(new GrantAcknowledgement(target.GrantRequestId, target.GrantId, target.Unit, target.Granted.Value));
+            }
+
+            audit = await ExactlyOnce.CheckAsync(database, provider, run.Acknowledged);
             Console.WriteLine($"Exactly once: {audit.Acknowledged} acknowledged, {audit.Stored} held by the ledger, {audit.Lost} lost, {audit.Duplicated} duplicated");
             failures.AddRange(audit.Examples);
             var verdict = await clients[0].VerifyJournalAsync();

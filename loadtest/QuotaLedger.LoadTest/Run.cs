@@ -8,50 +8,57 @@ namespace QuotaLedger.LoadTest;
 /// from when each call was due, so a slow server is not hidden by callers that wait).</summary>
 internal sealed class Run(Options options, QuotaLedgerClient[] clients, string provider, int year, List<Target> targets)
 {
-    private readonly ConcurrentDictionary<string, long> _errors = new();
+    private static readonly Operation[] s_operations = Enum.GetValues<Operation>();
+    private readonly ConcurrentDictionary<string, long>[] _errors = [.. s_operations.Select(_ => new ConcurrentDictionary<string, long>())];
     private readonly ConcurrentQueue<Deduction> _unseen = new();
-    private readonly ConcurrentBag<List<long>> _latencies = [];
+    private readonly ConcurrentQueue<GrantCall> _unseenGrants = new();
+    // Each caller's latencies, one list per operation.
+    private readonly ConcurrentBag<List<long>[]> _latencies = [];
+    private readonly long[] _completed = new long[s_operations.Length];
+    private readonly long[] _failed = new long[s_operations.Length];
     private long _invoice;
     private long _progress;
-    private long _completed;
-    private long _failed;
+    private long _failedAll;
     private volatile bool _measuring;
     private readonly FaultInjection? _fault = options.Fault is { } command ? new FaultInjection(command, options.FaultAt) : null;
 
     public ConcurrentDictionary<int, long> AppliedByTarget { get; } = new();
 
-    /// <summary>Every deduction acknowledged, the retries' included; kept when the run audits the database.</summary>
+    /// <summary>What the acknowledged grants of the run granted, per target.</summary>
+    public ConcurrentDictionary<int, long> GrantedByTarget { get; } = new();
+
+    /// <summary>Every deduction and grant acknowledged, the retries' included; kept when the run audits the database.</summary>
     public Acknowledgements Acknowledged { get; } = new(options.Database is not null);
 
     /// <summary>Calls whose outcome the run did not see, and what their retry with the same request id answered.</summary>
     public SortedDictionary<string, long> Retried { get; } = [];
 
-    /// <summary>Retries every deduction whose outcome the run did not see, with its request id, until it answers
-    /// (applied, or refused for good), counting what it applied; returns those that never answered.</summary>
-    public async Task<List<string>> ResolveAsync(Uri address)
+    /// <summary>Retries every deduction and grant whose outcome the run did not see, with its request id, until it
+    /// answers (applied, or refused for good), counting what it applied; returns those that never answered.</summary>
+    public async Task<List<string>> ResolveAsync(QuotaLedgerClientOptions patientOptions)
     {
-        if (_unseen.IsEmpty)
+        if (_unseen.IsEmpty && _unseenGrants.IsEmpty)
         {
             return [];
         }
 
-        Console.WriteLine($"Retrying {_unseen.Count} call(s) whose outcome the run did not see, each with its request id ...");
-        using var patient = new QuotaLedgerClient(new QuotaLedgerClientOptions
-        {
-            Address = address,
-            DefaultDeadline = TimeSpan.FromMinutes(2),
-            Retry = { MaxAttempts = 20, MaxBackoff = TimeSpan.FromSeconds(5) },
-        });
+        Console.WriteLine($"Retrying {_unseen.Count + _unseenGrants.Count} call(s) whose outcome the run did not see, each with its request id ...");
+        patientOptions.DefaultDeadline = TimeSpan.FromMinutes(2);
+        patientOptions.Retry = new QuotaLedgerRetryOptions { MaxAttempts = 20, MaxBackoff = TimeSpan.FromSeconds(5) };
+        using var patient = new QuotaLedgerClient(patientOptions);
         var unresolved = new ConcurrentBag<string>();
         var outcomes = new ConcurrentDictionary<string, long>();
-        await Parallel.ForEachAsync(_unseen, new ParallelOptions { MaxDegreeOfParallelism = 32 }, async (deduction, _) =>
+        IEnumerable<(Func<Task> Retry, string What)> calls =
+        [
+            .. _unseen.Select(d => ((Func<Task>)(() => DeductAgainAsync(patient, d)), $"deduction {d.RequestId} (grant {d.Target.GrantId})")),
+            .. _unseenGrants.Select(g => ((Func<Task>)(() => GrantAgainAsync(patient, g)), $"grant {g.RequestId} (contract {g.Target.ContractNo})")),
+        ];
+        await Parallel.ForEachAsync(calls, new ParallelOptions { MaxDegreeOfParallelism = 32 }, async (call, _) =>
         {
             string outcome;
             try
             {
-                var result = await patient.DeductAsync(provider, deduction.Target.GrantId, deduction.InvoiceNo, Setup.InvoiceAmount, deduction.InvoiceDate, deduction.RequestId);
-                AppliedByTarget.AddOrUpdate(deduction.Target.Index, result.Applied.Value, (_, sum) => sum + result.Applied.Value);
-                Acknowledged.Add(new Acknowledgement(deduction.RequestId, deduction.Target.GrantId, deduction.InvoiceNo, result.DeductionId, result.Applied.Value));
+                await call.Retry();
                 outcome = "applied";
             }
             catch (QuotaLedgerException e)
@@ -61,7 +68,7 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
             catch (Exception e) when (e is QuotaLedgerUnavailableException or HttpRequestException or OperationCanceledException)
             {
                 outcome = "unresolved";
-                unresolved.Add($"deduction {deduction.RequestId} (grant {deduction.Target.GrantId}): no answer on retry: {e.Message}");
+                unresolved.Add($"{call.What}: no answer on retry: {e.Message}");
             }
 
             outcomes.AddOrUpdate(outcome, 1, (_, n) => n + 1);
@@ -74,6 +81,15 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
         Console.WriteLine($"Retried: {string.Join(", ", Retried.Select(r => $"{r.Key} {r.Value}"))}");
         return [.. unresolved];
     }
+
+    private async Task DeductAgainAsync(QuotaLedgerClient patient, Deduction deduction)
+    {
+        var result = await patient.DeductAsync(provider, deduction.Target.GrantId, deduction.InvoiceNo, Setup.InvoiceAmount, deduction.InvoiceDate, deduction.RequestId);
+        Deducted(deduction, result);
+    }
+
+    private async Task GrantAgainAsync(QuotaLedgerClient patient, GrantCall grant) =>
+        Granted(grant, await patient.GrantAsync(provider, grant.Target.ContractNo, Setup.GrantAmount, grant.RequestId));
 
 
     public async Task<Result> ExecuteAsync()
@@ -88,16 +104,20 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
             {
                 await Task.Delay(1_000, CancellationToken.None);
                 var done = Interlocked.Read(ref _progress);
-                Console.WriteLine($"  {clock.Elapsed.TotalSeconds,5:0}s {(_measuring ? "measuring" : "warming up"),-10} {done - last,7} calls/s  {Interlocked.Read(ref _failed),6} errors");
+                Console.WriteLine($"  {clock.Elapsed.TotalSeconds,5:0}s {(_measuring ? "measuring" : "warming up"),-10} {done - last,7} calls/s  {Interlocked.Read(ref _failedAll),6} errors");
                 last = done;
             }
         });
 
         var work = options.Rate > 0 ? OpenLoopAsync(stop.Token) : ClosedLoopAsync(stop.Token);
         await Task.Delay(options.Warmup);
-        Interlocked.Exchange(ref _completed, 0);
-        Interlocked.Exchange(ref _failed, 0);
-        _errors.Clear();
+        foreach (var operation in s_operations)
+        {
+            Interlocked.Exchange(ref _completed[(int)operation], 0);
+            Interlocked.Exchange(ref _failed[(int)operation], 0);
+            _errors[(int)operation].Clear();
+        }
+
         _measuring = true;
         measured.Restart();
         _fault?.Start();
@@ -105,41 +125,60 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
         await Task.Delay(options.Duration);
         _measuring = false;
         var seconds = measured.Elapsed.TotalSeconds;
-        var completed = Interlocked.Read(ref _completed);
-        var failed = Interlocked.Read(ref _failed);
+        var completed = s_operations.Select(o => Interlocked.Read(ref _completed[(int)o])).ToArray();
+        var failed = s_operations.Select(o => Interlocked.Read(ref _failed[(int)o])).ToArray();
         await fault; // a fault still running (a restart, say) ends before the run is judged
         await stop.CancelAsync();
         await work;
         await progress;
 
-        var all = _latencies.SelectMany(l => l).ToArray();
-        Array.Sort(all);
+        var all = Sorted(_latencies.SelectMany(l => l).SelectMany(l => l));
+        var errors = new SortedDictionary<string, long>();
+        foreach (var (reason, count) in _errors.SelectMany(e => e))
+        {
+            errors[reason] = errors.GetValueOrDefault(reason) + count;
+        }
+
+        // Each operation the scenario made, on its own (for mixed: deduct, grant, read).
+        var operations = new SortedDictionary<string, OperationResult>();
+        foreach (var operation in s_operations.Where(o => completed[(int)o] + failed[(int)o] > 0))
+        {
+            var latencies = Sorted(_latencies.SelectMany(l => l[(int)operation]));
+            operations[operation.ToString().ToLowerInvariant()] = new OperationResult(completed[(int)operation], failed[(int)operation], completed[(int)operation] / seconds,
+                Percentile(latencies, 50), Percentile(latencies, 99), latencies.Length == 0 ? 0 : Ms(latencies[^1]), new SortedDictionary<string, long>(_errors[(int)operation]));
+        }
+
         return new Result(options.Scenario, options.Concurrency, options.Rate, options.Duration.TotalSeconds, targets.Count,
-            completed, failed, completed / seconds,
+            completed.Sum(), failed.Sum(), completed.Sum() / seconds,
             Percentile(all, 50), Percentile(all, 90), Percentile(all, 99), Percentile(all, 99.9), all.Length == 0 ? 0 : Ms(all[^1]),
-            new SortedDictionary<string, long>(_errors), null, false, []) { Fault = _fault?.Summarize(seconds) };
+            errors, null, false, []) { Fault = _fault?.Summarize(seconds), Operations = operations };
+    }
+
+    private static long[] Sorted(IEnumerable<long> latencies)
+    {
+        var sorted = latencies.ToArray();
+        Array.Sort(sorted);
+        return sorted;
     }
 
     private async Task ClosedLoopAsync(CancellationToken stop)
     {
         await Task.WhenAll(Enumerable.Range(0, options.Concurrency).Select(async worker =>
         {
-            var latencies = new List<long>(1 << 16);
-            _latencies.Add(latencies);
+            var latencies = NewLatencies();
             var client = clients[worker % clients.Length];
             while (!stop.IsCancellationRequested)
             {
                 var started = Stopwatch.GetTimestamp();
-                await OneCallAsync(client);
-                Record(latencies, started);
+                var operation = await OneCallAsync(client);
+                Record(latencies[(int)operation], started);
             }
         }));
     }
 
     private async Task OpenLoopAsync(CancellationToken stop)
     {
-        var latencies = new List<long>(1 << 16);
-        _latencies.Add(latencies);
+        var latencies = NewLatencies();
         var inFlight = new SemaphoreSlim(options.Concurrency);
         var interval = Stopwatch.Frequency / (double)options.Rate;
         var start = Stopwatch.GetTimestamp();
@@ -155,7 +194,7 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
 
             if (!inFlight.Wait(0))
             {
-                Fail("DROPPED_OVER_IN_FLIGHT_CAP");
+                Fail(Pick(), "DROPPED_OVER_IN_FLIGHT_CAP");
                 continue;
             }
 
@@ -164,10 +203,10 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
             {
                 try
                 {
-                    await OneCallAsync(client);
+                    var operation = await OneCallAsync(client);
                     lock (latencies)
                     {
-                        Record(latencies, due);
+                        Record(latencies[(int)operation], due);
                     }
                 }
                 finally
@@ -181,33 +220,45 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
         await Task.WhenAll(running);
     }
 
-    private async Task OneCallAsync(QuotaLedgerClient client)
+    private List<long>[] NewLatencies()
     {
+        List<long>[] latencies = [.. s_operations.Select(_ => new List<long>(1 << 14))];
+        _latencies.Add(latencies);
+        return latencies;
+    }
+
+    /// <summary>The next call's operation: the scenario's one, or for mixed 80% deductions, 10% grants, 10% reads.</summary>
+    private Operation Pick() => options.Scenario switch
+    {
+        "ping" => Operation.Ping,
+        "grants" => Operation.Grant,
+        "mixed" => Random.Shared.Next(10) switch { 0 => Operation.Grant, 1 => Operation.Read, _ => Operation.Deduct },
+        _ => Operation.Deduct,
+    };
+
+    /// <summary>Makes one call, counts it, and says which operation it was.</summary>
+    private async Task<Operation> OneCallAsync(QuotaLedgerClient client)
+    {
+        var operation = Pick();
         try
         {
-            switch (options.Scenario)
+            switch (operation)
             {
-                case "ping":
+                case Operation.Ping:
                     await client.PingAsync();
                     break;
-                case "mixed" when Random.Shared.Next(10) is var pick && pick < 2:
-                    var target = targets[Random.Shared.Next(targets.Count)];
-                    if (pick == 0)
-                    {
-                        await client.GrantAsync(provider, target.ContractNo, new Fen(100));
-                    }
-                    else
-                    {
-                        await client.GetUnitYearAsync(target.Unit, year);
-                    }
-
+                case Operation.Grant:
+                    await GrantAsync(client);
+                    break;
+                case Operation.Read:
+                    await client.GetUnitYearAsync(targets[Random.Shared.Next(targets.Count)].Unit, year);
                     break;
                 default:
                     await DeductAsync(client);
                     break;
             }
 
-            Interlocked.Increment(ref _completed);
+            Interlocked.Increment(ref _completed[(int)operation]);
             Interlocked.Increment(ref _progress);
             if (_measuring)
             {
@@ -216,18 +267,20 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
         }
         catch (QuotaLedgerException e)
         {
-            Fail(e.ReasonWord.Length > 0 ? e.ReasonWord : e.StatusCode.ToString());
+            Fail(operation, e.ReasonWord.Length > 0 ? e.ReasonWord : e.StatusCode.ToString());
         }
         catch (QuotaLedgerUnavailableException e)
         {
-            Fail(e.ReasonWord.Length > 0 ? e.ReasonWord : e.StatusCode.ToString());
+            Fail(operation, e.ReasonWord.Length > 0 ? e.ReasonWord : e.StatusCode.ToString());
             await BackOffAsync(true);
         }
         catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException)
         {
-            Fail(e.GetType().Name);
+            Fail(operation, e.GetType().Name);
             await BackOffAsync(true);
         }
+
+        return operation;
     }
 
     /// <summary>A caller whose call failed for want of a server waits a little before the next, as a real client
@@ -251,8 +304,37 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
             throw;
         }
 
-        AppliedByTarget.AddOrUpdate(target.Index, result.Applied.Value, (_, sum) => sum + result.Applied.Value);
-        Acknowledged.Add(new Acknowledgement(deduction.RequestId, target.GrantId, deduction.InvoiceNo, result.DeductionId, result.Applied.Value));
+        Deducted(deduction, result);
+    }
+
+    /// <summary>A small grant on a unit's contract, with a fresh request id, kept to retry should its outcome go unseen.</summary>
+    private async Task GrantAsync(QuotaLedgerClient client)
+    {
+        var grant = new GrantCall(targets[targets.Count == 1 ? 0 : Random.Shared.Next(targets.Count)], QuotaLedgerClient.NewRequestId());
+        GrantResult result;
+        try
+        {
+            result = await client.GrantAsync(provider, grant.Target.ContractNo, Setup.GrantAmount, grant.RequestId);
+        }
+        catch (Exception e) when (e is QuotaLedgerUnavailableException or HttpRequestException or OperationCanceledException or IOException)
+        {
+            _unseenGrants.Enqueue(grant);
+            throw;
+        }
+
+        Granted(grant, result);
+    }
+
+    private void Deducted(Deduction deduction, DeductionResult result)
+    {
+        AppliedByTarget.AddOrUpdate(deduction.Target.Index, result.Applied.Value, (_, sum) => sum + result.Applied.Value);
+        Acknowledged.Add(new Acknowledgement(deduction.RequestId, deduction.Target.GrantId, deduction.InvoiceNo, result.DeductionId, result.Applied.Value));
+    }
+
+    private void Granted(GrantCall grant, GrantResult result)
+    {
+        GrantedByTarget.AddOrUpdate(grant.Target.Index, result.Amount.Value, (_, sum) => sum + result.Amount.Value);
+        Acknowledged.Add(new GrantAcknowledgement(grant.RequestId, result.GrantId, grant.Target.Unit, result.Amount.Value));
     }
 
     private void Record(List<long> latencies, long started)
@@ -263,14 +345,24 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
         }
     }
 
-    private void Fail(string reason)
+    private void Fail(Operation operation, string reason)
     {
-        Interlocked.Increment(ref _failed);
-        _errors.AddOrUpdate(reason, 1, (_, n) => n + 1);
+        Interlocked.Increment(ref _failed[(int)operation]);
+        Interlocked.Increment(ref _failedAll);
+        _errors[(int)operation].AddOrUpdate(reason, 1, (_, n) => n + 1);
     }
 
     private static double Percentile(long[] sorted, double p) =>
         sorted.Length == 0 ? 0 : Ms(sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p / 100 * sorted.Length) - 1)]);
 
     private static double Ms(long ticks) => ticks * 1_000d / Stopwatch.Frequency;
+}
+
+/// <summary>What one call of a run does.</summary>
+internal enum Operation
+{
+    Ping,
+    Deduct,
+    Grant,
+    Read,
 }
