@@ -19,9 +19,16 @@ internal sealed record Options
     public TimeSpan FaultAt { get; init; } = TimeSpan.FromSeconds(10);
     public string? Database { get; init; }
 
+    /// <summary>With several addresses: affinity (each client routes over all servers, the SDK's Addresses) or none.</summary>
+    public string Routing { get; init; } = "affinity";
+
     public const string Usage = """
         QuotaLedger load test
-          --address URL[,URL]  server(s) to load, round-robin over the channels (default: start one, with no configuration)
+          --address URL[,URL]  server(s) to load (default: start one, with no configuration); several servers on one
+                               database are loaded as --routing says
+          --routing MODE       with several addresses: affinity (default: each client routes over all of them, the
+                               year's grants to one server, each unit-year's deductions to one, reads round-robin) |
+                               none (each client talks to one server, the callers round-robin over the clients)
           --scenario NAME      hot: deductions on one unit-year | spread: deductions across --unit-years |
                                grants: a month-start wave, small grants across the units of one year |
                                mixed: 80% deductions, 10% grants, 10% reads (each reported on its own too) | ping (default hot)
@@ -30,7 +37,7 @@ internal sealed record Options
           --duration SECONDS   measured time (default 30)
           --warmup SECONDS     unmeasured time before it (default 5)
           --unit-years N       spread/mixed/grants: how many unit-years (default 1000)
-          --connections N      gRPC channels (default 1)
+          --connections N      gRPC clients (default 1; each has one channel per server)
           --json PATH          where to write the results (default loadtest-results.json)
           --fault COMMAND      a shell command run once during the measured time (a fault to inject); the results
                                then say how long the rate took to come back
@@ -59,6 +66,7 @@ internal sealed record Options
                 "--fault" => options with { Fault = value },
                 "--fault-at" => options with { FaultAt = TimeSpan.FromSeconds(Positive(value)) },
                 "--database" => options with { Database = value },
+                "--routing" => options with { Routing = value is "affinity" or "none" ? value : throw new ArgumentException($"Unknown routing {value}.\n{Usage}") },
                 _ => throw new ArgumentException($"Unknown option {args[i]}.\n{Usage}"),
             };
             i++;

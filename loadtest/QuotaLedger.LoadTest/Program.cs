@@ -17,15 +17,23 @@ catch (ArgumentException e)
 await using var server = options.Addresses.Count == 0 ? await ServerProcess.StartAsync() : null;
 IReadOnlyList<Uri> addresses = server is null ? options.Addresses : [server.Address];
 var address = addresses[0];
-var clients = Enumerable.Range(0, Math.Max(options.Connections, addresses.Count)).Select(i => new QuotaLedgerClient(new QuotaLedgerClientOptions
+// Several servers: each client routes over all of them by affinity (the SDK's Addresses), or with --routing none each
+// client talks to one server and the callers go round-robin over the clients.
+var routed = addresses.Count > 1 && options.Routing == "affinity";
+QuotaLedgerClientOptions ClientOptions(int i) => routed
+    ? new QuotaLedgerClientOptions { Addresses = [.. addresses] }
+    : new QuotaLedgerClientOptions { Address = addresses[i % addresses.Count] };
+var clients = Enumerable.Range(0, routed ? options.Connections : Math.Max(options.Connections, addresses.Count)).Select(i =>
 {
-    Address = addresses[i % addresses.Count],
-    DefaultDeadline = TimeSpan.FromSeconds(30),
+    var clientOptions = ClientOptions(i);
+    clientOptions.DefaultDeadline = TimeSpan.FromSeconds(30);
     // The load test counts failures instead of hiding them behind retries.
-    Retry = { MaxAttempts = 1 },
-})).ToArray();
-foreach (var client in clients.Take(addresses.Count))
+    clientOptions.Retry.MaxAttempts = 1;
+    return new QuotaLedgerClient(clientOptions);
+}).ToArray();
+foreach (var each in addresses)
 {
+    using var client = new QuotaLedgerClient(new QuotaLedgerClientOptions { Address = each });
     await WaitUntilUpAsync(client);
 }
 
@@ -50,7 +58,8 @@ if (options.Scenario != "ping")
 var run = new Run(options, clients, provider, year, targets);
 Console.WriteLine($"Running '{options.Scenario}' with {(options.Rate > 0 ? $"{options.Rate} calls/s (open loop, at most {options.Concurrency} in flight)" : $"{options.Concurrency} callers (closed loop)")}: warm-up {options.Warmup.TotalSeconds:0} s, then {options.Duration.TotalSeconds:0} s measured.");
 var result = await run.ExecuteAsync();
-result = result with { ServerPeakRssKb = server?.PeakRssKilobytes(), Routing = addresses.Count == 1 ? $"one, {address}" : $"{addresses.Count}, round-robin" };
+result = result with { ServerPeakRssKb = server?.PeakRssKilobytes(), Routing = addresses.Count == 1 ? $"one, {address}"
+    : routed ? $"{addresses.Count}, writes routed by affinity, reads round-robin" : $"{addresses.Count}, every call round-robin (routing none)" };
 Console.WriteLine();
 Console.WriteLine(result.Describe());
 
@@ -60,7 +69,7 @@ if (options.Scenario != "ping")
 {
     // A call whose outcome the run did not see (timed out, UNAVAILABLE, a broken connection) may or may not have been
     // applied: each is retried with its request id, which replays it or applies it once, before the books are compared.
-    var unresolved = await run.ResolveAsync(new QuotaLedgerClientOptions { Address = address });
+    var unresolved = await run.ResolveAsync(ClientOptions(0));
     failures.AddRange(unresolved);
     try
     {
