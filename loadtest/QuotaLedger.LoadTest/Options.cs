@@ -37,7 +37,8 @@ internal sealed record Options
           --duration SECONDS   measured time (default 30)
           --warmup SECONDS     unmeasured time before it (default 5)
           --unit-years N       spread/mixed/grants: how many unit-years (default 1000)
-          --connections N      gRPC clients (default 1; each has one channel per server)
+          --connections N      gRPC clients (default 1); routed, each has a channel to every server; otherwise each
+                               has one channel to one server, at least one client per server
           --json PATH          where to write the results (default loadtest-results.json)
           --fault COMMAND      a shell command run once during the measured time (a fault to inject); the results
                                then say how long the rate took to come back

@@ -118,6 +118,7 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
             _errors[(int)operation].Clear();
         }
 
+        Interlocked.Exchange(ref _failedAll, 0);
         _measuring = true;
         measured.Restart();
         _fault?.Start();

@@ -5,9 +5,10 @@ namespace QuotaLedger.Client;
 /// <summary>How a <see cref="QuotaLedgerClient"/> reaches the ledger and identifies itself.</summary>
 public sealed class QuotaLedgerClientOptions
 {
-    /// <summary>The server's address (required, no default): <c>https://...</c> in production; a plain <c>http://</c>
-    /// address only to a loopback server (the no-configuration development server is <c>http://127.0.0.1:5080</c>), or
-    /// where <see cref="AllowPlaintext"/> says a sidecar or mesh adds the TLS.</summary>
+    /// <summary>The server's address (required unless <see cref="Addresses"/> names the servers; no default):
+    /// <c>https://...</c> in production; a plain <c>http://</c> address only to a loopback server (the no-configuration
+    /// development server is <c>http://127.0.0.1:5080</c>), or where <see cref="AllowPlaintext"/> says a sidecar or mesh
+    /// adds the TLS.</summary>
     public Uri? Address { get; set; }
 
     /// <summary>Several servers on one database, to spread the load over (with or instead of <see cref="Address"/>,
