@@ -5,7 +5,8 @@
 # falls on all of them alike. Prints each run, then per scenario the median rate of each revision and its median ratio,
 # round by round, to the first revision.
 # Usage: loadtest/ab-revs.sh REV REV... [-- ROUNDS SECONDS]   e.g. loadtest/ab-revs.sh 9cc1cf9 HEAD -- 4 15
-#        SCENARIOS=hot loadtest/ab-revs.sh ...   (only these scenarios; default "hot spread")
+#        SCENARIOS=hot loadtest/ab-revs.sh ...   (only these scenarios, of hot spread grants mixed ping; default "hot spread";
+#                                                mixed prints its deductions, grants and reads each on its own as well)
 #        WARMUP=15 loadtest/ab-revs.sh ...       (seconds of warm-up before each run; default 5)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -67,4 +68,10 @@ for s in os.environ["SCENARIOS"].split():
         ratios = [rate(s, r, n) / rate(s, revs[0], n) for n in range(1, rounds + 1)]
         print(f"{s:6} {r:10} median {statistics.median(rates):7.0f}/s  ratio to {revs[0]}: median {statistics.median(ratios):.3f} "
               f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+        if s == "mixed":
+            for op in ("deduct", "grant", "read"):
+                per = [json.load(open(f"{out}/{s}-{r}-{n}.json")).get("Operations", {}).get(op) for n in range(1, rounds + 1)]
+                if all(per):
+                    print(f"  {op:6} median {statistics.median(p['CallsPerSecond'] for p in per):7.0f}/s  "
+                          f"p99 median {statistics.median(p['P99Ms'] for p in per):7.1f} ms  errors {sum(sum(p['ErrorsByReason'].values()) for p in per)}")
 PY

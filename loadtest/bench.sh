@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark command: the textbook baseline (pgbench) and QuotaLedger (the load test) one after the other, on the
 # same machine and the same PostgreSQL cluster (the server's no-configuration local cluster, synchronous_commit and
-# fsync on), then their ratios. Usage: loadtest/bench.sh [seconds per run, default 30]
+# fsync on), then their ratios; then the grants wave (no baseline: its rate alone).
+# Usage: loadtest/bench.sh [seconds per run, default 30]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds="${1:-30}"
@@ -30,12 +31,14 @@ echo "== QuotaLedger =="
 run_ledger ping
 run_ledger hot
 run_ledger spread
+run_ledger grants
 rate() { python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['CallsPerSecond']))" "$out/ledger-$1.json"; }
-ping=$(rate ping); hot=$(rate hot); spread=$(rate spread)
+ping=$(rate ping); hot=$(rate hot); spread=$(rate spread); grants=$(rate grants)
 
-python3 - "$base_hot" "$base_spread" "$ping" "$hot" "$spread" <<'PY'
+python3 - "$base_hot" "$base_spread" "$ping" "$hot" "$spread" "$grants" <<'PY'
 import sys
-bh, bs, ping, hot, spread = map(float, sys.argv[1:])
+bh, bs, ping, hot, spread, grants = map(float, sys.argv[1:])
 print(f"== ratios ==\nhot:    {hot:.0f}/s = {hot/bh:.2f}x baseline ({bh:.0f}/s), {hot/ping:.1%} of ping ({ping:.0f}/s)")
 print(f"spread: {spread:.0f}/s = {spread/bs:.2f}x baseline ({bs:.0f}/s), {spread/ping:.1%} of ping")
+print(f"grants: {grants:.0f}/s, {grants/ping:.1%} of ping (a month-start wave over 1,000 units of one year)")
 PY

@@ -3,7 +3,9 @@
 # outcome the client did not see is retried with its request id and the ledger is audited in its own database: every
 # acknowledged deduction exists exactly once, nothing was applied that no caller was told of, no invoice twice, grant
 # and unit-year figures equal the sums acknowledged, VerifyJournal ok, trial balance balanced. Runs every fault with
-# one server instance, then with two on the same database behind the client (round-robin over two channels).
+# one server instance, then with two on the same database behind the client (each of its two clients routing over both
+# by affinity, the SDK's Addresses: a killed instance's unit-years fall over to the other; ROUTING=none for every call
+# round-robin over one-server clients, as before).
 #
 # The faults: kill -9 of a server and its restart; SIGTERM of a server under load and its restart; PostgreSQL
 # `pg_ctl restart -m immediate` (a crash and recovery); pg_terminate_backend of every server connection; one unit-year's
@@ -15,6 +17,7 @@
 #
 # Usage: loadtest/faults.sh [measured seconds per fault, default 45] [one|two|both, default both]
 #        FAULTS="kill9 terminate" loadtest/faults.sh ...   (only these faults)
+#        ROUTING=none loadtest/faults.sh ...   (two instances: every call round-robin instead of routed by affinity)
 #        FAULTS_PG_OPTIONS="-c checkpoint_timeout=30s" loadtest/faults.sh ...   (PostgreSQL settings for the suite's cluster)
 #        loadtest/faults.sh ha [seconds, default 60]   (a failover of the loadtest/ha.sh formation under load, as root)
 #        loadtest/faults.sh inject FAULT   (what the load test runs at the fault's time)
@@ -166,7 +169,7 @@ for instances in "${instance_counts[@]}"; do
     if [ "$instances" = 2 ]; then start_instance 2; addresses="$addresses,http://127.0.0.1:${ports[2]}"; fi
     echo "== $name: $instances instance(s), $fault at 10 s of $seconds s"
     dotnet loadtest/QuotaLedger.LoadTest/bin/Release/net10.0/QuotaLedger.LoadTest.dll --address "$addresses" --connections "$instances" \
-      --scenario spread --unit-years 100 --concurrency 64 --warmup 5 --duration "$seconds" \
+      --routing "${ROUTING:-affinity}" --scenario spread --unit-years 100 --concurrency 64 --warmup 5 --duration "$seconds" \
       --fault "loadtest/faults.sh inject $fault" --fault-at 10 \
       --database "Host=127.0.0.1;Port=$pgport;Username=quotaledger;Database=$FAULTS_DATABASE" \
       --json "$out/$name.json" > "$out/$name.txt" 2>&1 || true

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The memory check: a long closed-loop run against a server the script starts (no configuration, a fresh database in
 # the local cluster), sampling the server's resident memory every 10 s. Prints the samples, the peak (VmHWM) and the
-# first and last minutes' averages. Usage: loadtest/soak.sh [seconds, default 300] [scenario, default hot]
+# first and last minutes' averages. Usage: loadtest/soak.sh [seconds, default 300] [scenario, default hot: hot | spread | grants | mixed]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds="${1:-300}"

@@ -19,22 +19,32 @@ internal sealed record Options
     public TimeSpan FaultAt { get; init; } = TimeSpan.FromSeconds(10);
     public string? Database { get; init; }
 
+    /// <summary>With several addresses: affinity (each client routes over all servers, the SDK's Addresses) or none.</summary>
+    public string Routing { get; init; } = "affinity";
+
     public const string Usage = """
         QuotaLedger load test
-          --address URL[,URL]  server(s) to load, round-robin over the channels (default: start one, with no configuration)
-          --scenario NAME      hot | spread | mixed | ping (default hot)
+          --address URL[,URL]  server(s) to load (default: start one, with no configuration); several servers on one
+                               database are loaded as --routing says
+          --routing MODE       with several addresses: affinity (default: each client routes over all of them, the
+                               year's grants to one server, each unit-year's deductions to one, reads round-robin) |
+                               none (each client talks to one server, the callers round-robin over the clients)
+          --scenario NAME      hot: deductions on one unit-year | spread: deductions across --unit-years |
+                               grants: a month-start wave, small grants across the units of one year |
+                               mixed: 80% deductions, 10% grants, 10% reads (each reported on its own too) | ping (default hot)
           --concurrency N      callers in the closed loop, or the in-flight cap in the open loop (default 64)
           --rate N             open loop: N calls a second (default 0: closed loop)
           --duration SECONDS   measured time (default 30)
           --warmup SECONDS     unmeasured time before it (default 5)
-          --unit-years N       spread/mixed: how many unit-years (default 1000)
-          --connections N      gRPC channels (default 1)
+          --unit-years N       spread/mixed/grants: how many unit-years (default 1000)
+          --connections N      gRPC clients (default 1); routed, each has a channel to every server; otherwise each
+                               has one channel to one server, at least one client per server
           --json PATH          where to write the results (default loadtest-results.json)
           --fault COMMAND      a shell command run once during the measured time (a fault to inject); the results
                                then say how long the rate took to come back
           --fault-at SECONDS   when into the measured time the fault starts (default 10)
           --database CONNSTR   after the run, check in the ledger's database itself that every acknowledged deduction
-                               exists exactly once and nothing else was applied (what the run was not told of)
+                               and grant exists exactly once and nothing else was applied (what the run was not told of)
         """;
 
     public static Options Parse(string[] args)
@@ -46,7 +56,7 @@ internal sealed record Options
             options = args[i] switch
             {
                 "--address" => options with { Addresses = [.. value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(a => new Uri(a))] },
-                "--scenario" => options with { Scenario = value is "hot" or "spread" or "mixed" or "ping" ? value : throw new ArgumentException($"Unknown scenario {value}.\n{Usage}") },
+                "--scenario" => options with { Scenario = value is "hot" or "spread" or "grants" or "mixed" or "ping" ? value : throw new ArgumentException($"Unknown scenario {value}.\n{Usage}") },
                 "--concurrency" => options with { Concurrency = Positive(value) },
                 "--rate" => options with { Rate = int.Parse(value, CultureInfo.InvariantCulture) },
                 "--duration" => options with { Duration = TimeSpan.FromSeconds(Positive(value)) },
@@ -57,6 +67,7 @@ internal sealed record Options
                 "--fault" => options with { Fault = value },
                 "--fault-at" => options with { FaultAt = TimeSpan.FromSeconds(Positive(value)) },
                 "--database" => options with { Database = value },
+                "--routing" => options with { Routing = value is "affinity" or "none" ? value : throw new ArgumentException($"Unknown routing {value}.\n{Usage}") },
                 _ => throw new ArgumentException($"Unknown option {args[i]}.\n{Usage}"),
             };
             i++;

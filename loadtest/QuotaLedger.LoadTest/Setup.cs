@@ -3,8 +3,24 @@ using QuotaLedger.Client;
 
 namespace QuotaLedger.LoadTest;
 
-/// <summary>One unit-year under load: its unit, its grant, what it had deducted before the run.</summary>
-internal sealed record Target(int Index, string Unit, string ContractNo, long GrantId, Fen Granted, Fen DeductedBefore);
+/// <summary>One unit-year under load: its unit, its contract, the grant the setup made (and that grant's request id), and
+/// the unit-year's figures after it, before the run.</summary>
+internal sealed record Target(int Index, string Unit, string ContractNo, long GrantId, string GrantRequestId, Fen Granted, Fen DeductedBefore, Fen GrantedOpenBefore);
+
+/// <summary>What the setup makes: how many unit-years, the grant each gets, each contract's amount, and the pool's room
+/// for the grants the run itself makes.</summary>
+internal sealed record SetupPlan(int UnitYears, Fen GrantEach, Fen ContractAmount, Fen RoomForRun)
+{
+    /// <summary>The plan of a scenario: hot, one unit-year with a large grant; spread and mixed, many with a grant each and
+    /// room on the contract for every invoice (the voucher share is half the invoice); grants, many with a small grant
+    /// each and a contract large enough for tens of thousands of small grants, and a pool for a million of them.</summary>
+    public static SetupPlan For(string scenario, int unitYears) => scenario switch
+    {
+        "hot" => new(1, Fen.FromYuan(2_000_000), Fen.FromYuan(8_000_000), Fen.FromYuan(100_000)),
+        "grants" => new(unitYears, Setup.GrantAmount, Fen.FromYuan(100_000), new Fen(Setup.GrantAmount.Value * 1_000_000)),
+        _ => new(unitYears, Fen.FromYuan(5_000), Fen.FromYuan(20_000), Fen.FromYuan(100_000)),
+    };
+}
 
 /// <summary>Sets up, through the SDK, a provider with its own units, contracts and grants, and funds the pool for them.</summary>
 internal static class Setup
@@ -12,14 +28,18 @@ internal static class Setup
     /// <summary>Each invoice: 200 fen, of which the voucher covers 100 (50%, self-controllable compute).</summary>
     public static readonly Fen InvoiceAmount = new(200);
 
+    /// <summary>Each grant the run makes (grants, mixed): 100 fen.</summary>
+    public static readonly Fen GrantAmount = new(100);
+
     private static readonly UnitMaterial[] Materials =
     [
         new(MaterialKind.ApplicationForm, "load:form"), new(MaterialKind.RegistrationCertificate, "load:certificate"),
         new(MaterialKind.IntegrityPledge, "load:pledge"), new(MaterialKind.CreditReport, "load:credit-report"),
     ];
 
-    public static async Task<(string Provider, int Year, List<Target> Targets)> RunAsync(QuotaLedgerClient client, int unitYears, Fen grantEach)
+    public static async Task<(string Provider, int Year, List<Target> Targets)> RunAsync(QuotaLedgerClient client, SetupPlan plan)
     {
+        var (unitYears, grantEach) = (plan.UnitYears, plan.GrantEach);
         var year = TimeZoneInfo.ConvertTime(DateTimeOffset.UtcNow, TimeZoneInfo.FindSystemTimeZoneById("Asia/Shanghai")).Year;
         YearPolicy policy;
         try
@@ -31,8 +51,8 @@ internal static class Setup
             policy = await client.SetYearPolicyAsync(new YearPolicy(year, 5_000, 3_000, 1_000, Fen.FromYuan(5_000_000), Fen.FromYuan(10_000), Fen.FromYuan(100_000_000), 1));
         }
 
-        // The grants, and room for the small grants of the mixed scenario.
-        var needed = new Fen(grantEach.Value * unitYears) + Fen.FromYuan(100_000);
+        // The setup's grants, and room for the grants of the run.
+        var needed = new Fen(grantEach.Value * unitYears) + plan.RoomForRun;
         var program = await client.GetProgramYearAsync(year);
         if (program.Pool < needed)
         {
@@ -56,12 +76,11 @@ internal static class Setup
             await client.RegisterUnitAsync(new UnitRegistration(unit, $"Load unit {i}", UnitKind.Enterprise, Materials: Materials), cancellationToken: ct);
             await client.ReviewUnitAsync(provider, unit, approve: true, cancellationToken: ct);
             var contractNo = $"LOAD-{i}";
-            // Room for every invoice the run can send: the voucher share is half the invoice.
-            var amount = new Fen(checked(grantEach.Value * 4));
-            await client.RegisterContractAsync(new ContractTerms(contractNo, provider, unit, "Ascend 910B", true, ServiceMode.CloudInstance, new Fen(100), amount,
+            await client.RegisterContractAsync(new ContractTerms(contractNo, provider, unit, "Ascend 910B", true, ServiceMode.CloudInstance, new Fen(100), plan.ContractAmount,
                 "load test", false, new DateOnly(year, 1, 1)), cancellationToken: ct);
-            var grant = await client.GrantAsync(provider, contractNo, grantEach, cancellationToken: ct);
-            targets[i] = new Target(i, unit, contractNo, grant.GrantId, grantEach, grant.UnitYear.Deducted);
+            var requestId = QuotaLedgerClient.NewRequestId();
+            var grant = await client.GrantAsync(provider, contractNo, grantEach, requestId, ct);
+            targets[i] = new Target(i, unit, contractNo, grant.GrantId, requestId, grantEach, grant.UnitYear.Deducted, grant.UnitYear.GrantedOpen);
         });
         return (provider, year, [.. targets]);
     }

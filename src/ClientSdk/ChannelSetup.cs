@@ -54,7 +54,7 @@ internal static class ChannelSetup
 
     /// <summary>Bearer tokens from <see cref="QuotaLedgerClientOptions.TokenProvider"/> on every call (over TLS, or plain
     /// HTTP to loopback when the options allow it; <see cref="QuotaLedgerClientOptions.Problems"/> checks which).</summary>
-    public static void ApplyCredentials(GrpcChannelOptions channel, QuotaLedgerClientOptions options)
+    public static void ApplyCredentials(GrpcChannelOptions channel, QuotaLedgerClientOptions options, Uri? address)
     {
         if (options.TokenProvider is not { } tokens)
         {
@@ -63,7 +63,7 @@ internal static class ChannelSetup
 
         var callCredentials = CallCredentials.FromInterceptor(async (context, metadata) =>
             metadata.Add("authorization", "Bearer " + await tokens(context.CancellationToken)));
-        var secure = options.Address?.Scheme == Uri.UriSchemeHttps;
+        var secure = address?.Scheme == Uri.UriSchemeHttps;
         channel.Credentials = secure
             ? ChannelCredentials.Create(new SslCredentials(), callCredentials)
             : ChannelCredentials.Create(ChannelCredentials.Insecure, callCredentials);

@@ -18,7 +18,7 @@ namespace QuotaLedger.Client;
 public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
 {
     private readonly QuotaLedgerClientOptions _options;
-    private readonly GrpcChannel? _ownedChannel;
+    private readonly GrpcChannel[] _ownedChannels;
     private readonly ILogger _logger;
     private readonly ClientMetrics _metrics;
     private readonly string _serverAddress;
@@ -41,7 +41,7 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
     /// <param name="loggerFactory">Where the client logs (retries, refusals); none when null.</param>
     /// <param name="meterFactory">Makes the client's meter; a shared one when null.</param>
     public QuotaLedgerClient(QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory, IMeterFactory? meterFactory)
-        : this(CreateChannel(options, loggerFactory), options, loggerFactory, meterFactory)
+        : this(Connect(options, loggerFactory), options, loggerFactory, meterFactory)
     {
     }
 
@@ -52,24 +52,25 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
     /// <param name="loggerFactory">Where the client logs; none when null.</param>
     /// <param name="meterFactory">Makes the client's meter; a shared one when null.</param>
     public QuotaLedgerClient(CallInvoker callInvoker, QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory = null, IMeterFactory? meterFactory = null)
-        : this(callInvoker, owned: null, options, loggerFactory, meterFactory)
+        : this(callInvoker, owned: [], options, loggerFactory, meterFactory)
     {
     }
 
-    private QuotaLedgerClient(GrpcChannel channel, QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory, IMeterFactory? meterFactory)
-        : this(channel.CreateCallInvoker(), channel, options, loggerFactory, meterFactory)
+    private QuotaLedgerClient((CallInvoker Invoker, GrpcChannel[] Channels) connection, QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory,
+        IMeterFactory? meterFactory)
+        : this(connection.Invoker, connection.Channels, options, loggerFactory, meterFactory)
     {
     }
 
-    private QuotaLedgerClient(CallInvoker invoker, GrpcChannel? owned, QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory, IMeterFactory? meterFactory)
+    private QuotaLedgerClient(CallInvoker invoker, GrpcChannel[] owned, QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory, IMeterFactory? meterFactory)
     {
-        ThrowIfUnusable(options, needsAddress: owned is not null);
+        ThrowIfUnusable(options, needsAddress: owned.Length > 0);
         _options = options;
-        _ownedChannel = owned;
+        _ownedChannels = owned;
         _logger = (ILogger?)loggerFactory?.CreateLogger<QuotaLedgerClient>() ?? NullLogger.Instance;
         _metrics = new ClientMetrics(meterFactory?.Create(QuotaLedgerTelemetry.Name, QuotaLedgerTelemetry.Version) ?? QuotaLedgerTelemetry.SharedMeter);
-        _serverAddress = options.Address?.Host ?? "";
-        _serverPort = options.Address?.Port ?? 0;
+        _serverAddress = options.Servers().FirstOrDefault()?.Host ?? "";
+        _serverPort = options.Servers().FirstOrDefault()?.Port ?? 0;
         _admin = new V1.AdminService.AdminServiceClient(invoker);
         _registry = new V1.RegistryService.RegistryServiceClient(invoker);
         _ledger = new V1.LedgerService.LedgerServiceClient(invoker);
@@ -81,7 +82,7 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
     private QuotaLedgerClient(QuotaLedgerClient original, QuotaLedgerClientOptions options)
     {
         _options = options;
-        _ownedChannel = null;
+        _ownedChannels = [];
         _logger = original._logger;
         _metrics = original._metrics;
         _serverAddress = original._serverAddress;
@@ -103,7 +104,13 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
             : throw new ArgumentOutOfRangeException(nameof(deadline), deadline, "A call's deadline must be positive, and at most a day.");
 
     /// <inheritdoc />
-    public void Dispose() => _ownedChannel?.Dispose();
+    public void Dispose()
+    {
+        foreach (var channel in _ownedChannels)
+        {
+            channel.Dispose();
+        }
+    }
 
     private static void ThrowIfUnusable(QuotaLedgerClientOptions options, bool needsAddress)
     {
@@ -114,13 +121,27 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
         }
     }
 
-    private static GrpcChannel CreateChannel(QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory)
+    /// <summary>A channel to each server of the options; with several, the invoker that routes the calls among them.</summary>
+    private static (CallInvoker Invoker, GrpcChannel[] Channels) Connect(QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory)
     {
         ThrowIfUnusable(options, needsAddress: true);
+        var servers = options.Servers();
+        GrpcChannel[] channels = [.. servers.Select(address => CreateChannel(address, options, loggerFactory))];
+        if (channels.Length == 1)
+        {
+            return (channels[0].CreateCallInvoker(), channels);
+        }
+
+        var routes = servers.Zip(channels, (address, channel) => (address, channel.CreateCallInvoker())).ToList();
+        return (new RoutingCallInvoker(routes, options.TimeProvider, new GrantPlaces(RoutingCallInvoker.GrantsRemembered)), channels);
+    }
+
+    private static GrpcChannel CreateChannel(Uri address, QuotaLedgerClientOptions options, ILoggerFactory? loggerFactory)
+    {
         var channelOptions = new GrpcChannelOptions { HttpHandler = options.HttpHandler ?? ChannelSetup.CreateHandler(options), DisposeHttpClient = true, LoggerFactory = loggerFactory };
-        ChannelSetup.ApplyCredentials(channelOptions, options);
+        ChannelSetup.ApplyCredentials(channelOptions, options, address);
         ChannelSetup.ApplyReconnect(channelOptions, options);
-        return GrpcChannel.ForAddress(options.Address!, channelOptions);
+        return GrpcChannel.ForAddress(address, channelOptions);
     }
 
     /// <summary>Runs one logical unary call: each attempt gets its own deadline within the call's; UNAVAILABLE, an
@@ -239,7 +260,7 @@ public sealed partial class QuotaLedgerClient : IQuotaLedgerClient, IDisposable
     /// connection with <see cref="HttpRequestError.ConnectionError"/>. A failure on a connection already made (reset, the
     /// server killed mid-call) is an <see cref="IOException"/> or an HTTP/2 error instead: that attempt may have been
     /// applied.</summary>
-    private static bool NeverConnected(RpcException error) => error.StatusCode == StatusCode.Unavailable
+    internal static bool NeverConnected(RpcException error) => error.StatusCode == StatusCode.Unavailable
         && error.Status.DebugException is System.Net.Sockets.SocketException or HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError };
 
     /// <summary>The wait before trying again to connect: about <see cref="QuotaLedgerReconnectOptions.InitialBackoff"/>,

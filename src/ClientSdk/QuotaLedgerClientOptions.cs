@@ -5,10 +5,22 @@ namespace QuotaLedger.Client;
 /// <summary>How a <see cref="QuotaLedgerClient"/> reaches the ledger and identifies itself.</summary>
 public sealed class QuotaLedgerClientOptions
 {
-    /// <summary>The server's address (required, no default): <c>https://...</c> in production; a plain <c>http://</c>
-    /// address only to a loopback server (the no-configuration development server is <c>http://127.0.0.1:5080</c>), or
-    /// where <see cref="AllowPlaintext"/> says a sidecar or mesh adds the TLS.</summary>
+    /// <summary>The server's address (required unless <see cref="Addresses"/> names the servers; no default):
+    /// <c>https://...</c> in production; a plain <c>http://</c> address only to a loopback server (the no-configuration
+    /// development server is <c>http://127.0.0.1:5080</c>), or where <see cref="AllowPlaintext"/> says a sidecar or mesh
+    /// adds the TLS.</summary>
     public Uri? Address { get; set; }
+
+    /// <summary>Several servers on one database, to spread the load over (with or instead of <see cref="Address"/>,
+    /// which is then one of them; each address under the same rules). Writes are routed by affinity, so that the writes
+    /// that lock the same rows go to the same server, which coalesces them, instead of servers taking turns at the rows'
+    /// locks: grants by the year (they all take the year's pool), deductions, releases and gifts by the grant's unit-year
+    /// (learnt from the ledger's answers about the grant; until then by the grant). Reads go round-robin. Every client
+    /// given the same servers, in any order and in any process, routes a key to the same one (a stable hash, not the
+    /// process's). A server that cannot be connected to is passed over for a few seconds and its keys go to the next
+    /// server in their order, with the call's retries. Routing never decides correctness, only contention: the ledger
+    /// holds its invariants with PostgreSQL's row locks whichever server a call reaches.</summary>
+    public IList<Uri> Addresses { get; set; } = [];
 
     /// <summary>Lets an <c>http://</c> address name a host other than loopback (a service mesh or sidecar that encrypts
     /// the hop), bearer tokens included. Off by default: calls to the ledger carry money and identities.</summary>
@@ -64,21 +76,22 @@ public sealed class QuotaLedgerClientOptions
     public IReadOnlyList<string> Problems()
     {
         var problems = new List<string>();
-        if (Address is null)
+        if (Address is null && Addresses.Count == 0)
         {
             problems.Add("Address is required: the ledger's https:// address (http://127.0.0.1:5080 for the local development server).");
         }
-        else if (!Address.IsAbsoluteUri || (Address.Scheme != Uri.UriSchemeHttps && Address.Scheme != Uri.UriSchemeHttp))
+
+        foreach (var address in (Address is null ? [] : new[] { Address }).Concat(Addresses))
         {
-            problems.Add($"Address '{Address}' must be an absolute http:// or https:// address.");
+            if (AddressProblem(address) is { } problem)
+            {
+                problems.Add(problem);
+            }
         }
-        else if (Address.Scheme == Uri.UriSchemeHttp && !Address.IsLoopback && !AllowPlaintext)
+
+        if (HttpHandler is not null && Addresses.Count > 0 && Servers().Count > 1)
         {
-            problems.Add($"Address '{Address}' is plain HTTP to a host that is not loopback: use https://, or set AllowPlaintext when a sidecar or mesh encrypts the hop.");
-        }
-        else if (TokenProvider is not null && Address.Scheme != Uri.UriSchemeHttps && !AllowPlaintext && !(AllowTokensOverPlainHttpOnLoopback && Address.IsLoopback))
-        {
-            problems.Add($"A bearer token would go in clear text to {Address}: use an https:// address, or for a loopback test server set AllowTokensOverPlainHttpOnLoopback.");
+            problems.Add("Addresses: HttpHandler serves one server, and with several the client makes a handler for each: set HttpHandler with one Address only.");
         }
 
         if (DefaultDeadline <= TimeSpan.Zero || DefaultDeadline > MaxDeadline)
@@ -104,6 +117,31 @@ public sealed class QuotaLedgerClientOptions
         problems.AddRange(Watch.Problems());
         return problems;
     }
+
+    /// <summary>What is wrong with one server's address, if anything.</summary>
+    private string? AddressProblem(Uri? address)
+    {
+        if (address is null || !address.IsAbsoluteUri || (address.Scheme != Uri.UriSchemeHttps && address.Scheme != Uri.UriSchemeHttp))
+        {
+            return $"Address '{address}' must be an absolute http:// or https:// address.";
+        }
+
+        if (address.Scheme == Uri.UriSchemeHttp && !address.IsLoopback && !AllowPlaintext)
+        {
+            return $"Address '{address}' is plain HTTP to a host that is not loopback: use https://, or set AllowPlaintext when a sidecar or mesh encrypts the hop.";
+        }
+
+        if (TokenProvider is not null && address.Scheme != Uri.UriSchemeHttps && !AllowPlaintext && !(AllowTokensOverPlainHttpOnLoopback && address.IsLoopback))
+        {
+            return $"A bearer token would go in clear text to {address}: use an https:// address, or for a loopback test server set AllowTokensOverPlainHttpOnLoopback.";
+        }
+
+        return null;
+    }
+
+    /// <summary>The servers: <see cref="Address"/> and <see cref="Addresses"/>, each once.</summary>
+    internal IReadOnlyList<Uri> Servers() =>
+        [.. (Address is null ? [] : new[] { Address }).Concat(Addresses).Where(a => a is not null && a.IsAbsoluteUri).DistinctBy(a => a.AbsoluteUri)];
 
     /// <summary>The longest deadline a call may be given: a day.</summary>
     public static readonly TimeSpan MaxDeadline = TimeSpan.FromDays(1);

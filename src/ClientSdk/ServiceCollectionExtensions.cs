@@ -78,11 +78,11 @@ public static class QuotaLedgerServiceCollectionExtensions
 
         var settings = (IServiceProvider provider) => provider.GetRequiredService<IOptionsMonitor<QuotaLedgerClientOptions>>().Get(name);
         return services
-            .AddGrpcClient<LedgerCallInvoker>(QuotaLedgerClientFactory.ClientName(name), (provider, factory) => factory.Address = settings(provider).Address)
+            .AddGrpcClient<LedgerCallInvoker>(QuotaLedgerClientFactory.ClientName(name), (provider, factory) => factory.Address = settings(provider).Servers().FirstOrDefault())
             .ConfigurePrimaryHttpMessageHandler(provider => settings(provider) is { HttpHandler: { } handler } ? handler : ChannelSetup.CreateHandler(settings(provider)))
             .ConfigureChannel((provider, channel) =>
             {
-                ChannelSetup.ApplyCredentials(channel, settings(provider));
+                ChannelSetup.ApplyCredentials(channel, settings(provider), settings(provider).Servers().FirstOrDefault());
                 ChannelSetup.ApplyReconnect(channel, settings(provider));
             });
     }
@@ -106,7 +106,7 @@ internal sealed class LedgerCallInvoker(CallInvoker callInvoker)
 
 internal sealed class QuotaLedgerClientFactory(
     GrpcClientFactory grpc, IOptionsMonitor<QuotaLedgerClientOptions> options, ILoggerFactory? loggerFactory = null, IMeterFactory? meterFactory = null)
-    : IQuotaLedgerClientFactory
+    : IQuotaLedgerClientFactory, IDisposable
 {
     private readonly ConcurrentDictionary<string, QuotaLedgerClient> _clients = new();
 
@@ -116,8 +116,25 @@ internal sealed class QuotaLedgerClientFactory(
 
     private QuotaLedgerClient Create(string name)
     {
+        var settings = options.Get(name);
+        // Several servers: the client makes a channel to each and routes among them (the gRPC client factory makes one
+        // channel, to one address).
+        if (settings.Servers().Count > 1)
+        {
+            return new QuotaLedgerClient(settings, loggerFactory, meterFactory);
+        }
+
         var invoker = grpc.CreateClient<LedgerCallInvoker>(ClientName(name)).CallInvoker;
-        return new QuotaLedgerClient(invoker, options.Get(name), loggerFactory, meterFactory);
+        return new QuotaLedgerClient(invoker, settings, loggerFactory, meterFactory);
+    }
+
+    /// <summary>Closes the channels of the clients that made their own (a client over the factory's invoker has none).</summary>
+    public void Dispose()
+    {
+        foreach (var client in _clients.Values)
+        {
+            client.Dispose();
+        }
     }
 }
 
