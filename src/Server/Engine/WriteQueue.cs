@@ -72,6 +72,9 @@ internal sealed partial class WriteQueue(
     // are warm instead of on whichever pooled connection comes next.
     private readonly ConcurrentStack<NpgsqlConnection> _connections = new();
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // No open grant is past its expiry before this time (UTC ticks), as read at the other (see MayHaveDueGrants).
+    private long _noneDueBeforeTicks = long.MinValue;
+    private long _earliestReadAtTicks;
     private int _workers;
     private int _inFlight;
     private bool _stopping;
@@ -86,12 +89,50 @@ internal sealed partial class WriteQueue(
     {
         var year = ChinaCalendar.YearOf(now);
         var target = await TargetOfAsync(call, year, create: true, ct);
-        if (target is { } known)
+        if (target is { } known && MayHaveDueGrants(now))
         {
             await prepare(known, call.Amount, now, ct);
+            await LearnEarliestExpiryAsync(now, ct);
         }
 
-        return (GrantResponse)await SubmitAsync(new PendingGrant(call, sent, year, target), ct);
+        var response = (GrantResponse)await SubmitAsync(new PendingGrant(call, sent, year, target), ct);
+        if (response.ExpiresAt is { } expiresAt)
+        {
+            LowerEarliestExpiry(expiresAt.ToDateTimeOffset().UtcTicks);
+        }
+
+        return response;
+    }
+
+    /// <summary>Whether an open grant may be past its expiry at <paramref name="now"/>: not before the earliest expiry of
+    /// the open grants as last read (a grant made since expires later, unless a policy shortened its validity, which
+    /// is why the bound is read again at least every minute; this process lowers it for its own grants at once).</summary>
+    private bool MayHaveDueGrants(DateTimeOffset now) =>
+        now.UtcTicks >= Interlocked.Read(ref _noneDueBeforeTicks) || now.UtcTicks - Interlocked.Read(ref _earliestReadAtTicks) > TimeSpan.TicksPerMinute;
+
+    private async Task LearnEarliestExpiryAsync(DateTimeOffset now, CancellationToken ct)
+    {
+        await using var command = database.DataSource.CreateCommand(
+            $"SELECT min(expires_at) FROM grants WHERE state = {(short)GrantState.Open}");
+        var earliest = await command.ExecuteScalarAsync(ct) is DateTime found ? new DateTimeOffset(found, TimeSpan.Zero).UtcTicks : long.MaxValue;
+        Interlocked.Exchange(ref _noneDueBeforeTicks, earliest);
+        Interlocked.Exchange(ref _earliestReadAtTicks, now.UtcTicks);
+    }
+
+    /// <summary>A grant this process made lowers the bound to its own expiry, should that be earlier.</summary>
+    private void LowerEarliestExpiry(long expiresAtTicks)
+    {
+        var seen = Interlocked.Read(ref _noneDueBeforeTicks);
+        while (expiresAtTicks < seen)
+        {
+            var was = Interlocked.CompareExchange(ref _noneDueBeforeTicks, expiresAtTicks, seen);
+            if (was == seen)
+            {
+                return;
+            }
+
+            seen = was;
+        }
     }
 
     private async Task<IMessage> SubmitAsync(PendingWrite item, CancellationToken ct)
