@@ -61,15 +61,21 @@ internal static class Grants
     /// alike, as a read does, so it tells a caller nothing of what is not its own.</summary>
     public static LedgerException Unknown(long grantId) => new(Reason.UnknownGrant, $"There is no grant {grantId}.");
 
-    /// <summary>Locks the grant's unit-year (the lock every change of the grant takes), then reads the grant with its
-    /// account; null when there is no such grant.</summary>
+    /// <summary>Locks what a change of the grant may write, in <see cref="LockOrder"/>: its year's pool (a release, an
+    /// expiry or a claw-back returns quota there), its contract, its unit-year (the lock every change of the grant
+    /// takes), and the grant; then reads the grant with its account. Null when there is no such grant.</summary>
     public static async Task<(UnitYearRow UnitYear, GrantRow Grant)?> LockAsync(LedgerDb db, long grantId, CancellationToken ct)
     {
-        if (await UnitYears.LockForGrantAsync(db, grantId, ct) is not { } unitYear)
+        // Which rows: a grant's year, contract and unit-year never change, so they are read before the locks.
+        var rows = await db.Grants.AsNoTracking().Where(g => g.Id == grantId)
+            .Select(g => new { g.Year, g.ContractId, g.UnitYearId }).SingleOrDefaultAsync(ct);
+        if (rows is null)
         {
             return null;
         }
 
+        await LockOrder.TakeAsync(db, new LockSet { PoolYears = [rows.Year], ContractIds = [rows.ContractId], UnitYearIds = [rows.UnitYearId], GrantIds = [grantId] }, ct);
+        var unitYear = await db.UnitYears.AsNoTracking().SingleAsync(u => u.Id == rows.UnitYearId, ct);
         return (unitYear, await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct));
     }
 

@@ -23,23 +23,21 @@ internal sealed record UnitYearFigures(string UnitUscc, int Year, Fen Cap, Fen G
 
 internal static class UnitYears
 {
-    /// <summary>Creates the unit-year (and its deducted account) if it is new, then locks its row. Every grant and
-    /// deduction of a unit-year takes this lock first, before reading anything it checks.</summary>
+    /// <summary>Creates the unit-year (and its deducted account) if it is new, then locks its row (<see cref="LockOrder"/>,
+    /// step 3). Every change of a unit-year's quota takes this lock before reading anything it checks.</summary>
     public static async Task<UnitYearRow> LockOrCreateAsync(LedgerDb db, string unitUscc, int year, CancellationToken ct)
     {
-        await EnsureAsync(db, unitUscc, year, ct);
-        return await db.UnitYears
-            .FromSql($"SELECT * FROM unit_years WHERE unit_uscc = {unitUscc}::bpchar AND year = {year} FOR UPDATE")
-            .AsNoTracking()
-            .SingleAsync(ct);
+        var id = await EnsureAsync(db, unitUscc, year, ct);
+        return (await LockAllAsync(db, [id], ct)).Single();
     }
 
-    /// <summary>Locks several unit-years in one fixed order (by id), so two calls locking the same pair never deadlock.</summary>
-    public static Task<List<UnitYearRow>> LockAllAsync(LedgerDb db, long[] ids, CancellationToken ct) =>
-        db.UnitYears
-            .FromSql($"SELECT * FROM unit_years WHERE id = ANY({ids}) ORDER BY id FOR UPDATE")
-            .AsNoTracking()
-            .ToListAsync(ct);
+    /// <summary>Locks several unit-years in the one order (<see cref="LockOrder"/>: by id), so two calls locking the same
+    /// pair never deadlock, and reads them.</summary>
+    public static async Task<List<UnitYearRow>> LockAllAsync(LedgerDb db, long[] ids, CancellationToken ct)
+    {
+        await LockOrder.TakeAsync(db, new LockSet { UnitYearIds = ids }, ct);
+        return await db.UnitYears.AsNoTracking().Where(u => ids.Contains(u.Id)).OrderBy(u => u.Id).ToListAsync(ct);
+    }
 
     /// <summary>Creates the unit-year and its deducted account if they do not exist yet.</summary>
     public static async Task<long> EnsureAsync(LedgerDb db, string unitUscc, int year, CancellationToken ct)
@@ -75,13 +73,6 @@ internal static class UnitYears
             .Where(a => a.UnitUscc == unitUscc && a.Year == year && a.Kind != AccountKind.Grant)
             .ToDictionaryAsync(a => a.Kind, a => a.Id, ct);
     }
-
-    /// <summary>Locks the unit-year a grant belongs to; null when there is no such grant.</summary>
-    public static Task<UnitYearRow?> LockForGrantAsync(LedgerDb db, long grantId, CancellationToken ct) =>
-        db.UnitYears
-            .FromSql($"SELECT uy.* FROM unit_years uy WHERE uy.id = (SELECT g.unit_year_id FROM grants g WHERE g.id = {grantId}) FOR UPDATE")
-            .AsNoTracking()
-            .SingleOrDefaultAsync(ct);
 
     // USCC columns are character(18) where a party is registered and text where it is recorded; comparing a
     // character column with a text value casts the column and loses its index, so text values are cast instead.

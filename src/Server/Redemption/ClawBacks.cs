@@ -124,7 +124,9 @@ internal static class ClawBacks
     {
         var key = await db.Redemptions.AsNoTracking().Where(r => r.Id == redemptionId).Select(r => new { r.UnitUscc, r.Year }).SingleOrDefaultAsync(ct)
             ?? throw new LedgerException(Reason.UnknownRedemption, $"There is no redemption {redemptionId}.");
-        await UnitYears.LockOrCreateAsync(db, key.UnitUscc, key.Year, ct);
+        // The year's pool (the quota returns there), then the unit-year: the one lock order.
+        var unitYearId = await UnitYears.EnsureAsync(db, key.UnitUscc, key.Year, ct);
+        await LockOrder.TakeAsync(db, new LockSet { PoolYears = [key.Year], UnitYearIds = [unitYearId] }, ct);
         var row = await db.Redemptions.AsNoTracking().SingleAsync(r => r.Id == redemptionId, ct);
         if (amount.Value > row.OutstandingFen)
         {

@@ -1,6 +1,5 @@
-using QuotaLedger.Server.Storage;
 
-namespace QuotaLedger.Server.Engine;
+namespace QuotaLedger.Server.Storage;
 
 /// <summary>The one order in which a write locks the rows it changes, so no two writes ever wait on each other in a
 /// cycle:
@@ -12,7 +11,10 @@ namespace QuotaLedger.Server.Engine;
 /// </list>
 /// Within a step rows are locked in id order. The write engine locks without waiting (SKIP LOCKED) and leaves the writes
 /// whose rows another session holds for a transaction that waits, in this same order; every other path waits, in this
-/// same order (<see cref="TakeAsync"/>). Each statement below is the only text that locks its table on the write path.</summary>
+/// same order (<see cref="TakeAsync"/>). Each statement below is the only text that locks its table on the write path.
+/// The bureau's year-level writes come before step 1: SetYearPolicy and FundBudget lock the year's policy row, then
+/// its funding account (<c>Ledger.Policies.LockAsync</c>, <c>Admin.AdminGrpcService</c>), then post to the pool; no
+/// other write locks those two rows, so that prefix cannot close a cycle.</summary>
 internal static class LockOrder
 {
     /// <summary>Step 1, the pools of the years in <c>$1</c>: id, year, balance.</summary>
