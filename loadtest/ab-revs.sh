@@ -66,8 +66,10 @@ for s in os.environ["SCENARIOS"].split():
     for r in revs:
         rates = [rate(s, r, n) for n in range(1, rounds + 1)]
         ratios = [rate(s, r, n) / rate(s, revs[0], n) for n in range(1, rounds + 1)]
+        runs = [json.load(open(f"{out}/{s}-{r}-{n}.json")) for n in range(1, rounds + 1)]
         print(f"{s:6} {r:10} median {statistics.median(rates):7.0f}/s  ratio to {revs[0]}: median {statistics.median(ratios):.3f} "
-              f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+              f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})  p99 median {statistics.median(x['P99Ms'] for x in runs):.1f} ms  "
+              f"errors {sum(sum(x['ErrorsByReason'].values()) for x in runs)}")
         if s == "mixed":
             for op in ("deduct", "grant", "read"):
                 per = [json.load(open(f"{out}/{s}-{r}-{n}.json")).get("Operations", {}).get(op) for n in range(1, rounds + 1)]
