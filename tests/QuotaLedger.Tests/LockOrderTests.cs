@@ -12,36 +12,37 @@ public sealed class LockOrderTests(LedgerFixture fixture) : IClassFixture<Ledger
     private static readonly TimeSpan s_patience = TimeSpan.FromSeconds(60);
 
     [Fact]
-    public async Task A_release_and_a_grant_queued_behind_the_same_held_contract_take_their_locks_in_one_order_and_both_commit()
+    public async Task A_claw_back_and_a_grant_queued_behind_the_same_held_contract_take_their_locks_in_one_order_and_both_commit()
     {
         var server = fixture.Server;
         var deal = await server.NewDealAsync(contractAmountFen: 10_000_000);
-        var released = await server.GrantAsync(deal, 10_000);
+        var clawed = await server.GrantAsync(deal, 10_000);
         var contractId = await ScalarAsync<long>(
             "SELECT id FROM contracts WHERE provider_uscc = $1::text::bpchar AND contract_no = $2", deal.Provider, deal.ContractNo);
         var deadlocksBefore = await DeadlocksAsync();
 
-        // Another session holds the contract's row. The release (pool, contract, unit-year, grant) and the grant on the
-        // same contract and unit-year (the engine skips the held row, and its lock waiter takes pool, contract,
-        // unit-year) both queue behind it. Taken in any other order (a release locking its unit-year first, as it once
-        // did), one holds a row the other waits for while waiting for one the other holds.
+        // Another session holds the contract's row. The bureau's claw-back of a grant (a write outside the engine: pool,
+        // contract, unit-year, grant) and a grant on the same contract and unit-year (the engine skips the held row, and
+        // its lock waiter takes pool, contract, unit-year) both queue behind it. Taken in any other order (a claw-back
+        // locking its unit-year first, as it once did), one holds a row the other waits for while waiting for one the
+        // other holds.
         await using var holder = new NpgsqlConnection(fixture.Database.ConnectionString);
         await holder.OpenAsync();
         await using var transaction = await holder.BeginTransactionAsync();
         await ExecuteAsync(holder, "SELECT id FROM contracts WHERE id = $1 FOR UPDATE", contractId);
 
-        var release = server.Ledger.ReleaseAsync(new ReleaseRequest
+        var clawBack = server.Redemption.ClawBackAsync(new ClawBackRequest
         {
-            RequestId = Ids.New(), ProviderUscc = deal.Provider, GrantId = released.GrantId, StatementRef = "JS-LOCK",
+            RequestId = Ids.New(), GrantId = clawed.GrantId, AmountFen = 4_000, Reason = "lock order", Standing = Standing.Good,
         }).ResponseAsync;
         await WaitForLockWaitersAsync(1);
         var grant = server.GrantAsync(deal, 20_000);
         await WaitForLockWaitersAsync(2);
         await transaction.CommitAsync();
 
-        var releaseResponse = await release.WaitAsync(s_patience);
+        var clawBackResponse = await clawBack.WaitAsync(s_patience);
         var grantResponse = await grant.WaitAsync(s_patience);
-        Assert.Equal(10_000, releaseResponse.ReleasedFen);
+        Assert.Equal(4_000, clawBackResponse.AmountFen);
         Assert.Equal(20_000, grantResponse.AmountFen);
         Assert.Equal(deadlocksBefore, await DeadlocksAsync());
         await Books.AssertHoldAsync(server);

@@ -84,6 +84,22 @@ internal sealed class PendingGrant(GrantCall call, GrantRequest sent, int year, 
     public override IReadOnlyList<Lane> Lanes { get; } = target is { } t ? [Lane.Pool(t.Year), Lane.UnitYear(t.UnitYearId)] : [];
 }
 
+/// <summary>A grant the provider hands back before its expiry, with the joint statement that settles it: what it holds
+/// returns to its year's pool. <see cref="Grant"/> is where the grant lives, null when there is no such grant of the
+/// caller's.</summary>
+internal sealed class PendingRelease(ReleaseCall call, ReleaseRequest sent, GrantHome? grant)
+    : PendingWrite(nameof(LedgerGrpcService.Release), call.By, call.RequestId, sent)
+{
+    public ReleaseCall Call { get; } = call;
+
+    public GrantHome? Grant { get; } = grant;
+
+    public override IReadOnlyList<Lane> Lanes { get; } = grant is { } g ? [Lane.Pool(g.Year), Lane.UnitYear(g.UnitYearId)] : [];
+}
+
+/// <summary>Where a grant lives, which never changes: its year, contract and unit-year, and whose it is.</summary>
+internal readonly record struct GrantHome(string Provider, string Unit, int Year, long ContractId, long UnitYearId);
+
 /// <summary>What a transaction decided for one write: its response, or its refusal; or, when a row it needs was locked
 /// by another session and the transaction did not wait, nothing yet (<see cref="Deferred"/>).
 /// <see cref="Replayed"/>: the request id's first outcome answered again, nothing decided now.</summary>

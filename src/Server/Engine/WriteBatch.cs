@@ -101,6 +101,7 @@ internal static class WriteBatch
             {
                 PendingDeduction deduction => Deduct(facts, plan, deduction, now),
                 PendingGrant grant => Grant(facts, plan, grant, now),
+                PendingRelease release => Release(facts, plan, release, now),
                 _ => throw new InvalidOperationException($"No rules for {item.GetType().Name}."),
             };
             plan.Outcomes[i] = outcome;
@@ -243,12 +244,7 @@ internal static class WriteBatch
         var figures = before with { GrantedOpen = before.GrantedOpen + amount };
         facts.Figures[target.UnitYearId] = figures;
 
-        var rules = facts.AlertRulesOf(target.Year);
-        plan.Alert(facts, new AlertSubject(target.Year, AlertKind.PoolLow, "", null, null),
-            FigureAlerts.PoolLow(rules.PoolLowBp, pool.FundedFen, pool.Available.Value), pool.Available.Value, pool.FundedFen, entry);
-        var committed = figures.GrantedOpen + figures.Deducted;
-        plan.Alert(facts, new AlertSubject(target.Year, AlertKind.UnitYearCap, target.Unit, target.Unit, call.Provider),
-            FigureAlerts.UnitYearCap(rules.UnitYearCapBp, figures.Cap, committed), committed.Value, figures.Cap.Value, entry);
+        WatchFigures(facts, plan, pool, figures, call.Provider, entry);
 
         return new WriteOutcome(new GrantResponse
         {
@@ -260,6 +256,70 @@ internal static class WriteBatch
             UnitYear = figures.ToApi(),
             Receipt = entry.ToReceipt(),
         }, null);
+    }
+
+    /// <summary>A release (Art 11): the grant closes, and what it holds returns to its year's pool in one entry, no
+    /// longer committed on its contract or counted against its unit-year's cap.</summary>
+    private static WriteOutcome Release(WriteFacts facts, WritePlan plan, PendingRelease item, DateTimeOffset now)
+    {
+        var call = item.Call;
+        var grant = facts.Grants.GetValueOrDefault(call.GrantId);
+        var decision = Releases.Decide(call, grant, now);
+        if (decision.Refusal is { } refusal)
+        {
+            return new WriteOutcome(null, refusal);
+        }
+
+        var (home, returned, entryId) = (item.Grant!.Value, decision.Returned, facts.EntryIds.Dequeue());
+        grant!.State = GrantState.Released;
+        grant.BalanceFen = 0;
+        plan.Closes.Add(new GrantClose(grant.Id, GrantState.Released, returned.Value, call.StatementRef));
+        var before = facts.Figures[home.UnitYearId];
+        var figures = before with { GrantedOpen = before.GrantedOpen - returned };
+        facts.Figures[home.UnitYearId] = figures;
+        JournalEntryRow? entry = null;
+        if (returned.IsPositive)
+        {
+            var contract = facts.Contracts[grant.ContractId];
+            var pool = facts.Pools[grant.Year];
+            entry = plan.Post(facts, home.UnitYearId, new JournalEntryRow
+            {
+                Id = entryId,
+                Kind = EntryKind.Release,
+                CreatedAt = now,
+                Year = grant.Year,
+                UnitUscc = grant.Unit,
+                ProviderUscc = grant.Provider,
+                GrantId = grant.Id,
+                RequestId = call.RequestId,
+                Caller = call.By,
+                Memo = $"released, joint statement {call.StatementRef}",
+            }, [(pool.Id, returned.Value), (grant.AccountId, -returned.Value)]);
+            contract.GrantedFen = checked(contract.GrantedFen - returned.Value);
+            plan.GrantedDeltas[contract.Id] = checked(plan.GrantedDeltas.GetValueOrDefault(contract.Id) - returned.Value);
+            pool.BalanceFen = checked(pool.BalanceFen + returned.Value);
+            WatchFigures(facts, plan, pool, figures, grant.Provider, entry);
+        }
+
+        return new WriteOutcome(new ReleaseResponse
+        {
+            GrantId = grant.Id,
+            ReleasedFen = returned.Value,
+            UnitYear = figures.ToApi(),
+            Receipt = entry?.ToReceipt(),
+        }, null);
+    }
+
+    /// <summary>The figure alerts an entry that moved quota between a pool and a unit-year may cross or re-arm: the
+    /// pool's (net of expired grants, against the year's funding) and the unit-year's (committed against its cap).</summary>
+    private static void WatchFigures(WriteFacts facts, WritePlan plan, PoolFacts pool, UnitYearFigures figures, string provider, JournalEntryRow entry)
+    {
+        var rules = facts.AlertRulesOf(pool.Year);
+        plan.Alert(facts, new AlertSubject(pool.Year, AlertKind.PoolLow, "", null, null),
+            FigureAlerts.PoolLow(rules.PoolLowBp, pool.FundedFen, pool.Available.Value), pool.Available.Value, pool.FundedFen, entry);
+        var committed = figures.GrantedOpen + figures.Deducted;
+        plan.Alert(facts, new AlertSubject(pool.Year, AlertKind.UnitYearCap, figures.UnitUscc, figures.UnitUscc, provider),
+            FigureAlerts.UnitYearCap(rules.UnitYearCapBp, figures.Cap, committed), committed.Value, figures.Cap.Value, entry);
     }
 
     /// <summary>What <see cref="Deductions.Decide"/> reads for one deduction: its grant, the grant's contract, and the
@@ -327,6 +387,7 @@ internal static class WriteBatch
             IMessage response = item switch
             {
                 PendingGrant => Idempotency.Replay<GrantResponse>(first, item.Method, item.Hash),
+                PendingRelease => Idempotency.Replay<ReleaseResponse>(first, item.Method, item.Hash),
                 _ => Idempotency.Replay<DeductResponse>(first, item.Method, item.Hash),
             };
             return new WriteOutcome(response, null, Replayed: true);

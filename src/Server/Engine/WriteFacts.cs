@@ -78,10 +78,14 @@ internal sealed class WriteFacts
     {
         PendingDeduction d => (d.UnitYearId is not { } unitYearId || UnitYears.ContainsKey(unitYearId))
             && (Grants.GetValueOrDefault(d.Request.GrantId) is not { } grant || Contracts.ContainsKey(grant.ContractId)),
-        PendingGrant g => g.Target is not { } target
-            || ((Pools.ContainsKey(target.Year) || !PoolYears.Contains(target.Year)) && Contracts.ContainsKey(target.ContractId) && UnitYears.ContainsKey(target.UnitYearId)),
+        PendingGrant g => g.Target is not { } target || HoldsAll(target.Year, target.ContractId, target.UnitYearId),
+        PendingRelease r => r.Grant is not { } home || HoldsAll(home.Year, home.ContractId, home.UnitYearId),
         _ => false,
     };
+
+    /// <summary>Whether the transaction holds the year's pool (when the year has one), the contract and the unit-year.</summary>
+    private bool HoldsAll(int year, long contractId, long unitYearId) =>
+        (Pools.ContainsKey(year) || !PoolYears.Contains(year)) && Contracts.ContainsKey(contractId) && UnitYears.ContainsKey(unitYearId);
 
     /// <summary>The years whose pool exists: a grant of a year never funded has no pool to lock, and is decided without.</summary>
     public HashSet<int> PoolYears { get; } = [];
@@ -91,16 +95,19 @@ internal sealed class WriteFacts
     {
         var deductions = items.OfType<PendingDeduction>().ToList();
         var grants = items.OfType<PendingGrant>().ToList();
+        var releases = items.OfType<PendingRelease>().ToList();
         var targets = grants.Where(g => g.Target is not null).Select(g => g.Target!.Value).ToList();
-        // Each grant a deduction names as its caller names it: a grant is read and its contract locked only with the
-        // provider it was made by, so another provider's grant is neither read nor locked, and is refused as unknown.
-        var named = deductions.Select(d => (d.Request.GrantId, d.Request.Provider)).Distinct().ToArray();
+        var homes = releases.Where(r => r.Grant is not null).Select(r => r.Grant!.Value).ToList();
+        // Each existing grant a write names, as its caller names it: a grant is read and its contract locked only with
+        // the provider it was made by, so another provider's grant is neither read nor locked, and is refused as unknown.
+        var named = deductions.Select(d => (d.Request.GrantId, d.Request.Provider))
+            .Concat(releases.Select(r => (r.Call.GrantId, r.Call.Provider))).Distinct().ToArray();
         var namedIds = named.Select(g => g.GrantId).ToArray();
         var namedProviders = named.Select(g => g.Provider).ToArray();
-        var years = targets.Select(t => t.Year).Distinct().Order().ToArray();
+        var years = targets.Select(t => t.Year).Concat(homes.Select(h => h.Year)).Distinct().Order().ToArray();
         var grantContractIds = targets.Select(t => t.ContractId).Distinct().ToArray();
         var unitYearIds = deductions.Where(d => d.UnitYearId is not null).Select(d => d.UnitYearId!.Value)
-            .Concat(targets.Select(t => t.UnitYearId)).Distinct().Order().ToArray();
+            .Concat(targets.Select(t => t.UnitYearId)).Concat(homes.Select(h => h.UnitYearId)).Distinct().Order().ToArray();
         var locking = reading != Reading.Snapshot;
         var skip = reading == Reading.SkipLocked;
 
@@ -154,7 +161,7 @@ internal sealed class WriteFacts
             WHERE r.outcome IS NOT NULL
             """,
             keys.Select(k => k.Caller).ToArray(), keys.Select(k => k.RequestId).ToArray());
-        AddGrantReads(batch, grants, targets, years, now);
+        AddGrantReads(batch, grants, targets, homes, years, now);
         if (locking)
         {
             // A dry run draws no ids (nor could it, read-only).
@@ -206,7 +213,7 @@ internal sealed class WriteFacts
     private static string Strip(string sql, bool locking) =>
         locking ? sql : sql.Replace(" FOR UPDATE SKIP LOCKED", "", StringComparison.Ordinal).Replace(" FOR UPDATE", "", StringComparison.Ordinal);
 
-    private static void AddGrantReads(NpgsqlBatch batch, List<PendingGrant> grants, List<GrantTarget> targets, int[] years, DateTimeOffset now)
+    private static void AddGrantReads(NpgsqlBatch batch, List<PendingGrant> grants, List<GrantTarget> targets, List<GrantHome> homes, int[] years, DateTimeOffset now)
     {
         var pairs = grants.Where(g => g.Target is not null).Select(g => (g.Call.Provider, g.Target!.Value.Unit)).Distinct().ToArray();
         // A string array alone would bind as the params array itself, one parameter per string: it goes as one object.
@@ -241,7 +248,8 @@ internal sealed class WriteFacts
             """,
             years, now);
         Add(batch, "SELECT r.year, r.unit_year_cap_bp, r.pool_low_bp FROM alert_rules r WHERE r.year = ANY($1)", years);
-        var subjects = targets.SelectMany(t => new[] { (t.Year, AlertKind.PoolLow, ""), (t.Year, AlertKind.UnitYearCap, t.Unit) }).Distinct().ToArray();
+        var subjects = targets.Select(t => (t.Year, t.Unit)).Concat(homes.Select(h => (h.Year, h.Unit)))
+            .SelectMany(t => new[] { (t.Year, AlertKind.PoolLow, ""), (t.Year, AlertKind.UnitYearCap, t.Unit) }).Distinct().ToArray();
         Add(batch,
             """
             SELECT s.year, s.kind, s.subject, x.threshold_bp, x.armed

@@ -8,6 +8,9 @@ using AlertKind = QuotaLedger.Server.Storage.AlertKind;
 
 namespace QuotaLedger.Server.Engine;
 
+/// <summary>A grant closing: released (or expired), what it returned, and a release's joint statement.</summary>
+internal readonly record struct GrantClose(long GrantId, GrantState State, long ReturnedFen, string? StatementRef);
+
 /// <summary>Whose figure an alert watches: a year's pool (key "") or a unit-year (key: the unit).</summary>
 internal sealed record AlertSubject(int Year, AlertKind Kind, string Key, string? Unit, string? Provider);
 
@@ -18,6 +21,7 @@ internal sealed class WritePlan(int count)
 {
     public WriteOutcome[] Outcomes { get; } = new WriteOutcome[count];
     public List<GrantRow> Grants { get; } = [];
+    public List<GrantClose> Closes { get; } = [];
     public List<DeductionRow> Deductions { get; } = [];
     public List<(JournalEntryRow Entry, (long Account, long Fen)[] Postings)> Entries { get; } = [];
     public Dictionary<long, long> AccountDeltas { get; } = [];
@@ -98,6 +102,7 @@ internal sealed class WritePlan(int count)
     {
         await using var batch = new NpgsqlBatch(connection);
         AddGrants(batch);
+        AddCloses(batch);
         AddDeductions(batch);
         AddEntries(batch);
         // One statement per table. Every account and contract here belongs to a row this transaction has locked (a
@@ -124,6 +129,14 @@ internal sealed class WritePlan(int count)
 
     private void AddGrants(NpgsqlBatch batch)
     {
+        if (GrantedDeltas.Count > 0)
+        {
+            // Before the new grants, whose trigger checks the contract's committed quota against the grant's ratio.
+            WriteFacts.Add(batch,
+                "UPDATE contracts SET granted_fen = granted_fen + ($2::bigint[])[array_position($1::bigint[], id)] WHERE id = ANY($1)",
+                GrantedDeltas.Keys.ToArray(), GrantedDeltas.Values.ToArray());
+        }
+
         if (Grants.Count == 0)
         {
             return;
@@ -132,9 +145,6 @@ internal sealed class WritePlan(int count)
         WriteFacts.Add(batch,
             $"INSERT INTO accounts (id, kind, year, balance_fen) SELECT a.id, {(short)AccountKind.Grant}, a.year, 0 FROM unnest($1::bigint[], $2::int[]) AS a(id, year)",
             Grants.Select(g => g.AccountId).ToArray(), Grants.Select(g => g.Year).ToArray());
-        WriteFacts.Add(batch,
-            "UPDATE contracts SET granted_fen = granted_fen + ($2::bigint[])[array_position($1::bigint[], id)] WHERE id = ANY($1)",
-            GrantedDeltas.Keys.ToArray(), GrantedDeltas.Values.ToArray());
         WriteFacts.Add(batch,
             $"""
             INSERT INTO grants (id, contract_id, provider_uscc, unit_uscc, year, unit_year_id, account_id, ratio_bp, amount_fen, state, returned_fen,
@@ -148,6 +158,27 @@ internal sealed class WritePlan(int count)
             Grants.Select(g => g.UnitUscc).ToArray(), Grants.Select(g => g.Year).ToArray(), Grants.Select(g => g.UnitYearId).ToArray(),
             Grants.Select(g => g.AccountId).ToArray(), Grants.Select(g => g.RatioBp).ToArray(), Grants.Select(g => g.AmountFen).ToArray(),
             Grants[0].GrantedAt, Grants.Select(g => g.ExpiresAt).ToArray());
+    }
+
+    /// <summary>Closes grants that are open (the unit-year lock the batch holds is the one every change of a grant takes).</summary>
+    private void AddCloses(NpgsqlBatch batch)
+    {
+        if (Closes.Count == 0)
+        {
+            return;
+        }
+
+        var command = new NpgsqlBatchCommand(
+            $"""
+            UPDATE grants g SET state = c.state, returned_fen = c.returned_fen, statement_ref = c.statement_ref
+            FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[]) AS c(id, state, returned_fen, statement_ref)
+            WHERE g.id = c.id AND g.state = {(short)GrantState.Open}
+            """);
+        command.Parameters.Add(new NpgsqlParameter { Value = Closes.Select(c => c.GrantId).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = Closes.Select(c => (short)c.State).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = Closes.Select(c => c.ReturnedFen).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = Closes.Select(c => c.StatementRef).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+        batch.BatchCommands.Add(command);
     }
 
     private void AddDeductions(NpgsqlBatch batch)

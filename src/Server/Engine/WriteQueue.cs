@@ -38,7 +38,7 @@ public sealed class DeductionOptions : ICheckedSettings
             .Concat(Settings.Range(nameof(LockWaiters), LockWaiters, 1, 64));
 }
 
-/// <summary>The write engine's front: every write it serves (Deduct, Grant) waits here while a transaction holds one of
+/// <summary>The write engine's front: every write it serves (Deduct, Grant, Release) waits here while a transaction holds one of
 /// its lanes (<see cref="Lane"/>: a unit-year, a year's pool). Each worker takes every waiting write (up to
 /// <see cref="DeductionOptions.MaxBatch"/>) whose lanes no other worker or lock waiter of this process holds, and applies
 /// them in one transaction (<see cref="WriteBatch"/>): one lock per row, one commit, one fsync for many. Answers go out
@@ -64,7 +64,7 @@ internal sealed partial class WriteQueue(
     private readonly Lock _gate = new();
     private readonly LinkedList<PendingWrite> _waiting = [];
     private readonly HashSet<Lane> _busy = [];
-    private readonly ConcurrentDictionary<long, (long UnitYearId, string Provider)> _unitYearOfGrant = new();
+    private readonly ConcurrentDictionary<long, GrantHome> _homes = new();
     private readonly ConcurrentDictionary<(string Provider, string ContractNo), (long Id, string Unit)> _contracts = new();
     private readonly ConcurrentDictionary<(string Unit, int Year), long> _unitYears = new();
     private readonly SemaphoreSlim _lockWaiters = new(options.LockWaiters);
@@ -80,7 +80,11 @@ internal sealed partial class WriteQueue(
     private bool _stopping;
 
     public async Task<DeductResponse> DeductAsync(DeductionRequest request, CancellationToken ct) =>
-        (DeductResponse)await SubmitAsync(new PendingDeduction(request, await UnitYearOfAsync(request.GrantId, request.Provider, ct)), ct);
+        (DeductResponse)await SubmitAsync(new PendingDeduction(request, (await HomeOfAsync(request.GrantId, request.Provider, ct))?.UnitYearId), ct);
+
+    /// <summary>A release, queued on its grant's year's pool and unit-year.</summary>
+    public async Task<ReleaseResponse> ReleaseAsync(ReleaseCall call, ReleaseRequest sent, CancellationToken ct) =>
+        (ReleaseResponse)await SubmitAsync(new PendingRelease(call, sent, await HomeOfAsync(call.GrantId, call.Provider, ct)), ct);
 
     /// <summary>A grant: its contract and unit-year resolved (the unit-year created on first use), then queued on its
     /// year's pool and its unit-year. <paramref name="prepare"/> runs once the target is known, before the grant is queued (the service's expiry sweep).</summary>
@@ -170,7 +174,7 @@ internal sealed partial class WriteQueue(
     /// (<see cref="WriteBatch.ExplainDeductionAsync"/>), so real writes never wait for it.</summary>
     public async Task<DeductResponse> ExplainAsync(DeductionRequest request, CancellationToken ct)
     {
-        var item = new PendingDeduction(request, await UnitYearOfAsync(request.GrantId, request.Provider, ct));
+        var item = new PendingDeduction(request, (await HomeOfAsync(request.GrantId, request.Provider, ct))?.UnitYearId);
         await using var connection = await database.DataSource.OpenConnectionAsync(ct);
         return new DeductResponse { Explanation = await WriteBatch.ExplainDeductionAsync(connection, item, time.GetUtcNow(), ct) };
     }
@@ -258,26 +262,26 @@ internal sealed partial class WriteQueue(
         Leave();
     }
 
-    /// <summary>The unit-year a grant belongs to, which never changes; null for an unknown grant and for another
-    /// provider's, which is then refused as unknown by a batch of one that locks nothing of it.</summary>
-    private async ValueTask<long?> UnitYearOfAsync(long grantId, string provider, CancellationToken ct)
+    /// <summary>Where a grant lives, which never changes; null for an unknown grant and for another provider's, which is
+    /// then refused as unknown by a batch of one that locks nothing of it.</summary>
+    private async ValueTask<GrantHome?> HomeOfAsync(long grantId, string provider, CancellationToken ct)
     {
-        if (_unitYearOfGrant.TryGetValue(grantId, out var known))
+        if (!_homes.TryGetValue(grantId, out var home))
         {
-            return known.Provider == provider ? known.UnitYearId : null;
+            await using var command = database.DataSource.CreateCommand(
+                "SELECT provider_uscc, unit_uscc, year, contract_id, unit_year_id FROM grants WHERE id = $1");
+            command.Parameters.Add(new NpgsqlParameter { Value = grantId });
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            if (!await reader.ReadAsync(ct))
+            {
+                return null;
+            }
+
+            home = new GrantHome(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetInt64(3), reader.GetInt64(4));
+            Remember(_homes, grantId, home);
         }
 
-        await using var command = database.DataSource.CreateCommand("SELECT unit_year_id, provider_uscc FROM grants WHERE id = $1");
-        command.Parameters.Add(new NpgsqlParameter { Value = grantId });
-        await using var reader = await command.ExecuteReaderAsync(ct);
-        if (!await reader.ReadAsync(ct))
-        {
-            return null;
-        }
-
-        var found = (UnitYearId: reader.GetInt64(0), Provider: reader.GetString(1));
-        Remember(_unitYearOfGrant, grantId, found);
-        return found.Provider == provider ? found.UnitYearId : null;
+        return home.Provider == provider ? home : null;
     }
 
     /// <summary>Where a grant lands: the provider's contract (which never changes its unit) and its unit-year of

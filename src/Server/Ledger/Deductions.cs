@@ -29,7 +29,7 @@ public sealed class GrantFacts
     public required string Unit { get; init; }
     public required int Year { get; init; }
     public required int RatioBp { get; init; }
-    public required GrantState State { get; init; }
+    public required GrantState State { get; set; }
     public required DateTimeOffset ExpiresAt { get; init; }
     public required Dealing Dealing { get; init; }
 

@@ -79,19 +79,6 @@ internal static class Grants
         return (unitYear, await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct));
     }
 
-    /// <summary>Locks a grant's unit-year and reads the grant, which must be the provider's own: another provider's grant
-    /// is unknown, and nothing of it is locked.</summary>
-    public static async Task<(UnitYearRow UnitYear, GrantRow Grant)> LockOwnAsync(LedgerDb db, string provider, long grantId, CancellationToken ct)
-    {
-        if (!await db.Grants.AnyAsync(g => g.Id == grantId && g.ProviderUscc == provider, ct))
-        {
-            throw Unknown(grantId);
-        }
-
-        var (unitYear, grant) = await LockAsync(db, grantId, ct) ?? throw Unknown(grantId);
-        return (unitYear, grant);
-    }
-
     /// <summary>What the open grants among <paramref name="grants"/> that are past their expiry still hold: quota that
     /// counts as reclaimed from <paramref name="now"/> on, though the expiry pass has not moved it yet.</summary>
     public static Task<long> LapsedAsync(IQueryable<GrantRow> grants, DateTimeOffset now, CancellationToken ct) =>

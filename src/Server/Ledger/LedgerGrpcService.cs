@@ -84,22 +84,8 @@ internal sealed class LedgerGrpcService(
         var grantId = Validate.Id(request.GrantId, "grant_id");
         var statementRef = Validate.Text(request.StatementRef, "statement_ref");
 
-        return idempotency.RunAsync(by, request.RequestId, nameof(Release), request, async ct =>
-        {
-            var (_, grant) = await Grants.LockOwnAsync(db, provider, grantId, ct);
-
-            var now = time.GetUtcNow();
-            Grants.EnsureOpen(grant, now, "release");
-            var (released, entry) = await GrantReturns.CloseAsync(db, grant, GrantState.Released, request.RequestId, by, now,
-                $"released, joint statement {statementRef}", statementRef, ct);
-            return new ReleaseResponse
-            {
-                GrantId = grantId,
-                ReleasedFen = released.Value,
-                UnitYear = (await UnitYears.FiguresAsync(db, grant.UnitUscc, grant.Year, now, ct)).ToApi(),
-                Receipt = entry?.ToReceipt(),
-            };
-        }, context.CancellationToken);
+        Validate.RequestId(request.RequestId);
+        return engine.ReleaseAsync(new ReleaseCall(provider, grantId, statementRef, request.RequestId, by), request, context.CancellationToken);
     }
 
     public override Task<GiftResponse> Gift(GiftRequest request, ServerCallContext context)
