@@ -4,11 +4,11 @@ using QuotaLedger.Server.Storage;
 namespace QuotaLedger.Server.Ledger;
 
 /// <summary>A validated grant request (Art 9).</summary>
-internal sealed record GrantCall(string Provider, string ContractNo, Fen Amount, string RequestId, string By);
+public sealed record GrantCall(string Provider, string ContractNo, Fen Amount, string RequestId, string By);
 
 /// <summary>What the grant rules read, at one moment (the write engine's facts, read under its locks). A fact the rules cannot
 /// reach is left unset: without a contract nothing else is read, without a policy nothing past it.</summary>
-internal sealed record GrantingFacts
+public sealed record GrantingFacts
 {
     /// <summary>The year a grant made now belongs to (China time).</summary>
     public required int Year { get; init; }
@@ -40,7 +40,7 @@ internal sealed record GrantingFacts
 }
 
 /// <summary>What the grant rules decided: the refusal, or the ratio, the contract's quota and when the grant expires.</summary>
-internal readonly record struct GrantDecision(LedgerException? Refusal, VoucherPolicy? Policy, BasisPoints Ratio, Fen ContractQuota, DateTimeOffset ExpiresAt)
+public readonly record struct GrantDecision(LedgerException? Refusal, VoucherPolicy? Policy, BasisPoints Ratio, Fen ContractQuota, DateTimeOffset ExpiresAt)
 {
     public static GrantDecision Refuse(LedgerException refusal, VoucherPolicy? policy = null, BasisPoints ratio = default, Fen quota = default) =>
         new(refusal, policy, ratio, quota, default);
@@ -49,7 +49,7 @@ internal readonly record struct GrantDecision(LedgerException? Refusal, VoucherP
 /// <summary>The grant rules (Art 9, Art 19, Art 15, eligibility, the contract's quota, the unit-year cap, the pool): one
 /// pure function, no I/O, no clock of its own, a fixed order of early returns each with its named refusal. The real
 /// grant and its dry run (both in the write engine) decide here.</summary>
-internal static class GrantRules
+public static class GrantRules
 {
     public static GrantDecision Decide(GrantCall call, GrantingFacts facts, DateTimeOffset now)
     {

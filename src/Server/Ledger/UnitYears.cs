@@ -5,11 +5,11 @@ using QuotaLedger.Server.Storage;
 namespace QuotaLedger.Server.Ledger;
 
 /// <summary>What a unit-year has committed, as the cap rule counts it.</summary>
-internal sealed record UnitYearFigures(string UnitUscc, int Year, Fen Cap, Fen GrantedOpen, Fen Deducted, Fen Redeemed)
+public sealed record UnitYearFigures(string UnitUscc, int Year, Fen Cap, Fen GrantedOpen, Fen Deducted, Fen Redeemed)
 {
     public Fen Headroom => UnitYearCap.Headroom(Cap, GrantedOpen, Deducted);
 
-    public V1.UnitYear ToApi() => new()
+    internal V1.UnitYear ToApi() => new()
     {
         UnitUscc = UnitUscc,
         Year = Year,
