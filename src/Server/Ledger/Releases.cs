@@ -1,5 +1,4 @@
 using QuotaLedger.Server.Rules;
-using QuotaLedger.Server.Storage;
 
 namespace QuotaLedger.Server.Ledger;
 
