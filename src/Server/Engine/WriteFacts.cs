@@ -109,7 +109,7 @@ internal sealed class WriteFacts
         var unitYearIds = deductions.Where(d => d.UnitYearId is not null).Select(d => d.UnitYearId!.Value)
             .Concat(targets.Select(t => t.UnitYearId)).Concat(homes.Select(h => h.UnitYearId)).Distinct().Order().ToArray();
         var locking = reading != Reading.Snapshot;
-        var skip = reading == Reading.SkipLocked;
+        var mode = reading switch { Reading.Locked => RowLock.Wait, Reading.SkipLocked => RowLock.Skip, _ => RowLock.None };
 
         await using var batch = new NpgsqlBatch(connection);
         Add(batch, locking ? "BEGIN ISOLATION LEVEL READ COMMITTED" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
@@ -117,11 +117,11 @@ internal sealed class WriteFacts
         // scan, a hash join) would stay cached on this connection as the table grows to millions of rows, and the cost
         // of a batch would grow with it: this session never prefers a sequential scan, so every plan probes an index.
         Add(batch, "SET LOCAL enable_seqscan = off");
-        Add(batch, Strip(LockOrder.Pools(skip), locking), years);
+        Add(batch, LockOrder.Pools(mode), years);
         Add(batch,
-            Strip(LockOrder.Contracts(skip), locking).Replace("c.id = ANY($1)", ContractsOfBatch, StringComparison.Ordinal),
+            LockOrder.Contracts(mode).Replace("c.id = ANY($1)", ContractsOfBatch, StringComparison.Ordinal),
             grantContractIds, namedIds, namedProviders);
-        Add(batch, Strip(LockOrder.UnitYears(skip), locking), unitYearIds);
+        Add(batch, LockOrder.UnitYears(mode), unitYearIds);
         Add(batch,
             $"""
             SELECT g.id, g.contract_id, g.provider_uscc, g.unit_uscc, g.year, g.unit_year_id, g.account_id, g.ratio_bp, g.state,
@@ -161,14 +161,24 @@ internal sealed class WriteFacts
             WHERE r.outcome IS NOT NULL
             """,
             keys.Select(k => k.Caller).ToArray(), keys.Select(k => k.RequestId).ToArray());
-        AddGrantReads(batch, grants, targets, homes, years, now);
+        // A batch of deductions alone sends none of the statements only grants and releases read (their answers are
+        // read back in the same order they are sent, so what is not sent is not read).
+        var poolWork = grants.Count + releases.Count > 0;
+        if (poolWork)
+        {
+            AddGrantReads(batch, grants, targets, homes, years, now);
+        }
+
         if (locking)
         {
-            // A dry run draws no ids (nor could it, read-only).
-            // Entry ids from one draw, taken in the order the writes are decided: a chain's order is its entries' id order.
+            // A dry run draws no ids (nor could it, read-only). Entry ids come from one draw, taken in the order the
+            // writes are decided: a chain's order is its entries' id order.
             Add(batch, "SELECT nextval('journal_entries_id_seq') FROM generate_series(1, $1)", items.Count);
             Add(batch, "SELECT nextval('deductions_id_seq') FROM generate_series(1, $1)", deductions.Count);
-            Add(batch, "SELECT nextval('grants_id_seq'), nextval('accounts_id_seq') FROM generate_series(1, $1)", targets.Count);
+            if (targets.Count > 0)
+            {
+                Add(batch, "SELECT nextval('grants_id_seq'), nextval('accounts_id_seq') FROM generate_series(1, $1)", targets.Count);
+            }
         }
 
         var facts = new WriteFacts();
@@ -177,7 +187,19 @@ internal sealed class WriteFacts
         await facts.ReadLockedAsync(reader, ct);
         facts.LockWait = Stopwatch.GetElapsedTime(sent);
         await facts.ReadDeductionFactsAsync(reader, ct);
-        await facts.ReadGrantFactsAsync(reader, ct);
+        if (poolWork)
+        {
+            await facts.ReadGrantFactsAsync(reader, ct);
+        }
+
+        if (reading == Reading.Locked)
+        {
+            // Waiting, the lock statement returned every pool that existed: a year funded for the first time after it
+            // is decided as unfunded then, not left undecided by the later read that saw its pool.
+            facts.PoolYears.Clear();
+            facts.PoolYears.UnionWith(facts.Pools.Keys);
+        }
+
         if (locking)
         {
             await reader.NextResultAsync(ct);
@@ -192,10 +214,13 @@ internal sealed class WriteFacts
                 facts.DeductionIds.Enqueue(reader.GetInt64(0));
             }
 
-            await reader.NextResultAsync(ct);
-            while (await reader.ReadAsync(ct))
+            if (targets.Count > 0)
             {
-                facts.GrantIds.Enqueue((reader.GetInt64(0), reader.GetInt64(1)));
+                await reader.NextResultAsync(ct);
+                while (await reader.ReadAsync(ct))
+                {
+                    facts.GrantIds.Enqueue((reader.GetInt64(0), reader.GetInt64(1)));
+                }
             }
         }
 
@@ -208,10 +233,6 @@ internal sealed class WriteFacts
         c.id = ANY($1::bigint[] || ARRAY(SELECT g.contract_id FROM unnest($2::bigint[], $3::text[]) AS k(id, provider)
                                       JOIN grants g ON g.id = k.id AND g.provider_uscc = k.provider::bpchar))
         """;
-
-    /// <summary>A dry run reads the same rows without locking them.</summary>
-    private static string Strip(string sql, bool locking) =>
-        locking ? sql : sql.Replace(" FOR UPDATE SKIP LOCKED", "", StringComparison.Ordinal).Replace(" FOR UPDATE", "", StringComparison.Ordinal);
 
     private static void AddGrantReads(NpgsqlBatch batch, List<PendingGrant> grants, List<GrantTarget> targets, List<GrantHome> homes, int[] years, DateTimeOffset now)
     {

@@ -709,7 +709,13 @@ internal sealed partial class WriteQueue(
         }
     }
 
-    private static IMessage Answer(WriteOutcome outcome) => outcome.Refusal is { } refusal ? throw refusal : outcome.Response!;
+    private static IMessage Answer(WriteOutcome outcome) => outcome switch
+    {
+        { Refusal: { } refusal } => throw refusal,
+        { Response: { } response } => response,
+        // A transaction that waited for its locks holds every row its writes need; one that did not is a bug.
+        _ => throw new InvalidOperationException("A write was left undecided by a transaction that waited for its locks."),
+    };
 
     /// <summary>Applies one write as a batch of its own, waiting for its locks. A transaction that fails as a whole
     /// because of what another transaction committed meanwhile (the same invoice or request id elsewhere, a

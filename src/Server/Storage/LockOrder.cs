@@ -9,7 +9,10 @@ namespace QuotaLedger.Server.Storage;
 /// <item>unit-years, by id (every change of a unit's quota in a year, and its hash chain);</item>
 /// <item>grants, by id (the grant row itself, when its state changes).</item>
 /// </list>
-/// Within a step rows are locked in id order. The write engine locks without waiting (SKIP LOCKED) and leaves the writes
+/// Within a step rows are locked in id order, each FOR NO KEY UPDATE: it excludes every other writer of the row as
+/// FOR UPDATE would, but not the FOR KEY SHARE a foreign key's check takes (a gift inserting a grant of a contract, an
+/// entry naming a grant), so a write that references a row another holds never waits for it, and no cycle can close
+/// through a reference. The write engine locks without waiting (SKIP LOCKED) and leaves the writes
 /// whose rows another session holds for a transaction that waits, in this same order; every other path waits, in this
 /// same order (<see cref="TakeAsync"/>). Each statement below is the only text that locks its table on the write path.
 /// The bureau's year-level writes come before step 1: SetYearPolicy and FundBudget lock the year's policy row, then
@@ -18,23 +21,23 @@ namespace QuotaLedger.Server.Storage;
 internal static class LockOrder
 {
     /// <summary>Step 1, the pools of the years in <c>$1</c>: id, year, balance.</summary>
-    public static string Pools(bool skipLocked) =>
-        $"SELECT a.id, a.year, a.balance_fen FROM accounts a WHERE a.kind = {(short)AccountKind.Pool} AND a.year = ANY($1) ORDER BY a.id FOR UPDATE{Skip(skipLocked)}";
+    public static string Pools(RowLock mode) =>
+        $"SELECT a.id, a.year, a.balance_fen FROM accounts a WHERE a.kind = {(short)AccountKind.Pool} AND a.year = ANY($1) ORDER BY a.id{Clause(mode)}";
 
     /// <summary>Step 2, the contracts with the ids in <c>$1</c>: every column a grant or a deduction reads of one.</summary>
-    public static string Contracts(bool skipLocked) =>
+    public static string Contracts(RowLock mode) =>
         $"""
         SELECT c.id, c.provider_uscc, c.contract_no, c.unit_uscc, c.amount_fen, c.granted_fen, c.invoiced_fen, c.self_controllable,
                c.uses_innovation_voucher
-        FROM contracts c WHERE c.id = ANY($1) ORDER BY c.id FOR UPDATE{Skip(skipLocked)}
+        FROM contracts c WHERE c.id = ANY($1) ORDER BY c.id{Clause(mode)}
         """;
 
     /// <summary>Step 3, the unit-years with the ids in <c>$1</c>.</summary>
-    public static string UnitYears(bool skipLocked) =>
-        $"SELECT uy.id, uy.unit_uscc, uy.year, uy.deducted_account_id FROM unit_years uy WHERE uy.id = ANY($1) ORDER BY uy.id FOR UPDATE{Skip(skipLocked)}";
+    public static string UnitYears(RowLock mode) =>
+        $"SELECT uy.id, uy.unit_uscc, uy.year, uy.deducted_account_id FROM unit_years uy WHERE uy.id = ANY($1) ORDER BY uy.id{Clause(mode)}";
 
     /// <summary>Step 4, the grants with the ids in <c>$1</c>.</summary>
-    public const string Grants = "SELECT g.id FROM grants g WHERE g.id = ANY($1) ORDER BY g.id FOR UPDATE";
+    public const string Grants = "SELECT g.id FROM grants g WHERE g.id = ANY($1) ORDER BY g.id FOR NO KEY UPDATE";
 
     /// <summary>Takes the locks of a write that waits for them, step by step in the one order, on <paramref name="db"/>'s
     /// open transaction. Empty steps are skipped.</summary>
@@ -42,9 +45,9 @@ internal static class LockOrder
     {
         var steps = new (string Sql, object Ids)[]
         {
-            (Pools(skipLocked: false), set.PoolYears.Distinct().ToArray()),
-            (Contracts(skipLocked: false), set.ContractIds.Distinct().ToArray()),
-            (UnitYears(skipLocked: false), set.UnitYearIds.Distinct().ToArray()),
+            (Pools(RowLock.Wait), set.PoolYears.Distinct().ToArray()),
+            (Contracts(RowLock.Wait), set.ContractIds.Distinct().ToArray()),
+            (UnitYears(RowLock.Wait), set.UnitYearIds.Distinct().ToArray()),
             (Grants, set.GrantIds.Distinct().ToArray()),
         };
         foreach (var (sql, ids) in steps)
@@ -56,7 +59,21 @@ internal static class LockOrder
         }
     }
 
-    private static string Skip(bool skipLocked) => skipLocked ? " SKIP LOCKED" : "";
+    private static string Clause(RowLock mode) => mode switch
+    {
+        RowLock.Wait => " FOR NO KEY UPDATE",
+        RowLock.Skip => " FOR NO KEY UPDATE SKIP LOCKED",
+        _ => "",
+    };
+}
+
+/// <summary>How a step of <see cref="LockOrder"/> reads its rows: locking them and waiting for them, locking those no
+/// other session holds and skipping the rest, or (a dry run's snapshot) not locking at all.</summary>
+internal enum RowLock
+{
+    Wait,
+    Skip,
+    None,
 }
 
 /// <summary>The rows a write locks, by kind; <see cref="LockOrder.TakeAsync"/> locks them in the one order.</summary>
