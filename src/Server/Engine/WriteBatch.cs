@@ -410,28 +410,11 @@ internal static class WriteBatch
     public static async Task<Explanation> ExplainDeductionAsync(NpgsqlConnection connection, PendingDeduction item, DateTimeOffset now, CancellationToken ct)
     {
         now = Chain.ToStoredPrecision(now);
-        WriteFacts facts;
-        try
-        {
-            facts = await WriteFacts.ReadAsync(connection, [item], now, Reading.Snapshot, ct);
-        }
-        finally
-        {
-            await RollBackQuietlyAsync(connection);
-        }
-
+        var facts = await SnapshotAsync(connection, item, now, ct);
         var request = item.Request;
         var (grant, contract, earlier) = DeductionFactsOf(facts, request);
         var decision = Deductions.Decide(request.Claim, grant, contract, earlier, now);
-        var explanation = new Explanation
-        {
-            WouldApply = decision.Refusal is null,
-            Reason = decision.Refusal?.Reason.Word() ?? "",
-            Message = decision.Refusal?.Message ?? "",
-            RequestedFen = decision.Requested.Value,
-            AppliedFen = decision.Applied.Value,
-            EvaluatedAt = now.ToTimestamp(),
-        };
+        var explanation = Explain(decision.Refusal, decision.Requested.Value, decision.Applied.Value, now);
         if (grant is null || contract is null || grant.Provider != request.Provider)
         {
             // Not the caller's grant: nothing of it is shown.
@@ -458,28 +441,11 @@ internal static class WriteBatch
     public static async Task<Explanation> ExplainGrantAsync(NpgsqlConnection connection, PendingGrant item, DateTimeOffset now, CancellationToken ct)
     {
         now = Chain.ToStoredPrecision(now);
-        WriteFacts facts;
-        try
-        {
-            facts = await WriteFacts.ReadAsync(connection, [item], now, Reading.Snapshot, ct);
-        }
-        finally
-        {
-            await RollBackQuietlyAsync(connection);
-        }
-
+        var facts = await SnapshotAsync(connection, item, now, ct);
         var call = item.Call;
         var grantFacts = GrantFactsOf(facts, item);
         var decision = GrantRules.Decide(call, grantFacts, now);
-        var explanation = new Explanation
-        {
-            WouldApply = decision.Refusal is null,
-            Reason = decision.Refusal?.Reason.Word() ?? "",
-            Message = decision.Refusal?.Message ?? "",
-            RequestedFen = call.Amount.Value,
-            AppliedFen = decision.Refusal is null ? call.Amount.Value : 0,
-            EvaluatedAt = now.ToTimestamp(),
-        };
+        var explanation = Explain(decision.Refusal, call.Amount.Value, decision.Refusal is null ? call.Amount.Value : 0, now);
         if (grantFacts.Contract is not { } contract)
         {
             // No contract of the caller's: nothing of anyone else's is shown.
@@ -501,6 +467,30 @@ internal static class WriteBatch
         explanation.ExpiresAt = policy.ExpiryOf(now).ToTimestamp();
         return explanation;
     }
+
+    /// <summary>A dry run's facts: the real write's statements, in one read-only snapshot that takes no lock.</summary>
+    private static async Task<WriteFacts> SnapshotAsync(NpgsqlConnection connection, PendingWrite item, DateTimeOffset now, CancellationToken ct)
+    {
+        try
+        {
+            return await WriteFacts.ReadAsync(connection, [item], now, Reading.Snapshot, ct);
+        }
+        finally
+        {
+            await RollBackQuietlyAsync(connection);
+        }
+    }
+
+    /// <summary>What every dry run answers: whether the write would apply, or the refusal, and the amounts.</summary>
+    private static Explanation Explain(LedgerException? refusal, long requestedFen, long appliedFen, DateTimeOffset now) => new()
+    {
+        WouldApply = refusal is null,
+        Reason = refusal?.Reason.Word() ?? "",
+        Message = refusal?.Message ?? "",
+        RequestedFen = requestedFen,
+        AppliedFen = appliedFen,
+        EvaluatedAt = now.ToTimestamp(),
+    };
 
     internal static async Task RollBackQuietlyAsync(NpgsqlConnection connection)
     {
