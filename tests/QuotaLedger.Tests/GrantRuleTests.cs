@@ -47,7 +47,7 @@ public sealed class GrantRuleTests(LedgerFixture fixture) : IClassFixture<Ledger
             ("up to the unit-year cap", () => Facts(grantedOpen: 6_000, deducted: 1_000), 3_000, "granted 3000 at 5000 bp"),
             ("past the unit-year cap", () => Facts(grantedOpen: 6_000, deducted: 1_001), 3_000, "UNIT_YEAR_CAP_EXCEEDED"),
 
-            ("pool never funded", () => Facts() with { PoolId = null, Pool = null }, 3_000, "BUDGET_EXHAUSTED"),
+            ("pool never funded", () => Facts() with { Pool = null }, 3_000, "BUDGET_EXHAUSTED"),
             ("pool short", () => Facts(pool: 2_999), 3_000, "BUDGET_EXHAUSTED"),
             ("all the pool holds", () => Facts(pool: 3_000), 3_000, "granted 3000 at 5000 bp"),
 
@@ -67,7 +67,7 @@ public sealed class GrantRuleTests(LedgerFixture fixture) : IClassFixture<Ledger
             ("related and not approved", () => Facts() with { Dealing = s_good with { Related = true, Approved = false } }, 3_000, "RELATED_PARTIES"),
             ("not approved and past every figure", () => Facts(committed: 50_000, grantedOpen: 10_000, pool: 0) with { Dealing = s_good with { Approved = false } }, 3_000, "UNIT_NOT_APPROVED"),
             ("past the contract's quota, the cap and the pool", () => Facts(committed: 50_000, grantedOpen: 10_000, pool: 0), 3_000, "CONTRACT_QUOTA_EXCEEDED"),
-            ("past the cap, the pool never funded", () => Facts(grantedOpen: 10_000) with { PoolId = null, Pool = null }, 3_000, "UNIT_YEAR_CAP_EXCEEDED"),
+            ("past the cap, the pool never funded", () => Facts(grantedOpen: 10_000) with { Pool = null }, 3_000, "UNIT_YEAR_CAP_EXCEEDED"),
         };
 
         foreach (var (name, facts, amount, expected) in cases)
@@ -237,7 +237,6 @@ public sealed class GrantRuleTests(LedgerFixture fixture) : IClassFixture<Ledger
         Sme = false,
         ContractCommitted = new Fen(committed),
         Figures = new UnitYearFigures("UNIT", 2026, s_policy.UnitYearCap, new Fen(grantedOpen), new Fen(deducted), Fen.Zero),
-        PoolId = 9,
         Pool = new Fen(pool),
     };
 

@@ -372,7 +372,6 @@ internal static class WriteBatch
             ContractCommitted = new Fen(contract.GrantedFen - facts.LapsedOnContract.GetValueOrDefault(contract.Id)),
             // A dry run of a unit-year's first grant finds no unit-year yet: nothing committed against the policy's cap.
             Figures = facts.Figures.GetValueOrDefault(target.UnitYearId) ?? new UnitYearFigures(target.Unit, target.Year, policy.UnitYearCap, Fen.Zero, Fen.Zero, Fen.Zero),
-            PoolId = pool?.Id,
             Pool = pool?.Available,
         };
     }

@@ -119,7 +119,7 @@ internal sealed class WriteFacts
         Add(batch, "SET LOCAL enable_seqscan = off");
         Add(batch, LockOrder.Pools(mode), years);
         Add(batch,
-            LockOrder.Contracts(mode).Replace("c.id = ANY($1)", ContractsOfBatch, StringComparison.Ordinal),
+            LockOrder.Contracts(mode, ContractsOfBatch),
             grantContractIds, namedIds, namedProviders);
         Add(batch, LockOrder.UnitYears(mode), unitYearIds);
         Add(batch,
@@ -230,8 +230,8 @@ internal sealed class WriteFacts
     /// <summary>The contracts the batch's writes need: the grants' (<c>$1</c>), and those of the grants the deductions name (<c>$2</c>, <c>$3</c>).</summary>
     private const string ContractsOfBatch =
         """
-        c.id = ANY($1::bigint[] || ARRAY(SELECT g.contract_id FROM unnest($2::bigint[], $3::text[]) AS k(id, provider)
-                                      JOIN grants g ON g.id = k.id AND g.provider_uscc = k.provider::bpchar))
+        $1::bigint[] || ARRAY(SELECT g.contract_id FROM unnest($2::bigint[], $3::text[]) AS k(id, provider)
+                              JOIN grants g ON g.id = k.id AND g.provider_uscc = k.provider::bpchar)
         """;
 
     private static void AddGrantReads(NpgsqlBatch batch, List<PendingGrant> grants, List<GrantTarget> targets, List<GrantHome> homes, int[] years, DateTimeOffset now)

@@ -6,7 +6,6 @@ using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.Server.Telemetry;
 using QuotaLedger.V1;
-using AccountKind = QuotaLedger.Server.Storage.AccountKind;
 
 namespace QuotaLedger.Server.Engine;
 
@@ -325,14 +324,7 @@ internal sealed partial class WriteQueue(
     {
         if (create)
         {
-            await using var insert = database.DataSource.CreateCommand(
-                $"""
-                WITH account AS (
-                    INSERT INTO accounts (kind, year, unit_uscc, balance_fen) VALUES ({(short)AccountKind.Deducted}, $2, $1, 0)
-                    ON CONFLICT DO NOTHING RETURNING id)
-                INSERT INTO unit_years (unit_uscc, year, deducted_account_id) SELECT $1, $2, id FROM account
-                ON CONFLICT DO NOTHING
-                """);
+            await using var insert = database.DataSource.CreateCommand(UnitYears.CreateSql);
             insert.Parameters.Add(new NpgsqlParameter { Value = unit });
             insert.Parameters.Add(new NpgsqlParameter { Value = year });
             await insert.ExecuteNonQueryAsync(ct);

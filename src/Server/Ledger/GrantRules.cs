@@ -32,8 +32,6 @@ public sealed record GrantingFacts
 
     public UnitYearFigures Figures { get; init; } = null!;
 
-    /// <summary>The year's pool account; null when the year was never funded.</summary>
-    public long? PoolId { get; init; }
 
     /// <summary>What the pool has available: its balance and what due grants still hold (reclaimed at expires_at).</summary>
     public Fen? Pool { get; init; }

@@ -39,23 +39,22 @@ internal static class UnitYears
         return await db.UnitYears.AsNoTracking().Where(u => ids.Contains(u.Id)).OrderBy(u => u.Id).ToListAsync(ct);
     }
 
+    /// <summary>Creates the unit-year of unit <c>$1</c> (text) and year <c>$2</c> with its deducted account, unless it
+    /// exists. When two first writes race, the loser's account insert waits for the winner and then does nothing; the
+    /// unit-year both then lock is the winner's. A statement of its own: the unit-year is read after it.</summary>
+    public static readonly string CreateSql =
+        $"""
+        WITH account AS (
+            INSERT INTO accounts (kind, year, unit_uscc, balance_fen) VALUES ({(short)AccountKind.Deducted}, $2, $1, 0)
+            ON CONFLICT DO NOTHING RETURNING id)
+        INSERT INTO unit_years (unit_uscc, year, deducted_account_id) SELECT $1, $2, id FROM account
+        ON CONFLICT DO NOTHING
+        """;
+
     /// <summary>Creates the unit-year and its deducted account if they do not exist yet.</summary>
     public static async Task<long> EnsureAsync(LedgerDb db, string unitUscc, int year, CancellationToken ct)
     {
-        // When two first grants race, the loser's account insert waits for the winner and then does nothing;
-        // the unit-year row both then lock is the winner's.
-        await db.Database.ExecuteSqlAsync(
-            $"""
-            WITH account AS (
-                INSERT INTO accounts (kind, year, unit_uscc, balance_fen)
-                VALUES ({(short)AccountKind.Deducted}, {year}, {unitUscc}, 0)
-                ON CONFLICT DO NOTHING
-                RETURNING id)
-            INSERT INTO unit_years (unit_uscc, year, deducted_account_id)
-            SELECT {unitUscc}, {year}, id FROM account
-            ON CONFLICT DO NOTHING
-            """,
-            ct);
+        await db.QueryListAsync(CreateSql, _ => 0, ct, unitUscc, year);
         return await db.UnitYears.Where(u => u.UnitUscc == unitUscc && u.Year == year).Select(u => u.Id).SingleAsync(ct);
     }
 

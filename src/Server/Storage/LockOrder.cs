@@ -24,12 +24,13 @@ internal static class LockOrder
     public static string Pools(RowLock mode) =>
         $"SELECT a.id, a.year, a.balance_fen FROM accounts a WHERE a.kind = {(short)AccountKind.Pool} AND a.year = ANY($1) ORDER BY a.id{Clause(mode)}";
 
-    /// <summary>Step 2, the contracts with the ids in <c>$1</c>: every column a grant or a deduction reads of one.</summary>
-    public static string Contracts(RowLock mode) =>
+    /// <summary>Step 2, the contracts with the ids in <paramref name="ids"/> (an array expression, <c>$1</c> by default):
+    /// every column a grant or a deduction reads of one.</summary>
+    public static string Contracts(RowLock mode, string ids = "$1") =>
         $"""
         SELECT c.id, c.provider_uscc, c.contract_no, c.unit_uscc, c.amount_fen, c.granted_fen, c.invoiced_fen, c.self_controllable,
                c.uses_innovation_voucher
-        FROM contracts c WHERE c.id = ANY($1) ORDER BY c.id{Clause(mode)}
+        FROM contracts c WHERE c.id = ANY({ids}) ORDER BY c.id{Clause(mode)}
         """;
 
     /// <summary>Step 3, the unit-years with the ids in <c>$1</c>.</summary>
