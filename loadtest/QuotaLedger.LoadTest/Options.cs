@@ -19,6 +19,9 @@ internal sealed record Options
     public TimeSpan FaultAt { get; init; } = TimeSpan.FromSeconds(10);
     public string? Database { get; init; }
 
+    /// <summary>bulk: how many deductions each DeductMany call carries.</summary>
+    public int Batch { get; init; } = 1_000;
+
     /// <summary>With several addresses: affinity (each client routes over all servers, the SDK's Addresses) or none.</summary>
     public string Routing { get; init; } = "affinity";
 
@@ -31,7 +34,10 @@ internal sealed record Options
                                none (each client talks to one server, the callers round-robin over the clients)
           --scenario NAME      hot: deductions on one unit-year | spread: deductions across --unit-years |
                                grants: a month-start wave, small grants across the units of one year |
-                               mixed: 80% deductions, 10% grants, 10% reads (each reported on its own too) | ping (default hot)
+                               mixed: 80% deductions, 10% grants, 10% reads (each reported on its own too) |
+                               bulk: DeductMany calls of --batch deductions across --unit-years (items/s, p99 per call) |
+                               ping (default hot)
+          --batch N            bulk: deductions per call (default 1000)
           --concurrency N      callers in the closed loop, or the in-flight cap in the open loop (default 64)
           --rate N             open loop: N calls a second (default 0: closed loop)
           --duration SECONDS   measured time (default 30)
@@ -56,7 +62,7 @@ internal sealed record Options
             options = args[i] switch
             {
                 "--address" => options with { Addresses = [.. value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(a => new Uri(a))] },
-                "--scenario" => options with { Scenario = value is "hot" or "spread" or "grants" or "mixed" or "ping" ? value : throw new ArgumentException($"Unknown scenario {value}.\n{Usage}") },
+                "--scenario" => options with { Scenario = value is "hot" or "spread" or "grants" or "mixed" or "bulk" or "ping" ? value : throw new ArgumentException($"Unknown scenario {value}.\n{Usage}") },
                 "--concurrency" => options with { Concurrency = Positive(value) },
                 "--rate" => options with { Rate = int.Parse(value, CultureInfo.InvariantCulture) },
                 "--duration" => options with { Duration = TimeSpan.FromSeconds(Positive(value)) },
@@ -67,6 +73,7 @@ internal sealed record Options
                 "--fault" => options with { Fault = value },
                 "--fault-at" => options with { FaultAt = TimeSpan.FromSeconds(Positive(value)) },
                 "--database" => options with { Database = value },
+                "--batch" => options with { Batch = Positive(value) },
                 "--routing" => options with { Routing = value is "affinity" or "none" ? value : throw new ArgumentException($"Unknown routing {value}.\n{Usage}") },
                 _ => throw new ArgumentException($"Unknown option {args[i]}.\n{Usage}"),
             };

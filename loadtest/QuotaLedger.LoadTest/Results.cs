@@ -29,12 +29,17 @@ internal sealed record Result(
     /// <summary>Each operation of the run on its own, by name (deduct, grant, read, ping).</summary>
     public SortedDictionary<string, OperationResult> Operations { get; init; } = [];
 
+    /// <summary>bulk: the deductions applied in the measured time, and per second.</summary>
+    public long ItemsApplied { get; init; }
+
+    public double ItemsPerSecond { get; init; }
+
     /// <summary>How the calls went to the servers: one server, or several with routing affinity or none.</summary>
     public string Routing { get; init; } = "";
 
     public string Describe() => string.Create(CultureInfo.InvariantCulture, $"""
         scenario {Scenario}, {(Rate > 0 ? $"open loop {Rate}/s" : $"{Concurrency} callers")}, {UnitYears} unit-year(s), {DurationSeconds:0} s measured
-        throughput   {CallsPerSecond:0} calls/s ({Completed} ok, {Failed} failed)
+        throughput   {CallsPerSecond:0} calls/s ({Completed} ok, {Failed} failed){(ItemsApplied > 0 ? $"; {ItemsPerSecond:0} deductions/s applied ({ItemsApplied} in all)" : "")}
         latency ms   p50 {P50Ms:0.00}  p90 {P90Ms:0.00}  p99 {P99Ms:0.00}  p99.9 {P999Ms:0.00}  max {MaxMs:0.00}
         errors       {Errors(ErrorsByReason)}{PerOperation()}
         servers      {Routing}

@@ -17,6 +17,7 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
     private readonly long[] _completed = new long[s_operations.Length];
     private readonly long[] _failed = new long[s_operations.Length];
     private long _invoice;
+    private long _itemsApplied;
     private long _progress;
     private long _failedAll;
     private volatile bool _measuring;
@@ -119,6 +120,7 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
         }
 
         Interlocked.Exchange(ref _failedAll, 0);
+        Interlocked.Exchange(ref _itemsApplied, 0);
         _measuring = true;
         measured.Restart();
         _fault?.Start();
@@ -128,6 +130,7 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
         var seconds = measured.Elapsed.TotalSeconds;
         var completed = s_operations.Select(o => Interlocked.Read(ref _completed[(int)o])).ToArray();
         var failed = s_operations.Select(o => Interlocked.Read(ref _failed[(int)o])).ToArray();
+        var items = Interlocked.Read(ref _itemsApplied);
         await fault; // a fault still running (a restart, say) ends before the run is judged
         await stop.CancelAsync();
         await work;
@@ -152,7 +155,7 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
         return new Result(options.Scenario, options.Concurrency, options.Rate, options.Duration.TotalSeconds, targets.Count,
             completed.Sum(), failed.Sum(), completed.Sum() / seconds,
             Percentile(all, 50), Percentile(all, 90), Percentile(all, 99), Percentile(all, 99.9), all.Length == 0 ? 0 : Ms(all[^1]),
-            errors, null, false, []) { Fault = _fault?.Summarize(seconds), Operations = operations };
+            errors, null, false, []) { Fault = _fault?.Summarize(seconds), Operations = operations, ItemsApplied = items, ItemsPerSecond = items / seconds };
     }
 
     private static long[] Sorted(IEnumerable<long> latencies)
@@ -233,6 +236,7 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
     {
         "ping" => Operation.Ping,
         "grants" => Operation.Grant,
+        "bulk" => Operation.Bulk,
         "mixed" => Random.Shared.Next(10) switch { 0 => Operation.Grant, 1 => Operation.Read, _ => Operation.Deduct },
         _ => Operation.Deduct,
     };
@@ -250,6 +254,9 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
                     break;
                 case Operation.Grant:
                     await GrantAsync(client);
+                    break;
+                case Operation.Bulk:
+                    await DeductManyAsync(client);
                     break;
                 case Operation.Read:
                     await client.GetUnitYearAsync(targets[Random.Shared.Next(targets.Count)].Unit, year);
@@ -308,6 +315,40 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
         Deducted(deduction, result);
     }
 
+    /// <summary>One DeductMany call of --batch invoices, each on a unit-year picked at random; an item without a
+    /// definite answer is kept to retry with its request id, an item's refusal counted by its reason.</summary>
+    private async Task DeductManyAsync(QuotaLedgerClient client)
+    {
+        var date = DateOnly.FromDateTime(DateTime.UtcNow.AddHours(8)).AddDays(-1);
+        var deductions = Enumerable.Range(0, options.Batch).Select(_ => new Deduction(targets[Random.Shared.Next(targets.Count)], QuotaLedgerClient.NewRequestId(),
+            $"LT-{Interlocked.Increment(ref _invoice)}", date)).ToList();
+        var results = await client.DeductManyAsync(deductions.Select(d => new InvoiceToDeduct(provider, d.Target.GrantId, d.InvoiceNo, Setup.InvoiceAmount, d.InvoiceDate, d.RequestId)));
+        foreach (var outcome in results)
+        {
+            var deduction = deductions[outcome.Index];
+            if (outcome.Result is { } result)
+            {
+                Deducted(deduction, result);
+                Interlocked.Increment(ref _itemsApplied);
+            }
+            else if (outcome.Unavailable is { } unavailable)
+            {
+                _unseen.Enqueue(deduction);
+                Fail(Operation.Bulk, "item:" + (unavailable.ReasonWord.Length > 0 ? unavailable.ReasonWord : unavailable.StatusCode.ToString()), call: false);
+            }
+            else if (outcome.Refusal is { } refusal)
+            {
+                Fail(Operation.Bulk, "item:" + (refusal.ReasonWord.Length > 0 ? refusal.ReasonWord : refusal.StatusCode.ToString()), call: false);
+            }
+        }
+
+        if (results.Count > 0 && results.All(o => o.Unavailable is not null))
+        {
+            // The call as a whole got no answer: counted as the call's failure.
+            throw results[0].Unavailable!;
+        }
+    }
+
     /// <summary>A small grant on a unit's contract, with a fresh request id, kept to retry should its outcome go unseen.</summary>
     private async Task GrantAsync(QuotaLedgerClient client)
     {
@@ -346,10 +387,15 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
         }
     }
 
-    private void Fail(Operation operation, string reason)
+    /// <summary>Counts a failure by its reason; <paramref name="call"/> false: an item of a bulk call, which counts its reason only.</summary>
+    private void Fail(Operation operation, string reason, bool call = true)
     {
-        Interlocked.Increment(ref _failed[(int)operation]);
-        Interlocked.Increment(ref _failedAll);
+        if (call)
+        {
+            Interlocked.Increment(ref _failed[(int)operation]);
+            Interlocked.Increment(ref _failedAll);
+        }
+
         _errors[(int)operation].AddOrUpdate(reason, 1, (_, n) => n + 1);
     }
 
@@ -366,4 +412,5 @@ internal enum Operation
     Deduct,
     Grant,
     Read,
+    Bulk,
 }

@@ -62,6 +62,31 @@ public interface ILedgerClient
     Task<DeductionResult> DeductAsync(string providerUscc, long grantId, string invoiceNo, Fen invoiceAmount, DateOnly invoiceDate,
         string? requestId = null, CancellationToken cancellationToken = default);
 
+    /// <summary>Deducts many invoices (a month's, say) in bulk calls of <see cref="QuotaLedgerClientOptions.BulkItemsPerCall"/>,
+    /// each invoice exactly as <see cref="DeductAsync"/> would (the same rules, reason words and exactly-once by its
+    /// request id), with far less work per invoice. One call after the other, so an invoice keeps its place among those
+    /// of its grant. Items answered UNAVAILABLE are sent again with their request ids, with backoff; a whole call that
+    /// gets no answer is retried as any call is. Never throws for an item: each has its outcome, in the order given.</summary>
+    /// <param name="invoices">The invoices; each with its request id (kept, to retry) or one is made.</param>
+    /// <param name="cancellationToken">Stops sending; an item already sent may have been applied (retry with its id).</param>
+    Task<BulkResults<DeductionResult>> DeductManyAsync(IEnumerable<InvoiceToDeduct> invoices, CancellationToken cancellationToken = default);
+
+    /// <summary>As <see cref="DeductManyAsync(IEnumerable{InvoiceToDeduct}, CancellationToken)"/>, the invoices read as they come.</summary>
+    /// <param name="invoices">The invoices.</param>
+    /// <param name="cancellationToken">Stops sending.</param>
+    Task<BulkResults<DeductionResult>> DeductManyAsync(IAsyncEnumerable<InvoiceToDeduct> invoices, CancellationToken cancellationToken = default);
+
+    /// <summary>Makes many grants (a month-start wave) in bulk calls, each exactly as <see cref="GrantAsync"/> would, as
+    /// <see cref="DeductManyAsync(IEnumerable{InvoiceToDeduct}, CancellationToken)"/> does for invoices.</summary>
+    /// <param name="grants">The grants; each with its request id, or one is made.</param>
+    /// <param name="cancellationToken">Stops sending.</param>
+    Task<BulkResults<GrantResult>> GrantManyAsync(IEnumerable<GrantToMake> grants, CancellationToken cancellationToken = default);
+
+    /// <summary>As <see cref="GrantManyAsync(IEnumerable{GrantToMake}, CancellationToken)"/>, the grants read as they come.</summary>
+    /// <param name="grants">The grants.</param>
+    /// <param name="cancellationToken">Stops sending.</param>
+    Task<BulkResults<GrantResult>> GrantManyAsync(IAsyncEnumerable<GrantToMake> grants, CancellationToken cancellationToken = default);
+
     /// <summary>Releases a grant inside its validity (Art 11): what it holds returns to the pool.</summary>
     /// <param name="providerUscc">The provider (the caller).</param>
     /// <param name="grantId">The grant.</param>

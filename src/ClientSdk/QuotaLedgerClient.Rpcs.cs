@@ -8,8 +8,10 @@ public sealed partial class QuotaLedgerClient
     private static readonly Rpc s_confirmResidentOpc = Rpc.Of(V1.RegistryService.Descriptor, "ConfirmResidentOpc");
     private static readonly Rpc s_declareRelatedParty = Rpc.Of(V1.RegistryService.Descriptor, "DeclareRelatedParty");
     private static readonly Rpc s_deduct = Rpc.Of(V1.LedgerService.Descriptor, "Deduct");
+    private static readonly Rpc s_deductMany = Rpc.Of(V1.LedgerService.Descriptor, "DeductMany");
     private static readonly Rpc s_disburse = Rpc.Of(V1.RedemptionService.Descriptor, "Disburse");
     private static readonly Rpc s_endRelatedParty = Rpc.Of(V1.RegistryService.Descriptor, "EndRelatedParty");
+    private static readonly Rpc s_grantMany = Rpc.Of(V1.LedgerService.Descriptor, "GrantMany");
     private static readonly Rpc s_expireDueGrants = Rpc.Of(V1.AdminService.Descriptor, "ExpireDueGrants");
     private static readonly Rpc s_fundBudget = Rpc.Of(V1.AdminService.Descriptor, "FundBudget");
     private static readonly Rpc s_getContract = Rpc.Of(V1.RegistryService.Descriptor, "GetContract");

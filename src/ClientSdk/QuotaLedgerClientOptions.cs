@@ -58,6 +58,10 @@ public sealed class QuotaLedgerClientOptions
     /// <summary>When and how calls are retried.</summary>
     public QuotaLedgerRetryOptions Retry { get; set; } = new();
 
+    /// <summary>How many items <c>DeductManyAsync</c> and <c>GrantManyAsync</c> send in one call (default 1,000; at most
+    /// the server's <c>Deductions:MaxBulkItems</c>, 10,000 by default, and a call's message at most its 1 MiB limit).</summary>
+    public int BulkItemsPerCall { get; set; } = 1_000;
+
     /// <summary>How the client connects again after the ledger could not be reached (a restart, a failover), and how
     /// long a call waits for it.</summary>
     public QuotaLedgerReconnectOptions Reconnect { get; set; } = new();
@@ -110,6 +114,11 @@ public sealed class QuotaLedgerClientOptions
             {
                 problems.Add($"{name} '{file}' does not exist.");
             }
+        }
+
+        if (BulkItemsPerCall is < 1 or > 10_000)
+        {
+            problems.Add($"BulkItemsPerCall must be 1 to 10000 (it is {BulkItemsPerCall}).");
         }
 
         problems.AddRange(Retry.Problems());

@@ -30,8 +30,12 @@ public sealed class DeductionOptions : ICheckedSettings
     /// instance, a person in psql), each on its own connection and at most <c>Database:LockTimeout</c> long.</summary>
     public int LockWaiters { get; set; } = 4;
 
+    /// <summary>The most items one DeductMany or GrantMany call may carry.</summary>
+    public int MaxBulkItems { get; set; } = 10_000;
+
     public IEnumerable<string> Problems() =>
         Settings.Range(nameof(MaxBatch), MaxBatch, 1, 10_000)
+            .Concat(Settings.Range(nameof(MaxBulkItems), MaxBulkItems, 1, 100_000))
             .Concat(Settings.Range(nameof(Workers), Workers, 1, 64))
             .Concat(Settings.Range(nameof(MaxWaiting), MaxWaiting, 1, 1_000_000))
             .Concat(Settings.Range(nameof(LockWaiters), LockWaiters, 1, 64));
@@ -107,6 +111,156 @@ internal sealed partial class WriteQueue(
         return response;
     }
 
+    /// <summary>The deductions of one bulk call (DeductMany), queued together as if each had been sent alone at the same
+    /// moment, in order: each decided by the same rules in the transactions its lanes fall into, each recorded under
+    /// its own request id. Returns once every one is answered, each answer its own task (applied, or its refusal).
+    /// The call as a whole is refused OVERLOADED, nothing of it queued, when the queue is full already.</summary>
+    public async Task<Task<IMessage>[]> DeductManyAsync(IReadOnlyList<DeductionRequest> requests, CancellationToken ct)
+    {
+        await LearnHomesAsync(requests.Select(r => r.GrantId), ct);
+        var items = new List<PendingWrite>(requests.Count);
+        foreach (var request in requests)
+        {
+            var home = _homes.TryGetValue(request.GrantId, out var found) && found.Provider == request.Provider ? found : (GrantHome?)null;
+            items.Add(new PendingDeduction(request, home?.UnitYearId));
+        }
+
+        return await SubmitManyAsync(items, ct);
+    }
+
+    /// <summary>The grants of one bulk call (GrantMany), as <see cref="DeductManyAsync"/>: each target resolved (a
+    /// unit-year created on first use) and the expiry sweep run once per contract that may have due grants, then all
+    /// queued at once; on their year's pool lane they coalesce into as few transactions as the batch size allows.</summary>
+    public async Task<Task<IMessage>[]> GrantManyAsync(IReadOnlyList<(GrantCall Call, GrantRequest Sent)> calls, DateTimeOffset now,
+        Func<GrantTarget, Fen, DateTimeOffset, CancellationToken, Task> prepare, CancellationToken ct)
+    {
+        var year = ChinaCalendar.YearOf(now);
+        var items = new List<PendingWrite>(calls.Count);
+        var swept = new HashSet<long>();
+        var sweep = MayHaveDueGrants(now);
+        foreach (var (call, sent) in calls)
+        {
+            var target = await TargetOfAsync(call, year, create: true, ct);
+            if (sweep && target is { } known && swept.Add(known.ContractId))
+            {
+                await prepare(known, call.Amount, now, ct);
+            }
+
+            items.Add(new PendingGrant(call, sent, year, target));
+        }
+
+        if (sweep)
+        {
+            await LearnEarliestExpiryAsync(now, ct);
+        }
+
+        var answers = await SubmitManyAsync(items, ct);
+        foreach (var answer in answers)
+        {
+            if (answer.IsCompletedSuccessfully && ((GrantResponse)answer.Result).ExpiresAt is { } expiresAt)
+            {
+                LowerEarliestExpiry(expiresAt.ToDateTimeOffset().UtcTicks);
+            }
+        }
+
+        return answers;
+    }
+
+    /// <summary>Queues the writes that have lanes together (or refuses them all, none queued, when the queue is full),
+    /// and applies the others, which name nothing that exists, one by one beside them; waits until every one is
+    /// answered. A caller that gives up withdraws those no worker has taken yet.</summary>
+    private async Task<Task<IMessage>[]> SubmitManyAsync(List<PendingWrite> items, CancellationToken ct)
+    {
+        var queued = options.Coalesce ? items.Where(i => i.Lanes.Count > 0).ToList() : [];
+        var alone = options.Coalesce ? items.Where(i => i.Lanes.Count == 0).ToList() : items;
+        AdmitMany(queued);
+        await using (ct.Register(() => queued.ForEach(Withdraw)))
+        {
+            foreach (var item in alone)
+            {
+                try
+                {
+                    item.Answer.TrySetResult(await AloneAsync(item, ct));
+                }
+                catch (Exception e)
+                {
+                    item.Answer.TrySetException(e);
+                }
+            }
+
+            var answers = items.Select(i => i.Answer.Task).ToArray();
+            try
+            {
+                await Task.WhenAll(answers);
+            }
+            catch (Exception) when (!ct.IsCancellationRequested)
+            {
+                // Each refusal is read from its own task.
+            }
+
+            return answers;
+        }
+    }
+
+    /// <summary>Lets the writes of a bulk call in together: all of them, or (the host stopping, the queue full already)
+    /// none, refused OVERLOADED as a whole. Starts as many workers as may start for their lanes.</summary>
+    private void AdmitMany(List<PendingWrite> items)
+    {
+        if (items.Count == 0)
+        {
+            return;
+        }
+
+        var workers = 0;
+        lock (_gate)
+        {
+            if (_stopping)
+            {
+                throw new LedgerException(Reason.Overloaded, "The server is stopping and takes no more writes; nothing of this call was applied. Retry it with the same request ids.");
+            }
+
+            if (_waiting.Count >= options.MaxWaiting)
+            {
+                throw new LedgerException(Reason.Overloaded,
+                    $"{_waiting.Count} writes are already waiting; nothing of this call was applied. Retry it with the same request ids after a pause.");
+            }
+
+            foreach (var item in items)
+            {
+                _inFlight++;
+                item.Node = _waiting.AddLast(item);
+                if (StartWorkerIfIdle(item.Lanes))
+                {
+                    workers++;
+                }
+            }
+        }
+
+        for (var i = 0; i < workers; i++)
+        {
+            StartWorker();
+        }
+    }
+
+    /// <summary>Where each grant of <paramref name="grantIds"/> lives, read in one statement for those not known yet.</summary>
+    private async Task LearnHomesAsync(IEnumerable<long> grantIds, CancellationToken ct)
+    {
+        var unknown = grantIds.Where(id => !_homes.ContainsKey(id)).Distinct().ToArray();
+        if (unknown.Length == 0)
+        {
+            return;
+        }
+
+        await using var command = database.DataSource.CreateCommand(
+            "SELECT id, provider_uscc, unit_uscc, year, contract_id, unit_year_id FROM grants WHERE id = ANY($1)");
+        command.Parameters.Add(new NpgsqlParameter { Value = unknown });
+        await using var reader = await command.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            Remember(_homes, reader.GetInt64(0), new GrantHome(reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt64(4), reader.GetInt64(5)));
+        }
+    }
+
     /// <summary>Whether an open grant may be past its expiry at <paramref name="now"/>: not before the earliest expiry of
     /// the open grants as last read (a grant made since expires later, unless a policy shortened its validity, which
     /// is why the bound is read again at least every minute; this process lowers it for its own grants at once).</summary>
@@ -142,22 +296,7 @@ internal sealed partial class WriteQueue(
     {
         if (!options.Coalesce || item.Lanes.Count == 0)
         {
-            // Writes naming nothing that exists too: a batch of one records their refusal.
-            Admit(item, enqueue: false);
-            try
-            {
-                return Answer(await OneAsync(item, ct));
-            }
-            catch (Exception e) when (e is not (LedgerException or OperationCanceledException))
-            {
-                // A rule's refusal was counted with its transaction; this is the database's or the server's failure.
-                CountRefused(item, e is Unreachable ? e.InnerException! : e);
-                throw;
-            }
-            finally
-            {
-                Leave();
-            }
+            return await AloneAsync(item, ct);
         }
 
         Admit(item, enqueue: true);
@@ -166,6 +305,27 @@ internal sealed partial class WriteQueue(
         await using (ct.Register(() => Withdraw(item)))
         {
             return await item.Answer.Task;
+        }
+    }
+
+    /// <summary>A write applied as a batch of its own, not queued: with coalescing off, and for writes naming nothing
+    /// that exists (a batch of one records their refusal).</summary>
+    private async Task<IMessage> AloneAsync(PendingWrite item, CancellationToken ct)
+    {
+        Admit(item, enqueue: false);
+        try
+        {
+            return Answer(await OneAsync(item, ct));
+        }
+        catch (Exception e) when (e is not (LedgerException or OperationCanceledException))
+        {
+            // A rule's refusal was counted with its transaction; this is the database's or the server's failure.
+            CountRefused(item, e is Unreachable ? e.InnerException! : e);
+            throw;
+        }
+        finally
+        {
+            Leave();
         }
     }
 

@@ -12,17 +12,13 @@ namespace QuotaLedger.Server.Ledger;
 
 /// <summary>What provider billing systems call: Grant (Art 9) and Deduct (Art 10), and the reads that go with them.</summary>
 internal sealed class LedgerGrpcService(
-    LedgerDb db, Idempotency idempotency, WriteQueue engine, LedgerDatabase database, FeedHub feed, WatchOptions watch, TimeProvider time,
-    ILogger<LedgerGrpcService> logger)
+    LedgerDb db, Idempotency idempotency, WriteQueue engine, LedgerDatabase database, FeedHub feed, WatchOptions watch, DeductionOptions engineOptions,
+    TimeProvider time, ILogger<LedgerGrpcService> logger)
     : LedgerService.LedgerServiceBase
 {
     public override Task<GrantResponse> Grant(GrantRequest request, ServerCallContext context)
     {
-        var by = Access.RequireSelf(context, Role.Provider, request.ProviderUscc).ScopeFor(Callers.Provider(request.ProviderUscc));
-        var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
-        var contractNo = Validate.Text(request.ContractNo, "contract_no", maxLength: 64);
-        var amount = Validate.Amount(request.AmountFen, "amount_fen");
-        var call = new GrantCall(provider, contractNo, amount, request.RequestId, by);
+        var call = GrantCallOf(request, context);
         if (request.DryRun)
         {
             // No request id is claimed, checked or recorded: the real call may use it afterwards.
@@ -30,6 +26,48 @@ internal sealed class LedgerGrpcService(
         }
 
         return GrantAsync(call, request, context.CancellationToken);
+    }
+
+    /// <summary>The caller's authority over the grant and its fields, checked as every Grant checks them.</summary>
+    private static GrantCall GrantCallOf(GrantRequest request, ServerCallContext context)
+    {
+        var by = Access.RequireSelf(context, Role.Provider, request.ProviderUscc).ScopeFor(Callers.Provider(request.ProviderUscc));
+        var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
+        var contractNo = Validate.Text(request.ContractNo, "contract_no", maxLength: 64);
+        var amount = Validate.Amount(request.AmountFen, "amount_fen");
+        return new GrantCall(provider, contractNo, amount, request.RequestId, by);
+    }
+
+    public override async Task<GrantManyResponse> GrantMany(GrantManyRequest request, ServerCallContext context)
+    {
+        BulkItems.CheckCount(request.Items.Count, engineOptions.MaxBulkItems);
+        var refusals = new Exception?[request.Items.Count];
+        var valid = new List<(int Index, GrantCall Call, GrantRequest Sent)>();
+        for (var i = 0; i < request.Items.Count; i++)
+        {
+            var item = request.Items[i];
+            try
+            {
+                var call = GrantCallOf(item, context);
+                BulkItems.CheckItem(item.DryRun, item.RequestId, "Grant");
+                valid.Add((i, call, item));
+            }
+            catch (LedgerException refusal)
+            {
+                refusals[i] = refusal;
+            }
+        }
+
+        var answers = await engine.GrantManyAsync([.. valid.Select(v => (v.Call, v.Sent))], time.GetUtcNow(), SweepDueGrantsAsync, context.CancellationToken);
+        var response = new GrantManyResponse();
+        var outcomes = BulkItems.Outcomes<GrantResponse>(refusals, valid.Select(v => v.Index), answers, logger, context.Method);
+        foreach (var (applied, refused) in outcomes)
+        {
+            response.Outcomes.Add(applied is not null ? new GrantOutcome { Applied = applied } : new GrantOutcome { Refused = refused });
+        }
+
+        (response.Applied, response.Refused) = BulkItems.Count(outcomes);
+        return response;
     }
 
     private Task<GrantResponse> ExplainGrantAsync(GrantCall call, GrantRequest request, CancellationToken ct) =>
@@ -55,6 +93,20 @@ internal sealed class LedgerGrpcService(
 
     public override Task<DeductResponse> Deduct(DeductRequest request, ServerCallContext context)
     {
+        var deduction = DeductionOf(request, context);
+        if (request.DryRun)
+        {
+            // Not through the queue, no lock, no request id: a prediction read from one snapshot.
+            return engine.ExplainAsync(deduction, context.CancellationToken);
+        }
+
+        Validate.RequestId(request.RequestId);
+        return engine.DeductAsync(deduction, context.CancellationToken);
+    }
+
+    /// <summary>The caller's authority over the deduction and its fields, checked as every Deduct checks them.</summary>
+    private DeductionRequest DeductionOf(DeductRequest request, ServerCallContext context)
+    {
         var by = Access.RequireSelf(context, Role.Provider, request.ProviderUscc).ScopeFor(Callers.Provider(request.ProviderUscc));
         var provider = Validate.Uscc(request.ProviderUscc, "provider_uscc");
         var grantId = Validate.Id(request.GrantId, "grant_id");
@@ -66,15 +118,39 @@ internal sealed class LedgerGrpcService(
             throw new LedgerException(Reason.InvalidArgument, $"invoice_date {request.InvoiceDate} is in the future.");
         }
 
-        var deduction = new DeductionRequest(request, by, provider, grantId, invoiceNo, invoiceAmount, invoiceDate);
-        if (request.DryRun)
+        return new DeductionRequest(request, by, provider, grantId, invoiceNo, invoiceAmount, invoiceDate);
+    }
+
+    public override async Task<DeductManyResponse> DeductMany(DeductManyRequest request, ServerCallContext context)
+    {
+        BulkItems.CheckCount(request.Items.Count, engineOptions.MaxBulkItems);
+        var refusals = new Exception?[request.Items.Count];
+        var valid = new List<(int Index, DeductionRequest Deduction)>();
+        for (var i = 0; i < request.Items.Count; i++)
         {
-            // Not through the queue, no lock, no request id: a prediction read from one snapshot.
-            return engine.ExplainAsync(deduction, context.CancellationToken);
+            var item = request.Items[i];
+            try
+            {
+                var deduction = DeductionOf(item, context);
+                BulkItems.CheckItem(item.DryRun, item.RequestId, "Deduct");
+                valid.Add((i, deduction));
+            }
+            catch (LedgerException refusal)
+            {
+                refusals[i] = refusal;
+            }
         }
 
-        Validate.RequestId(request.RequestId);
-        return engine.DeductAsync(deduction, context.CancellationToken);
+        var answers = await engine.DeductManyAsync([.. valid.Select(v => v.Deduction)], context.CancellationToken);
+        var response = new DeductManyResponse();
+        var outcomes = BulkItems.Outcomes<DeductResponse>(refusals, valid.Select(v => v.Index), answers, logger, context.Method);
+        foreach (var (applied, refused) in outcomes)
+        {
+            response.Outcomes.Add(applied is not null ? new DeductOutcome { Applied = applied } : new DeductOutcome { Refused = refused });
+        }
+
+        (response.Applied, response.Refused) = BulkItems.Count(outcomes);
+        return response;
     }
 
     public override Task<ReleaseResponse> Release(ReleaseRequest request, ServerCallContext context)

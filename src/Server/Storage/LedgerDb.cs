@@ -122,6 +122,12 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
             e.HasOne(g => g.Account).WithOne().HasForeignKey<GrantRow>(g => g.AccountId).OnDelete(DeleteBehavior.Restrict);
             e.HasOne<GrantRow>().WithMany().HasForeignKey(g => g.GiftedFromGrantId).OnDelete(DeleteBehavior.Restrict);
             e.HasIndex(g => new { g.UnitYearId, g.State });
+            // A unit-year's open grants within their validity, with their accounts: what its figures sum (granted open),
+            // which every write of the engine reads for each unit-year it touches. Without it the planner may walk the
+            // expiry index and filter by unit-year, a thousand rows for one.
+            e.HasIndex(g => new { g.UnitYearId, g.ExpiresAt }, "ix_grants_open_by_unit_year")
+                .HasFilter($"state = {(short)GrantState.Open}")
+                .IncludeProperties(g => g.AccountId);
             e.HasIndex(g => new { g.Year, g.State });
             // The expiry pass looks for open grants by expiry.
             e.HasIndex(g => g.ExpiresAt).HasFilter($"state = {(short)GrantState.Open}");

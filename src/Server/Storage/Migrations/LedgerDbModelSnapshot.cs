@@ -595,6 +595,12 @@ namespace QuotaLedger.Server.Storage.Migrations
                     b.HasIndex("Year", "State")
                         .HasDatabaseName("ix_grants_year_state");
 
+                    b.HasIndex(new[] { "UnitYearId", "ExpiresAt" }, "ix_grants_open_by_unit_year")
+                        .HasDatabaseName("ix_grants_unit_year_id_expires_at")
+                        .HasFilter("state = 1");
+
+                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex(new[] { "UnitYearId", "ExpiresAt" }, "ix_grants_open_by_unit_year"), new[] { "AccountId" });
+
                     b.ToTable("grants", null, t =>
                         {
                             t.HasCheckConstraint("ck_grants_amounts", "amount_fen > 0 AND returned_fen >= 0 AND clawed_back_fen >= 0 AND returned_fen + clawed_back_fen <= amount_fen");
