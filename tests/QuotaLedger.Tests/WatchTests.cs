@@ -19,7 +19,7 @@ public sealed class WatchTests(LedgerFixture fixture) : IClassFixture<LedgerFixt
     {
         // A deduction and a grant of different unit-years share no row (a grant moves the year's pool, a deduction only
         // its unit-year's accounts); with two engine workers they run in transactions of their own, side by side.
-        await using var server = fixture.StartServer(LedgerFixture.Now, settings: new Dictionary<string, string?> { ["Deductions:Workers"] = "2" });
+        await using var server = fixture.StartServer(LedgerFixture.Now, settings: new Dictionary<string, string?> { ["Deductions:Workers"] = "2", ["Deductions:BacklogPerWorker"] = "1" });
         var slow = await server.NewDealAsync();
         var fast = await server.NewDealAsync();
         var ours = new HashSet<string> { slow.Unit, fast.Unit };

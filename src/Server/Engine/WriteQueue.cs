@@ -18,10 +18,15 @@ public sealed class DeductionOptions : ICheckedSettings
     /// <summary>The most deductions one transaction applies.</summary>
     public int MaxBatch { get; set; } = 256;
 
-    /// <summary>How many coalesced transactions may run at once (each on its own connection, on distinct unit-years).
-    /// One makes the largest batches, hence the least database work per deduction; docs/benchmarks.md has the
-    /// measurements on the two-core benchmark machine.</summary>
-    public int Workers { get; set; } = 1;
+    /// <summary>How many coalesced transactions may run at once (each on its own connection, on distinct lanes). A
+    /// worker beyond the first starts only for a backlog (<see cref="BacklogPerWorker"/>): under single calls one worker
+    /// makes the largest batches, hence the least database work per write, while a backlog (bulk calls) keeps a second
+    /// database backend busy too. docs/benchmarks.md has the measurements on the two-core benchmark machine.</summary>
+    public int Workers { get; set; } = 2;
+
+    /// <summary>How many writes must wait, for each worker already running, before another worker starts (default: a
+    /// full batch each). 1 starts every worker as soon as a write waits on a free lane.</summary>
+    public int BacklogPerWorker { get; set; } = 256;
 
     /// <summary>The most deductions that may wait for a worker. One more is refused at once with OVERLOADED.</summary>
     public int MaxWaiting { get; set; } = 10_000;
@@ -37,6 +42,7 @@ public sealed class DeductionOptions : ICheckedSettings
         Settings.Range(nameof(MaxBatch), MaxBatch, 1, 10_000)
             .Concat(Settings.Range(nameof(MaxBulkItems), MaxBulkItems, 1, 100_000))
             .Concat(Settings.Range(nameof(Workers), Workers, 1, 64))
+            .Concat(Settings.Range(nameof(BacklogPerWorker), BacklogPerWorker, 1, 1_000_000))
             .Concat(Settings.Range(nameof(MaxWaiting), MaxWaiting, 1, 1_000_000))
             .Concat(Settings.Range(nameof(LockWaiters), LockWaiters, 1, 64));
 }
@@ -378,11 +384,12 @@ internal sealed partial class WriteQueue(
         }
     }
 
-    /// <summary>Whether a new worker should start for a write on <paramref name="lanes"/>: one may, and no worker or
-    /// lock waiter holds one of them (whoever does picks the write up when done). Called under the gate.</summary>
+    /// <summary>Whether a new worker should start for a write on <paramref name="lanes"/>: one may (the first always, another
+    /// only for a backlog of <see cref="DeductionOptions.BacklogPerWorker"/> writes per worker running), and no worker or
+    /// lock waiter holds one of the lanes (whoever does picks the write up when done). Called under the gate.</summary>
     private bool StartWorkerIfIdle(IEnumerable<Lane> lanes)
     {
-        if (_workers >= options.Workers || lanes.Any(_busy.Contains))
+        if (_workers >= options.Workers || (_workers > 0 && _waiting.Count < (long)_workers * options.BacklogPerWorker) || lanes.Any(_busy.Contains))
         {
             return false;
         }
