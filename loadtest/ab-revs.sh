@@ -8,6 +8,9 @@
 #        SCENARIOS=hot loadtest/ab-revs.sh ...   (only these scenarios, of hot spread grants mixed ping; default "hot spread";
 #                                                mixed prints its deductions, grants and reads each on its own as well)
 #        WARMUP=15 loadtest/ab-revs.sh ...       (seconds of warm-up before each run; default 5)
+#        SCENARIOS="spread bulk" ...             (bulk: BULK_CONCURRENCY callers, default 4, each sending DeductMany calls of
+#                                                1,000; its rate is deductions applied per second, and with spread in the
+#                                                same rounds the ratio bulk/spread of each round is printed too)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 revs=()
@@ -50,9 +53,9 @@ for round in $(seq 1 "$rounds"); do
     run_server "$rev" "$database"
     for scenario in ${SCENARIOS:-hot spread}; do
       dotnet loadtest/QuotaLedger.LoadTest/bin/Release/net10.0/QuotaLedger.LoadTest.dll --address "http://127.0.0.1:$port" \
-        --scenario "$scenario" --concurrency 64 --duration "$seconds" --warmup "${WARMUP:-5}" --unit-years 1000 \
+        --scenario "$scenario" --concurrency "$([ "$scenario" = bulk ] && echo "${BULK_CONCURRENCY:-4}" || echo 64)" --duration "$seconds" --warmup "${WARMUP:-5}" --unit-years 1000 \
         --json "$out/$scenario-$rev-$round.json" > "$out/$scenario-$rev-$round.txt"
-      echo "round $round $rev $scenario: $(python3 -c "import json,sys; print(round(json.load(open(sys.argv[1]))['CallsPerSecond']))" "$out/$scenario-$rev-$round.json")/s"
+      echo "round $round $rev $scenario: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(round(r.get('ItemsPerSecond') or r['CallsPerSecond']))" "$out/$scenario-$rev-$round.json")/s"
     done
     stop_server "$database"
   done
@@ -61,7 +64,9 @@ done
 SCENARIOS="${SCENARIOS:-hot spread}" python3 - "$out" "$rounds" "${revs[@]}" <<'PY'
 import json, os, statistics, sys
 out, rounds, revs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-rate = lambda s, r, n: json.load(open(f"{out}/{s}-{r}-{n}.json"))["CallsPerSecond"]
+def rate(s, r, n):
+    run = json.load(open(f"{out}/{s}-{r}-{n}.json"))
+    return run.get("ItemsPerSecond") or run["CallsPerSecond"]
 for s in os.environ["SCENARIOS"].split():
     for r in revs:
         rates = [rate(s, r, n) for n in range(1, rounds + 1)]
@@ -76,4 +81,9 @@ for s in os.environ["SCENARIOS"].split():
                 if all(per):
                     print(f"  {op:6} median {statistics.median(p['CallsPerSecond'] for p in per):7.0f}/s  "
                           f"p99 median {statistics.median(p['P99Ms'] for p in per):7.1f} ms  errors {sum(sum(p['ErrorsByReason'].values()) for p in per)}")
+scenarios = os.environ["SCENARIOS"].split()
+if "bulk" in scenarios and "spread" in scenarios:
+    for r in revs:
+        ratios = [rate("bulk", r, n) / rate("spread", r, n) for n in range(1, rounds + 1)]
+        print(f"bulk/spread {r:10} median {statistics.median(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
 PY

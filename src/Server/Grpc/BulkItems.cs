@@ -37,6 +37,27 @@ internal static partial class BulkItems
         Validate.RequestId(requestId);
     }
 
+    /// <summary>Runs each item's own checks (its single call's, and <see cref="CheckItem"/>): the refusal of each that
+    /// fails them, by its place, and the others as checked, with their places.</summary>
+    public static (Exception?[] Refusals, List<(int Index, T Item)> Valid) Check<TItem, T>(IReadOnlyList<TItem> items, Func<TItem, T> check)
+    {
+        var refusals = new Exception?[items.Count];
+        var valid = new List<(int Index, T Item)>(items.Count);
+        for (var i = 0; i < items.Count; i++)
+        {
+            try
+            {
+                valid.Add((i, check(items[i])));
+            }
+            catch (LedgerException refusal)
+            {
+                refusals[i] = refusal;
+            }
+        }
+
+        return (refusals, valid);
+    }
+
     /// <summary>Each item's outcome in request order: its response, or its refusal (refused before it was queued,
     /// <paramref name="refusals"/>, or answered so by the engine).</summary>
     public static List<(TResponse? Applied, ItemRefusal? Refused)> Outcomes<TResponse>(

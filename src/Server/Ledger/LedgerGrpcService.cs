@@ -41,33 +41,21 @@ internal sealed class LedgerGrpcService(
     public override async Task<GrantManyResponse> GrantMany(GrantManyRequest request, ServerCallContext context)
     {
         BulkItems.CheckCount(request.Items.Count, engineOptions.MaxBulkItems);
-        var refusals = new Exception?[request.Items.Count];
-        var valid = new List<(int Index, GrantCall Call, GrantRequest Sent)>();
-        for (var i = 0; i < request.Items.Count; i++)
+        var (refusals, valid) = BulkItems.Check(request.Items, item =>
         {
-            var item = request.Items[i];
-            try
-            {
-                var call = GrantCallOf(item, context);
-                BulkItems.CheckItem(item.DryRun, item.RequestId, "Grant");
-                valid.Add((i, call, item));
-            }
-            catch (LedgerException refusal)
-            {
-                refusals[i] = refusal;
-            }
-        }
-
-        var answers = await engine.GrantManyAsync([.. valid.Select(v => (v.Call, v.Sent))], time.GetUtcNow(), SweepDueGrantsAsync, context.CancellationToken);
-        var response = new GrantManyResponse();
+            var call = GrantCallOf(item, context);
+            BulkItems.CheckItem(item.DryRun, item.RequestId, "Grant");
+            return (call, item);
+        });
+        var answers = await engine.GrantManyAsync([.. valid.Select(v => v.Item)], time.GetUtcNow(), SweepDueGrantsAsync, context.CancellationToken);
         var outcomes = BulkItems.Outcomes<GrantResponse>(refusals, valid.Select(v => v.Index), answers, logger, context.Method);
-        foreach (var (applied, refused) in outcomes)
+        var (applied, refused) = BulkItems.Count(outcomes);
+        return new GrantManyResponse
         {
-            response.Outcomes.Add(applied is not null ? new GrantOutcome { Applied = applied } : new GrantOutcome { Refused = refused });
-        }
-
-        (response.Applied, response.Refused) = BulkItems.Count(outcomes);
-        return response;
+            Outcomes = { outcomes.Select(o => o.Applied is { } done ? new GrantOutcome { Applied = done } : new GrantOutcome { Refused = o.Refused }) },
+            Applied = applied,
+            Refused = refused,
+        };
     }
 
     private Task<GrantResponse> ExplainGrantAsync(GrantCall call, GrantRequest request, CancellationToken ct) =>
@@ -124,33 +112,21 @@ internal sealed class LedgerGrpcService(
     public override async Task<DeductManyResponse> DeductMany(DeductManyRequest request, ServerCallContext context)
     {
         BulkItems.CheckCount(request.Items.Count, engineOptions.MaxBulkItems);
-        var refusals = new Exception?[request.Items.Count];
-        var valid = new List<(int Index, DeductionRequest Deduction)>();
-        for (var i = 0; i < request.Items.Count; i++)
+        var (refusals, valid) = BulkItems.Check(request.Items, item =>
         {
-            var item = request.Items[i];
-            try
-            {
-                var deduction = DeductionOf(item, context);
-                BulkItems.CheckItem(item.DryRun, item.RequestId, "Deduct");
-                valid.Add((i, deduction));
-            }
-            catch (LedgerException refusal)
-            {
-                refusals[i] = refusal;
-            }
-        }
-
-        var answers = await engine.DeductManyAsync([.. valid.Select(v => v.Deduction)], context.CancellationToken);
-        var response = new DeductManyResponse();
+            var deduction = DeductionOf(item, context);
+            BulkItems.CheckItem(item.DryRun, item.RequestId, "Deduct");
+            return deduction;
+        });
+        var answers = await engine.DeductManyAsync([.. valid.Select(v => v.Item)], context.CancellationToken);
         var outcomes = BulkItems.Outcomes<DeductResponse>(refusals, valid.Select(v => v.Index), answers, logger, context.Method);
-        foreach (var (applied, refused) in outcomes)
+        var (applied, refused) = BulkItems.Count(outcomes);
+        return new DeductManyResponse
         {
-            response.Outcomes.Add(applied is not null ? new DeductOutcome { Applied = applied } : new DeductOutcome { Refused = refused });
-        }
-
-        (response.Applied, response.Refused) = BulkItems.Count(outcomes);
-        return response;
+            Outcomes = { outcomes.Select(o => o.Applied is { } done ? new DeductOutcome { Applied = done } : new DeductOutcome { Refused = o.Refused }) },
+            Applied = applied,
+            Refused = refused,
+        };
     }
 
     public override Task<ReleaseResponse> Release(ReleaseRequest request, ServerCallContext context)
