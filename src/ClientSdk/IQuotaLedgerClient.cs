@@ -66,7 +66,10 @@ public interface ILedgerClient
     /// each invoice exactly as <see cref="DeductAsync"/> would (the same rules, reason words and exactly-once by its
     /// request id), with far less work per invoice. One call after the other, so an invoice keeps its place among those
     /// of its grant. Items answered UNAVAILABLE are sent again with their request ids, with backoff; a whole call that
-    /// gets no answer is retried as any call is. Never throws for an item: each has its outcome, in the order given.</summary>
+    /// gets no answer is retried as any call is. Never throws for an item: each has its outcome, in the order given.
+    /// It throws only when the run as a whole stops (your cancellation, or an exception from your source of invoices),
+    /// and then the outcomes of the calls already made are not returned: give each invoice a request id you can make
+    /// again (derived from the invoice number, say), so that running the job again replays what was applied.</summary>
     /// <param name="invoices">The invoices; each with its request id (kept, to retry) or one is made.</param>
     /// <param name="cancellationToken">Stops sending; an item already sent may have been applied (retry with its id).</param>
     Task<BulkResults<DeductionResult>> DeductManyAsync(IEnumerable<InvoiceToDeduct> invoices, CancellationToken cancellationToken = default);

@@ -73,9 +73,12 @@ public sealed partial class QuotaLedgerClient
     }
 
     /// <summary>One bulk call, with its retries: the whole call as any call is retried (UNAVAILABLE, a lost answer),
-    /// then the items answered UNAVAILABLE (OVERLOADED, STORE_UNAVAILABLE) or RATE_LIMITED sent again with their
-    /// request ids, with backoff, up to <see cref="QuotaLedgerRetryOptions.MaxAttempts"/> rounds. An item still without
-    /// a definite answer is named unresolved, with whether it may have been applied.</summary>
+    /// then the items without a definite answer (UNAVAILABLE, RATE_LIMITED, INTERNAL: anything but the refusals a single
+    /// call throws as <see cref="QuotaLedgerException"/>) sent again with their request ids, with backoff, up to
+    /// <see cref="QuotaLedgerRetryOptions.MaxAttempts"/> rounds. An item still without one is named unresolved, with
+    /// whether it may have been applied (only an admission refusal says it was not, and never undoes an earlier round's
+    /// "may have been"). A whole call refused (REQUEST_TOO_LARGE, credentials) refuses its items, except those an earlier
+    /// round left possibly applied.</summary>
     private async Task<List<BulkItemOutcome<TResult>>> OneBulkAsync<TRequest, TResponse, TResult>(
         int offset, List<TRequest> requests, Func<TRequest, string> requestIdOf, Rpc rpc,
         Func<IEnumerable<TRequest>, CallOptions, AsyncUnaryCall<TResponse>> call,
@@ -96,7 +99,7 @@ public sealed partial class QuotaLedgerClient
             {
                 response = await CallAsync(rpc, callId, o => call(sent.Select(i => requests[i]), o), cancellationToken);
             }
-            catch (QuotaLedgerUnavailableException unavailable)
+            catch (QuotaLedgerUnavailableException unavailable) when (unavailable.Reason != LedgerReason.RequestTooLarge)
             {
                 foreach (var i in sent)
                 {
@@ -106,34 +109,62 @@ public sealed partial class QuotaLedgerClient
 
                 break;
             }
-            catch (QuotaLedgerException refused)
+            catch (Exception refused) when (refused is QuotaLedgerException or QuotaLedgerUnavailableException { Reason: LedgerReason.RequestTooLarge })
             {
-                // The call as a whole was refused (too many items, too large, a caller without credentials): each item so.
+                // The call as a whole was refused (too many items, too large, a caller without credentials): each item so,
+                // unless an earlier round left it possibly applied, which a refusal of the whole call says nothing about.
+                var (reason, message, status, metadata) = refused is QuotaLedgerException definite
+                    ? (definite.Reason, definite.ServerMessage, definite.StatusCode, definite.Metadata)
+                    : (LedgerReason.RequestTooLarge, refused.Message, StatusCode.ResourceExhausted, null);
                 foreach (var i in sent)
                 {
-                    outcomes[i] = new(offset + i, requestIdOf(requests[i]), null,
-                        new QuotaLedgerException(refused.Reason, refused.ServerMessage, refused.StatusCode, refused.Metadata, requestIdOf(requests[i])), null);
+                    var requestId = requestIdOf(requests[i]);
+                    outcomes[i] = mayHaveApplied[i]
+                        ? new(offset + i, requestId, null, null, new QuotaLedgerUnavailableException(message, requestId, outcomeUnknown: true, round, status, reason, refused))
+                        : new(offset + i, requestId, null, new QuotaLedgerException(reason, message, status, metadata, requestId), null);
+                }
+
+                break;
+            }
+
+            var answered = outcomesOf(response).ToList();
+            if (answered.Count != sent.Count)
+            {
+                // Not an answer this client can read item by item: every item sent may have been applied.
+                foreach (var i in sent)
+                {
+                    var requestId = requestIdOf(requests[i]);
+                    outcomes[i] = new(offset + i, requestId, null, null, new QuotaLedgerUnavailableException(
+                        $"The ledger answered {answered.Count} outcomes for {sent.Count} items; each item's outcome is unknown. Retry with its request id.",
+                        requestId, outcomeUnknown: true, round, StatusCode.Internal));
                 }
 
                 break;
             }
 
             pending = [];
-            var again = new List<V1.ItemRefusal>();
-            foreach (var (i, (applied, refusal)) in sent.Zip(outcomesOf(response)))
+            foreach (var (i, (applied, refusal)) in sent.Zip(answered))
             {
                 var requestId = requestIdOf(requests[i]);
                 if (applied is not null)
                 {
                     outcomes[i] = new(offset + i, requestId, applied, null, null);
                 }
-                else if (refusal is not null && Passes(refusal))
+                else if (refusal is null || !IsRefusal((StatusCode)refusal.Code))
                 {
-                    mayHaveApplied[i] |= LedgerReasons.Parse(refusal.Reason) != LedgerReason.Overloaded && (StatusCode)refusal.Code != StatusCode.ResourceExhausted;
-                    outcomes[i] = new(offset + i, requestId, null, null, new QuotaLedgerUnavailableException(refusal.Message, requestId, mayHaveApplied[i], round,
-                        (StatusCode)refusal.Code, LedgerReasons.Parse(refusal.Reason)));
+                    // No definite answer (UNAVAILABLE, RATE_LIMITED, INTERNAL, ...): sent again with its request id. Only
+                    // an admission refusal says it was not applied.
+                    var (code, reason) = refusal is null ? (StatusCode.Internal, LedgerReason.Unknown) : ((StatusCode)refusal.Code, LedgerReasons.Parse(refusal.Reason));
+                    mayHaveApplied[i] |= reason != LedgerReason.Overloaded && code != StatusCode.ResourceExhausted;
+                    outcomes[i] = new(offset + i, requestId, null, null, new QuotaLedgerUnavailableException(
+                        refusal?.Message ?? "The ledger answered this item with neither a result nor a refusal.", requestId, mayHaveApplied[i], round, code, reason));
                     pending.Add(i);
-                    again.Add(refusal);
+                }
+                else if (mayHaveApplied[i] && AnsweredBeforeTheRequestId((StatusCode)refusal.Code))
+                {
+                    // Refused before its request id was looked up (credentials, shape): an earlier round's outcome stays unknown.
+                    outcomes[i] = new(offset + i, requestId, null, null, new QuotaLedgerUnavailableException(refusal.Message, requestId, outcomeUnknown: true, round,
+                        (StatusCode)refusal.Code, LedgerReasons.Parse(refusal.Reason)));
                 }
                 else
                 {
@@ -152,14 +183,8 @@ public sealed partial class QuotaLedgerClient
         return [.. outcomes.Select(o => o!)];
     }
 
-    /// <summary>An item refusal that passes, retried with the item's request id: UNAVAILABLE, RATE_LIMITED.</summary>
-    private static bool Passes(V1.ItemRefusal refusal) =>
-        (StatusCode)refusal.Code is StatusCode.Unavailable or StatusCode.DeadlineExceeded
-        || LedgerReasons.Parse(refusal.Reason) == LedgerReason.RateLimited;
-
-    private static QuotaLedgerException ToException(V1.ItemRefusal? refusal, string requestId) => refusal is null
-        ? new QuotaLedgerException(LedgerReason.Unknown, "The ledger answered this item with neither a result nor a refusal.", StatusCode.Internal, requestId: requestId)
-        : new QuotaLedgerException(LedgerReasons.Parse(refusal.Reason), refusal.Message, (StatusCode)refusal.Code,
+    private static QuotaLedgerException ToException(V1.ItemRefusal refusal, string requestId) =>
+        new(LedgerReasons.Parse(refusal.Reason), refusal.Message, (StatusCode)refusal.Code,
             refusal.Metadata.Count == 0 ? null : new Dictionary<string, string>(refusal.Metadata), requestId);
 
     private static async IAsyncEnumerable<T> Async<T>(IEnumerable<T> items, [EnumeratorCancellation] CancellationToken cancellationToken = default)

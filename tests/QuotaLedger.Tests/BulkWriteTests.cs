@@ -142,6 +142,27 @@ public sealed class BulkWriteTests(LedgerFixture fixture) : IClassFixture<Ledger
         Assert.Equal(100_000, untouched.RemainingFen);
         var three = await server.Ledger.DeductManyAsync(new DeductManyRequest { Items = { items.Take(3) } });
         Assert.Equal(3, three.Applied);
+
+        // The SDK, sending calls larger than the server takes: each item refused as its call was, none left to retry.
+        using var client = new QuotaLedgerClient(new QuotaLedgerClientOptions { Address = server.BaseAddress, HttpHandler = server.CreateHandler(), BulkItemsPerCall = 4 });
+        var date = DateOnly.ParseExact(server.Today(), "yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        var refused = await client.DeductManyAsync(Enumerable.Range(0, 4).Select(i => new InvoiceToDeduct(deal.Provider, grant.GrantId, $"BIG-{Ids.New()[..8]}", new Fen(1_000), date)));
+        Assert.All(refused, r => Assert.Equal(LedgerReason.RequestTooLarge, r.Refusal?.Reason));
+    }
+
+    [Fact]
+    public async Task A_bulk_call_whose_items_would_pass_the_queue_bound_is_refused_whole_and_applies_nothing()
+    {
+        await using var server = fixture.StartServer(LedgerFixture.Now, settings: new Dictionary<string, string?> { ["Deductions:MaxWaiting"] = "2" });
+        var deal = await server.NewDealAsync();
+        var grant = await server.GrantAsync(deal, 100_000);
+        var items = Enumerable.Range(0, 3).Select(_ => deal.DeductRequest(grant.GrantId, 1_000, invoiceDate: server.Today())).ToList();
+
+        await Refusal.AssertAsync(() => server.Ledger.DeductManyAsync(new DeductManyRequest { Items = { items } }).ResponseAsync, StatusCode.Unavailable, "OVERLOADED");
+
+        var untouched = await server.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grant.GrantId });
+        Assert.Equal(100_000, untouched.RemainingFen);
+        Assert.Equal(2, (await server.Ledger.DeductManyAsync(new DeductManyRequest { Items = { items.Take(2) } })).Applied);
     }
 
     [Fact]
@@ -213,6 +234,32 @@ public sealed class BulkWriteTests(LedgerFixture fixture) : IClassFixture<Ledger
         Assert.Equal(50_000, response.Outcomes[4].Applied.UnitYear.GrantedOpenFen);
         Assert.Equal(response.Outcomes, again.Outcomes);
         Assert.Equal(await server.Ledger.GrantAsync(items[4]), response.Outcomes[4].Applied);
+        await Books.AssertHoldAsync(server);
+    }
+
+    [Fact]
+    public async Task GrantMany_takes_back_what_due_grants_hold_for_all_its_grants_as_the_same_grants_sent_one_by_one_would()
+    {
+        // A year of its own: its pool is spent on grants of other contracts, which then pass their expiry (the expiry pass
+        // has not run). Sent one by one, each grant's sweep would return enough of them for itself.
+        await using var server = fixture.StartServer(new DateTimeOffset(2047, 3, 2, 2, 0, 0, TimeSpan.Zero));
+        await server.SetSmallYearAsync(2047, capFen: 10_000_000, totalFen: 10_000_000, fundFen: 100_000);
+        for (var i = 0; i < 5; i++)
+        {
+            await server.GrantAsync(await server.NewDealAsync(), 20_000);
+        }
+
+        var deals = new List<Deal>();
+        for (var i = 0; i < 5; i++)
+        {
+            deals.Add(await server.NewDealAsync());
+        }
+
+        server.Clock.Advance(TimeSpan.FromDays(40));
+
+        var response = await server.Ledger.GrantManyAsync(new GrantManyRequest { Items = { deals.Select(d => d.GrantRequest(20_000)) } });
+
+        Assert.True(response.Applied == 5, $"{response.Refused} refused: {string.Join("; ", response.Outcomes.Where(o => o.Refused is not null).Select(o => o.Refused.Reason))}");
         await Books.AssertHoldAsync(server);
     }
 

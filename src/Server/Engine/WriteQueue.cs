@@ -28,7 +28,8 @@ public sealed class DeductionOptions : ICheckedSettings
     /// full batch each). 1 starts every worker as soon as a write waits on a free lane.</summary>
     public int BacklogPerWorker { get; set; } = 256;
 
-    /// <summary>The most deductions that may wait for a worker. One more is refused at once with OVERLOADED.</summary>
+    /// <summary>The most writes that may wait for a worker. One more is refused at once with OVERLOADED; a bulk call whose
+    /// items would pass it is refused whole.</summary>
     public int MaxWaiting { get; set; } = 10_000;
 
     /// <summary>How many transactions may wait at once for a unit-year whose row another session holds (another server
@@ -123,11 +124,13 @@ internal sealed partial class WriteQueue(
     /// The call as a whole is refused OVERLOADED, nothing of it queued, when the queue is full already.</summary>
     public async Task<Task<IMessage>[]> DeductManyAsync(IReadOnlyList<DeductionRequest> requests, CancellationToken ct)
     {
-        await LearnHomesAsync(requests.Select(r => r.GrantId), ct);
+        // The homes as read for this call: the shared cache may be emptied meanwhile (it is bounded), and an item whose
+        // grant exists must never be taken for one naming an unknown grant.
+        var homes = await HomesOfAsync(requests.Select(r => r.GrantId), ct);
         var items = new List<PendingWrite>(requests.Count);
         foreach (var request in requests)
         {
-            var home = _homes.TryGetValue(request.GrantId, out var found) && found.Provider == request.Provider ? found : (GrantHome?)null;
+            var home = homes.TryGetValue(request.GrantId, out var found) && found.Provider == request.Provider ? found : (GrantHome?)null;
             items.Add(new PendingDeduction(request, home?.UnitYearId));
         }
 
@@ -144,12 +147,15 @@ internal sealed partial class WriteQueue(
         var items = new List<PendingWrite>(calls.Count);
         var swept = new HashSet<long>();
         var sweep = MayHaveDueGrants(now);
+        // The sweep returns due grants to the pool until it holds the amount asked: for a call, what all its grants ask,
+        // as the same grants sent one by one would each have swept for their own.
+        var total = new Fen(calls.Aggregate(0L, (sum, c) => checked(sum + c.Call.Amount.Value)));
         foreach (var (call, sent) in calls)
         {
             var target = await TargetOfAsync(call, year, create: true, ct);
             if (sweep && target is { } known && swept.Add(known.ContractId))
             {
-                await prepare(known, call.Amount, now, ct);
+                await prepare(known, total, now, ct);
             }
 
             items.Add(new PendingGrant(call, sent, year, target));
@@ -222,13 +228,19 @@ internal sealed partial class WriteQueue(
         {
             if (_stopping)
             {
-                throw new LedgerException(Reason.Overloaded, "The server is stopping and takes no more writes; nothing of this call was applied. Retry it with the same request ids.");
+                var refusal = new LedgerException(Reason.Overloaded, "The server is stopping and takes no more writes; nothing of this call was applied. Retry it with the same request ids.");
+                items.ForEach(item => CountRefused(item, refusal));
+                throw refusal;
             }
 
-            if (_waiting.Count >= options.MaxWaiting)
+            // A call's items count against the bound as single writes do: all of them fit, or none is queued.
+            if (_waiting.Count + items.Count > options.MaxWaiting)
             {
-                throw new LedgerException(Reason.Overloaded,
-                    $"{_waiting.Count} writes are already waiting; nothing of this call was applied. Retry it with the same request ids after a pause.");
+                var refusal = new LedgerException(Reason.Overloaded,
+                    $"{_waiting.Count} writes are already waiting and this call's {items.Count} would pass the limit of {options.MaxWaiting} (Deductions:MaxWaiting); " +
+                    "nothing of this call was applied. Retry it with the same request ids after a pause, or in smaller calls.");
+                items.ForEach(item => CountRefused(item, refusal));
+                throw refusal;
             }
 
             foreach (var item in items)
@@ -248,23 +260,41 @@ internal sealed partial class WriteQueue(
         }
     }
 
-    /// <summary>Where each grant of <paramref name="grantIds"/> lives, read in one statement for those not known yet.</summary>
-    private async Task LearnHomesAsync(IEnumerable<long> grantIds, CancellationToken ct)
+    /// <summary>Where each grant of <paramref name="grantIds"/> that exists lives: from the cache, and the others read in
+    /// one statement (and remembered).</summary>
+    private async Task<Dictionary<long, GrantHome>> HomesOfAsync(IEnumerable<long> grantIds, CancellationToken ct)
     {
-        var unknown = grantIds.Where(id => !_homes.ContainsKey(id)).Distinct().ToArray();
-        if (unknown.Length == 0)
+        var homes = new Dictionary<long, GrantHome>();
+        var unknown = new List<long>();
+        foreach (var id in grantIds.Distinct())
         {
-            return;
+            if (_homes.TryGetValue(id, out var home))
+            {
+                homes[id] = home;
+            }
+            else
+            {
+                unknown.Add(id);
+            }
+        }
+
+        if (unknown.Count == 0)
+        {
+            return homes;
         }
 
         await using var command = database.DataSource.CreateCommand(
             "SELECT id, provider_uscc, unit_uscc, year, contract_id, unit_year_id FROM grants WHERE id = ANY($1)");
-        command.Parameters.Add(new NpgsqlParameter { Value = unknown });
+        command.Parameters.Add(new NpgsqlParameter { Value = unknown.ToArray() });
         await using var reader = await command.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))
         {
-            Remember(_homes, reader.GetInt64(0), new GrantHome(reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt64(4), reader.GetInt64(5)));
+            var home = new GrantHome(reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetInt64(4), reader.GetInt64(5));
+            homes[reader.GetInt64(0)] = home;
+            Remember(_homes, reader.GetInt64(0), home);
         }
+
+        return homes;
     }
 
     /// <summary>Whether an open grant may be past its expiry at <paramref name="now"/>: not before the earliest expiry of
