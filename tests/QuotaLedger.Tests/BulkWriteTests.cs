@@ -302,6 +302,95 @@ public sealed class BulkWriteTests(LedgerFixture fixture) : IClassFixture<Ledger
     }
 
     [Fact]
+    public async Task The_sdk_retries_a_lost_bulk_answer_whole_and_every_item_is_applied_once()
+    {
+        var server = fixture.Server;
+        var deal = await server.NewDealAsync();
+        var grant = await server.GrantAsync(deal, 100_000);
+        var lost = new DropResponses("/quotaledger.v1.LedgerService/DeductMany");
+        using var client = new QuotaLedgerClient(new QuotaLedgerClientOptions
+        {
+            Address = server.BaseAddress, HttpHandler = Wrap(lost, server.CreateHandler()),
+            Retry = { InitialBackoff = TimeSpan.FromMilliseconds(20), MaxBackoff = TimeSpan.FromMilliseconds(200) },
+        });
+        var date = DateOnly.ParseExact(server.Today(), "yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+
+        var results = await client.DeductManyAsync(Enumerable.Range(0, 10).Select(_ => new InvoiceToDeduct(deal.Provider, grant.GrantId, "LOST-" + Ids.New()[..10], new Fen(1_000), date)));
+
+        Assert.Equal(2, lost.Attempts);
+        Assert.Equal(10, results.Applied.Count);
+        Assert.Equal(10, await CountAsync("SELECT count(*) FROM deductions WHERE grant_id = $1", grant.GrantId));
+        var remaining = await server.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grant.GrantId });
+        Assert.Equal(100_000 - 5_000, remaining.RemainingFen);
+    }
+
+    [Fact]
+    public async Task The_sdk_takes_an_item_answered_internal_or_an_answer_it_cannot_match_as_outcome_unknown_never_as_refused()
+    {
+        var server = fixture.Server;
+        var deal = await server.NewDealAsync();
+        var grant = await server.GrantAsync(deal, 100_000);
+        var date = DateOnly.ParseExact(server.Today(), "yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        InvoiceToDeduct[] Invoices() => [.. Enumerable.Range(0, 3).Select(_ => new InvoiceToDeduct(deal.Provider, grant.GrantId, "ODD-" + Ids.New()[..10], new Fen(1_000), date))];
+
+        // The second item answered INTERNAL (a bug's answer: its outcome is not known), with no retry rounds left.
+        var internalItem = new RewriteDeductMany(response =>
+            response.Outcomes[1] = new DeductOutcome { Refused = new ItemRefusal { Code = (int)StatusCode.Internal, Message = "outcome not known" } });
+        using (var client = new QuotaLedgerClient(new QuotaLedgerClientOptions { Address = server.BaseAddress, HttpHandler = Wrap(internalItem, server.CreateHandler()), Retry = { MaxAttempts = 1 } }))
+        {
+            var results = await client.DeductManyAsync(Invoices());
+            Assert.Null(results[1].Refusal);
+            Assert.True(results[1].Unavailable?.OutcomeUnknown);
+            Assert.Equal(2, results.Applied.Count);
+        }
+
+        // An answer with one outcome fewer than the items sent: no item can be matched to an outcome.
+        var shortAnswer = new RewriteDeductMany(response => response.Outcomes.RemoveAt(response.Outcomes.Count - 1));
+        using (var client = new QuotaLedgerClient(new QuotaLedgerClientOptions { Address = server.BaseAddress, HttpHandler = Wrap(shortAnswer, server.CreateHandler()), Retry = { MaxAttempts = 1 } }))
+        {
+            var results = await client.DeductManyAsync(Invoices());
+            Assert.Equal(3, results.Count);
+            Assert.All(results, r => Assert.True(r.Unavailable?.OutcomeUnknown));
+        }
+    }
+
+    private static HttpMessageHandler Wrap(DelegatingHandler outer, HttpMessageHandler inner)
+    {
+        outer.InnerHandler = inner;
+        return outer;
+    }
+
+    /// <summary>Changes DeductMany's answer on its way to the client, as a faulty server or proxy might: the gRPC message
+    /// is read out of its frame, changed, and framed again; the status trailers pass as they came.</summary>
+    private sealed class RewriteDeductMany(Action<DeductManyResponse> change) : DelegatingHandler
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var response = await base.SendAsync(request, cancellationToken);
+            if (request.RequestUri!.AbsolutePath != "/quotaledger.v1.LedgerService/DeductMany")
+            {
+                return response;
+            }
+
+            var body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+            var answer = DeductManyResponse.Parser.ParseFrom(body.AsSpan(5));
+            change(answer);
+            var message = Google.Protobuf.MessageExtensions.ToByteArray(answer);
+            var framed = new byte[5 + message.Length];
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(framed.AsSpan(1), message.Length);
+            message.CopyTo(framed, 5);
+            var headers = response.Content.Headers.ToList();
+            response.Content = new ByteArrayContent(framed);
+            foreach (var (name, values) in headers.Where(h => h.Key != "Content-Length"))
+            {
+                response.Content.Headers.TryAddWithoutValidation(name, values);
+            }
+
+            return response;
+        }
+    }
+
+    [Fact]
     public async Task DeductMany_is_served_over_json_with_each_outcome_in_its_place()
     {
         var server = fixture.Server;
