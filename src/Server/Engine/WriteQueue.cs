@@ -101,40 +101,23 @@ internal sealed partial class WriteQueue(
     public async Task<GrantResponse> GrantAsync(GrantCall call, GrantRequest sent, DateTimeOffset now,
         Func<GrantTarget, Fen, DateTimeOffset, CancellationToken, Task> prepare, CancellationToken ct)
     {
-        var year = ChinaCalendar.YearOf(now);
-        var target = await TargetOfAsync(call, year, create: true, ct);
-        if (target is { } known && MayHaveDueGrants(now))
-        {
-            await prepare(known, call.Amount, now, ct);
-            await LearnEarliestExpiryAsync(now, ct);
-        }
-
-        var response = (GrantResponse)await SubmitAsync(new PendingGrant(call, sent, year, target), ct);
-        if (response.ExpiresAt is { } expiresAt)
-        {
-            LowerEarliestExpiry(expiresAt.ToDateTimeOffset().UtcTicks);
-        }
-
+        var pending = await PendingGrantsAsync([(call, sent)], now, prepare, ct);
+        var response = (GrantResponse)await SubmitAsync(pending[0], ct);
+        LowerEarliestExpiry(response);
         return response;
     }
 
     /// <summary>The deductions of one bulk call (DeductMany), queued together as if each had been sent alone at the same
     /// moment, in order: each decided by the same rules in the transactions its lanes fall into, each recorded under
     /// its own request id. Returns once every one is answered, each answer its own task (applied, or its refusal).
-    /// The call as a whole is refused OVERLOADED, nothing of it queued, when the queue is full already.</summary>
+    /// The call as a whole is refused OVERLOADED, nothing of it queued, when its items would take the queue past its bound.</summary>
     public async Task<Task<IMessage>[]> DeductManyAsync(IReadOnlyList<DeductionRequest> requests, CancellationToken ct)
     {
         // The homes as read for this call: the shared cache may be emptied meanwhile (it is bounded), and an item whose
         // grant exists must never be taken for one naming an unknown grant.
         var homes = await HomesOfAsync(requests.Select(r => r.GrantId), ct);
-        var items = new List<PendingWrite>(requests.Count);
-        foreach (var request in requests)
-        {
-            var home = homes.TryGetValue(request.GrantId, out var found) && found.Provider == request.Provider ? found : (GrantHome?)null;
-            items.Add(new PendingDeduction(request, home?.UnitYearId));
-        }
-
-        return await SubmitManyAsync(items, ct);
+        return await SubmitManyAsync(
+            [.. requests.Select(r => new PendingDeduction(r, HomeFor(homes.GetValueOrDefault(r.GrantId), r.Provider)?.UnitYearId))], ct);
     }
 
     /// <summary>The grants of one bulk call (GrantMany), as <see cref="DeductManyAsync"/>: each target resolved (a
@@ -143,13 +126,27 @@ internal sealed partial class WriteQueue(
     public async Task<Task<IMessage>[]> GrantManyAsync(IReadOnlyList<(GrantCall Call, GrantRequest Sent)> calls, DateTimeOffset now,
         Func<GrantTarget, Fen, DateTimeOffset, CancellationToken, Task> prepare, CancellationToken ct)
     {
+        var answers = await SubmitManyAsync(await PendingGrantsAsync(calls, now, prepare, ct), ct);
+        foreach (var answer in answers.Where(a => a.IsCompletedSuccessfully))
+        {
+            LowerEarliestExpiry((GrantResponse)answer.Result);
+        }
+
+        return answers;
+    }
+
+    /// <summary>Grants ready to queue: each target resolved (the unit-year created on first use), and, when an open grant
+    /// may be past its expiry, <paramref name="prepare"/> (the service's expiry sweep) run once per contract before any
+    /// is queued. The sweep returns due grants to the pool until it holds the amount asked: what all the grants ask, as
+    /// the same grants sent one by one would each have swept for their own.</summary>
+    private async Task<List<PendingWrite>> PendingGrantsAsync(IReadOnlyList<(GrantCall Call, GrantRequest Sent)> calls, DateTimeOffset now,
+        Func<GrantTarget, Fen, DateTimeOffset, CancellationToken, Task> prepare, CancellationToken ct)
+    {
         var year = ChinaCalendar.YearOf(now);
-        var items = new List<PendingWrite>(calls.Count);
-        var swept = new HashSet<long>();
         var sweep = MayHaveDueGrants(now);
-        // The sweep returns due grants to the pool until it holds the amount asked: for a call, what all its grants ask,
-        // as the same grants sent one by one would each have swept for their own.
         var total = new Fen(calls.Aggregate(0L, (sum, c) => checked(sum + c.Call.Amount.Value)));
+        var swept = new HashSet<long>();
+        var items = new List<PendingWrite>(calls.Count);
         foreach (var (call, sent) in calls)
         {
             var target = await TargetOfAsync(call, year, create: true, ct);
@@ -161,24 +158,15 @@ internal sealed partial class WriteQueue(
             items.Add(new PendingGrant(call, sent, year, target));
         }
 
-        if (sweep)
+        if (swept.Count > 0)
         {
             await LearnEarliestExpiryAsync(now, ct);
         }
 
-        var answers = await SubmitManyAsync(items, ct);
-        foreach (var answer in answers)
-        {
-            if (answer.IsCompletedSuccessfully && ((GrantResponse)answer.Result).ExpiresAt is { } expiresAt)
-            {
-                LowerEarliestExpiry(expiresAt.ToDateTimeOffset().UtcTicks);
-            }
-        }
-
-        return answers;
+        return items;
     }
 
-    /// <summary>Queues the writes that have lanes together (or refuses them all, none queued, when the queue is full),
+    /// <summary>Queues the writes that have lanes together (or refuses them all, none queued, when they would pass its bound),
     /// and applies the others, which name nothing that exists, one by one beside them; waits until every one is
     /// answered. A caller that gives up withdraws those no worker has taken yet.</summary>
     private async Task<Task<IMessage>[]> SubmitManyAsync(List<PendingWrite> items, CancellationToken ct)
@@ -313,8 +301,14 @@ internal sealed partial class WriteQueue(
     }
 
     /// <summary>A grant this process made lowers the bound to its own expiry, should that be earlier.</summary>
-    private void LowerEarliestExpiry(long expiresAtTicks)
+    private void LowerEarliestExpiry(GrantResponse response)
     {
+        if (response.ExpiresAt is null)
+        {
+            return;
+        }
+
+        var expiresAtTicks = response.ExpiresAt.ToDateTimeOffset().UtcTicks;
         var seen = Interlocked.Read(ref _noneDueBeforeTicks);
         while (expiresAtTicks < seen)
         {
@@ -460,25 +454,11 @@ internal sealed partial class WriteQueue(
 
     /// <summary>Where a grant lives, which never changes; null for an unknown grant and for another provider's, which is
     /// then refused as unknown by a batch of one that locks nothing of it.</summary>
-    private async ValueTask<GrantHome?> HomeOfAsync(long grantId, string provider, CancellationToken ct)
-    {
-        if (!_homes.TryGetValue(grantId, out var home))
-        {
-            await using var command = database.DataSource.CreateCommand(
-                "SELECT provider_uscc, unit_uscc, year, contract_id, unit_year_id FROM grants WHERE id = $1");
-            command.Parameters.Add(new NpgsqlParameter { Value = grantId });
-            await using var reader = await command.ExecuteReaderAsync(ct);
-            if (!await reader.ReadAsync(ct))
-            {
-                return null;
-            }
+    private async ValueTask<GrantHome?> HomeOfAsync(long grantId, string provider, CancellationToken ct) =>
+        HomeFor(_homes.TryGetValue(grantId, out var home) ? home : (await HomesOfAsync([grantId], ct)).GetValueOrDefault(grantId), provider);
 
-            home = new GrantHome(reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetInt64(3), reader.GetInt64(4));
-            Remember(_homes, grantId, home);
-        }
-
-        return home.Provider == provider ? home : null;
-    }
+    /// <summary>A grant's home as <paramref name="provider"/> may name it: null for no grant (the default) or another provider's.</summary>
+    private static GrantHome? HomeFor(GrantHome home, string provider) => home.Provider == provider ? home : null;
 
     /// <summary>Where a grant lands: the provider's contract (which never changes its unit) and its unit-year of
     /// <paramref name="year"/>, created on first use when <paramref name="create"/> (a dry run creates nothing, and
