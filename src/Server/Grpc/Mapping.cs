@@ -67,6 +67,7 @@ internal static class Mapping
         AccountKind.Redeemed => V1.AccountKind.Redeemed,
         AccountKind.Disbursed => V1.AccountKind.Disbursed,
         AccountKind.Receivable => V1.AccountKind.Receivable,
+        AccountKind.Settled => V1.AccountKind.Settled,
         _ => V1.AccountKind.Unspecified,
     };
 
@@ -82,6 +83,7 @@ internal static class Mapping
         EntryKind.RedemptionReviewed => V1.EntryKind.RedemptionReviewed,
         EntryKind.Disbursement => V1.EntryKind.Disbursement,
         EntryKind.ClawBack => V1.EntryKind.ClawBack,
+        EntryKind.YearSettlement => V1.EntryKind.YearSettlement,
         _ => V1.EntryKind.Unspecified,
     };
 

@@ -61,6 +61,16 @@ public enum Reason
     RequestTooLarge,
     /// <summary>A checkpoint asked for that is not there (NOT_FOUND): never verified against another one instead.</summary>
     UnknownCheckpoint,
+
+    /// <summary>An entry dated inside a closed month or year, or a closed period closed again (FAILED_PRECONDITION).</summary>
+    PeriodClosed,
+
+    /// <summary>Not in API.md's table: a period that cannot close yet (FAILED_PRECONDITION): it has not ended, the month
+    /// before it is open, or the year's grants still hold quota.</summary>
+    PeriodNotReady,
+
+    /// <summary>Not in API.md's table: a closing asked for that is not there (NOT_FOUND).</summary>
+    UnknownClosing,
 }
 
 public static class ReasonExtensions
@@ -108,6 +118,9 @@ public static class ReasonExtensions
         Reason.MalformedRequest => "MALFORMED_REQUEST",
         Reason.RequestTooLarge => "REQUEST_TOO_LARGE",
         Reason.UnknownCheckpoint => "UNKNOWN_CHECKPOINT",
+        Reason.PeriodClosed => "PERIOD_CLOSED",
+        Reason.PeriodNotReady => "PERIOD_NOT_READY",
+        Reason.UnknownClosing => "UNKNOWN_CLOSING",
         _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
     };
 
@@ -115,7 +128,8 @@ public static class ReasonExtensions
     {
         Reason.InvalidUscc or Reason.InvalidAmount or Reason.InvalidArgument or Reason.MalformedRequest => StatusCode.InvalidArgument,
         Reason.UnknownUnit or Reason.UnknownProvider or Reason.UnknownContract or Reason.UnknownGrant
-            or Reason.UnknownBatch or Reason.UnknownRedemption or Reason.UnknownDeduction or Reason.UnknownCheckpoint => StatusCode.NotFound,
+            or Reason.UnknownBatch or Reason.UnknownRedemption or Reason.UnknownDeduction or Reason.UnknownCheckpoint
+            or Reason.UnknownClosing => StatusCode.NotFound,
         Reason.DuplicateInvoice or Reason.RequestIdReused or Reason.AlreadyRegistered => StatusCode.AlreadyExists,
         Reason.NotYourResource or Reason.RoleRequired => StatusCode.PermissionDenied,
         Reason.Unauthenticated => StatusCode.Unauthenticated,

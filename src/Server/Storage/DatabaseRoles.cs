@@ -25,6 +25,7 @@ public static class DatabaseRoles
         ["redemption_evidence"] = [],
         ["claw_backs"] = [],
         ["checkpoints"] = [],
+        ["period_closings"] = [],
         ["alerts"] = [],
         // Rows that are created and then only locked: UPDATE of one column is what SELECT ... FOR UPDATE needs, and the
         // table's append-only trigger refuses any real update.

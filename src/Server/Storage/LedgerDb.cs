@@ -27,6 +27,7 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
     public DbSet<RedemptionRow> Redemptions => Set<RedemptionRow>();
     public DbSet<ClawBackRow> ClawBacks => Set<ClawBackRow>();
     public DbSet<CheckpointRow> Checkpoints => Set<CheckpointRow>();
+    public DbSet<PeriodClosingRow> PeriodClosings => Set<PeriodClosingRow>();
     public DbSet<AlertRuleRow> AlertRules => Set<AlertRuleRow>();
     public DbSet<AlertRow> Alerts => Set<AlertRow>();
     public DbSet<AlertArmingRow> AlertArming => Set<AlertArmingRow>();
@@ -220,6 +221,13 @@ public sealed class LedgerDb(DbContextOptions<LedgerDb> options) : DbContext(opt
         });
 
         model.Entity<CheckpointRow>(e => e.ToTable("checkpoints"));
+
+        model.Entity<PeriodClosingRow>(e =>
+        {
+            e.ToTable("period_closings", t => t.HasCheckConstraint("ck_period_closings_month", "month BETWEEN 0 AND 12"));
+            e.HasIndex(c => new { c.Year, c.Month }).IsUnique();
+            e.HasOne<CheckpointRow>().WithMany().HasForeignKey(c => c.CheckpointId).OnDelete(DeleteBehavior.Restrict);
+        });
 
         AlertModel.Configure(model);
 

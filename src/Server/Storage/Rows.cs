@@ -27,6 +27,9 @@ public enum AccountKind : short
 
     /// <summary>Debit-normal, per unit-year: clawed back from a disbursement, owed by the unit.</summary>
     Receivable = 8,
+
+    /// <summary>Debit-normal, per year: what the pool held unspent when the year closed, settled out of it.</summary>
+    Settled = 9,
 }
 
 public enum EntryKind : short
@@ -41,6 +44,9 @@ public enum EntryKind : short
     RedemptionReviewed = 8,
     Disbursement = 9,
     ClawBack = 10,
+
+    /// <summary>A year's close: what its pool did not spend, moved out of the pool.</summary>
+    YearSettlement = 11,
 }
 
 public enum PartyStanding : short
@@ -422,6 +428,27 @@ public sealed class CheckpointRow
     public required byte[] Digest { get; set; }
     public required string KeyId { get; set; }
     public required byte[] Signature { get; set; }
+}
+
+/// <summary>A closed month (1-12) or year (month 0): the sealed ClosingBody and the checkpoint that signs its digest.
+/// Append-only; a period has at most one.</summary>
+public sealed class PeriodClosingRow
+{
+    public long Id { get; set; }
+    public int Year { get; set; }
+    public short Month { get; set; }
+
+    /// <summary>The period: entries with starts_at &lt;= created_at &lt; ends_at.</summary>
+    public DateTimeOffset StartsAt { get; set; }
+    public DateTimeOffset EndsAt { get; set; }
+    public DateTimeOffset ClosedAt { get; set; }
+    public required string ClosedBy { get; set; }
+    public required string RequestId { get; set; }
+    public long CheckpointId { get; set; }
+
+    /// <summary>The serialized ClosingBody, exactly as sealed, and its SHA-256.</summary>
+    public required byte[] Body { get; set; }
+    public required byte[] Digest { get; set; }
 }
 
 /// <summary>A reversal ordered by the bureau (Art 17), and why.</summary>

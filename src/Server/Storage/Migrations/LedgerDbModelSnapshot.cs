@@ -870,6 +870,75 @@ namespace QuotaLedger.Server.Storage.Migrations
                         });
                 });
 
+            modelBuilder.Entity("QuotaLedger.Server.Storage.PeriodClosingRow", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Id"));
+
+                    b.Property<byte[]>("Body")
+                        .IsRequired()
+                        .HasColumnType("bytea")
+                        .HasColumnName("body");
+
+                    b.Property<long>("CheckpointId")
+                        .HasColumnType("bigint")
+                        .HasColumnName("checkpoint_id");
+
+                    b.Property<DateTimeOffset>("ClosedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("closed_at");
+
+                    b.Property<string>("ClosedBy")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("closed_by");
+
+                    b.Property<byte[]>("Digest")
+                        .IsRequired()
+                        .HasColumnType("bytea")
+                        .HasColumnName("digest");
+
+                    b.Property<DateTimeOffset>("EndsAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("ends_at");
+
+                    b.Property<short>("Month")
+                        .HasColumnType("smallint")
+                        .HasColumnName("month");
+
+                    b.Property<string>("RequestId")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("request_id");
+
+                    b.Property<DateTimeOffset>("StartsAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("starts_at");
+
+                    b.Property<int>("Year")
+                        .HasColumnType("integer")
+                        .HasColumnName("year");
+
+                    b.HasKey("Id")
+                        .HasName("pk_period_closings");
+
+                    b.HasIndex("CheckpointId")
+                        .HasDatabaseName("ix_period_closings_checkpoint_id");
+
+                    b.HasIndex("Year", "Month")
+                        .IsUnique()
+                        .HasDatabaseName("ix_period_closings_year_month");
+
+                    b.ToTable("period_closings", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_period_closings_month", "month BETWEEN 0 AND 12");
+                        });
+                });
+
             modelBuilder.Entity("QuotaLedger.Server.Storage.PostingRow", b =>
                 {
                     b.Property<long>("Id")
@@ -1487,6 +1556,16 @@ namespace QuotaLedger.Server.Storage.Migrations
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_opc_residents_units_resident_uscc");
+                });
+
+            modelBuilder.Entity("QuotaLedger.Server.Storage.PeriodClosingRow", b =>
+                {
+                    b.HasOne("QuotaLedger.Server.Storage.CheckpointRow", null)
+                        .WithMany()
+                        .HasForeignKey("CheckpointId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .IsRequired()
+                        .HasConstraintName("fk_period_closings_checkpoints_checkpoint_id");
                 });
 
             modelBuilder.Entity("QuotaLedger.Server.Storage.PostingRow", b =>

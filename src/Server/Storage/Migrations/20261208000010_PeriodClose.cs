@@ -1,0 +1,111 @@
+using System;
+using Microsoft.EntityFrameworkCore.Migrations;
+using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
+
+#nullable disable
+
+namespace QuotaLedger.Server.Storage.Migrations
+{
+    /// <summary>Closing a month or a year. A closing is append-only. Every journal insert, whatever path writes it, is
+    /// checked against the closings: an entry dated before the end of the last closed month is refused (SQLSTATE
+    /// QLPC1, PERIOD_CLOSED), and so is an entry of a closed year that would fund, grant, deduct or return quota in it
+    /// (QLPC2). A close takes <c>lock_journal_for_closing()</c>, which holds off journal inserts until the close
+    /// commits: the serving role may insert into the journal but not lock it, so the function runs as the owner.</summary>
+    public partial class PeriodClose : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.CreateTable(
+                name: "period_closings",
+                columns: table => new
+                {
+                    id = table.Column<long>(type: "bigint", nullable: false)
+                        .Annotation("Npgsql:ValueGenerationStrategy", NpgsqlValueGenerationStrategy.IdentityByDefaultColumn),
+                    year = table.Column<int>(type: "integer", nullable: false),
+                    month = table.Column<short>(type: "smallint", nullable: false),
+                    starts_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    ends_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    closed_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    closed_by = table.Column<string>(type: "text", nullable: false),
+                    request_id = table.Column<string>(type: "text", nullable: false),
+                    checkpoint_id = table.Column<long>(type: "bigint", nullable: false),
+                    body = table.Column<byte[]>(type: "bytea", nullable: false),
+                    digest = table.Column<byte[]>(type: "bytea", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_period_closings", x => x.id);
+                    table.CheckConstraint("ck_period_closings_month", "month BETWEEN 0 AND 12");
+                    table.ForeignKey(
+                        name: "fk_period_closings_checkpoints_checkpoint_id",
+                        column: x => x.checkpoint_id,
+                        principalTable: "checkpoints",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Restrict);
+                });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_period_closings_checkpoint_id",
+                table: "period_closings",
+                column: "checkpoint_id");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_period_closings_year_month",
+                table: "period_closings",
+                columns: new[] { "year", "month" },
+                unique: true);
+
+            migrationBuilder.Sql(
+                $"""
+                CREATE TRIGGER period_closings_append_only BEFORE UPDATE OR DELETE ON period_closings
+                  FOR EACH ROW EXECUTE FUNCTION refuse_history_change();
+                CREATE TRIGGER period_closings_no_truncate BEFORE TRUNCATE ON period_closings
+                  FOR EACH STATEMENT EXECUTE FUNCTION refuse_history_change();
+
+                CREATE FUNCTION journal_entries_period_open() RETURNS trigger LANGUAGE plpgsql AS $$
+                DECLARE
+                  closed_through timestamptz;
+                  year_closed boolean;
+                BEGIN
+                  SELECT max(c.ends_at) FILTER (WHERE c.month > 0), coalesce(bool_or(c.month = 0 AND c.year = NEW.year), false)
+                    INTO closed_through, year_closed
+                    FROM period_closings c;
+                  IF NEW.created_at < closed_through THEN
+                    RAISE EXCEPTION 'journal entry dated % is inside a closed period (the books are closed through %)', NEW.created_at, closed_through
+                      USING ERRCODE = 'QLPC1';
+                  END IF;
+                  IF year_closed AND NEW.kind IN ({ClosedYearKinds}) THEN
+                    RAISE EXCEPTION 'year % is closed: a % entry would fund, grant, deduct or return its quota', NEW.year, NEW.kind
+                      USING ERRCODE = 'QLPC2';
+                  END IF;
+                  RETURN NEW;
+                END $$;
+                CREATE TRIGGER journal_entries_period_open BEFORE INSERT ON journal_entries
+                  FOR EACH ROW EXECUTE FUNCTION journal_entries_period_open();
+
+                CREATE FUNCTION lock_journal_for_closing() RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+                  SET search_path = pg_catalog, public AS $$
+                BEGIN
+                  LOCK TABLE public.journal_entries IN SHARE MODE;
+                END $$;
+                """);
+        }
+
+        /// <summary>The entry kinds a closed year refuses: funding, grant, deduction, expiry, release, gift.</summary>
+        private const string ClosedYearKinds = "1, 2, 3, 4, 5, 6";
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.Sql(
+                """
+                DROP FUNCTION lock_journal_for_closing();
+                DROP TRIGGER journal_entries_period_open ON journal_entries;
+                DROP FUNCTION journal_entries_period_open();
+                """);
+            migrationBuilder.DropTable(
+                name: "period_closings");
+        }
+    }
+}
