@@ -246,6 +246,59 @@ internal sealed class AdminGrpcService(
         }
     }
 
+    public override Task<Closing> ClosePeriod(ClosePeriodRequest request, ServerCallContext context)
+    {
+        var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
+        var period = Period.Of(request.Year, request.Month);
+        return idempotency.RunAsync(by, request.RequestId, nameof(ClosePeriod), request, async ct =>
+        {
+            var now = time.GetUtcNow();
+            var previous = await Closings.CheckReadyAsync(db, period, now, ct);
+
+            // The expiry pass first, on a connection of its own (each grant in a transaction of its own), as
+            // ExpireDueGrants runs it: what fell due in the period goes back to its pool before the year is settled.
+            await using (var scope = scopes.CreateAsyncScope())
+            {
+                var passDb = scope.ServiceProvider.GetRequiredService<LedgerDb>();
+                await Expiry.ExpireDueAsync(passDb, now, request.RequestId, by, LedgerMetrics.Triggers.Request, metrics, logger, ct);
+            }
+
+            if (period.IsYear)
+            {
+                await Closings.CheckYearSpentAsync(db, period.Year, ct);
+            }
+
+            // A checkpoint of everything so far, outside the close's lock, so the one that seals the closing signs little.
+            await Checkpoints.MakeAsync(database, signer, now, ct);
+            return await Closings.CloseAsync(db, signer, database.Options, period, previous, now, request.RequestId, by, ct);
+        }, context.CancellationToken);
+    }
+
+    public override Task<Closing> GetClosing(GetClosingRequest request, ServerCallContext context)
+    {
+        Access.Require(context, Role.Bureau, Role.Expert);
+        return Closings.ReadAsync(db, Period.Of(request.Year, request.Month), context.CancellationToken);
+    }
+
+    public override async Task<ListClosingsResponse> ListClosings(ListClosingsRequest request, ServerCallContext context)
+    {
+        Access.Require(context, Role.Bureau, Role.Expert);
+        if (request.Year != 0)
+        {
+            Validate.Year(request.Year);
+        }
+
+        return new ListClosingsResponse { Closings = { await Closings.ListAsync(db, request.Year, context.CancellationToken) } };
+    }
+
+    public override Task ExportPeriod(ExportPeriodRequest request, IServerStreamWriter<ExportLine> responseStream, ServerCallContext context)
+    {
+        Access.Require(context, Role.Bureau, Role.Expert);
+        var period = Period.Of(request.Year, request.Month);
+        return Closings.ExportAsync(db, database.DataSource, period,
+            line => responseStream.WriteAsync(new ExportLine { Line = line }, context.CancellationToken), context.CancellationToken);
+    }
+
     /// <summary>Locks the year's funding account (when there is one) and returns what has been funded.</summary>
     private async Task<Fen> LockFundingAsync(int year, CancellationToken ct)
     {

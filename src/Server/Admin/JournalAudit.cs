@@ -20,10 +20,16 @@ public static class JournalAudit
 {
     public const int NothingToCheckAgainst = 3;
 
-    private const string Usage = "usage: audit --entries FILE --checkpoints FILE --public-key FILE\n       audit --entries FILE --chains-only";
+    private const string Usage =
+        "usage: audit --entries FILE --checkpoints FILE --public-key FILE\n       audit --entries FILE --chains-only\n       audit --export FILE --public-key FILE";
 
     public static async Task<int> RunAsync(string[] args, TextWriter output)
     {
+        if (args.Length == 4 && args[0] == "--export" && args[2] == "--public-key")
+        {
+            return await RunExportAsync(args[1], args[3], output);
+        }
+
         if (ParseOptions(args) is not { } options)
         {
             await output.WriteLineAsync(Usage);
@@ -81,6 +87,81 @@ public static class JournalAudit
 
         await output.WriteLineAsync("OK: the journal is what the checkpoints signed.");
         return 0;
+    }
+
+    /// <summary>A closed period's export (ExportPeriod; see <see cref="PeriodExport"/>) checked against the checkpoint key:
+    /// every line's hash and link, then <see cref="PeriodAudit"/>. Exit code 0 when all holds, 1 when not.</summary>
+    private static async Task<int> RunExportAsync(string file, string publicKeyFile, TextWriter output)
+    {
+        using var key = ECDsa.Create();
+        key.ImportFromPem(await File.ReadAllTextAsync(publicKeyFile));
+        var publicKey = key.ExportSubjectPublicKeyInfo();
+        var keyId = CheckpointSigner.KeyIdOf(publicKey);
+
+        Closing? closing = null;
+        var checkpoints = new List<CheckpointRow>();
+        var entries = new List<JournalEntry>();
+        var previous = "";
+        var number = 0;
+        foreach (var line in File.ReadLines(file).Where(l => l.Length > 0))
+        {
+            number++;
+            var read = PeriodExport.Read(line, previous, out previous, out var problem);
+            if (problem is null && read is { } item)
+            {
+                problem = (item.Type, number) switch
+                {
+                    ("closing", 1) when item.Format == "quotaledger-period-export/1" => Keep(() => closing = JsonParser.Default.Parse<Closing>(item.Data)),
+                    ("closing", 1) => $"its format is {item.Format ?? "not stated"}, not quotaledger-period-export/1",
+                    (_, 1) => "the first line is not the closing",
+                    ("checkpoint", _) => Keep(() => checkpoints.Add(Checkpoints.FromApi(JsonParser.Default.Parse<Checkpoint>(item.Data)))),
+                    ("entry", _) => Keep(() => entries.Add(JsonParser.Default.Parse<JournalEntry>(item.Data))),
+                    _ => $"its type {item.Type} is not closing, checkpoint or entry",
+                };
+            }
+
+            if (problem is not null)
+            {
+                await output.WriteLineAsync($"FAILED at line {number}: {problem}.");
+                return 1;
+            }
+        }
+
+        if (closing is null)
+        {
+            await output.WriteLineAsync("FAILED: the export is empty.");
+            return 1;
+        }
+
+        var verdict = PeriodAudit.Check(closing, checkpoints, entries, (id, body, signature) => id == keyId && CheckpointSigner.Verify(publicKey, body, signature));
+        await output.WriteLineAsync(
+            $"period {verdict.Period}: checkpoints {verdict.Checkpoints}, signed by key {keyId}; entries {verdict.Entries}; closing figures {verdict.Figures}");
+        if (verdict.Problem is not null)
+        {
+            await output.WriteLineAsync($"FAILED{(verdict.FirstBadEntryId == 0 ? "" : $" at entry {verdict.FirstBadEntryId}")}: {verdict.Problem}");
+            return 1;
+        }
+
+        await output.WriteLineAsync($"OK: {verdict.Period} is what its closing's checkpoint sealed, and its closing figures are the sum of its entries.");
+        return 0;
+    }
+
+    /// <summary>Runs a parse for a line, turning a parse failure into the line's problem.</summary>
+    private static string? Keep(Action parse)
+    {
+        try
+        {
+            parse();
+            return null;
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            return $"its data does not parse ({e.Message})";
+        }
+        catch (FormatException e)
+        {
+            return $"its data does not parse ({e.Message})";
+        }
     }
 
     /// <summary>An exported entry back as the row its hash was computed from.</summary>

@@ -31,91 +31,7 @@ internal static class Checkpoints
             // The snapshot is taken after the lock: it sees the checkpoint another maker committed before.
             await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
             await database.Options.AllowAuditAsync(connection, transaction, ct);
-            var previous = await LatestAsync(connection, transaction, ct);
-            var previousBody = previous is null ? new CheckpointBody() : CheckpointBody.Parser.ParseFrom(previous.Body);
-            var heads = previousBody.Heads.ToDictionary(h => h.ChainKey, h => h.Clone(), StringComparer.Ordinal);
-
-            var auditor = new JournalAuditor();
-            foreach (var head in heads.Values)
-            {
-                auditor.Resume(head.ChainKey, head.Hash.ToByteArray());
-            }
-
-            var leaves = new List<(string Chain, long Id, byte[] Hash)>();
-            await using (var command = new NpgsqlCommand(
-                $"""
-                WITH known AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS k(chain_key, entry_id))
-                SELECT {JournalRows.Columns}
-                FROM journal_entries e LEFT JOIN known ON known.chain_key = e.chain_key
-                WHERE e.id > coalesce(known.entry_id, 0)
-                ORDER BY e.id
-                """,
-                connection, transaction))
-            {
-                command.Parameters.Add(new NpgsqlParameter { Value = heads.Keys.ToArray() });
-                command.Parameters.Add(new NpgsqlParameter { Value = heads.Values.Select(h => h.EntryId).ToArray() });
-                await using var reader = await command.ExecuteReaderAsync(ct);
-                while (await reader.ReadAsync(ct))
-                {
-                    var (entry, postings) = JournalRows.Read(reader);
-                    if (!auditor.Check(entry, postings))
-                    {
-                        throw new InvalidOperationException($"Refusing to sign a checkpoint over a journal that does not verify: {auditor.Problem}");
-                    }
-
-                    leaves.Add((entry.ChainKey, entry.Id, entry.Hash));
-                    heads[entry.ChainKey] = new ChainHead
-                    {
-                        ChainKey = entry.ChainKey,
-                        EntryId = entry.Id,
-                        Hash = ByteString.CopyFrom(entry.Hash),
-                        Length = (heads.TryGetValue(entry.ChainKey, out var head) ? head.Length : 0) + 1,
-                    };
-                }
-            }
-
-            if (previous is not null && leaves.Count == 0)
-            {
-                await transaction.CommitAsync(ct);
-                return previous;
-            }
-
-            var orderedHeads = heads.Values.OrderBy(h => h.ChainKey, StringComparer.Ordinal).ToList();
-            var body = new CheckpointBody
-            {
-                Version = 1,
-                Sequence = previousBody.Sequence + 1,
-                CreatedAt = now.ToTimestamp(),
-                PreviousDigest = ByteString.CopyFrom(previous?.Digest ?? []),
-                Heads = { orderedHeads },
-                HeadsRoot = ByteString.CopyFrom(HeadsRoot(orderedHeads)),
-                Leaves =
-                {
-                    leaves.OrderBy(l => l.Chain, StringComparer.Ordinal).ThenBy(l => l.Id)
-                        .Select(l => new EntryLeaf { EntryId = l.Id, Hash = ByteString.CopyFrom(l.Hash) }),
-                },
-                Entries = previousBody.Entries + leaves.Count,
-            };
-            var bytes = body.ToByteArray();
-            var row = new CheckpointRow
-            {
-                CreatedAt = now,
-                Body = bytes,
-                Digest = SHA256.HashData(bytes),
-                KeyId = signer.KeyId,
-                Signature = signer.Sign(bytes),
-            };
-            await using (var insert = new NpgsqlCommand(
-                "INSERT INTO checkpoints (created_at, body, digest, key_id, signature) VALUES ($1, $2, $3, $4, $5) RETURNING id", connection, transaction))
-            {
-                insert.Parameters.Add(new NpgsqlParameter { Value = row.CreatedAt });
-                insert.Parameters.Add(new NpgsqlParameter { Value = row.Body });
-                insert.Parameters.Add(new NpgsqlParameter { Value = row.Digest });
-                insert.Parameters.Add(new NpgsqlParameter { Value = row.KeyId });
-                insert.Parameters.Add(new NpgsqlParameter { Value = row.Signature });
-                row.Id = (long)(await insert.ExecuteScalarAsync(ct))!;
-            }
-
+            var row = await SignAsync(connection, transaction, signer, now, seal: null, ct);
             await transaction.CommitAsync(ct);
             return row;
         }
@@ -125,16 +41,129 @@ internal static class Checkpoints
         }
     }
 
+    /// <summary>Makes a checkpoint that seals a period's closing, in the closing's own transaction (which holds journal
+    /// inserts off, so it sees every entry there will be up to the close, its own settlement entry included): made even
+    /// when nothing was written since the last checkpoint, and committed, or not, with the closing.</summary>
+    public static async Task<CheckpointRow> SealAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, CheckpointSigner signer, DateTimeOffset now, PeriodSeal seal, CancellationToken ct)
+    {
+        await ExecuteAsync(connection, transaction, $"SELECT pg_advisory_xact_lock({MakerLock})", ct);
+        return await SignAsync(connection, transaction, signer, now, seal, ct);
+    }
+
+    /// <summary>Signs what the transaction sees since the latest checkpoint; without a seal and with nothing new, returns
+    /// the latest checkpoint instead.</summary>
+    private static async Task<CheckpointRow> SignAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, CheckpointSigner signer, DateTimeOffset now, PeriodSeal? seal, CancellationToken ct)
+    {
+        var previous = await LatestAsync(connection, transaction, ct);
+        var previousBody = previous is null ? new CheckpointBody() : CheckpointBody.Parser.ParseFrom(previous.Body);
+        var heads = previousBody.Heads.ToDictionary(h => h.ChainKey, h => h.Clone(), StringComparer.Ordinal);
+
+        var auditor = new JournalAuditor();
+        foreach (var head in heads.Values)
+        {
+            auditor.Resume(head.ChainKey, head.Hash.ToByteArray());
+        }
+
+        var leaves = new List<(string Chain, long Id, byte[] Hash)>();
+        await using (var command = new NpgsqlCommand(
+            $"""
+            WITH known AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS k(chain_key, entry_id))
+            SELECT {JournalRows.Columns}
+            FROM journal_entries e LEFT JOIN known ON known.chain_key = e.chain_key
+            WHERE e.id > coalesce(known.entry_id, 0)
+            ORDER BY e.id
+            """,
+            connection, transaction))
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = heads.Keys.ToArray() });
+            command.Parameters.Add(new NpgsqlParameter { Value = heads.Values.Select(h => h.EntryId).ToArray() });
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            while (await reader.ReadAsync(ct))
+            {
+                var (entry, postings) = JournalRows.Read(reader);
+                if (!auditor.Check(entry, postings))
+                {
+                    throw new InvalidOperationException($"Refusing to sign a checkpoint over a journal that does not verify: {auditor.Problem}");
+                }
+
+                leaves.Add((entry.ChainKey, entry.Id, entry.Hash));
+                heads[entry.ChainKey] = new ChainHead
+                {
+                    ChainKey = entry.ChainKey,
+                    EntryId = entry.Id,
+                    Hash = ByteString.CopyFrom(entry.Hash),
+                    Length = (heads.TryGetValue(entry.ChainKey, out var head) ? head.Length : 0) + 1,
+                };
+            }
+        }
+
+        if (previous is not null && leaves.Count == 0 && seal is null)
+        {
+            return previous;
+        }
+
+        var orderedHeads = heads.Values.OrderBy(h => h.ChainKey, StringComparer.Ordinal).ToList();
+        var body = new CheckpointBody
+        {
+            Version = 1,
+            Sequence = previousBody.Sequence + 1,
+            CreatedAt = now.ToTimestamp(),
+            PreviousDigest = ByteString.CopyFrom(previous?.Digest ?? []),
+            Heads = { orderedHeads },
+            HeadsRoot = ByteString.CopyFrom(HeadsRoot(orderedHeads)),
+            Leaves =
+            {
+                leaves.OrderBy(l => l.Chain, StringComparer.Ordinal).ThenBy(l => l.Id)
+                    .Select(l => new EntryLeaf { EntryId = l.Id, Hash = ByteString.CopyFrom(l.Hash) }),
+            },
+            Entries = previousBody.Entries + leaves.Count,
+            Seal = seal,
+        };
+        var bytes = body.ToByteArray();
+        var row = new CheckpointRow
+        {
+            CreatedAt = now,
+            Body = bytes,
+            Digest = SHA256.HashData(bytes),
+            KeyId = signer.KeyId,
+            Signature = signer.Sign(bytes),
+        };
+        await using (var insert = new NpgsqlCommand(
+            "INSERT INTO checkpoints (created_at, body, digest, key_id, signature) VALUES ($1, $2, $3, $4, $5) RETURNING id", connection, transaction))
+        {
+            insert.Parameters.Add(new NpgsqlParameter { Value = row.CreatedAt });
+            insert.Parameters.Add(new NpgsqlParameter { Value = row.Body });
+            insert.Parameters.Add(new NpgsqlParameter { Value = row.Digest });
+            insert.Parameters.Add(new NpgsqlParameter { Value = row.KeyId });
+            insert.Parameters.Add(new NpgsqlParameter { Value = row.Signature });
+            row.Id = (long)(await insert.ExecuteScalarAsync(ct))!;
+        }
+
+        return row;
+    }
+
     /// <summary>What a run of checkpoints, oldest first, signs: each entry's hash and the checkpoint that first signed it;
     /// or the first problem with the checkpoints themselves (a digest, a signature, a broken link, a wrong root).</summary>
     public sealed record Verdict(Dictionary<long, (byte[] Hash, long Checkpoint)> Signed, string? Problem, long LastId, int Count);
 
-    public static Verdict VerifyChain(IEnumerable<CheckpointRow> checkpoints, Func<string, byte[], byte[], bool> signatureValid)
+    /// <param name="checkpoints">The run of checkpoints, oldest first.</param>
+    /// <param name="signatureValid">Whether a key id, a body and a signature verify.</param>
+    /// <param name="fromMidway">The run starts after a checkpoint the caller does not hold (a period's export): the first
+    /// checkpoint's link to the one before it is taken as given; every later link is checked.</param>
+    public static Verdict VerifyChain(IEnumerable<CheckpointRow> checkpoints, Func<string, byte[], byte[], bool> signatureValid, bool fromMidway = false)
     {
         var signed = new Dictionary<long, (byte[], long)>();
         var (previousDigest, sequence, lastId, count) = (Array.Empty<byte>(), 0L, 0L, 0);
         foreach (var checkpoint in checkpoints)
         {
+            if (fromMidway && count == 0 && SHA256.HashData(checkpoint.Body).AsSpan().SequenceEqual(checkpoint.Digest))
+            {
+                var first = CheckpointBody.Parser.ParseFrom(checkpoint.Body);
+                (previousDigest, sequence) = (first.PreviousDigest.ToByteArray(), first.Sequence - 1);
+            }
+
             string? problem = null;
             CheckpointBody? body = null;
             if (!SHA256.HashData(checkpoint.Body).AsSpan().SequenceEqual(checkpoint.Digest))

@@ -82,8 +82,12 @@ public static class Journal
         }
 
         // Every entry but a deduction's (which moves quota from a grant to deducted, both counted alike, and never
-        // touches the pool) is posted here, so the figure alerts see every change of the figures they watch.
-        await AlertWatch.AfterEntryAsync(db, entry, legs, cancellationToken);
+        // touches the pool) is posted here, so the figure alerts see every change of the figures they watch. A year's
+        // settlement empties a pool that takes no more grants: nothing to warn of.
+        if (entry.Kind != EntryKind.YearSettlement)
+        {
+            await AlertWatch.AfterEntryAsync(db, entry, legs, cancellationToken);
+        }
     }
 
     private static string RefusalMessage(Reason reason) => reason switch

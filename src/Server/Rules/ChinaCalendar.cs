@@ -18,6 +18,13 @@ public static class ChinaCalendar
     public static DateTimeOffset AddMonths(DateTimeOffset instant, int months) =>
         ToChinaTime(instant).AddMonths(months).ToUniversalTime();
 
+    /// <summary>The instant a calendar month begins in China time (month 13 is January of the next year).</summary>
+    public static DateTimeOffset StartOfMonth(int year, int month)
+    {
+        var local = month == 13 ? new DateTime(year + 1, 1, 1) : new DateTime(year, month, 1);
+        return new DateTimeOffset(local, s_zone.GetUtcOffset(local)).ToUniversalTime();
+    }
+
     private static TimeZoneInfo FindZone()
     {
         try

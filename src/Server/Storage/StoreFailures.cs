@@ -11,6 +11,11 @@ internal static class StoreFailures
 {
     private const string Retry = " Retry with the same request_id.";
 
+    /// <summary>SQLSTATEs the journal's period guard raises: an entry dated inside a closed month, and an entry that would
+    /// fund, grant, deduct or return quota in a closed year.</summary>
+    public const string PeriodClosedState = "QLPC1";
+    public const string ClosedYearState = "QLPC2";
+
     /// <summary>The refusal a transient store failure is answered with (UNAVAILABLE), a value the database cannot hold
     /// (INVALID_ARGUMENT), or null for anything else.</summary>
     public static LedgerException? Translate(Exception exception)
@@ -19,6 +24,11 @@ internal static class StoreFailures
         {
             switch (e)
             {
+                // The journal's own guard (migration PeriodClose): an entry dated inside a closed period, or one that
+                // would move a closed year's quota. Its statement failed, so its transaction was rolled back.
+                case PostgresException { SqlState: PeriodClosedState or ClosedYearState } closed:
+                    return new LedgerException(Reason.PeriodClosed,
+                        $"{closed.MessageText}. A closed period accepts no entry dated inside it; a correction is an entry of the open period. Nothing was applied.");
                 case PostgresException postgres when Known(postgres.SqlState) is { } known:
                     return new LedgerException(Reason.StoreUnavailable, known + Retry);
                 // Class 22, data exception: a value the request carried that the database cannot hold (a date or number

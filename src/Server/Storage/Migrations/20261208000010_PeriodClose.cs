@@ -84,6 +84,9 @@ namespace QuotaLedger.Server.Storage.Migrations
                 CREATE TRIGGER journal_entries_period_open BEFORE INSERT ON journal_entries
                   FOR EACH ROW EXECUTE FUNCTION journal_entries_period_open();
 
+                CREATE INDEX ix_journal_entries_reverses_entry_id ON journal_entries (reverses_entry_id)
+                  WHERE reverses_entry_id IS NOT NULL;
+
                 CREATE FUNCTION lock_journal_for_closing() RETURNS void LANGUAGE plpgsql SECURITY DEFINER
                   SET search_path = pg_catalog, public AS $$
                 BEGIN
@@ -101,6 +104,7 @@ namespace QuotaLedger.Server.Storage.Migrations
             migrationBuilder.Sql(
                 """
                 DROP FUNCTION lock_journal_for_closing();
+                DROP INDEX ix_journal_entries_reverses_entry_id;
                 DROP TRIGGER journal_entries_period_open ON journal_entries;
                 DROP FUNCTION journal_entries_period_open();
                 """);
