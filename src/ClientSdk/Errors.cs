@@ -90,6 +90,12 @@ public enum LedgerReason
     RequestTooLarge,
     /// <summary>UNKNOWN_CHECKPOINT: There is no checkpoint with that id (VerifyJournal, GetCheckpoint); the journal is never verified against another one instead. <b>What to do:</b> Check the id; a checkpoint you hold a copy of that the ledger no longer has was removed: report it.</summary>
     UnknownCheckpoint,
+    /// <summary>PERIOD_CLOSED: The entry would be dated inside a closed month or year, or would move a closed year's quota; or the period asked to close (ClosePeriod) is already closed, under another request id. <b>What to do:</b> Do not retry. For ClosePeriod, read the closing with GetClosing; a correction of a closed period is an entry of an open month.</summary>
+    PeriodClosed,
+    /// <summary>PERIOD_NOT_READY: The period cannot close yet (ClosePeriod): it has not ended, the month before it is open, or the year's grants still hold quota; the message says which. <b>What to do:</b> Close the months in order once each has ended, and the year after December once its grants have expired; then close with a new request id.</summary>
+    PeriodNotReady,
+    /// <summary>UNKNOWN_CLOSING: That month or year is not closed (GetClosing, ExportPeriod). <b>What to do:</b> Check the year and month (0 for the year), or close the period first (ClosePeriod).</summary>
+    UnknownClosing,
 }
 
 /// <summary>The ledger answered and refused the call: a definite answer, with a reason word. Nothing was applied by it, and the
@@ -217,7 +223,8 @@ internal static class LedgerReasons
     {
         LedgerReason.InvalidUscc or LedgerReason.InvalidAmount or LedgerReason.InvalidArgument or LedgerReason.MalformedRequest => StatusCode.InvalidArgument,
         LedgerReason.UnknownUnit or LedgerReason.UnknownProvider or LedgerReason.UnknownContract or LedgerReason.UnknownGrant
-            or LedgerReason.UnknownBatch or LedgerReason.UnknownRedemption or LedgerReason.UnknownDeduction or LedgerReason.UnknownCheckpoint => StatusCode.NotFound,
+            or LedgerReason.UnknownBatch or LedgerReason.UnknownRedemption or LedgerReason.UnknownDeduction or LedgerReason.UnknownCheckpoint
+            or LedgerReason.UnknownClosing => StatusCode.NotFound,
         LedgerReason.DuplicateInvoice or LedgerReason.RequestIdReused or LedgerReason.AlreadyRegistered => StatusCode.AlreadyExists,
         LedgerReason.NotYourResource or LedgerReason.RoleRequired => StatusCode.PermissionDenied,
         LedgerReason.Unauthenticated => StatusCode.Unauthenticated,

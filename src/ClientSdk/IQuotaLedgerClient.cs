@@ -275,7 +275,7 @@ public interface IRegistryClient
 }
 
 /// <summary>The bureau's and the auditors' calls: year policies, funding, programme-year figures, standing, the expiry
-/// pass, the trial balance, journal verification, checkpoints and export (AdminService). One part of
+/// pass, the trial balance, journal verification, checkpoints and export, and closing months and years (AdminService). One part of
 /// <see cref="IQuotaLedgerClient"/>, which <see cref="QuotaLedgerClient"/> implements; a fake of it needs only these members.</summary>
 public interface IAdminClient
 {
@@ -347,6 +347,43 @@ public interface IAdminClient
     /// <param name="checkpoints">Where the checkpoints go.</param>
     /// <param name="cancellationToken">Stops the export.</param>
     Task ExportJournalAsync(TextWriter entries, TextWriter checkpoints, CancellationToken cancellationToken = default);
+
+    /// <summary>Closes a month, or with <paramref name="month"/> 0 a year (the bureau): runs the expiry pass, records the
+    /// period's figures and seals them in a signed checkpoint. From then on no entry dated inside the period is accepted
+    /// (<see cref="LedgerReason.PeriodClosed"/>), and a closed year's quota no longer moves. A month closes once it has
+    /// ended and the month before it is closed; a year after its twelve months, once none of its grants holds quota: what
+    /// its pool did not spend is settled. Otherwise <see cref="LedgerReason.PeriodNotReady"/>, saying which. Retried
+    /// with the same request id like any write, so a retry gets the one closing.</summary>
+    /// <param name="year">The year.</param>
+    /// <param name="month">The month, 1 to 12; 0 closes the year.</param>
+    /// <param name="requestId">Idempotency key; one is made when omitted.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<ClosingInfo> ClosePeriodAsync(int year, int month, string? requestId = null, CancellationToken cancellationToken = default);
+
+    /// <summary>A closing with its figures and the corrections written after it (<see cref="LedgerReason.UnknownClosing"/>
+    /// when the period is not closed).</summary>
+    /// <param name="year">The year.</param>
+    /// <param name="month">The month, 1 to 12; 0 for the year's closing.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<ClosingInfo> GetClosingAsync(int year, int month, CancellationToken cancellationToken = default);
+
+    /// <summary>The closings of a year, or of every year, oldest first, each with its corrections but without its figures
+    /// (<see cref="GetClosingAsync"/> has them).</summary>
+    /// <param name="year">The year, or 0 for every year.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    Task<IReadOnlyList<ClosingInfo>> ListClosingsAsync(int year = 0, CancellationToken cancellationToken = default);
+
+    /// <summary>Writes a closed period's export for an auditor, one JSON object per line, each ended by <c>'\n'</c>
+    /// (format "quotaledger-period-export/1": the closing, the checkpoints that sign the period's entries, and every entry
+    /// dated inside the period with its postings, each line chained by SHA-256 to the one before), to check offline with
+    /// <c>dotnet QuotaLedger.Server.dll audit --export FILE --public-key FILE</c>. A stream that breaks off is not
+    /// resumed: export again to a fresh destination.</summary>
+    /// <param name="year">The year.</param>
+    /// <param name="month">The month, 1 to 12; 0 for the year.</param>
+    /// <param name="destination">Where the lines go.</param>
+    /// <param name="cancellationToken">Stops the export.</param>
+    /// <returns>How many lines were written.</returns>
+    Task<long> ExportPeriodAsync(int year, int month, TextWriter destination, CancellationToken cancellationToken = default);
 }
 
 /// <summary>Redemption: batches, applications, review, disbursement and claw-backs (RedemptionService).

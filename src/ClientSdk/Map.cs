@@ -20,6 +20,21 @@ internal static class Map
     public static CheckpointInfo From(V1.Checkpoint c) => new(c.CheckpointId, c.Decoded.Sequence, c.Decoded.CreatedAt.ToDateTimeOffset(), c.KeyId,
         c.Decoded.Entries, c.Decoded.Heads.Count, Hex(c.Digest.Span));
 
+    /// <summary>A closing; its body's parts are empty when the answer left the body out (ListClosings).</summary>
+    public static ClosingInfo From(V1.Closing c)
+    {
+        var body = c.Decoded ?? new V1.ClosingBody();
+        return new(c.ClosingId, c.Year, c.Month, c.ClosedAt.ToDateTimeOffset(), c.ClosedBy, c.CheckpointId, Hex(c.Digest.Span), body.Entries,
+            new Fen(body.SettledFen), body.SettlementEntryId == 0 ? null : body.SettlementEntryId,
+            [.. body.Figures.Select(f => new ClosingFigure((ClosingScope)f.Scope, f.Year, NullIfEmpty(f.Party), (AccountKind)f.AccountKind, new Fen(f.OpeningFen),
+                [.. f.Movements.Select(m => new ClosingMovement((EntryKind)m.Kind, new Fen(m.Fen)))], new Fen(f.ClosingFen)))],
+            [.. body.ProgramYears.Select(From)],
+            [.. body.UnitYears.Select(u => new UnitYearFigures(u.UnitUscc, u.Year, new Fen(u.CapFen), new Fen(u.GrantedOpenFen), new Fen(u.DeductedFen),
+                new Fen(u.RedeemedFen), new Fen(u.HeadroomFen)))],
+            [.. c.Corrections.Select(k => new ClosingCorrection(k.EntryId, (EntryKind)k.Kind, k.CreatedAt.ToDateTimeOffset(), k.ReversesEntryId, k.Year,
+                NullIfEmpty(k.UnitUscc), new Fen(k.AmountFen), k.Memo))]);
+    }
+
     public static DateOnly Date(string date) => DateOnly.ParseExact(date, "yyyy-MM-dd", CultureInfo.InvariantCulture);
 
     public static UnitYearFigures From(V1.UnitYear u) =>

@@ -115,6 +115,8 @@ public enum EntryKind
     Disbursement = 9,
     /// <summary>The bureau reversed a deduction, grant or payment.</summary>
     ClawBack = 10,
+    /// <summary>A year's close: what its pool did not spend, moved out of the pool to the year's settled account.</summary>
+    YearSettlement = 11,
 }
 
 /// <summary>The kinds of ledger account.</summary>
@@ -136,6 +138,8 @@ public enum AccountKind
     Disbursed = 7,
     /// <summary>Clawed back from a payment, owed by the unit.</summary>
     Receivable = 8,
+    /// <summary>What the year's pool held unspent when the year closed, settled out of it (per year).</summary>
+    Settled = 9,
 }
 
 /// <summary>A registered provider.</summary>

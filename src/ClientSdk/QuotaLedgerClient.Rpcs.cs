@@ -48,4 +48,8 @@ public sealed partial class QuotaLedgerClient
     private static readonly Rpc s_listAlerts = Rpc.Of(V1.AlertService.Descriptor, "ListAlerts");
     private static readonly Rpc s_runAlertPass = Rpc.Of(V1.AlertService.Descriptor, "RunAlertPass");
     private static readonly Rpc s_listCheckpoints = Rpc.Of(V1.AdminService.Descriptor, "ListCheckpoints");
+    private static readonly Rpc s_closePeriod = Rpc.Of(V1.AdminService.Descriptor, "ClosePeriod");
+    private static readonly Rpc s_getClosing = Rpc.Of(V1.AdminService.Descriptor, "GetClosing");
+    private static readonly Rpc s_listClosings = Rpc.Of(V1.AdminService.Descriptor, "ListClosings");
+    private static readonly Rpc s_exportPeriod = Rpc.Of(V1.AdminService.Descriptor, "ExportPeriod");
 }

@@ -1,10 +1,13 @@
 using System.Reflection;
 using System.Security.Cryptography;
+using Google.Protobuf;
+using Grpc.Core;
 using QuotaLedger.Client;
 using QuotaLedger.Tests.Infrastructure;
 using Reason = QuotaLedger.Server.Rules.Reason;
 using ReasonExtensions = QuotaLedger.Server.Rules.ReasonExtensions;
 using ServerUscc = QuotaLedger.Server.Rules.Uscc;
+using Timestamp = Google.Protobuf.WellKnownTypes.Timestamp;
 
 namespace QuotaLedger.Tests;
 
@@ -115,6 +118,95 @@ public sealed class SdkTypesTests(LedgerFixture fixture) : IClassFixture<LedgerF
         foreach (var service in new[] { V1.AdminService.Descriptor, V1.RegistryService.Descriptor, V1.LedgerService.Descriptor, V1.RedemptionService.Descriptor, V1.AlertService.Descriptor })
         {
             Assert.All(service.Methods, method => Assert.Contains(callRows, row => row.StartsWith($"| {service.Name}.{method.Name} |", StringComparison.Ordinal)));
+        }
+    }
+
+    [Fact]
+    public async Task A_closing_and_a_period_export_come_through_as_the_sdks_types_without_a_server()
+    {
+        var closedAt = new DateTimeOffset(2027, 1, 5, 2, 0, 0, TimeSpan.Zero);
+        var closing = new V1.Closing
+        {
+            ClosingId = 3, Year = 2026, Month = 0, ClosedAt = Timestamp.FromDateTimeOffset(closedAt), ClosedBy = "bureau", CheckpointId = 9,
+            Digest = ByteString.CopyFrom(0xAB, 0x01),
+            Decoded = new V1.ClosingBody
+            {
+                Year = 2026, Entries = 12, SettledFen = 500, SettlementEntryId = 77,
+                Figures =
+                {
+                    new V1.ClosingFigures
+                    {
+                        Scope = V1.ClosingScope.Programme, Year = 2026, AccountKind = V1.AccountKind.Settled, ClosingFen = 500,
+                        Movements = { new V1.Movement { Kind = V1.EntryKind.YearSettlement, Fen = 500 } },
+                    },
+                },
+                UnitYears = { new V1.ClosingUnitYear { UnitUscc = "U", Year = 2026, CapFen = 10, DeductedFen = 4, HeadroomFen = 6 } },
+            },
+            Corrections = { new V1.Correction { EntryId = 80, Kind = V1.EntryKind.ClawBack, CreatedAt = Timestamp.FromDateTimeOffset(closedAt), ReversesEntryId = 40, Year = 2026, AmountFen = 100 } },
+        };
+        string[] lines = ["{\"kind\":\"closing\"}", "{\"kind\":\"entry\"}"];
+        using var client = new QuotaLedgerClient(new CannedInvoker(closing.ToByteArray(), [.. lines.Select(l => new V1.ExportLine { Line = l }.ToByteArray())]),
+            new QuotaLedgerClientOptions());
+
+        var read = await client.GetClosingAsync(2026, 0);
+        Assert.Equal((3L, 2026, 0, closedAt, "ab01", 12L, new Fen(500), (long?)77), (read.ClosingId, read.Year, read.Month, read.ClosedAt, read.Digest, read.Entries, read.Settled, read.SettlementEntryId));
+        var figure = Assert.Single(read.Figures);
+        Assert.Equal((ClosingScope.Programme, (string?)null, AccountKind.Settled, Fen.Zero, new Fen(500)), (figure.Scope, figure.Party, figure.AccountKind, figure.Opening, figure.Closing));
+        Assert.Equal(new ClosingMovement(EntryKind.YearSettlement, new Fen(500)), Assert.Single(figure.Movements));
+        Assert.Equal(new UnitYearFigures("U", 2026, new Fen(10), Fen.Zero, new Fen(4), Fen.Zero, new Fen(6)), Assert.Single(read.UnitYears));
+        Assert.Equal((40L, (string?)null, new Fen(100)), (Assert.Single(read.Corrections).ReversesEntryId, read.Corrections[0].UnitUscc, read.Corrections[0].Amount));
+        Assert.Equal(StatusCode.NotFound, new QuotaLedgerException(LedgerReason.UnknownClosing, "not closed").StatusCode);
+
+        // Each line ends with '\n', whatever the writer's own newline: the lines' hashes chain byte for byte.
+        var written = new StringWriter { NewLine = "\r\n" };
+        Assert.Equal(2, await client.ExportPeriodAsync(2026, 0, written));
+        Assert.Equal(string.Concat(lines.Select(l => l + "\n")), written.ToString());
+    }
+
+    /// <summary>Answers every unary call with one message and every server stream with a few, each parsed as the call's
+    /// own response type (so the test builds them with whichever generated types it sees).</summary>
+    private sealed class CannedInvoker(byte[] unary, byte[][] stream) : CallInvoker
+    {
+        public override AsyncUnaryCall<TResponse> AsyncUnaryCall<TRequest, TResponse>(Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request) =>
+            new(Task.FromResult(Parse<TResponse>(unary)), Task.FromResult(new Metadata()), () => Status.DefaultSuccess, () => new Metadata(), () => { });
+
+        public override AsyncServerStreamingCall<TResponse> AsyncServerStreamingCall<TRequest, TResponse>(Method<TRequest, TResponse> method, string? host, CallOptions options,
+            TRequest request) =>
+            new(new Reader<TResponse>([.. stream.Select(Parse<TResponse>)]), Task.FromResult(new Metadata()), () => Status.DefaultSuccess,
+                () => new Metadata(), () => { });
+
+        public override TResponse BlockingUnaryCall<TRequest, TResponse>(Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request) =>
+            throw new NotSupportedException();
+
+        public override AsyncClientStreamingCall<TRequest, TResponse> AsyncClientStreamingCall<TRequest, TResponse>(Method<TRequest, TResponse> method, string? host,
+            CallOptions options) => throw new NotSupportedException();
+
+        public override AsyncDuplexStreamingCall<TRequest, TResponse> AsyncDuplexStreamingCall<TRequest, TResponse>(Method<TRequest, TResponse> method, string? host,
+            CallOptions options) => throw new NotSupportedException();
+
+        private static T Parse<T>(byte[] bytes)
+        {
+            var message = (IMessage)Activator.CreateInstance(typeof(T))!;
+            message.MergeFrom(bytes);
+            return (T)message;
+        }
+
+        private sealed class Reader<T>(List<T> items) : IAsyncStreamReader<T>
+        {
+            private int _next;
+
+            public T Current { get; private set; } = default!;
+
+            public Task<bool> MoveNext(CancellationToken cancellationToken)
+            {
+                if (_next == items.Count)
+                {
+                    return Task.FromResult(false);
+                }
+
+                Current = items[_next++];
+                return Task.FromResult(true);
+            }
         }
     }
 
