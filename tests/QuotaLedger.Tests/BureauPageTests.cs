@@ -58,6 +58,8 @@ public sealed class BureauPageTests(LedgerFixture fixture) : IClassFixture<Ledge
         Assert.Equal(100_000_000, shown.Figures["year-total"].Fen); // The policy's; nothing else has happened.
         Assert.All(shown.Figures.Where(f => f.Key != "year-total"), figure => Assert.Equal(0, figure.Value.Fen));
         Assert.Empty(shown.Chart!.Labels);
+        Assert.Equal([.. Enumerable.Range(1, 12).Select(m => $"{empty}-{m:D2}"), $"{empty}"], shown.Closings.Select(c => c.Period));
+        Assert.All(shown.Closings, c => Assert.False(c.Closed));
     }
 
     [Fact]
@@ -341,13 +343,16 @@ public sealed class BureauPageTests(LedgerFixture fixture) : IClassFixture<Ledge
             entriesChecked: Number(document.querySelector('[data-journal="entries-checked"]').dataset.value),
             chart: chart ? { labels: chart.data.labels, perDay: chart.data.datasets[0].data } : null,
             painted,
+            closings: [...document.querySelectorAll('tr[data-period]')].map(r => ({ period: r.dataset.period, closed: r.dataset.closed === 'true' })),
           });
         })()
         """;
 
     private sealed record Shown(
         string Year, Dictionary<string, ShownFigure> Figures, List<string> UnitNames, List<string> Percents, List<string> Empty, List<ShownUnitYear> UnitYears, List<ShownGrant> Grants, List<ShownRedemptions> Redemptions,
-        string JournalOk, long EntriesChecked, ShownChart? Chart, long Painted);
+        string JournalOk, long EntriesChecked, ShownChart? Chart, long Painted, List<ShownClosing> Closings);
+
+    private sealed record ShownClosing(string Period, bool Closed);
 
     private sealed record ShownFigure(long Fen, string Text);
 

@@ -160,6 +160,17 @@ public sealed class PeriodCloseTests(LedgerFixture fixture) : IClassFixture<Ledg
         Assert.Single(listed.Closings.Single(c => c.Month == 6).Corrections, c => c.EntryId == back.Receipt.EntryId);
         Assert.True((await server.Admin.VerifyJournalAsync(new VerifyJournalRequest())).Ok);
         await Books.AssertBalancedAsync(server, 2026);
+
+        // The bureau's page lists the months and the year: closed, with the year's figures at their end and June's correction.
+        using var http = new HttpClient(server.CreateHandler()) { BaseAddress = server.BaseAddress };
+        using var summary = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync(new Uri("/bureau/api/summary?year=2026", UriKind.Relative)));
+        var lines = summary.RootElement.GetProperty("closings").EnumerateArray().ToList();
+        Assert.Equal(["2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06", "2026-07", "2026-08", "2026-09", "2026-10", "2026-11", "2026-12", "2026"],
+            lines.Select(l => l.GetProperty("period").GetString()));
+        Assert.Equal([false, false, false, false, true, true, true, true, true, true, true, true, true], lines.Select(l => l.GetProperty("closed").GetBoolean()));
+        var juneLine = lines[5];
+        Assert.Equal((1, 5_000L), (juneLine.GetProperty("corrections").GetInt32(), juneLine.GetProperty("correctedFen").GetInt64()));
+        Assert.Equal(june.Decoded.ProgramYears.Single(p => p.Year == 2026).PoolFen, juneLine.GetProperty("figures").GetProperty("poolFen").GetInt64());
     }
 
     /// <summary>The closing's as-of figures are what GetProgramYear and GetUnitYear answer as of the period's last

@@ -18,7 +18,8 @@ internal sealed record BureauSummary(
     ExpiringGrants ExpiringGrants,
     List<RedemptionStateLine> Redemptions,
     JournalStatus Journal,
-    List<DeductionDayLine> DeductionsPerDay)
+    List<DeductionDayLine> DeductionsPerDay,
+    List<ClosingLine> Closings)
 {
     /// <summary>How many unit-years and expiring grants the page lists.</summary>
     public const int Listed = 10;
@@ -34,6 +35,7 @@ internal sealed record BureauSummary(
         var redemptions = await RedemptionStates.ByStateAsync(db, year, ct);
         var journal = await JournalVerification.VerifyAsync(database, signer, checkpointId: 0, ct);
         var perDay = await DeductionReads.PerDayAsync(db, year, ct);
+        var closings = await ClosingLinesAsync(db, year, ct);
         var shown = unitYears.Select(u => u.UnitUscc).Concat(grants.Select(g => g.UnitUscc)).Distinct().ToList();
         var names = await db.Units.Where(u => shown.Contains(u.Uscc)).ToDictionaryAsync(u => u.Uscc, u => u.Name, ct);
 
@@ -49,9 +51,43 @@ internal sealed record BureauSummary(
                 r.State.ToString().ToLowerInvariant(), r.Count, r.RequestedFen, r.ApprovedFen, r.OutstandingFen, r.DisbursedFen, r.ClawedBackFen))],
             new JournalStatus(journal.Ok, journal.EntriesChecked, journal.Chains, journal.AccountsChecked, journal.CheckpointsVerified, journal.CheckpointId,
                 journal.FirstBadEntryId, journal.FirstBadAccountId, journal.Problem),
-            [.. perDay.Select(d => new DeductionDayLine(d.Day, d.Count, d.Applied.Value))]);
+            [.. perDay.Select(d => new DeductionDayLine(d.Day, d.Count, d.Applied.Value))],
+            closings);
+    }
+
+    /// <summary>A line per month of the year and one for the year: closed or open, and for a closing the year's figures at
+    /// its end as GetClosing records them, with what was corrected after it.</summary>
+    private static async Task<List<ClosingLine>> ClosingLinesAsync(LedgerDb db, int year, CancellationToken ct)
+    {
+        var closed = await db.PeriodClosings.AsNoTracking().Where(c => c.Year == year).Select(c => c.Month).ToListAsync(ct);
+        var lines = new List<ClosingLine>();
+        foreach (var month in Enumerable.Range(1, 12).Append(0))
+        {
+            var period = new Rules.Period(year, month);
+            if (!closed.Contains((short)month))
+            {
+                lines.Add(new ClosingLine(period.ToString(), month, false, null, "", 0, 0, null, 0, 0));
+                continue;
+            }
+
+            var closing = await Admin.Closings.ReadAsync(db, period, ct);
+            var figures = closing.Decoded.ProgramYears.SingleOrDefault(p => p.Year == year);
+            lines.Add(new ClosingLine(period.ToString(), month, true, closing.ClosedAt.ToDateTimeOffset(), closing.ClosedBy, closing.CheckpointId,
+                closing.Decoded.Entries,
+                figures is null ? null : new ClosingFigureLine(figures.FundedFen, figures.PoolFen, figures.GrantedOpenFen, figures.DeductedFen, figures.DisbursedFen),
+                closing.Corrections.Count, closing.Corrections.Sum(c => c.AmountFen)));
+        }
+
+        return lines;
     }
 }
+
+/// <summary>A month (1-12) or the year (0): whether it is closed, and what its closing recorded.</summary>
+internal sealed record ClosingLine(
+    string Period, int Month, bool Closed, DateTimeOffset? ClosedAt, string ClosedBy, long CheckpointId, long Entries, ClosingFigureLine? Figures,
+    int Corrections, long CorrectedFen);
+
+internal sealed record ClosingFigureLine(long FundedFen, long PoolFen, long GrantedOpenFen, long DeductedFen, long DisbursedFen);
 
 internal sealed record ProgramYearFigures(
     long YearTotalFen, long FundedFen, long PoolFen, long GrantedOpenFen, long DeductedFen, long RedeemedFen, long DisbursedFen,

@@ -149,6 +149,32 @@ function showRedemptions(states) {
   }
 }
 
+function showClosings(closings) {
+  const table = document.getElementById("closings");
+  for (const c of closings) {
+    const row = element("tr", { "data-period": c.period, "data-closed": c.closed, class: c.month === 0 ? "year-line" : "" });
+    row.append(element("td", {}, c.month === 0 ? `${c.period} (year)` : c.period));
+    if (!c.closed) {
+      row.append(element("td", { "data-field": "state", colspan: 7, class: "muted" }, "open"));
+      table.tBodies[0].append(row);
+      continue;
+    }
+    const figures = c.figures ?? { poolFen: 0, grantedOpenFen: 0, deductedFen: 0, disbursedFen: 0 };
+    row.append(
+      element("td", { "data-field": "closed-at", "data-value": c.closedAt }, `${dateTime(c.closedAt)}, checkpoint #${c.checkpointId}`),
+      element("td", { class: "num", "data-field": "entries", "data-value": c.entries }, c.entries),
+      money("td", "pool", figures.poolFen, { class: "num" }),
+      money("td", "granted", figures.grantedOpenFen, { class: "num" }),
+      money("td", "deducted", figures.deductedFen, { class: "num" }),
+      money("td", "disbursed", figures.disbursedFen, { class: "num" }),
+      c.corrections === 0
+        ? element("td", { "data-field": "corrections", "data-value": 0, class: "muted" }, "none")
+        : element("td", { "data-field": "corrections", "data-value": c.corrections, "data-fen": c.correctedFen },
+          `${c.corrections} (${yuan(c.correctedFen)})`));
+    table.tBodies[0].append(row);
+  }
+}
+
 /** The chart of deductions over time, drawn by Chart.js: bars per day, a line for the running total. */
 function showDeductions(days) {
   let total = 0;
@@ -202,6 +228,7 @@ async function main() {
     showExpiringGrants(body.expiringGrants);
     showRedemptions(body.redemptions);
     showDeductions(body.deductionsPerDay);
+    showClosings(body.closings);
     document.body.dataset.state = "ready";
   } catch (error) {
     const message = document.getElementById("error");
