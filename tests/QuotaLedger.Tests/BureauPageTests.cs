@@ -87,6 +87,27 @@ public sealed class BureauPageTests(LedgerFixture fixture) : IClassFixture<Ledge
         Assert.Single(shown.Chart!.Labels);
     }
 
+    [Fact]
+    public async Task The_page_shows_a_closed_month_with_the_figures_its_closing_sealed()
+    {
+        var july = new DateTimeOffset(2026, 7, 2, 2, 0, 0, TimeSpan.Zero);
+        Closing june;
+        await using (var api = fixture.StartServer(new DateTimeOffset(2026, 6, 10, 2, 0, 0, TimeSpan.Zero)))
+        {
+            var deal = await api.NewDealAsync(contractAmountFen: 10_000_000);
+            var grant = await api.GrantAsync(deal, 100_000);
+            await api.DeductAsync(deal, grant.GrantId, 10_000);
+            api.Clock.SetUtcNow(july);
+            june = await api.Admin.ClosePeriodAsync(new ClosePeriodRequest { RequestId = Ids.New(), Year = 2026, Month = 6 });
+        }
+
+        await using var server = await DevelopmentServer.StartAsync(fixture.Database, july);
+        var shown = await OpenAsync(server, 2026, ScreenshotPath.Replace(".png", "-closings.png", StringComparison.Ordinal));
+        var row = Assert.Single(shown.Closings, c => c.Closed);
+        Assert.Equal("2026-06", row.Period);
+        Assert.Equal((june.Decoded.ProgramYears.Single(p => p.Year == 2026).PoolFen, june.Decoded.Entries, 0), (row.Pool, row.Entries, row.Corrections));
+    }
+
     /// <summary>Opens the page in headless Chromium, waits until it has drawn or failed, saves a screenshot, and reads what
     /// it shows. Fails on any console error or uncaught exception, and when the page did not reach its ready state.</summary>
     private static async Task<Shown> OpenAsync(DevelopmentServer server, int? year, string screenshot)
@@ -343,7 +364,10 @@ public sealed class BureauPageTests(LedgerFixture fixture) : IClassFixture<Ledge
             entriesChecked: Number(document.querySelector('[data-journal="entries-checked"]').dataset.value),
             chart: chart ? { labels: chart.data.labels, perDay: chart.data.datasets[0].data } : null,
             painted,
-            closings: [...document.querySelectorAll('tr[data-period]')].map(r => ({ period: r.dataset.period, closed: r.dataset.closed === 'true' })),
+            closings: [...document.querySelectorAll('tr[data-period]')].map(r => ({
+              period: r.dataset.period, closed: r.dataset.closed === 'true', pool: r.dataset.closed === 'true' ? fen(r, 'pool') : 0,
+              entries: r.dataset.closed === 'true' ? Number(r.querySelector('[data-field="entries"]').dataset.value) : 0,
+              corrections: r.dataset.closed === 'true' ? Number(r.querySelector('[data-field="corrections"]').dataset.value) : 0 })),
           });
         })()
         """;
@@ -352,7 +376,7 @@ public sealed class BureauPageTests(LedgerFixture fixture) : IClassFixture<Ledge
         string Year, Dictionary<string, ShownFigure> Figures, List<string> UnitNames, List<string> Percents, List<string> Empty, List<ShownUnitYear> UnitYears, List<ShownGrant> Grants, List<ShownRedemptions> Redemptions,
         string JournalOk, long EntriesChecked, ShownChart? Chart, long Painted, List<ShownClosing> Closings);
 
-    private sealed record ShownClosing(string Period, bool Closed);
+    private sealed record ShownClosing(string Period, bool Closed, long Pool, long Entries, int Corrections);
 
     private sealed record ShownFigure(long Fen, string Text);
 

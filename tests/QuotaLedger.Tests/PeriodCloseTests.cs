@@ -168,6 +168,7 @@ public sealed class PeriodCloseTests(LedgerFixture fixture) : IClassFixture<Ledg
         Assert.Equal(["2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06", "2026-07", "2026-08", "2026-09", "2026-10", "2026-11", "2026-12", "2026"],
             lines.Select(l => l.GetProperty("period").GetString()));
         Assert.Equal([false, false, false, false, true, true, true, true, true, true, true, true, true], lines.Select(l => l.GetProperty("closed").GetBoolean()));
+        Assert.All(lines.Take(4), l => Assert.Equal("before the first closing", l.GetProperty("state").GetString()));
         var juneLine = lines[5];
         Assert.Equal((1, 5_000L), (juneLine.GetProperty("corrections").GetInt32(), juneLine.GetProperty("correctedFen").GetInt64()));
         Assert.Equal(june.Decoded.ProgramYears.Single(p => p.Year == 2026).PoolFen, juneLine.GetProperty("figures").GetProperty("poolFen").GetInt64());

@@ -60,19 +60,22 @@ internal sealed record BureauSummary(
     private static async Task<List<ClosingLine>> ClosingLinesAsync(LedgerDb db, int year, CancellationToken ct)
     {
         var closed = await db.PeriodClosings.AsNoTracking().Where(c => c.Year == year).Select(c => c.Month).ToListAsync(ct);
+        var closedThrough = await db.PeriodClosings.Where(c => c.Month > 0).MaxAsync(c => (DateTimeOffset?)c.EndsAt, ct);
         var lines = new List<ClosingLine>();
         foreach (var month in Enumerable.Range(1, 12).Append(0))
         {
             var period = new Rules.Period(year, month);
             if (!closed.Contains((short)month))
             {
-                lines.Add(new ClosingLine(period.ToString(), month, false, null, "", 0, 0, null, 0, 0));
+                // A month before the first closing had nothing to close: the books are closed through it all the same.
+                var state = month > 0 && period.EndsAt <= closedThrough ? "before the first closing" : "open";
+                lines.Add(new ClosingLine(period.ToString(), month, false, state, null, "", 0, 0, null, 0, 0));
                 continue;
             }
 
             var closing = await Admin.Closings.ReadAsync(db, period, ct);
             var figures = closing.Decoded.ProgramYears.SingleOrDefault(p => p.Year == year);
-            lines.Add(new ClosingLine(period.ToString(), month, true, closing.ClosedAt.ToDateTimeOffset(), closing.ClosedBy, closing.CheckpointId,
+            lines.Add(new ClosingLine(period.ToString(), month, true, "closed", closing.ClosedAt.ToDateTimeOffset(), closing.ClosedBy, closing.CheckpointId,
                 closing.Decoded.Entries,
                 figures is null ? null : new ClosingFigureLine(figures.FundedFen, figures.PoolFen, figures.GrantedOpenFen, figures.DeductedFen, figures.DisbursedFen),
                 closing.Corrections.Count, closing.Corrections.Sum(c => c.AmountFen)));
@@ -84,7 +87,7 @@ internal sealed record BureauSummary(
 
 /// <summary>A month (1-12) or the year (0): whether it is closed, and what its closing recorded.</summary>
 internal sealed record ClosingLine(
-    string Period, int Month, bool Closed, DateTimeOffset? ClosedAt, string ClosedBy, long CheckpointId, long Entries, ClosingFigureLine? Figures,
+    string Period, int Month, bool Closed, string State, DateTimeOffset? ClosedAt, string ClosedBy, long CheckpointId, long Entries, ClosingFigureLine? Figures,
     int Corrections, long CorrectedFen);
 
 internal sealed record ClosingFigureLine(long FundedFen, long PoolFen, long GrantedOpenFen, long DeductedFen, long DisbursedFen);

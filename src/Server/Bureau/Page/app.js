@@ -155,7 +155,7 @@ function showClosings(closings) {
     const row = element("tr", { "data-period": c.period, "data-closed": c.closed, class: c.month === 0 ? "year-line" : "" });
     row.append(element("td", {}, c.month === 0 ? `${c.period} (year)` : c.period));
     if (!c.closed) {
-      row.append(element("td", { "data-field": "state", colspan: 7, class: "muted" }, "open"));
+      row.append(element("td", { "data-field": "state", colspan: 7, class: "muted" }, c.state));
       table.tBodies[0].append(row);
       continue;
     }
