@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Runtime.CompilerServices;
 using System.Text.Json.Nodes;
 using QuotaLedger.Client;
@@ -143,6 +144,39 @@ public sealed class PeriodExportTests(LedgerFixture fixture) : IClassFixture<Led
         var (exitCode, output) = await AuditAsync(lines);
         Assert.Equal(1, exitCode);
         Assert.Contains($"FAILED at line {at + 1}: its sha256 does not match its content", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Over_json_the_closing_reads_the_export_streams_line_by_line_and_refusals_carry_their_words()
+    {
+        await using var server = fixture.StartServer(July2);
+        using var http = new HttpClient(server.CreateHandler()) { BaseAddress = server.BaseAddress };
+        using var closing = await http.GetAsync(new Uri("/v1/closings/2026/6", UriKind.Relative));
+        Assert.True(closing.IsSuccessStatusCode, await closing.Content.ReadAsStringAsync());
+        var read = JsonNode.Parse(await closing.Content.ReadAsStringAsync())!;
+        Assert.Equal(6, read["month"]!.GetValue<int>());
+        Assert.NotEmpty(read["decoded"]!["figures"]!.AsArray());
+
+        using var export = await http.GetAsync(new Uri("/v1/closings/2026/6:export", UriKind.Relative));
+        var lines = (await export.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(l => JsonNode.Parse(l)!["line"]!.GetValue<string>());
+        Assert.Equal(await File.ReadAllLinesAsync(_export), lines);
+
+        await AssertRefusedAsync(await http.GetAsync(new Uri("/v1/closings/2026/7", UriKind.Relative)), System.Net.HttpStatusCode.NotFound, "UNKNOWN_CLOSING");
+        await AssertRefusedAsync(await http.PostAsJsonAsync(new Uri("/v1/closings", UriKind.Relative), new { requestId = Ids.New(), year = 2026, month = 13 }),
+            System.Net.HttpStatusCode.BadRequest, "INVALID_ARGUMENT");
+        await AssertRefusedAsync(await http.PostAsJsonAsync(new Uri("/v1/closings", UriKind.Relative), new { requestId = Ids.New(), year = 2026, month = 7 }),
+            System.Net.HttpStatusCode.BadRequest, "PERIOD_NOT_READY");
+        await AssertRefusedAsync(await http.PostAsJsonAsync(new Uri("/v1/closings", UriKind.Relative), new { requestId = Ids.New(), year = 2026, month = 6 }),
+            System.Net.HttpStatusCode.BadRequest, "PERIOD_CLOSED");
+    }
+
+    private static async Task AssertRefusedAsync(HttpResponseMessage response, System.Net.HttpStatusCode status, string reason)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == status, $"expected {(int)status}, got {(int)response.StatusCode}: {body}");
+        Assert.Contains($"\"{reason}\"", body, StringComparison.Ordinal);
+        response.Dispose();
     }
 
     private async Task<(int ExitCode, string Output)> AuditAsync(IEnumerable<string> lines)
