@@ -25,6 +25,13 @@ internal sealed record Options
     /// <summary>With several addresses: affinity (each client routes over all servers, the SDK's Addresses) or none.</summary>
     public string Routing { get; init; } = "affinity";
 
+    /// <summary>The day the server's clock says (China time), when it is not today: a development server started with
+    /// Development:ClockStartsAt. Invoices are dated the day before it, and the programme year is its year.</summary>
+    public DateOnly? Today { get; init; }
+
+    /// <summary>The server's day in China time: <see cref="Today"/>, or today.</summary>
+    public DateOnly ServerToday => Today ?? DateOnly.FromDateTime(DateTime.UtcNow.AddHours(8));
+
     public const string Usage = """
         QuotaLedger load test
           --address URL[,URL]  server(s) to load (default: start one, with no configuration); several servers on one
@@ -49,6 +56,8 @@ internal sealed record Options
           --fault COMMAND      a shell command run once during the measured time (a fault to inject); the results
                                then say how long the rate took to come back
           --fault-at SECONDS   when into the measured time the fault starts (default 10)
+          --today YYYY-MM-DD   the server's day when its clock is set elsewhere (Development:ClockStartsAt): invoices
+                               are dated the day before, the programme year is its year (default: today, China time)
           --database CONNSTR   after the run, check in the ledger's database itself that every acknowledged deduction
                                and grant exists exactly once and nothing else was applied (what the run was not told of)
         """;
@@ -74,6 +83,7 @@ internal sealed record Options
                 "--fault-at" => options with { FaultAt = TimeSpan.FromSeconds(Positive(value)) },
                 "--database" => options with { Database = value },
                 "--batch" => options with { Batch = Positive(value) },
+                "--today" => options with { Today = DateOnly.ParseExact(value, "yyyy-MM-dd", CultureInfo.InvariantCulture) },
                 "--routing" => options with { Routing = value is "affinity" or "none" ? value : throw new ArgumentException($"Unknown routing {value}.\n{Usage}") },
                 _ => throw new ArgumentException($"Unknown option {args[i]}.\n{Usage}"),
             };

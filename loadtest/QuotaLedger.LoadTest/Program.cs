@@ -46,7 +46,7 @@ if (options.Scenario != "ping")
     Console.WriteLine($"Setting up {plan.UnitYears} unit-year(s) with a grant of {plan.GrantEach} each ...");
     try
     {
-        (provider, year, targets) = await Setup.RunAsync(clients[0], plan);
+        (provider, year, targets) = await Setup.RunAsync(clients[0], plan, options.ServerToday.Year);
     }
     catch (SetupException e)
     {

@@ -300,7 +300,7 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
     {
         var target = targets[targets.Count == 1 ? 0 : Random.Shared.Next(targets.Count)];
         var invoice = Interlocked.Increment(ref _invoice);
-        var deduction = new Deduction(target, QuotaLedgerClient.NewRequestId(), $"LT-{invoice}", DateOnly.FromDateTime(DateTime.UtcNow.AddHours(8)).AddDays(-1));
+        var deduction = new Deduction(target, QuotaLedgerClient.NewRequestId(), $"LT-{invoice}", options.ServerToday.AddDays(-1));
         DeductionResult result;
         try
         {
@@ -319,7 +319,7 @@ internal sealed class Run(Options options, QuotaLedgerClient[] clients, string p
     /// definite answer is kept to retry with its request id, an item's refusal counted by its reason.</summary>
     private async Task DeductManyAsync(QuotaLedgerClient client)
     {
-        var date = DateOnly.FromDateTime(DateTime.UtcNow.AddHours(8)).AddDays(-1);
+        var date = options.ServerToday.AddDays(-1);
         var deductions = Enumerable.Range(0, options.Batch).Select(_ => new Deduction(targets[Random.Shared.Next(targets.Count)], QuotaLedgerClient.NewRequestId(),
             $"LT-{Interlocked.Increment(ref _invoice)}", date)).ToList();
         var results = await client.DeductManyAsync(deductions.Select(d => new InvoiceToDeduct(provider, d.Target.GrantId, d.InvoiceNo, Setup.InvoiceAmount, d.InvoiceDate, d.RequestId)));

@@ -37,10 +37,9 @@ internal static class Setup
         new(MaterialKind.IntegrityPledge, "load:pledge"), new(MaterialKind.CreditReport, "load:credit-report"),
     ];
 
-    public static async Task<(string Provider, int Year, List<Target> Targets)> RunAsync(QuotaLedgerClient client, SetupPlan plan)
+    public static async Task<(string Provider, int Year, List<Target> Targets)> RunAsync(QuotaLedgerClient client, SetupPlan plan, int year)
     {
         var (unitYears, grantEach) = (plan.UnitYears, plan.GrantEach);
-        var year = TimeZoneInfo.ConvertTime(DateTimeOffset.UtcNow, TimeZoneInfo.FindSystemTimeZoneById("Asia/Shanghai")).Year;
         YearPolicy policy;
         try
         {

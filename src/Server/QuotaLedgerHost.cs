@@ -56,6 +56,11 @@ public static class QuotaLedgerHost
         // Read while the host is built: it decides the security mode and the authentication handlers.
         var auth = Settings.Read<AuthOptions>(builder.Configuration, "Auth");
         var development = DevelopmentMode.Decide(builder.Configuration, builder.Environment, auth);
+        if (DevelopmentClock.From(builder.Configuration, development) is { } clock)
+        {
+            builder.Services.AddSingleton<TimeProvider>(clock);
+        }
+
         var forwarded = Settings.Read<ForwardedHeadersSettings>(builder.Configuration, "ForwardedHeaders");
         builder.AddCallerAuthentication(auth);
         AddCheckpoints(builder, development);

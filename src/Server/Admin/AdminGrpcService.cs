@@ -270,7 +270,7 @@ internal sealed class AdminGrpcService(
 
             // A checkpoint of everything so far, outside the close's lock, so the one that seals the closing signs little.
             await Checkpoints.MakeAsync(database, signer, now, ct);
-            return await Closings.CloseAsync(db, signer, database.Options, period, previous, now, request.RequestId, by, ct);
+            return await Closings.CloseAsync(db, signer, database.Options, period, previous, now, request.RequestId, by, logger, ct);
         }, context.CancellationToken);
     }
 

@@ -22,7 +22,7 @@ namespace QuotaLedger.Server.Admin;
 /// transaction seals the closing's digest. The journal's guard (migration PeriodClose) then refuses any entry dated
 /// inside the period, on every path. Corrections found later are entries of an open month that reverse one inside the
 /// period; they are read beside the closing, which never changes.</summary>
-internal static class Closings
+internal static partial class Closings
 {
     /// <summary>The transaction-level advisory lock that lets one close run at a time, across servers.</summary>
     private const long CloserLock = 7_170_003;
@@ -100,8 +100,9 @@ internal static class Closings
     /// closing in a checkpoint and inserts it. Journal inserts wait only for the last steps, not for the sums.</summary>
     public static async Task<Closing> CloseAsync(
         LedgerDb db, CheckpointSigner signer, DatabaseOptions options, Period period, PeriodClosingRow? previous, DateTimeOffset now,
-        string requestId, string by, CancellationToken ct)
+        string requestId, string by, ILogger logger, CancellationToken ct)
     {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         await db.Database.OpenConnectionAsync(ct);
         var connection = (NpgsqlConnection)db.Database.GetDbConnection();
         var transaction = (NpgsqlTransaction)db.Database.CurrentTransaction!.GetDbTransaction();
@@ -109,7 +110,9 @@ internal static class Closings
 
         var body = await BodyAsync(db, period, previous, now, ct);
         var pool = period.IsYear ? await LockPoolAsync(db, period.Year, ct) : null;
+        var summed = System.Diagnostics.Stopwatch.GetElapsedTime(started);
         await db.Database.ExecuteSqlAsync($"SELECT lock_journal_for_closing()", ct);
+        var locked = System.Diagnostics.Stopwatch.GetTimestamp();
         if (await EntriesInsideAsync(db, period, ct) != body.Entries)
         {
             body = await BodyAsync(db, period, previous, now, ct);
@@ -140,8 +143,14 @@ internal static class Closings
         };
         db.PeriodClosings.Add(row);
         await db.SaveChangesAsync(ct);
+        LogClosed(logger, period.ToString(), body.Entries, body.Figures.Count, checkpoint.Id, summed.TotalMilliseconds,
+            System.Diagnostics.Stopwatch.GetElapsedTime(locked).TotalMilliseconds);
         return ToApi(row, withBody: true, corrections: []);
     }
+
+    [LoggerMessage(Level = LogLevel.Information,
+        Message = "Closed {Period}: {Entries} entries, {Figures} figure lines, sealed by checkpoint {CheckpointId}; summed in {SummedMs:F0} ms, journal inserts held for {HeldMs:F0} ms up to the closing's insert (the commit follows)")]
+    private static partial void LogClosed(ILogger logger, string period, long entries, int figures, long checkpointId, double summedMs, double heldMs);
 
     /// <summary>A period's closing with its corrections; UNKNOWN_CLOSING when it is not closed.</summary>
     public static async Task<Closing> ReadAsync(LedgerDb db, Period period, CancellationToken ct)
