@@ -28,7 +28,7 @@ public sealed class PeriodCloseTests(LedgerFixture fixture) : IClassFixture<Ledg
         server.Clock.SetUtcNow(June10);
         await server.DeductAsync(deal, lapsing.GrantId, 10_000);
         var grant = await server.GrantAsync(deal, 200_000);
-        await server.DeductAsync(deal, grant.GrantId, 60_000);
+        var deduction = await server.DeductAsync(deal, grant.GrantId, 60_000);
         var released = await server.GrantAsync(deal, 30_000);
         await server.Ledger.ReleaseAsync(new ReleaseRequest { RequestId = Ids.New(), ProviderUscc = deal.Provider, GrantId = released.GrantId, StatementRef = "JS-1" });
         var opc = await server.NewConfirmedOperatorAsync(deal.Provider);
@@ -153,6 +153,16 @@ public sealed class PeriodCloseTests(LedgerFixture fixture) : IClassFixture<Ledg
         await Refusal.AssertAsync(() => server.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1 }).ResponseAsync,
             StatusCode.FailedPrecondition, "PERIOD_CLOSED");
         await Refusal.AssertAsync(() => Close(server, 2026, 0), StatusCode.FailedPrecondition, "PERIOD_CLOSED");
+
+        // A claw-back of the closed year's deduction returns its quota to the year's settled account: the pool stays empty.
+        var settledBefore = (await server.Admin.TrialBalanceAsync(new TrialBalanceRequest { Year = 2026 })).Kinds.Single(k => k.Kind == AccountKind.Settled).BalanceFen;
+        await server.Redemption.ClawBackAsync(new ClawBackRequest
+        {
+            RequestId = Ids.New(), DeductionId = deduction.DeductionId, AmountFen = 1_000, Reason = "found after the year closed", Standing = Standing.Good,
+        });
+        Assert.Equal(0, (await server.Admin.GetProgramYearAsync(new GetProgramYearRequest { Year = 2026 })).PoolFen);
+        Assert.Equal(settledBefore + 1_000,
+            (await server.Admin.TrialBalanceAsync(new TrialBalanceRequest { Year = 2026 })).Kinds.Single(k => k.Kind == AccountKind.Settled).BalanceFen);
 
         var listed = await server.Admin.ListClosingsAsync(new ListClosingsRequest { Year = 2026 });
         Assert.Equal([5, 6, 7, 8, 9, 10, 11, 12, 0], listed.Closings.Select(c => c.Month));

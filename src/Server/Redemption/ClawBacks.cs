@@ -160,7 +160,20 @@ internal static class ClawBacks
         return new Reversal(kind, redemptionId, key.UnitUscc, null, null, key.Year, original, legs);
     }
 
-    private static async Task<long> PoolAsync(LedgerDb db, int year, CancellationToken ct) =>
-        await db.Accounts.Where(a => a.Kind == AccountKind.Pool && a.Year == year).Select(a => (long?)a.Id).SingleOrDefaultAsync(ct)
-        ?? throw new InvalidOperationException($"The {year} pool account is missing although quota of {year} was granted.");
+    /// <summary>Where clawed-back quota returns: the year's pool, or, once the year is closed (its pool settled and
+    /// taking no more grants), the year's settled account, so the closed pool stays empty. The database refuses a
+    /// closed year's pool growing (migration PeriodClose), so a claw-back racing the year's close is refused and,
+    /// retried, returns its quota here.</summary>
+    private static async Task<long> PoolAsync(LedgerDb db, int year, CancellationToken ct)
+    {
+        if (await db.PeriodClosings.AnyAsync(c => c.Year == year && c.Month == 0, ct))
+        {
+            await db.Database.ExecuteSqlAsync(
+                $"INSERT INTO accounts (kind, year, balance_fen) VALUES ({(short)AccountKind.Settled}, {year}, 0) ON CONFLICT DO NOTHING", ct);
+            return await db.Accounts.Where(a => a.Kind == AccountKind.Settled && a.Year == year && a.UnitUscc == null).Select(a => a.Id).SingleAsync(ct);
+        }
+
+        return await db.Accounts.Where(a => a.Kind == AccountKind.Pool && a.Year == year).Select(a => (long?)a.Id).SingleOrDefaultAsync(ct)
+            ?? throw new InvalidOperationException($"The {year} pool account is missing although quota of {year} was granted.");
+    }
 }

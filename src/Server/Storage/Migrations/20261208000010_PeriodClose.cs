@@ -9,7 +9,7 @@ namespace QuotaLedger.Server.Storage.Migrations
     /// <summary>Closing a month or a year. A closing is append-only. Every journal insert, whatever path writes it, is
     /// checked against the closings: an entry dated before the end of the last closed month is refused (SQLSTATE
     /// QLPC1, PERIOD_CLOSED), and so is an entry of a closed year that would fund, grant, deduct or return quota in it
-    /// (QLPC2). A close takes <c>lock_journal_for_closing()</c>, which holds off journal inserts until the close
+    /// (QLPC2), and so is a closed year's settled pool growing again (QLPC2). A close takes <c>lock_journal_for_closing()</c>, which holds off journal inserts until the close
     /// commits: the serving role may insert into the journal but not lock it, so the function runs as the owner.</summary>
     public partial class PeriodClose : Migration
     {
@@ -63,19 +63,20 @@ namespace QuotaLedger.Server.Storage.Migrations
                 CREATE TRIGGER period_closings_no_truncate BEFORE TRUNCATE ON period_closings
                   FOR EACH STATEMENT EXECUTE FUNCTION refuse_history_change();
 
+                CREATE INDEX ix_period_closings_months_ends_at ON period_closings (ends_at) WHERE month > 0;
+
+                -- Each check is one index probe: the engine's transactions turn sequential scans off, and a scan priced as
+                -- disabled would be JIT-compiled on every row.
                 CREATE FUNCTION journal_entries_period_open() RETURNS trigger LANGUAGE plpgsql AS $$
                 DECLARE
                   closed_through timestamptz;
-                  year_closed boolean;
                 BEGIN
-                  SELECT max(c.ends_at) FILTER (WHERE c.month > 0), coalesce(bool_or(c.month = 0 AND c.year = NEW.year), false)
-                    INTO closed_through, year_closed
-                    FROM period_closings c;
+                  SELECT c.ends_at INTO closed_through FROM period_closings c WHERE c.month > 0 ORDER BY c.ends_at DESC LIMIT 1;
                   IF NEW.created_at < closed_through THEN
                     RAISE EXCEPTION 'journal entry dated % is inside a closed period (the books are closed through %)', NEW.created_at, closed_through
                       USING ERRCODE = 'QLPC1';
                   END IF;
-                  IF year_closed AND NEW.kind IN ({ClosedYearKinds}) THEN
+                  IF NEW.kind IN ({ClosedYearKinds}) AND EXISTS (SELECT 1 FROM period_closings c WHERE c.year = NEW.year AND c.month = 0) THEN
                     RAISE EXCEPTION 'year % is closed: a % entry would fund, grant, deduct or return its quota', NEW.year, NEW.kind
                       USING ERRCODE = 'QLPC2';
                   END IF;
@@ -83,6 +84,17 @@ namespace QuotaLedger.Server.Storage.Migrations
                 END $$;
                 CREATE TRIGGER journal_entries_period_open BEFORE INSERT ON journal_entries
                   FOR EACH ROW EXECUTE FUNCTION journal_entries_period_open();
+
+                CREATE FUNCTION accounts_closed_year_pool() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                  IF EXISTS (SELECT 1 FROM period_closings c WHERE c.year = NEW.year AND c.month = 0) THEN
+                    RAISE EXCEPTION 'year % is closed: its pool, settled, takes nothing back', NEW.year USING ERRCODE = 'QLPC2';
+                  END IF;
+                  RETURN NEW;
+                END $$;
+                CREATE TRIGGER accounts_closed_year_pool BEFORE UPDATE OF balance_fen ON accounts
+                  FOR EACH ROW WHEN (NEW.kind = {(short)AccountKind.Pool} AND NEW.balance_fen > OLD.balance_fen)
+                  EXECUTE FUNCTION accounts_closed_year_pool();
 
                 CREATE INDEX ix_journal_entries_reverses_entry_id ON journal_entries (reverses_entry_id)
                   WHERE reverses_entry_id IS NOT NULL;
@@ -105,8 +117,11 @@ namespace QuotaLedger.Server.Storage.Migrations
                 """
                 DROP FUNCTION lock_journal_for_closing();
                 DROP INDEX ix_journal_entries_reverses_entry_id;
+                DROP TRIGGER accounts_closed_year_pool ON accounts;
+                DROP FUNCTION accounts_closed_year_pool();
                 DROP TRIGGER journal_entries_period_open ON journal_entries;
                 DROP FUNCTION journal_entries_period_open();
+                DROP INDEX ix_period_closings_months_ends_at;
                 """);
             migrationBuilder.DropTable(
                 name: "period_closings");
