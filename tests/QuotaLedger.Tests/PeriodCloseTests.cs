@@ -180,7 +180,8 @@ public sealed class PeriodCloseTests(LedgerFixture fixture) : IClassFixture<Ledg
         Assert.Equal([false, false, false, false, true, true, true, true, true, true, true, true, true], lines.Select(l => l.GetProperty("closed").GetBoolean()));
         Assert.All(lines.Take(4), l => Assert.Equal("before the first closing", l.GetProperty("state").GetString()));
         var juneLine = lines[5];
-        Assert.Equal((1, 5_000L), (juneLine.GetProperty("corrections").GetInt32(), juneLine.GetProperty("correctedFen").GetInt64()));
+        // June's payment clawed back in July, and June's deduction after the year closed.
+        Assert.Equal((2, 6_000L), (juneLine.GetProperty("corrections").GetInt32(), juneLine.GetProperty("correctedFen").GetInt64()));
         Assert.Equal(june.Decoded.ProgramYears.Single(p => p.Year == 2026).PoolFen, juneLine.GetProperty("figures").GetProperty("poolFen").GetInt64());
     }
 

@@ -127,7 +127,7 @@ internal static partial class Closings
         var bytes = body.ToByteArray();
         var digest = SHA256.HashData(bytes);
         var checkpoint = await Checkpoints.SealAsync(connection, transaction, signer, now,
-            new PeriodSeal { Year = period.Year, Month = period.Month, ClosingDigest = ByteString.CopyFrom(digest) }, ct);
+            new PeriodSeal { Year = period.Year, Month = period.Month, ClosingDigest = ByteString.CopyFrom(digest) }, body.Chains, ct);
         var row = new PeriodClosingRow
         {
             Year = period.Year,

@@ -31,7 +31,7 @@ internal static class AlertWatch
     }
 
     /// <summary>Which figures the entry's accounts belong to: a pool or funding account, its year's pool; a grant or a
-    /// unit-year account, that unit-year.</summary>
+    /// unit-year account, that unit-year; a closed year's settled account, none.</summary>
     private static async Task<(List<int> PoolYears, List<(string Unit, int Year)> UnitYears)> SubjectsAsync(LedgerDb db, long[] accountIds, CancellationToken ct)
     {
         var pool = new List<int>();
@@ -40,7 +40,8 @@ internal static class AlertWatch
             $"""
             SELECT array_agg(DISTINCT a.year) FILTER (WHERE a.kind IN ({(short)AccountKind.Pool}, {(short)AccountKind.Funding})),
                    array_agg(DISTINCT coalesce(g.unit_uscc::text, a.unit_uscc::text) || ':' || a.year)
-                     FILTER (WHERE a.kind NOT IN ({(short)AccountKind.Pool}, {(short)AccountKind.Funding}))
+                     FILTER (WHERE a.kind NOT IN ({(short)AccountKind.Pool}, {(short)AccountKind.Funding})
+                             AND coalesce(g.unit_uscc::text, a.unit_uscc::text) IS NOT NULL)
             FROM accounts a LEFT JOIN grants g ON g.account_id = a.id
             WHERE a.id = ANY($1)
             """,

@@ -42,19 +42,28 @@ internal static class Checkpoints
     }
 
     /// <summary>Makes a checkpoint that seals a period's closing, in the closing's own transaction (which holds journal
-    /// inserts off, so it sees every entry there will be up to the close, its own settlement entry included): made even
-    /// when nothing was written since the last checkpoint, and committed, or not, with the closing.</summary>
+    /// inserts off), committed, or not, with the closing. When the latest checkpoint already signs every entry of
+    /// <paramref name="cover"/> (each chain's last entry of the period at or before its head), the seal signs no new
+    /// entry (its heads are that checkpoint's; the next checkpoint signs what came since), so journal inserts wait for a
+    /// signature, not for a check of every entry written since; otherwise it signs everything new, as any checkpoint.</summary>
     public static async Task<CheckpointRow> SealAsync(
-        NpgsqlConnection connection, NpgsqlTransaction transaction, CheckpointSigner signer, DateTimeOffset now, PeriodSeal seal, CancellationToken ct)
+        NpgsqlConnection connection, NpgsqlTransaction transaction, CheckpointSigner signer, DateTimeOffset now, PeriodSeal seal,
+        IEnumerable<ChainSpan> cover, CancellationToken ct)
     {
         await ExecuteAsync(connection, transaction, $"SELECT pg_advisory_xact_lock({MakerLock})", ct);
-        return await SignAsync(connection, transaction, signer, now, seal, ct);
+        var latest = await LatestAsync(connection, transaction, ct);
+        var heads = latest is null
+            ? []
+            : CheckpointBody.Parser.ParseFrom(latest.Body).Heads.ToDictionary(h => h.ChainKey, h => h.EntryId, StringComparer.Ordinal);
+        var signed = latest is not null && cover.All(span => heads.TryGetValue(span.ChainKey, out var head) && head >= span.LastEntryId);
+        return await SignAsync(connection, transaction, signer, now, seal, ct, signNew: !signed);
     }
 
-    /// <summary>Signs what the transaction sees since the latest checkpoint; without a seal and with nothing new, returns
-    /// the latest checkpoint instead.</summary>
+    /// <summary>Signs what the transaction sees since the latest checkpoint (with <paramref name="signNew"/> false, nothing
+    /// new: a seal over the latest heads); without a seal and with nothing new, returns the latest checkpoint instead.</summary>
     private static async Task<CheckpointRow> SignAsync(
-        NpgsqlConnection connection, NpgsqlTransaction transaction, CheckpointSigner signer, DateTimeOffset now, PeriodSeal? seal, CancellationToken ct)
+        NpgsqlConnection connection, NpgsqlTransaction transaction, CheckpointSigner signer, DateTimeOffset now, PeriodSeal? seal, CancellationToken ct,
+        bool signNew = true)
     {
         var previous = await LatestAsync(connection, transaction, ct);
         var previousBody = previous is null ? new CheckpointBody() : CheckpointBody.Parser.ParseFrom(previous.Body);
@@ -67,35 +76,38 @@ internal static class Checkpoints
         }
 
         var leaves = new List<(string Chain, long Id, byte[] Hash)>();
-        await using (var command = new NpgsqlCommand(
-            $"""
-            WITH known AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS k(chain_key, entry_id))
-            SELECT {JournalRows.Columns}
-            FROM journal_entries e LEFT JOIN known ON known.chain_key = e.chain_key
-            WHERE e.id > coalesce(known.entry_id, 0)
-            ORDER BY e.id
-            """,
-            connection, transaction))
+        if (signNew)
         {
-            command.Parameters.Add(new NpgsqlParameter { Value = heads.Keys.ToArray() });
-            command.Parameters.Add(new NpgsqlParameter { Value = heads.Values.Select(h => h.EntryId).ToArray() });
-            await using var reader = await command.ExecuteReaderAsync(ct);
-            while (await reader.ReadAsync(ct))
+            await using (var command = new NpgsqlCommand(
+                $"""
+                WITH known AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS k(chain_key, entry_id))
+                SELECT {JournalRows.Columns}
+                FROM journal_entries e LEFT JOIN known ON known.chain_key = e.chain_key
+                WHERE e.id > coalesce(known.entry_id, 0)
+                ORDER BY e.id
+                """,
+                connection, transaction))
             {
-                var (entry, postings) = JournalRows.Read(reader);
-                if (!auditor.Check(entry, postings))
+                command.Parameters.Add(new NpgsqlParameter { Value = heads.Keys.ToArray() });
+                command.Parameters.Add(new NpgsqlParameter { Value = heads.Values.Select(h => h.EntryId).ToArray() });
+                await using var reader = await command.ExecuteReaderAsync(ct);
+                while (await reader.ReadAsync(ct))
                 {
-                    throw new InvalidOperationException($"Refusing to sign a checkpoint over a journal that does not verify: {auditor.Problem}");
-                }
+                    var (entry, postings) = JournalRows.Read(reader);
+                    if (!auditor.Check(entry, postings))
+                    {
+                        throw new InvalidOperationException($"Refusing to sign a checkpoint over a journal that does not verify: {auditor.Problem}");
+                    }
 
-                leaves.Add((entry.ChainKey, entry.Id, entry.Hash));
-                heads[entry.ChainKey] = new ChainHead
-                {
-                    ChainKey = entry.ChainKey,
-                    EntryId = entry.Id,
-                    Hash = ByteString.CopyFrom(entry.Hash),
-                    Length = (heads.TryGetValue(entry.ChainKey, out var head) ? head.Length : 0) + 1,
-                };
+                    leaves.Add((entry.ChainKey, entry.Id, entry.Hash));
+                    heads[entry.ChainKey] = new ChainHead
+                    {
+                        ChainKey = entry.ChainKey,
+                        EntryId = entry.Id,
+                        Hash = ByteString.CopyFrom(entry.Hash),
+                        Length = (heads.TryGetValue(entry.ChainKey, out var head) ? head.Length : 0) + 1,
+                    };
+                }
             }
         }
 
