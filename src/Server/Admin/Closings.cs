@@ -108,12 +108,17 @@ internal static partial class Closings
         var transaction = (NpgsqlTransaction)db.Database.CurrentTransaction!.GetDbTransaction();
         await options.AllowAuditAsync(connection, transaction, ct);
 
+        // Every entry the sums do not see was written by a transaction at or above this horizon, and its feed_order is
+        // at least its transaction id: counting the period's entries from the horizon up, before the sums and again
+        // under the lock, finds one that committed meanwhile by scanning only the latest entries.
+        var horizon = await db.QueryRowAsync("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", r => r.GetString(0), ct);
+        var recent = await RecentInsideAsync(db, period, horizon, ct);
         var body = await BodyAsync(db, period, previous, now, ct);
         var pool = period.IsYear ? await LockPoolAsync(db, period.Year, ct) : null;
         var summed = System.Diagnostics.Stopwatch.GetElapsedTime(started);
         await db.Database.ExecuteSqlAsync($"SELECT lock_journal_for_closing()", ct);
         var locked = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (await EntriesInsideAsync(db, period, ct) != body.Entries)
+        if (await RecentInsideAsync(db, period, horizon, ct) != recent)
         {
             body = await BodyAsync(db, period, previous, now, ct);
         }
@@ -337,9 +342,12 @@ internal static partial class Closings
         return [.. spans.OrderBy(s => s.ChainKey, StringComparer.Ordinal)];
     }
 
-    private static Task<long> EntriesInsideAsync(LedgerDb db, Period period, CancellationToken ct) =>
-        db.QueryRowAsync("SELECT count(*) FROM journal_entries WHERE created_at >= $1 AND created_at < $2", r => r.GetInt64(0), ct,
-            period.StartsAt, period.EndsAt);
+    /// <summary>How many entries inside the period were written at or above the transaction horizon (one probe of the
+    /// feed-order index, which reaches only the latest entries).</summary>
+    private static Task<long> RecentInsideAsync(LedgerDb db, Period period, string horizon, CancellationToken ct) =>
+        db.QueryRowAsync(
+            "SELECT count(*) FROM journal_entries WHERE feed_order >= $3::xid8 AND created_at >= $1 AND created_at < $2",
+            r => r.GetInt64(0), ct, period.StartsAt, period.EndsAt, horizon);
 
     private sealed record PoolAccount(long Id, long Balance);
 
