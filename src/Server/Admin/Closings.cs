@@ -115,6 +115,7 @@ internal static partial class Closings
         var recent = await RecentInsideAsync(db, period, horizon, ct);
         var body = await BodyAsync(db, period, previous, now, ct);
         var pool = period.IsYear ? await LockPoolAsync(db, period.Year, ct) : null;
+        var basis = await Checkpoints.PrepareSealAsync(connection, transaction, ct);
         var summed = System.Diagnostics.Stopwatch.GetElapsedTime(started);
         await db.Database.ExecuteSqlAsync($"SELECT lock_journal_for_closing()", ct);
         var locked = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -132,7 +133,7 @@ internal static partial class Closings
         var bytes = body.ToByteArray();
         var digest = SHA256.HashData(bytes);
         var checkpoint = await Checkpoints.SealAsync(connection, transaction, signer, now,
-            new PeriodSeal { Year = period.Year, Month = period.Month, ClosingDigest = ByteString.CopyFrom(digest) }, body.Chains, ct);
+            new PeriodSeal { Year = period.Year, Month = period.Month, ClosingDigest = ByteString.CopyFrom(digest) }, body.Chains, basis, ct);
         var row = new PeriodClosingRow
         {
             Year = period.Year,

@@ -41,32 +41,41 @@ internal static class Checkpoints
         }
     }
 
+    /// <summary>The checkpoint a seal follows, read (and the makers' lock taken) before the close holds journal inserts
+    /// off, so the lock is not held while a large checkpoint body is read.</summary>
+    public sealed record SealBasis(CheckpointRow? Latest, CheckpointBody Body);
+
+    /// <summary>Takes the makers' lock for the rest of the transaction (no other checkpoint can be made before the seal)
+    /// and reads the latest checkpoint.</summary>
+    public static async Task<SealBasis> PrepareSealAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken ct)
+    {
+        await ExecuteAsync(connection, transaction, $"SELECT pg_advisory_xact_lock({MakerLock})", ct);
+        var latest = await LatestAsync(connection, transaction, ct);
+        return new SealBasis(latest, latest is null ? new CheckpointBody() : CheckpointBody.Parser.ParseFrom(latest.Body));
+    }
+
     /// <summary>Makes a checkpoint that seals a period's closing, in the closing's own transaction (which holds journal
     /// inserts off), committed, or not, with the closing. When the latest checkpoint already signs every entry of
     /// <paramref name="cover"/> (each chain's last entry of the period at or before its head), the seal signs no new
     /// entry (its heads are that checkpoint's; the next checkpoint signs what came since), so journal inserts wait for a
     /// signature, not for a check of every entry written since; otherwise it signs everything new, as any checkpoint.</summary>
-    public static async Task<CheckpointRow> SealAsync(
+    public static Task<CheckpointRow> SealAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, CheckpointSigner signer, DateTimeOffset now, PeriodSeal seal,
-        IEnumerable<ChainSpan> cover, CancellationToken ct)
+        IEnumerable<ChainSpan> cover, SealBasis basis, CancellationToken ct)
     {
-        await ExecuteAsync(connection, transaction, $"SELECT pg_advisory_xact_lock({MakerLock})", ct);
-        var latest = await LatestAsync(connection, transaction, ct);
-        var heads = latest is null
-            ? []
-            : CheckpointBody.Parser.ParseFrom(latest.Body).Heads.ToDictionary(h => h.ChainKey, h => h.EntryId, StringComparer.Ordinal);
-        var signed = latest is not null && cover.All(span => heads.TryGetValue(span.ChainKey, out var head) && head >= span.LastEntryId);
-        return await SignAsync(connection, transaction, signer, now, seal, ct, signNew: !signed);
+        var heads = basis.Body.Heads.ToDictionary(h => h.ChainKey, h => h.EntryId, StringComparer.Ordinal);
+        var signed = basis.Latest is not null && cover.All(span => heads.TryGetValue(span.ChainKey, out var head) && head >= span.LastEntryId);
+        return SignAsync(connection, transaction, signer, now, seal, ct, basis, signNew: !signed);
     }
 
     /// <summary>Signs what the transaction sees since the latest checkpoint (with <paramref name="signNew"/> false, nothing
     /// new: a seal over the latest heads); without a seal and with nothing new, returns the latest checkpoint instead.</summary>
     private static async Task<CheckpointRow> SignAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, CheckpointSigner signer, DateTimeOffset now, PeriodSeal? seal, CancellationToken ct,
-        bool signNew = true)
+        SealBasis? basis = null, bool signNew = true)
     {
-        var previous = await LatestAsync(connection, transaction, ct);
-        var previousBody = previous is null ? new CheckpointBody() : CheckpointBody.Parser.ParseFrom(previous.Body);
+        var previous = basis is null ? await LatestAsync(connection, transaction, ct) : basis.Latest;
+        var previousBody = basis?.Body ?? (previous is null ? new CheckpointBody() : CheckpointBody.Parser.ParseFrom(previous.Body));
         var heads = previousBody.Heads.ToDictionary(h => h.ChainKey, h => h.Clone(), StringComparer.Ordinal);
 
         var auditor = new JournalAuditor();
