@@ -115,6 +115,34 @@ public sealed class PeriodExportTests(LedgerFixture fixture) : IClassFixture<Led
     }
 
     [Fact]
+    public async Task An_export_with_one_entry_replaced_by_a_copy_of_another_fails_naming_it()
+    {
+        // Two equal deductions of one grant move the same figures by the same amounts: the counts and sums alone
+        // would not tell the copy from the deleted entry.
+        var deductions = _entries.Where(e => e.Kind == EntryKind.Deduction).ToList();
+        var lines = await File.ReadAllLinesAsync(_export);
+        var copy = Array.Find(lines, l => IsEntry(l, deductions[0].EntryId))!;
+        var replaced = Rechain([.. lines.Select(l => IsEntry(l, deductions[1].EntryId) ? copy : l)]);
+        var (exitCode, output) = await AuditAsync(replaced);
+        Assert.Equal(1, exitCode);
+        Assert.Contains($"Journal entry {deductions[0].EntryId} comes after entry", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_export_whose_readable_closing_differs_from_its_sealed_body_fails()
+    {
+        var lines = Rewrite(await File.ReadAllLinesAsync(_export), "closing", data =>
+        {
+            data["decoded"]!["entries"] = "999";
+            return true;
+        });
+
+        var (exitCode, output) = await AuditAsync(lines);
+        Assert.Equal(1, exitCode);
+        Assert.Contains("readable fields", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task An_export_with_a_closing_figure_changed_fails_as_not_what_the_checkpoint_sealed()
     {
         var lines = Rewrite(await File.ReadAllLinesAsync(_export), "closing", data =>
@@ -125,6 +153,7 @@ public sealed class PeriodExportTests(LedgerFixture fixture) : IClassFixture<Led
             var bytes = Google.Protobuf.MessageExtensions.ToByteArray(body);
             data["body"] = Convert.ToBase64String(bytes);
             data["digest"] = Convert.ToBase64String(System.Security.Cryptography.SHA256.HashData(bytes));
+            data["decoded"] = JsonNode.Parse(Google.Protobuf.JsonFormatter.Default.Format(body));
             return true;
         });
 

@@ -29,6 +29,10 @@ internal static partial class Closings
 
     private const string ExportFormat = "quotaledger-period-export/1";
 
+    /// <summary>How long after its end a month can close: a server whose clock runs behind the closer's by less than
+    /// this never has an entry of the month's last moments refused.</summary>
+    private static readonly TimeSpan Grace = TimeSpan.FromMinutes(1);
+
     /// <summary>Takes the closers' lock in the call's transaction, then checks that <paramref name="period"/> may close
     /// now: PERIOD_CLOSED when it is, PERIOD_NOT_READY (saying what first) when it may not yet. Returns the closing its
     /// figures open from: the month before's (for a year, the December before the year), or null for the first.</summary>
@@ -50,19 +54,16 @@ internal static partial class Closings
                 : throw new LedgerException(Reason.PeriodNotReady, $"A year closes after its twelve months: close {december} first.");
         }
 
-        if (now < period.EndsAt)
+        if (now < period.EndsAt + Grace)
         {
-            throw new LedgerException(Reason.PeriodNotReady, $"{period} has not ended: it can close from {period.EndsAt:u}.");
+            throw new LedgerException(Reason.PeriodNotReady, $"{period} has not ended: it can close from {period.EndsAt + Grace:u}, a minute after its end.");
         }
 
         var last = closings.Where(c => c.Month > 0).MaxBy(c => c.EndsAt);
         if (last is null)
         {
-            var earliest = await db.JournalEntries.MinAsync(e => (DateTimeOffset?)e.CreatedAt, ct);
-            return earliest is { } first && first < period.StartsAt
-                ? throw new LedgerException(Reason.PeriodNotReady,
-                    $"The journal has entries from {Period.MonthOf(first)}, before {period}: months close in order, so close {Period.MonthOf(first)} first.")
-                : null;
+            await RequireNothingBeforeAsync(db, period, ct);
+            return null;
         }
 
         if (last.EndsAt > period.StartsAt)
@@ -74,6 +75,17 @@ internal static partial class Closings
         return next == period
             ? last
             : throw new LedgerException(Reason.PeriodNotReady, $"Months close in order: the last closed is {new Period(last.Year, last.Month)}, so close {next} first.");
+    }
+
+    /// <summary>The first closing: PERIOD_NOT_READY while the journal has an entry dated before the period.</summary>
+    private static async Task RequireNothingBeforeAsync(LedgerDb db, Period period, CancellationToken ct)
+    {
+        var earliest = await db.JournalEntries.MinAsync(e => (DateTimeOffset?)e.CreatedAt, ct);
+        if (earliest is { } first && first < period.StartsAt)
+        {
+            throw new LedgerException(Reason.PeriodNotReady,
+                $"The journal has entries from {Period.MonthOf(first)}, before {period}: months close in order, so close {Period.MonthOf(first)} first.");
+        }
     }
 
     /// <summary>PERIOD_NOT_READY while a grant of the year still holds quota (after the close's expiry pass, one not yet
@@ -113,7 +125,7 @@ internal static partial class Closings
         // under the lock, finds one that committed meanwhile by scanning only the latest entries.
         var horizon = await db.QueryRowAsync("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", r => r.GetString(0), ct);
         var recent = await RecentInsideAsync(db, period, horizon, ct);
-        var body = await BodyAsync(db, period, previous, now, ct);
+        var body = await BodyAsync(db, period, previous, now, by, ct);
         var pool = period.IsYear ? await LockPoolAsync(db, period.Year, ct) : null;
         var basis = await Checkpoints.PrepareSealAsync(connection, transaction, ct);
         var summed = System.Diagnostics.Stopwatch.GetElapsedTime(started);
@@ -121,7 +133,13 @@ internal static partial class Closings
         var locked = System.Diagnostics.Stopwatch.GetTimestamp();
         if (await RecentInsideAsync(db, period, horizon, ct) != recent)
         {
-            body = await BodyAsync(db, period, previous, now, ct);
+            body = await BodyAsync(db, period, previous, now, by, ct);
+        }
+
+        if (previous is null && !period.IsYear)
+        {
+            // The first closing opens from nothing: checked again now that nothing more can commit.
+            await RequireNothingBeforeAsync(db, period, ct);
         }
 
         if (pool is { Balance: > 0 } unspent)
@@ -234,11 +252,12 @@ internal static partial class Closings
 
     /// <summary>The closing's figures: chains, entries, movements summed per account, each line opened from the closing
     /// before it, and the as-of figures at the period's last instant. A year's closing keeps the year's own lines.</summary>
-    private static async Task<ClosingBody> BodyAsync(LedgerDb db, Period period, PeriodClosingRow? previous, DateTimeOffset now, CancellationToken ct)
+    private static async Task<ClosingBody> BodyAsync(LedgerDb db, Period period, PeriodClosingRow? previous, DateTimeOffset now, string by, CancellationToken ct)
     {
         var body = new ClosingBody
         {
             Version = 1,
+            ClosedBy = by,
             Year = period.Year,
             Month = period.Month,
             StartsAt = period.StartsAt.ToTimestamp(),
@@ -419,10 +438,11 @@ internal static partial class Closings
             row.StartsAt, row.EndsAt);
 
     /// <summary>The checkpoints that sign the period's entries, oldest first, through the one that sealed the closing:
-    /// walking back from it until a checkpoint signs only entries before the period's first.</summary>
+    /// walking back from it until a checkpoint whose heads are, for every chain of the period, before the chain's first
+    /// entry in it (a chain's head only moves forward, so no earlier checkpoint signs an entry of the period).</summary>
     private static async Task<List<CheckpointRow>> SigningCheckpointsAsync(LedgerDb db, Closing closing, CancellationToken ct)
     {
-        var firstEntry = closing.Decoded.Chains.Count == 0 ? long.MaxValue : closing.Decoded.Chains.Min(c => c.FirstEntryId);
+        var first = closing.Decoded.Chains.ToDictionary(c => c.ChainKey, c => c.FirstEntryId, StringComparer.Ordinal);
         var taken = new List<CheckpointRow>();
         var before = closing.CheckpointId + 1;
         while (true)
@@ -430,8 +450,8 @@ internal static partial class Closings
             var page = await db.Checkpoints.AsNoTracking().Where(c => c.Id < before).OrderByDescending(c => c.Id).Take(20).ToListAsync(ct);
             foreach (var checkpoint in page)
             {
-                var leaves = CheckpointBody.Parser.ParseFrom(checkpoint.Body).Leaves;
-                if (taken.Count > 0 && leaves.Count > 0 && leaves.Max(l => l.EntryId) < firstEntry)
+                var heads = CheckpointBody.Parser.ParseFrom(checkpoint.Body).Heads;
+                if (taken.Count > 0 && heads.All(h => !first.TryGetValue(h.ChainKey, out var firstId) || h.EntryId < firstId))
                 {
                     taken.Reverse();
                     return taken;

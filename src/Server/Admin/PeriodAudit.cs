@@ -27,6 +27,12 @@ internal static class PeriodAudit
             return Fail("The closing's body does not match its digest.");
         }
 
+        if ((closing.Decoded is not null && !closing.Decoded.Equals(body)) || closing.Year != body.Year || closing.Month != body.Month
+            || !Equals(closing.ClosedAt, body.ClosedAt) || closing.ClosedBy != body.ClosedBy)
+        {
+            return Fail("The closing's readable fields (decoded, year, month, closed_at, closed_by) differ from its sealed body.");
+        }
+
         var signed = Posting.Checkpoints.VerifyChain(checkpoints, signatureValid, fromMidway: true);
         if (signed.Problem is not null)
         {
@@ -51,10 +57,17 @@ internal static class PeriodAudit
         var accounts = body.Accounts.ToDictionary(a => a.AccountId);
         var book = new ClosingFigureBook();
         var byHash = signed.Signed.ToDictionary(s => Convert.ToHexString(s.Value.Hash), s => (Id: s.Key, s.Value.Checkpoint), StringComparer.Ordinal);
+        var lastId = 0L;
         foreach (var apiEntry in entries)
         {
             checkedEntries++;
             var (entry, postings) = JournalAudit.FromApi(apiEntry);
+            if (entry.Id <= lastId)
+            {
+                return Fail($"Journal entry {entry.Id} comes after entry {lastId}: an export lists each entry once, in id order (one was repeated or moved).", entry.Id);
+            }
+
+            lastId = entry.Id;
             if (entry.CreatedAt < starts || entry.CreatedAt >= ends)
             {
                 return Fail($"Journal entry {entry.Id} is dated {entry.CreatedAt:u}, outside {period}.", entry.Id);
@@ -96,8 +109,8 @@ internal static class PeriodAudit
             }
 
             // An entry of another period may sit between two of this one's in a chain (written across the boundary):
-            // a gap, allowed while the chain's count holds.
-            var gap = entry.PrevHash.AsSpan().SequenceEqual(chain.LastHash) ? chain.GapAfter : entry.Id;
+            // a gap, allowed while the chain's count holds. The first gap is kept: a missing entry is named by it.
+            var gap = chain.GapAfter != 0 || entry.PrevHash.AsSpan().SequenceEqual(chain.LastHash) ? chain.GapAfter : entry.Id;
             seen[entry.ChainKey] = (chain.Count + 1, entry.Id, entry.Hash, gap);
             foreach (var (accountId, amount) in postings)
             {

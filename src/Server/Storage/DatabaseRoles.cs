@@ -78,6 +78,8 @@ public static class DatabaseRoles
               EXECUTE format('GRANT USAGE ON SCHEMA public TO %I', role);
               EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA public TO %I', role);
               EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %I', role);
+              -- The one function that runs as the owner: a month's close holding journal inserts off (migration PeriodClose).
+              EXECUTE format('GRANT EXECUTE ON FUNCTION lock_journal_for_closing() TO %I', role);
             END $$
             """));
         foreach (var (table, columns) in Writable)

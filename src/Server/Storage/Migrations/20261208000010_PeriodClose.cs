@@ -104,6 +104,7 @@ namespace QuotaLedger.Server.Storage.Migrations
                 BEGIN
                   LOCK TABLE public.journal_entries IN SHARE MODE;
                 END $$;
+                REVOKE EXECUTE ON FUNCTION lock_journal_for_closing() FROM PUBLIC;
                 """);
         }
 
