@@ -41,7 +41,7 @@ public sealed class PeriodCloseTests(LedgerFixture fixture) : IClassFixture<Ledg
         });
         var redemption = await server.Redemption.SubmitAsync(new SubmitRequest
         {
-            RequestId = Ids.New(), BatchId = batch.BatchId, UnitUscc = deal.Unit, AmountFen = 20_000, Evidence = { Evidence() },
+            RequestId = Ids.New(), BatchId = batch.BatchId, UnitUscc = deal.Unit, AmountFen = 20_000, Evidence = { RedemptionTests.Evidence() },
         });
         await server.Redemption.ReviewAsync(new ReviewRequest
         {
@@ -213,8 +213,4 @@ public sealed class PeriodCloseTests(LedgerFixture fixture) : IClassFixture<Ledg
 
     private static Task<Closing> Close(LedgerServer server, int year, int month) =>
         server.Admin.ClosePeriodAsync(new ClosePeriodRequest { RequestId = Ids.New(), Year = year, Month = month }).ResponseAsync;
-
-    internal static IEnumerable<Evidence> Evidence() =>
-        new[] { EvidenceKind.ApplicationForm, EvidenceKind.Qualification, EvidenceKind.Contract, EvidenceKind.RdProof, EvidenceKind.Invoice, EvidenceKind.PaymentProof, EvidenceKind.UsageLog }
-            .Select(k => new Evidence { Kind = k, Reference = $"doc-{k}", Sha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(k.ToString()))) });
 }

@@ -185,7 +185,8 @@ public sealed class RedemptionTests(LedgerFixture fixture) : IClassFixture<Ledge
             RequestId = Ids.New(), BatchId = batchId, UnitUscc = unit, AmountFen = amount, Evidence = { evidence ?? Evidence() },
         }).ResponseAsync;
 
-    private static IEnumerable<Evidence> Evidence() =>
+    /// <summary>The seven documents an application carries (Art 13), each with a reference and its SHA-256.</summary>
+    internal static IEnumerable<Evidence> Evidence() =>
         new[] { EvidenceKind.ApplicationForm, EvidenceKind.Qualification, EvidenceKind.Contract, EvidenceKind.RdProof, EvidenceKind.Invoice, EvidenceKind.PaymentProof, EvidenceKind.UsageLog }
             .Select(k => new Evidence { Kind = k, Reference = $"doc-{k}", Sha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(k.ToString()))) });
 }

@@ -391,10 +391,7 @@ internal static partial class Closings
     private static async Task<JournalEntryRow> SettleAsync(
         LedgerDb db, int year, long poolAccountId, Fen unspent, DateTimeOffset now, string requestId, string by, CancellationToken ct)
     {
-        await db.Database.ExecuteSqlAsync(
-            $"INSERT INTO accounts (kind, year, balance_fen) VALUES ({(short)AccountKind.Settled}, {year}, 0) ON CONFLICT DO NOTHING", ct);
-        var settled = await db.Accounts.AsNoTracking()
-            .Where(a => a.Kind == AccountKind.Settled && a.Year == year && a.UnitUscc == null).Select(a => a.Id).SingleAsync(ct);
+        var settled = await Pools.SettledAccountAsync(db, year, ct);
         var entry = new JournalEntryRow
         {
             Kind = EntryKind.YearSettlement,

@@ -1,3 +1,4 @@
+using Microsoft.EntityFrameworkCore;
 using QuotaLedger.Server.Storage;
 
 namespace QuotaLedger.Server.Ledger;
@@ -23,4 +24,13 @@ internal static class Pools
         coalesce((SELECT p.balance_fen FROM accounts p WHERE p.kind = {(short)AccountKind.Pool} AND p.year = {year}), 0)::bigint
         + {LapsedSql(year, now)}
         """;
+
+    /// <summary>The year's settled account (what its pool held when the year closed, and what came back after), created
+    /// on first use: where a closed year's quota goes instead of its pool.</summary>
+    public static async Task<long> SettledAccountAsync(LedgerDb db, int year, CancellationToken ct)
+    {
+        await db.Database.ExecuteSqlAsync(
+            $"INSERT INTO accounts (kind, year, balance_fen) VALUES ({(short)AccountKind.Settled}, {year}, 0) ON CONFLICT DO NOTHING", ct);
+        return await db.Accounts.Where(a => a.Kind == AccountKind.Settled && a.Year == year && a.UnitUscc == null).Select(a => a.Id).SingleAsync(ct);
+    }
 }

@@ -168,9 +168,7 @@ internal static class ClawBacks
     {
         if (await db.PeriodClosings.AnyAsync(c => c.Year == year && c.Month == 0, ct))
         {
-            await db.Database.ExecuteSqlAsync(
-                $"INSERT INTO accounts (kind, year, balance_fen) VALUES ({(short)AccountKind.Settled}, {year}, 0) ON CONFLICT DO NOTHING", ct);
-            return await db.Accounts.Where(a => a.Kind == AccountKind.Settled && a.Year == year && a.UnitUscc == null).Select(a => a.Id).SingleAsync(ct);
+            return await Pools.SettledAccountAsync(db, year, ct);
         }
 
         return await db.Accounts.Where(a => a.Kind == AccountKind.Pool && a.Year == year).Select(a => (long?)a.Id).SingleOrDefaultAsync(ct)
