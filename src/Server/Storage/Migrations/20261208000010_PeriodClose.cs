@@ -65,25 +65,34 @@ namespace QuotaLedger.Server.Storage.Migrations
 
                 CREATE INDEX ix_period_closings_months_ends_at ON period_closings (ends_at) WHERE month > 0;
 
-                -- Each check is one index probe: the engine's transactions turn sequential scans off, and a scan priced as
-                -- disabled would be JIT-compiled on every row.
+                -- One check per statement (the engine writes a batch's entries in one), over the rows it inserted; each
+                -- read of period_closings is an index probe: the engine's transactions turn sequential scans off, and a
+                -- scan priced as disabled would be JIT-compiled every time.
                 CREATE FUNCTION journal_entries_period_open() RETURNS trigger LANGUAGE plpgsql AS $$
                 DECLARE
                   closed_through timestamptz;
+                  inside timestamptz;
+                  closed_year int;
                 BEGIN
                   SELECT c.ends_at INTO closed_through FROM period_closings c WHERE c.month > 0 ORDER BY c.ends_at DESC LIMIT 1;
-                  IF NEW.created_at < closed_through THEN
-                    RAISE EXCEPTION 'journal entry dated % is inside a closed period (the books are closed through %)', NEW.created_at, closed_through
-                      USING ERRCODE = 'QLPC1';
+                  IF closed_through IS NOT NULL THEN
+                    SELECT min(i.created_at) INTO inside FROM inserted i WHERE i.created_at < closed_through;
+                    IF inside IS NOT NULL THEN
+                      RAISE EXCEPTION 'journal entry dated % is inside a closed period (the books are closed through %)', inside, closed_through
+                        USING ERRCODE = 'QLPC1';
+                    END IF;
                   END IF;
-                  IF NEW.kind IN ({ClosedYearKinds}) AND EXISTS (SELECT 1 FROM period_closings c WHERE c.year = NEW.year AND c.month = 0) THEN
-                    RAISE EXCEPTION 'year % is closed: a % entry would fund, grant, deduct or return its quota', NEW.year, NEW.kind
+                  SELECT i.year INTO closed_year FROM inserted i
+                  WHERE i.kind IN ({ClosedYearKinds}) AND EXISTS (SELECT 1 FROM period_closings c WHERE c.year = i.year AND c.month = 0)
+                  LIMIT 1;
+                  IF closed_year IS NOT NULL THEN
+                    RAISE EXCEPTION 'year % is closed: an entry would fund, grant, deduct or return its quota', closed_year
                       USING ERRCODE = 'QLPC2';
                   END IF;
-                  RETURN NEW;
+                  RETURN NULL;
                 END $$;
-                CREATE TRIGGER journal_entries_period_open BEFORE INSERT ON journal_entries
-                  FOR EACH ROW EXECUTE FUNCTION journal_entries_period_open();
+                CREATE TRIGGER journal_entries_period_open AFTER INSERT ON journal_entries
+                  REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION journal_entries_period_open();
 
                 CREATE FUNCTION accounts_closed_year_pool() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN
