@@ -100,6 +100,10 @@ public sealed class PeriodCloseTests(LedgerFixture fixture) : IClassFixture<Ledg
         {
             await Refusal.AssertAsync(() => late.DeductAsync(deal, grant.GrantId, 1_000), StatusCode.FailedPrecondition, "PERIOD_CLOSED");
             await Refusal.AssertAsync(() => late.GrantAsync(deal, 1_000), StatusCode.FailedPrecondition, "PERIOD_CLOSED");
+            await Refusal.AssertAsync(() => late.Ledger.GiftAsync(new GiftRequest
+            {
+                RequestId = Ids.New(), OperatorUscc = opc, GrantId = opcGrant.GrantId, ResidentUscc = resident, AmountFen = 1_000,
+            }).ResponseAsync, StatusCode.FailedPrecondition, "PERIOD_CLOSED");
             await Refusal.AssertAsync(() => late.Admin.FundBudgetAsync(new FundBudgetRequest { RequestId = Ids.New(), Year = 2026, AmountFen = 1 }).ResponseAsync,
                 StatusCode.FailedPrecondition, "PERIOD_CLOSED");
         }
