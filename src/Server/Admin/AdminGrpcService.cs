@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Engine;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Ledger;
 using QuotaLedger.Server.Posting;
@@ -19,6 +20,7 @@ internal sealed class AdminGrpcService(
     Idempotency idempotency,
     TimeProvider time,
     IServiceScopeFactory scopes,
+    WriteQueue engine,
     LedgerDatabase database,
     CheckpointSigner signer,
     LedgerMetrics metrics,
@@ -187,11 +189,11 @@ internal sealed class AdminGrpcService(
         var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
         return idempotency.RunAsync(by, request.RequestId, nameof(ExpireDueGrants), request, async ct =>
         {
-            // The pass closes each grant in a transaction of its own, on a connection of its own; this call's
-            // transaction only holds the request id, so a duplicate waits for the pass and gets its answer.
+            // The pass reads on a connection of its own, and the engine closes the grants in its transactions; this
+            // call's transaction only holds the request id, so a duplicate waits for the pass and gets its answer.
             await using var scope = scopes.CreateAsyncScope();
             var passDb = scope.ServiceProvider.GetRequiredService<LedgerDb>();
-            var outcome = await Expiry.ExpireDueAsync(passDb, time.GetUtcNow(), request.RequestId, by, LedgerMetrics.Triggers.Request, metrics, logger, ct);
+            var outcome = await Expiry.ExpireDueAsync(passDb, engine, time.GetUtcNow(), request.RequestId, by, LedgerMetrics.Triggers.Request, metrics, logger, ct);
             return new ExpireDueGrantsResponse { ExpiredGrants = outcome.ExpiredGrants, ReturnedFen = outcome.Returned.Value, FailedGrants = outcome.Failed };
         }, context.CancellationToken);
     }
@@ -255,12 +257,12 @@ internal sealed class AdminGrpcService(
             var now = time.GetUtcNow();
             var previous = await Closings.CheckReadyAsync(db, period, now, ct);
 
-            // The expiry pass first, on a connection of its own (each grant in a transaction of its own), as
+            // The expiry pass first, on a connection of its own (the grants closed by the engine), as
             // ExpireDueGrants runs it: what fell due in the period goes back to its pool before the year is settled.
             await using (var scope = scopes.CreateAsyncScope())
             {
                 var passDb = scope.ServiceProvider.GetRequiredService<LedgerDb>();
-                await Expiry.ExpireDueAsync(passDb, now, request.RequestId, by, LedgerMetrics.Triggers.Request, metrics, logger, ct);
+                await Expiry.ExpireDueAsync(passDb, engine, now, request.RequestId, by, LedgerMetrics.Triggers.Request, metrics, logger, ct);
             }
 
             if (period.IsYear)

@@ -46,6 +46,10 @@ internal abstract class PendingWrite
 
     public abstract IReadOnlyList<Lane> Lanes { get; }
 
+    /// <summary>Whether its outcome is recorded against its request id, and a write sent again with that id replays it.
+    /// A write of a pass (the expiry pass) shares the pass's request id with many others, and is not.</summary>
+    public virtual bool Recorded => true;
+
     /// <summary>Its place in the queue while it waits there; null once a worker has taken it (or it was withdrawn).</summary>
     public LinkedListNode<PendingWrite>? Node { get; set; }
 
@@ -95,6 +99,22 @@ internal sealed class PendingRelease(ReleaseCall call, ReleaseRequest sent, Gran
     public GrantHome? Grant { get; } = grant;
 
     public override IReadOnlyList<Lane> Lanes { get; } = grant is { } g ? [Lane.Pool(g.Year), Lane.UnitYear(g.UnitYearId)] : [];
+}
+
+/// <summary>A grant past its expiry, closed by the expiry pass (Art 10, 11): what it holds returns to its year's pool,
+/// queued on that pool and the grant's unit-year as a release is. Its outcome is not recorded against the pass's request
+/// id, which many expiries share: deciding one again is harmless, since a grant that is no longer open and due is left
+/// as it is (<see cref="ExpiryRules.Decide"/>).</summary>
+internal sealed class PendingExpiry(long grantId, GrantHome home, string requestId, string caller)
+    : PendingWrite(Ledger.Expiry.Method, caller, requestId, new Google.Protobuf.WellKnownTypes.Int64Value { Value = grantId })
+{
+    public long GrantId { get; } = grantId;
+
+    public GrantHome Home { get; } = home;
+
+    public override bool Recorded => false;
+
+    public override IReadOnlyList<Lane> Lanes { get; } = [Lane.Pool(home.Year), Lane.UnitYear(home.UnitYearId)];
 }
 
 /// <summary>Where a grant lives, which never changes: its year, contract and unit-year, and whose it is.</summary>

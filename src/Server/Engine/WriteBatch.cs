@@ -91,7 +91,7 @@ internal static class WriteBatch
                 continue;
             }
 
-            if (plan.Decided.TryGetValue(item.Key, out var first) || facts.Earlier.TryGetValue(item.Key, out first))
+            if (item.Recorded && (plan.Decided.TryGetValue(item.Key, out var first) || facts.Earlier.TryGetValue(item.Key, out first)))
             {
                 plan.Outcomes[i] = Replay(first, item, facts.Invoices);
                 continue;
@@ -102,9 +102,15 @@ internal static class WriteBatch
                 PendingDeduction deduction => Deduct(facts, plan, deduction, now),
                 PendingGrant grant => Grant(facts, plan, grant, now),
                 PendingRelease release => Release(facts, plan, release, now),
+                PendingExpiry expiry => Expire(facts, plan, expiry, now),
                 _ => throw new InvalidOperationException($"No rules for {item.GetType().Name}."),
             };
             plan.Outcomes[i] = outcome;
+            if (!item.Recorded)
+            {
+                continue;
+            }
+
             plan.Decided.Add(item.Key, new IdempotencyRow
             {
                 Caller = item.Key.Caller,
@@ -270,44 +276,71 @@ internal static class WriteBatch
             return new WriteOutcome(null, refusal);
         }
 
-        var (home, returned, entryId) = (item.Grant!.Value, decision.Returned, facts.EntryIds.Dequeue());
-        grant!.State = GrantState.Released;
-        grant.BalanceFen = 0;
-        plan.Closes.Add(new GrantClose(grant.Id, GrantState.Released, returned.Value, call.StatementRef));
-        var before = facts.Figures[home.UnitYearId];
-        var figures = before with { GrantedOpen = before.GrantedOpen - returned };
-        facts.Figures[home.UnitYearId] = figures;
-        JournalEntryRow? entry = null;
-        if (returned.IsPositive)
-        {
-            var contract = facts.Contracts[grant.ContractId];
-            var pool = facts.Pools[grant.Year];
-            entry = plan.Post(facts, home.UnitYearId, new JournalEntryRow
-            {
-                Id = entryId,
-                Kind = EntryKind.Release,
-                CreatedAt = now,
-                Year = grant.Year,
-                UnitUscc = grant.Unit,
-                ProviderUscc = grant.Provider,
-                GrantId = grant.Id,
-                RequestId = call.RequestId,
-                Caller = call.By,
-                Memo = $"released, joint statement {call.StatementRef}",
-            }, [(pool.Id, returned.Value), (grant.AccountId, -returned.Value)]);
-            contract.GrantedFen = checked(contract.GrantedFen - returned.Value);
-            plan.GrantedDeltas[contract.Id] = checked(plan.GrantedDeltas.GetValueOrDefault(contract.Id) - returned.Value);
-            pool.BalanceFen = checked(pool.BalanceFen + returned.Value);
-            WatchFigures(facts, plan, pool, figures, grant.Provider, entry);
-        }
-
+        var (figures, entry) = ReturnToPool(facts, plan, grant!, item.Grant!.Value, GrantState.Released, decision.Returned, call.StatementRef,
+            call.RequestId, call.By, $"released, joint statement {call.StatementRef}", now);
         return new WriteOutcome(new ReleaseResponse
         {
-            GrantId = grant.Id,
-            ReleasedFen = returned.Value,
+            GrantId = grant!.Id,
+            ReleasedFen = decision.Returned.Value,
             UnitYear = figures.ToApi(),
             Receipt = entry?.ToReceipt(),
         }, null);
+    }
+
+    /// <summary>An expiry (Art 10, 11): a grant still open and past its expiry closes, and what it holds returns to its
+    /// year's pool in one entry, as a release's does. A grant that is not (another pass, a release, or nothing to do)
+    /// is left as it is: zero expired.</summary>
+    private static WriteOutcome Expire(WriteFacts facts, WritePlan plan, PendingExpiry item, DateTimeOffset now)
+    {
+        var grant = facts.Grants.GetValueOrDefault(item.GrantId);
+        if (ExpiryRules.Decide(grant, now) is not { } returned)
+        {
+            return new WriteOutcome(new ExpireDueGrantsResponse(), null);
+        }
+
+        ReturnToPool(facts, plan, grant!, item.Home, GrantState.Expired, returned, statementRef: null,
+            item.Key.RequestId, item.Key.Caller, $"expired at {grant!.ExpiresAt:u}", now);
+        return new WriteOutcome(new ExpireDueGrantsResponse { ExpiredGrants = 1, ReturnedFen = returned.Value }, null);
+    }
+
+    /// <summary>Closes a grant (released or expired): what it holds returns to its year's pool in one entry (none when it
+    /// holds nothing), no longer committed on its contract or counted against its unit-year's cap (Art 11: reclaimed
+    /// for reuse). Returns the unit-year's figures after it, and the entry.</summary>
+    private static (UnitYearFigures Figures, JournalEntryRow? Entry) ReturnToPool(WriteFacts facts, WritePlan plan, GrantFacts grant, GrantHome home,
+        GrantState closedAs, Fen returned, string? statementRef, string requestId, string caller, string memo, DateTimeOffset now)
+    {
+        var entryId = facts.EntryIds.Dequeue();
+        grant.State = closedAs;
+        grant.BalanceFen = 0;
+        plan.Closes.Add(new GrantClose(grant.Id, closedAs, returned.Value, statementRef));
+        var before = facts.Figures[home.UnitYearId];
+        var figures = before with { GrantedOpen = before.GrantedOpen - returned };
+        facts.Figures[home.UnitYearId] = figures;
+        if (!returned.IsPositive)
+        {
+            return (figures, null);
+        }
+
+        var contract = facts.Contracts[grant.ContractId];
+        var pool = facts.Pools[grant.Year];
+        var entry = plan.Post(facts, home.UnitYearId, new JournalEntryRow
+        {
+            Id = entryId,
+            Kind = closedAs == GrantState.Released ? EntryKind.Release : EntryKind.Expiry,
+            CreatedAt = now,
+            Year = grant.Year,
+            UnitUscc = grant.Unit,
+            ProviderUscc = grant.Provider,
+            GrantId = grant.Id,
+            RequestId = requestId,
+            Caller = caller,
+            Memo = memo,
+        }, [(pool.Id, returned.Value), (grant.AccountId, -returned.Value)]);
+        contract.GrantedFen = checked(contract.GrantedFen - returned.Value);
+        plan.GrantedDeltas[contract.Id] = checked(plan.GrantedDeltas.GetValueOrDefault(contract.Id) - returned.Value);
+        pool.BalanceFen = checked(pool.BalanceFen + returned.Value);
+        WatchFigures(facts, plan, pool, figures, grant.Provider, entry);
+        return (figures, entry);
     }
 
     /// <summary>The figure alerts an entry that moved quota between a pool and a unit-year may cross or re-arm: the

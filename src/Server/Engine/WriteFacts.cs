@@ -80,6 +80,7 @@ internal sealed class WriteFacts
             && (Grants.GetValueOrDefault(d.Request.GrantId) is not { } grant || Contracts.ContainsKey(grant.ContractId)),
         PendingGrant g => g.Target is not { } target || HoldsAll(target.Year, target.ContractId, target.UnitYearId),
         PendingRelease r => r.Grant is not { } home || HoldsAll(home.Year, home.ContractId, home.UnitYearId),
+        PendingExpiry e => HoldsAll(e.Home.Year, e.Home.ContractId, e.Home.UnitYearId),
         _ => false,
     };
 
@@ -96,12 +97,14 @@ internal sealed class WriteFacts
         var deductions = items.OfType<PendingDeduction>().ToList();
         var grants = items.OfType<PendingGrant>().ToList();
         var releases = items.OfType<PendingRelease>().ToList();
+        var expiries = items.OfType<PendingExpiry>().ToList();
         var targets = grants.Where(g => g.Target is not null).Select(g => g.Target!.Value).ToList();
-        var homes = releases.Where(r => r.Grant is not null).Select(r => r.Grant!.Value).ToList();
+        var homes = releases.Where(r => r.Grant is not null).Select(r => r.Grant!.Value).Concat(expiries.Select(e => e.Home)).ToList();
         // Each existing grant a write names, as its caller names it: a grant is read and its contract locked only with
         // the provider it was made by, so another provider's grant is neither read nor locked, and is refused as unknown.
         var named = deductions.Select(d => (d.Request.GrantId, d.Request.Provider))
-            .Concat(releases.Select(r => (r.Call.GrantId, r.Call.Provider))).Distinct().ToArray();
+            .Concat(releases.Select(r => (r.Call.GrantId, r.Call.Provider)))
+            .Concat(expiries.Select(e => (e.GrantId, e.Home.Provider))).Distinct().ToArray();
         var namedIds = named.Select(g => g.GrantId).ToArray();
         var namedProviders = named.Select(g => g.Provider).ToArray();
         var years = targets.Select(t => t.Year).Concat(homes.Select(h => h.Year)).Distinct().Order().ToArray();
@@ -152,7 +155,7 @@ internal sealed class WriteFacts
             deductions.Select(d => d.Request.Provider).ToArray(), deductions.Select(d => d.Request.InvoiceNo).ToArray());
         // Earlier outcomes of the batch's request ids. A duplicate of a write waiting here needs the same rows, so
         // whichever transaction decided it has committed before this one got their locks.
-        var keys = items.Select(i => i.Key).Distinct().ToList();
+        var keys = items.Where(i => i.Recorded).Select(i => i.Key).Distinct().ToList();
         Add(batch,
             """
             SELECT r.caller, r.request_id, r.method, r.request_hash, r.outcome, r.message, r.response
@@ -161,9 +164,9 @@ internal sealed class WriteFacts
             WHERE r.outcome IS NOT NULL
             """,
             keys.Select(k => k.Caller).ToArray(), keys.Select(k => k.RequestId).ToArray());
-        // A batch of deductions alone sends none of the statements only grants and releases read (their answers are
-        // read back in the same order they are sent, so what is not sent is not read).
-        var poolWork = grants.Count + releases.Count > 0;
+        // A batch of deductions alone sends none of the statements only the writes on a pool (grants, releases, expiries)
+        // read (their answers are read back in the same order they are sent, so what is not sent is not read).
+        var poolWork = grants.Count + releases.Count + expiries.Count > 0;
         if (poolWork)
         {
             AddGrantReads(batch, grants, targets, homes, years, now);

@@ -48,8 +48,9 @@ public sealed class DeductionOptions : ICheckedSettings
             .Concat(Settings.Range(nameof(LockWaiters), LockWaiters, 1, 64));
 }
 
-/// <summary>The write engine's front: every write it serves (Deduct, Grant, Release) waits here while a transaction holds one of
-/// its lanes (<see cref="Lane"/>: a unit-year, a year's pool). Each worker takes every waiting write (up to
+/// <summary>The write engine's front: every write it serves (Deduct, Grant, Release, the expiry pass's expiries) waits
+/// here while a transaction holds one of its lanes (<see cref="Lane"/>: a unit-year, a year's pool). Each worker takes
+/// every waiting write (up to
 /// <see cref="DeductionOptions.MaxBatch"/>) whose lanes no other worker or lock waiter of this process holds, and applies
 /// them in one transaction (<see cref="WriteBatch"/>): one lock per row, one commit, one fsync for many. Answers go out
 /// after the commit. Per lane the order of arrival is kept, and correctness across several server processes rests on the
@@ -118,6 +119,16 @@ internal sealed partial class WriteQueue(
         var homes = await HomesOfAsync(requests.Select(r => r.GrantId), ct);
         return await SubmitManyAsync(
             [.. requests.Select(r => new PendingDeduction(r, HomeFor(homes.GetValueOrDefault(r.GrantId), r.Provider)?.UnitYearId))], ct);
+    }
+
+    /// <summary>A page of the expiry pass: each grant queued on its year's pool and its unit-year, as a release is, and
+    /// decided under their locks (<see cref="ExpiryRules.Decide"/>) in whichever transaction its lanes fall into, beside
+    /// the deductions, grants and releases of the same rows. Each answer is its own task: the grant's part of the pass
+    /// (<see cref="ExpireDueGrantsResponse"/>, one expired or none), or the failure of its transaction.</summary>
+    public async Task<Task<IMessage>[]> ExpireManyAsync(IReadOnlyList<long> grantIds, string requestId, string caller, CancellationToken ct)
+    {
+        var homes = await HomesOfAsync(grantIds, ct);
+        return await SubmitManyAsync([.. grantIds.Select(id => new PendingExpiry(id, homes[id], requestId, caller))], ct);
     }
 
     /// <summary>The grants of one bulk call (GrantMany), as <see cref="DeductManyAsync"/>: each target resolved (a

@@ -1,19 +1,28 @@
 using System.Diagnostics;
+using Google.Protobuf;
 using Microsoft.EntityFrameworkCore;
+using QuotaLedger.Server.Engine;
 using QuotaLedger.Server.Grpc;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.Server.Telemetry;
+using QuotaLedger.V1;
+using AccountKind = QuotaLedger.Server.Storage.AccountKind;
 
 namespace QuotaLedger.Server.Ledger;
 
 /// <summary>The expiry pass (Art 10, 11): every open grant past its expiry returns what it holds to its year's pool.
-/// Each grant is closed in a transaction of its own under its unit-year lock (the lock a deduction takes), after
-/// checking again that it is still open: so a deduction and an expiry of one grant never both win, several servers
-/// running the pass at once never expire a grant twice, and stopping mid-pass leaves every grant either closed or due.</summary>
+/// The pass finds the due grants a page at a time and sends each page to the write engine, which queues each grant on
+/// its pool and unit-year (the lanes a deduction, a grant and a release of it take) and closes it in whichever
+/// transaction those lanes fall into, after <see cref="ExpiryRules.Decide"/> found it still open and due under the locks: so a
+/// deduction and an expiry of one grant never both win, several servers running the pass at once never expire a grant
+/// twice, and stopping mid-pass leaves every grant either closed or due.</summary>
 internal static partial class Expiry
 {
-    private const int BatchSize = 200;
+    /// <summary>What an expiry is called where the engine names a write's kind (its span, its log lines).</summary>
+    public const string Method = "Expire";
+
+    private const int PageSize = 200;
 
     /// <summary>The most grants a grant call expires before it is judged; the rest are the background pass's.</summary>
     private const int SweepLimit = 1_000;
@@ -24,13 +33,13 @@ internal static partial class Expiry
 
     /// <summary>The expiry pass: every due grant. <paramref name="trigger"/> (<see cref="LedgerMetrics.Triggers"/>)
     /// tags what it records.</summary>
-    public static async Task<Outcome> ExpireDueAsync(
-        LedgerDb db, DateTimeOffset now, string requestId, string caller, string trigger, LedgerMetrics metrics, ILogger logger, CancellationToken ct)
+    public static async Task<Outcome> ExpireDueAsync(LedgerDb db, WriteQueue engine, DateTimeOffset now, string requestId, string caller, string trigger,
+        LedgerMetrics metrics, ILogger logger, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
         try
         {
-            var outcome = await ExpireAsync(db, db.Grants, now, requestId, caller, enough: null, int.MaxValue, logger, ct);
+            var outcome = await ExpireAsync(db, engine, db.Grants, now, requestId, caller, enough: null, int.MaxValue, logger, ct);
             metrics.ExpiryPass(trigger, outcome, Stopwatch.GetElapsedTime(started));
             return outcome;
         }
@@ -48,22 +57,23 @@ internal static partial class Expiry
 
     /// <summary>Before a grant: makes the stored figures what expiry says they are at <paramref name="now"/>. The
     /// contract's due grants stop holding its quota, and when the pool's balance alone is short of
-    /// <paramref name="amount"/>, the year's due grants return what they hold until it is not (Art 11: reclaimed for
-    /// reuse), whether or not the expiry pass has run. Each grant in a transaction of its own, as the pass does, and at
-    /// most <see cref="SweepLimit"/> of them, so a backlog never holds a grant call for long.</summary>
-
-    public static async Task SweepBeforeGrantAsync(LedgerDb db, long contractId, int year, Fen amount, DateTimeOffset now, ILogger logger, CancellationToken ct)
+    /// <paramref name="amount"/>, the year's due grants return what they hold, a page at a time, until it is not (Art
+    /// 11: reclaimed for reuse), whether or not the expiry pass has run. Through the engine, as the pass, and at most
+    /// <see cref="SweepLimit"/> grants, so a backlog never holds a grant call for long.</summary>
+    public static async Task SweepBeforeGrantAsync(LedgerDb db, WriteQueue engine, long contractId, int year, Fen amount, DateTimeOffset now, ILogger logger,
+        CancellationToken ct)
     {
-        await ExpireAsync(db, db.Grants.Where(g => g.ContractId == contractId), now, "expiry-before-grant", Callers.ExpiryPass, enough: null, SweepLimit, logger, ct);
-        await ExpireAsync(db, db.Grants.Where(g => g.Year == year), now, "expiry-before-grant", Callers.ExpiryPass,
+        await ExpireAsync(db, engine, db.Grants.Where(g => g.ContractId == contractId), now, "expiry-before-grant", Callers.ExpiryPass, enough: null,
+            SweepLimit, logger, ct);
+        await ExpireAsync(db, engine, db.Grants.Where(g => g.Year == year), now, "expiry-before-grant", Callers.ExpiryPass,
             async () => await PoolBalanceAsync(db, year, ct) >= amount.Value, SweepLimit, logger, ct);
     }
 
     private static Task<long> PoolBalanceAsync(LedgerDb db, int year, CancellationToken ct) =>
         db.Accounts.Where(a => a.Kind == AccountKind.Pool && a.Year == year).Select(a => a.BalanceFen).SingleOrDefaultAsync(ct);
 
-    private static async Task<Outcome> ExpireAsync(LedgerDb db, IQueryable<GrantRow> grants, DateTimeOffset now, string requestId, string caller,
-        Func<Task<bool>>? enough, int limit, ILogger logger, CancellationToken ct)
+    private static async Task<Outcome> ExpireAsync(LedgerDb db, WriteQueue engine, IQueryable<GrantRow> grants, DateTimeOffset now, string requestId,
+        string caller, Func<Task<bool>>? enough, int limit, ILogger logger, CancellationToken ct)
     {
         var (expired, failed, tried) = (0, 0, 0);
         var returned = Fen.Zero;
@@ -74,66 +84,53 @@ internal static partial class Expiry
                 .Where(g => g.State == GrantState.Open && g.Id > after).Where(Grants.DueAt(now))
                 .OrderBy(g => g.Id)
                 .Select(g => g.Id)
-                .Take(Math.Min(BatchSize, limit - tried))
+                .Take(Math.Min(PageSize, limit - tried))
                 .ToListAsync(ct);
             if (due.Count == 0)
             {
                 break;
             }
 
-            foreach (var grantId in due)
+            tried += due.Count;
+            after = due[^1];
+            Task<IMessage>[] answers;
+            try
             {
-                tried++;
-                Fen? held;
-                try
+                answers = await engine.ExpireManyAsync(due, requestId, caller, ct);
+            }
+            catch (LedgerException e) when (e.Reason == Reason.Overloaded)
+            {
+                // The engine takes no more writes now (stopping, or its queue full): these grants stay due, and the
+                // next pass tries them again.
+                LogPageRefused(logger, due.Count, e.Message);
+                failed += due.Count;
+                break;
+            }
+
+            for (var i = 0; i < due.Count; i++)
+            {
+                if (answers[i].IsCompletedSuccessfully)
                 {
-                    held = await ExpireOneAsync(db, grantId, now, requestId, caller, ct);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    // One grant the pass cannot expire does not stop it: the rest go on, and this one is due next time.
-                    LogGrantFailed(logger, grantId, e);
-                    db.ChangeTracker.Clear();
-                    failed++;
+                    var one = (ExpireDueGrantsResponse)answers[i].Result;
+                    expired += one.ExpiredGrants;
+                    returned += new Fen(one.ReturnedFen);
                     continue;
                 }
 
-                if (held is { } value)
-                {
-                    expired++;
-                    returned += value;
-                    if (enough is not null && value.IsPositive && await enough())
-                    {
-                        return new Outcome(expired, returned, failed);
-                    }
-                }
+                // One grant the pass cannot expire does not stop it: the rest go on, and this one is due next time.
+                LogGrantFailed(logger, due[i], answers[i].Exception?.GetBaseException());
+                failed++;
             }
-
-            after = due[^1];
         }
 
         return new Outcome(expired, returned, failed);
     }
 
-    /// <summary>Expires one grant if it is still open and due; null when another pass, a release or nothing did.</summary>
-    private static async Task<Fen?> ExpireOneAsync(LedgerDb db, long grantId, DateTimeOffset now, string requestId, string caller, CancellationToken ct)
-    {
-        db.ChangeTracker.Clear();
-        await using var transaction = await db.Database.BeginTransactionAsync(ct);
-        var (_, grant) = (await Grants.LockAsync(db, grantId, ct))!.Value;
-        if (grant.State != GrantState.Open || !Grants.IsDue(grant.ExpiresAt, now))
-        {
-            return null;
-        }
-
-        var (held, _) = await GrantReturns.CloseAsync(db, grant, GrantState.Expired, requestId, caller, now,
-            $"expired at {grant.ExpiresAt:u}", statementRef: null, ct);
-        await transaction.CommitAsync(ct);
-        return held;
-    }
-
     [LoggerMessage(Level = LogLevel.Error, Message = "Grant {GrantId} could not be expired; it stays due and is tried again by the next pass")]
-    private static partial void LogGrantFailed(ILogger logger, long grantId, Exception exception);
+    private static partial void LogGrantFailed(ILogger logger, long grantId, Exception? exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The write engine refused {Count} due grants ({Reason}); they stay due and the next pass tries them again")]
+    private static partial void LogPageRefused(ILogger logger, int count, string reason);
 }
 
 /// <summary>The <c>Expiry</c> section.</summary>
@@ -151,6 +148,7 @@ public sealed class ExpiryOptions : ICheckedSettings
 /// <c>Expiry:Enabled=false</c> leaves it to <c>AdminService.ExpireDueGrants</c>.</summary>
 internal sealed partial class ExpiryService(
     IServiceScopeFactory scopes,
+    WriteQueue engine,
     TimeProvider time,
     ExpiryOptions options,
     LedgerMetrics metrics,
@@ -171,7 +169,7 @@ internal sealed partial class ExpiryService(
                 await using var scope = scopes.CreateAsyncScope();
                 var db = scope.ServiceProvider.GetRequiredService<LedgerDb>();
                 var now = time.GetUtcNow();
-                var outcome = await Expiry.ExpireDueAsync(db, now, $"expiry-pass-{now:yyyyMMddTHHmmssZ}", Callers.ExpiryPass,
+                var outcome = await Expiry.ExpireDueAsync(db, engine, now, $"expiry-pass-{now:yyyyMMddTHHmmssZ}", Callers.ExpiryPass,
                     LedgerMetrics.Triggers.Schedule, metrics, logger, stoppingToken);
                 if (outcome.ExpiredGrants > 0)
                 {

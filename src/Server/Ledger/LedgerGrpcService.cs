@@ -74,7 +74,7 @@ internal sealed class LedgerGrpcService(
     {
         if (await Expiry.AnyDueAsync(db, target.ContractId, target.Year, now, ct))
         {
-            await Expiry.SweepBeforeGrantAsync(db, target.ContractId, target.Year, amount, now, logger, ct);
+            await Expiry.SweepBeforeGrantAsync(db, engine, target.ContractId, target.Year, amount, now, logger, ct);
             db.ChangeTracker.Clear();
         }
     }

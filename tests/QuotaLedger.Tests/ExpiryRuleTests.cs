@@ -1,0 +1,194 @@
+using QuotaLedger.Server.Ledger;
+using QuotaLedger.Server.Rules;
+using QuotaLedger.Tests.Infrastructure;
+using QuotaLedger.V1;
+using GrantState = QuotaLedger.Server.Storage.GrantState;
+
+namespace QuotaLedger.Tests;
+
+/// <summary>The expiry rule: one pure function (<see cref="ExpiryRules.Decide"/>), checked on its own with no database, and
+/// through the write engine that calls it for the expiry pass, coalesced and one transaction per grant, which must
+/// answer alike; and two passes on two servers at once, beside deductions of the same unit-years, expire each grant once.</summary>
+public sealed class ExpiryRuleTests(LedgerFixture fixture) : IClassFixture<LedgerFixture>
+{
+    private static readonly DateTimeOffset s_expiresAt = new(2026, 7, 5, 16, 0, 0, TimeSpan.Zero);
+
+    [Fact]
+    public void The_rule_function_expires_an_open_grant_past_its_expiry_and_leaves_every_other_alone()
+    {
+        var cases = new (string Case, GrantFacts? Grant, DateTimeOffset Now, string Expected)[]
+        {
+            ("open, at its expiry", Grant(GrantState.Open, 3_000), s_expiresAt, "expires, returning 3000"),
+            ("open, after its expiry", Grant(GrantState.Open, 3_000), s_expiresAt.AddDays(40), "expires, returning 3000"),
+            ("open and empty, past its expiry", Grant(GrantState.Open, 0), s_expiresAt, "expires, returning 0"),
+            ("open, a microsecond before its expiry", Grant(GrantState.Open, 3_000), s_expiresAt.AddTicks(-10), "left alone"),
+            ("released", Grant(GrantState.Released, 0), s_expiresAt, "left alone"),
+            ("expired already", Grant(GrantState.Expired, 0), s_expiresAt, "left alone"),
+            ("no such grant", null, s_expiresAt, "left alone"),
+        };
+
+        foreach (var (name, grant, now, expected) in cases)
+        {
+            var answer = ExpiryRules.Decide(grant, now) is { } returned ? $"expires, returning {returned.Value}" : "left alone";
+            Assert.True(expected == answer, $"{name}: expected {expected}, got {answer}");
+        }
+    }
+
+    [Fact]
+    public async Task Both_engine_paths_expire_the_table_of_grants_alike()
+    {
+        var start = new DateTimeOffset(2026, 6, 5, 2, 0, 0, TimeSpan.Zero);
+        await using var coalesced = fixture.StartServer(start);
+        var expected = new List<(string, string)>
+        {
+            ("open, part deducted", "expired, 7000 back to the pool"),
+            ("open, all deducted", "expired, nothing to return"),
+            ("open, untouched", "expired, 20000 back to the pool"),
+            ("another provider's", "expired, 4000 back to the pool"),
+            ("released before its expiry", "released"),
+            ("granted later, not yet due", "open"),
+        };
+        Assert.Equal(expected, await RunTableAsync(coalesced));
+        await using var oneByOne = fixture.StartServer(coalesced.Clock.GetUtcNow(), settings: new Dictionary<string, string?> { ["Deductions:Coalesce"] = "false" });
+        Assert.Equal(expected, await RunTableAsync(oneByOne));
+        await Books.AssertHoldAsync(oneByOne);
+    }
+
+    /// <summary>Grants in each state the rule tells apart, one pass a month and two days later (4 grants expired, 31,000
+    /// fen returned: the empty grant closes with no entry), then a second pass that finds nothing to do. The grant left
+    /// open is released at the end, so that a later pass on the class's database finds only its own test's grants.</summary>
+    private static async Task<List<(string, string)>> RunTableAsync(LedgerServer server)
+    {
+        var deal = await server.NewDealAsync(contractAmountFen: 200_000);
+        var partDeducted = await server.GrantAsync(deal, 10_000);
+        await server.DeductAsync(deal, partDeducted.GrantId, 6_000);
+        var allDeducted = await server.GrantAsync(deal, 2_000);
+        await server.DeductAsync(deal, allDeducted.GrantId, 4_000);
+        var untouched = await server.GrantAsync(deal, 20_000);
+        var other = await server.NewDealAsync(contractAmountFen: 200_000);
+        var others = await server.GrantAsync(other, 4_000);
+        var released = await server.GrantAsync(deal, 5_000);
+        await server.Ledger.ReleaseAsync(new ReleaseRequest { RequestId = Ids.New(), ProviderUscc = deal.Provider, GrantId = released.GrantId, StatementRef = "JS-1" });
+        server.Clock.Advance(TimeSpan.FromDays(20));
+        var later = await server.GrantAsync(deal, 1_000);
+        server.Clock.Advance(TimeSpan.FromDays(12));
+
+        var pass = await server.Admin.ExpireDueGrantsAsync(new ExpireDueGrantsRequest { RequestId = Ids.New() });
+        Assert.Equal((3 + 1, 7_000 + 0 + 20_000 + 4_000L, 0), (pass.ExpiredGrants, pass.ReturnedFen, pass.FailedGrants));
+        var again = await server.Admin.ExpireDueGrantsAsync(new ExpireDueGrantsRequest { RequestId = Ids.New() });
+        Assert.Equal((0, 0L, 0), (again.ExpiredGrants, again.ReturnedFen, again.FailedGrants));
+
+        var answers = new List<(string, string)>();
+        foreach (var (name, grant) in new[]
+        {
+            ("open, part deducted", partDeducted), ("open, all deducted", allDeducted), ("open, untouched", untouched),
+            ("another provider's", others), ("released before its expiry", released), ("granted later, not yet due", later),
+        })
+        {
+            var info = await server.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grant.GrantId });
+            var entries = await Statement.ReadAsync(server, new ListEntriesRequest { GrantId = grant.GrantId });
+            var expiries = entries.Where(e => e.Kind == V1.EntryKind.Expiry).ToList();
+            answers.Add((name, info.Status switch
+            {
+                GrantStatus.Expired when expiries.Count == 0 && info.ReturnedFen == 0 => "expired, nothing to return",
+                GrantStatus.Expired when expiries.Count == 1 && expiries[0].Postings.Single(p => p.AccountKind == V1.AccountKind.Pool).DebitFen == info.ReturnedFen
+                    => $"expired, {info.ReturnedFen} back to the pool",
+                GrantStatus.Expired => $"expired with {expiries.Count} expiry entries, returned {info.ReturnedFen}",
+                GrantStatus.Released => "released",
+                GrantStatus.Open => "open",
+                var status => status.ToString(),
+            }));
+        }
+
+        await server.Ledger.ReleaseAsync(new ReleaseRequest { RequestId = Ids.New(), ProviderUscc = deal.Provider, GrantId = later.GrantId, StatementRef = "JS-2" });
+        return answers;
+    }
+
+    [Fact]
+    public async Task Two_passes_on_two_servers_beside_deductions_expire_each_grant_once()
+    {
+        var start = new DateTimeOffset(2026, 6, 8, 2, 0, 0, TimeSpan.Zero);
+        await using var first = fixture.StartServer(start);
+        await using var second = fixture.StartServer(start);
+
+        // 12 unit-years, each with 20 grants that fall due and one that stays open and takes deductions meanwhile.
+        var deals = new List<Deal>();
+        var due = new List<long>();
+        for (var i = 0; i < 12; i++)
+        {
+            var deal = await first.NewDealAsync(contractAmountFen: 1_000_000);
+            deals.Add(deal);
+            var grants = await first.Ledger.GrantManyAsync(new GrantManyRequest { Items = { Enumerable.Range(0, 20).Select(_ => deal.GrantRequest(100 + i)) } });
+            Assert.Equal(20, grants.Applied);
+            due.AddRange(grants.Outcomes.Select(o => o.Applied.GrantId));
+        }
+
+        foreach (var server in new[] { first, second })
+        {
+            server.Clock.Advance(TimeSpan.FromDays(20));
+        }
+
+        var live = new List<long>();
+        foreach (var deal in deals)
+        {
+            live.Add((await first.GrantAsync(deal, 50_000)).GrantId);
+        }
+
+        foreach (var server in new[] { first, second })
+        {
+            server.Clock.Advance(TimeSpan.FromDays(12));
+        }
+
+        var deductions = deals.Select((deal, i) => Task.Run(async () =>
+        {
+            for (var n = 0; n < 10; n++)
+            {
+                await (n % 2 == 0 ? first : second).DeductAsync(deal, live[i], 2_000);
+            }
+        }));
+        var passes = new[] { first, second }.Select(server => server.Admin.ExpireDueGrantsAsync(new ExpireDueGrantsRequest { RequestId = Ids.New() }).ResponseAsync).ToList();
+        await Task.WhenAll(deductions);
+        var outcomes = await Task.WhenAll(passes);
+
+        var heldByDue = Enumerable.Range(0, 12).Sum(i => 20L * (100 + i));
+        Assert.Equal(0, outcomes.Sum(o => o.FailedGrants));
+        Assert.Equal(due.Count, outcomes.Sum(o => o.ExpiredGrants));
+        Assert.Equal(heldByDue, outcomes.Sum(o => o.ReturnedFen));
+        foreach (var grant in due)
+        {
+            var info = await first.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grant });
+            Assert.Equal(GrantStatus.Expired, info.Status);
+            var entries = await Statement.ReadAsync(first, new ListEntriesRequest { GrantId = grant });
+            Assert.Single(entries, e => e.Kind == V1.EntryKind.Expiry);
+        }
+
+        foreach (var grant in live)
+        {
+            var info = await second.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = grant });
+            Assert.Equal((GrantStatus.Open, 50_000L - 10 * 1_000), (info.Status, info.RemainingFen));
+        }
+
+        await Books.AssertHoldAsync(first);
+        foreach (var (deal, grant) in deals.Zip(live))
+        {
+            await first.Ledger.ReleaseAsync(new ReleaseRequest { RequestId = Ids.New(), ProviderUscc = deal.Provider, GrantId = grant, StatementRef = "JS-3" });
+        }
+    }
+
+    private static GrantFacts Grant(GrantState state, long balanceFen) => new()
+    {
+        Id = 1,
+        ContractId = 1,
+        Provider = "PROVIDER",
+        Unit = "UNIT",
+        Year = 2026,
+        UnitYearId = 1,
+        AccountId = 1,
+        RatioBp = 5_000,
+        State = state,
+        ExpiresAt = s_expiresAt,
+        BalanceFen = balanceFen,
+        EffectiveFrom = new DateOnly(2026, 1, 1),
+        Dealing = new Dealing("PROVIDER", "UNIT", ProviderGood: true, UnitGood: true, Related: false, Approved: true),
+    };
+}
