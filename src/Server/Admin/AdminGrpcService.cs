@@ -187,10 +187,11 @@ internal sealed class AdminGrpcService(
     public override Task<ExpireDueGrantsResponse> ExpireDueGrants(ExpireDueGrantsRequest request, ServerCallContext context)
     {
         var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
-        return idempotency.RunAsync(by, request.RequestId, nameof(ExpireDueGrants), request, async ct =>
+        return idempotency.RecordAfterAsync(by, request.RequestId, nameof(ExpireDueGrants), request, async ct =>
         {
-            // The pass reads on a connection of its own, and the engine closes the grants in its transactions; this
-            // call's transaction only holds the request id, so a duplicate waits for the pass and gets its answer.
+            // The pass reads on a connection of its own, and the engine closes the grants in its transactions; the
+            // answer is recorded once the pass is done, so a duplicate sent meanwhile runs a pass that finds nothing
+            // left, and both get the answer recorded first.
             await using var scope = scopes.CreateAsyncScope();
             var passDb = scope.ServiceProvider.GetRequiredService<LedgerDb>();
             var outcome = await Expiry.ExpireDueAsync(passDb, engine, time.GetUtcNow(), request.RequestId, by, LedgerMetrics.Triggers.Request, metrics, logger, ct);
@@ -252,19 +253,26 @@ internal sealed class AdminGrpcService(
     {
         var by = Access.Require(context, Role.Bureau).ScopeFor(Callers.Bureau);
         var period = Period.Of(request.Year, request.Month);
-        return idempotency.RunAsync(by, request.RequestId, nameof(ClosePeriod), request, async ct =>
+        return ClosePeriodAsync(request, by, period, context.CancellationToken);
+    }
+
+    private async Task<Closing> ClosePeriodAsync(ClosePeriodRequest request, string by, Period period, CancellationToken cancellationToken)
+    {
+        // The expiry pass first, before the request id is claimed (a claim held open for a long pass would sit idle in
+        // its transaction until PostgreSQL ended it), as ExpireDueGrants runs it: what fell due in the period goes back
+        // to its pool before the year is settled. Expiring what is due is what the background pass does every minute
+        // anyway, so a close that is then refused or replayed leaves nothing of its own behind.
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            var passDb = scope.ServiceProvider.GetRequiredService<LedgerDb>();
+            await Expiry.ExpireDueAsync(passDb, engine, time.GetUtcNow(), request.RequestId, by, LedgerMetrics.Triggers.Request, metrics, logger,
+                cancellationToken);
+        }
+
+        return await idempotency.RunAsync(by, request.RequestId, nameof(ClosePeriod), request, async ct =>
         {
             var now = time.GetUtcNow();
             var previous = await Closings.CheckReadyAsync(db, period, now, ct);
-
-            // The expiry pass first, on a connection of its own (the grants closed by the engine), as
-            // ExpireDueGrants runs it: what fell due in the period goes back to its pool before the year is settled.
-            await using (var scope = scopes.CreateAsyncScope())
-            {
-                var passDb = scope.ServiceProvider.GetRequiredService<LedgerDb>();
-                await Expiry.ExpireDueAsync(passDb, engine, now, request.RequestId, by, LedgerMetrics.Triggers.Request, metrics, logger, ct);
-            }
-
             if (period.IsYear)
             {
                 await Closings.CheckYearSpentAsync(db, period.Year, ct);
@@ -273,7 +281,7 @@ internal sealed class AdminGrpcService(
             // A checkpoint of everything so far, outside the close's lock, so the one that seals the closing signs little.
             await Checkpoints.MakeAsync(database, signer, now, ct);
             return await Closings.CloseAsync(db, signer, database.Options, period, previous, now, request.RequestId, by, logger, ct);
-        }, context.CancellationToken);
+        }, cancellationToken);
     }
 
     public override Task<Closing> GetClosing(GetClosingRequest request, ServerCallContext context)

@@ -64,6 +64,61 @@ public sealed class Idempotency(LedgerDb db, TimeProvider time)
         return response;
     }
 
+    /// <summary>Runs a call whose effect is many transactions of its own, each safe to repeat (the expiry pass: a grant
+    /// no longer open and due is left as it is), exactly once per request id as far as its answer goes. A recorded outcome
+    /// replays; otherwise the effect runs with no transaction of this call held open (a claim held for the whole of a
+    /// long pass would sit idle in its transaction, and PostgreSQL would end it), and its outcome is recorded after. A
+    /// duplicate sent meanwhile runs the effect too, which then finds nothing left to do; whichever records first is the
+    /// answer both get.</summary>
+    public async Task<TResponse> RecordAfterAsync<TResponse>(
+        string caller,
+        string requestId,
+        string method,
+        IMessage request,
+        Func<CancellationToken, Task<TResponse>> effect,
+        CancellationToken cancellationToken)
+        where TResponse : IMessage<TResponse>, new()
+    {
+        Validate.RequestId(requestId);
+        var hash = Hash(method, request);
+        if (await FirstAsync(caller, requestId, cancellationToken) is { Outcome: not null } first)
+        {
+            return Replay<TResponse>(first, method, hash);
+        }
+
+        string outcome = Ok;
+        string? message = null;
+        byte[]? response = null;
+        LedgerException? refused = null;
+        try
+        {
+            response = (await effect(cancellationToken)).ToByteArray();
+        }
+        catch (LedgerException refusal)
+        {
+            (outcome, message, refused) = (refusal.Reason.Word(), refusal.Message, refusal);
+        }
+
+        await db.Database.ExecuteSqlAsync(
+            $"""
+            INSERT INTO idempotency_records (caller, request_id, method, request_hash, outcome, message, response, created_at)
+            VALUES ({caller}, {requestId}, {method}, {hash}, {outcome}, {message}, {response}, {time.GetUtcNow()})
+            ON CONFLICT DO NOTHING
+            """,
+            cancellationToken);
+        var recorded = await FirstAsync(caller, requestId, cancellationToken)
+            ?? throw new InvalidOperationException($"The outcome of '{requestId}' was neither recorded nor found.");
+        if (refused is not null && recorded.Outcome == outcome && recorded.Response is null)
+        {
+            throw refused;
+        }
+
+        return Replay<TResponse>(recorded, method, hash);
+    }
+
+    private Task<IdempotencyRow?> FirstAsync(string caller, string requestId, CancellationToken cancellationToken) =>
+        db.IdempotencyRecords.AsNoTracking().SingleOrDefaultAsync(r => r.Caller == caller && r.RequestId == requestId, cancellationToken);
+
     private Task<int> Record(string caller, string requestId, string outcome, string? message, byte[]? response, CancellationToken cancellationToken) =>
         db.IdempotencyRecords
             .Where(r => r.Caller == caller && r.RequestId == requestId)
