@@ -101,6 +101,23 @@ internal sealed class PendingRelease(ReleaseCall call, ReleaseRequest sent, Gran
     public override IReadOnlyList<Lane> Lanes { get; } = grant is { } g ? [Lane.Pool(g.Year), Lane.UnitYear(g.UnitYearId)] : [];
 }
 
+/// <summary>A gift (Art 15): queued on the operator's unit-year, which its grant belongs to, and the resident's (made on
+/// first use). <see cref="Source"/> is where the grant lives, null when there is no such grant of the operator's;
+/// <see cref="ResidentUnitYearId"/> is null when the resident is no unit.</summary>
+internal sealed class PendingGift(GiftCall call, GiftRequest sent, GrantHome? source, long? residentUnitYearId)
+    : PendingWrite(nameof(LedgerGrpcService.Gift), call.By, call.RequestId, sent)
+{
+    public GiftCall Call { get; } = call;
+
+    public GrantHome? Source { get; } = source;
+
+    public long? ResidentUnitYearId { get; } = residentUnitYearId;
+
+    public override IReadOnlyList<Lane> Lanes { get; } = source is { } s
+        ? [Lane.UnitYear(s.UnitYearId), .. residentUnitYearId is { } r ? new[] { Lane.UnitYear(r) } : []]
+        : [];
+}
+
 /// <summary>A grant past its expiry, closed by the expiry pass (Art 10, 11): what it holds returns to its year's pool,
 /// queued on that pool and the grant's unit-year as a release is. Its outcome is not recorded against the pass's request
 /// id, which many expiries share: deciding one again is harmless, since a grant that is no longer open and due is left

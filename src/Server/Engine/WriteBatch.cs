@@ -103,6 +103,7 @@ internal static class WriteBatch
                 PendingGrant grant => Grant(facts, plan, grant, now),
                 PendingRelease release => Release(facts, plan, release, now),
                 PendingExpiry expiry => Expire(facts, plan, expiry, now),
+                PendingGift gift => Gift(facts, plan, gift, now),
                 _ => throw new InvalidOperationException($"No rules for {item.GetType().Name}."),
             };
             plan.Outcomes[i] = outcome;
@@ -343,15 +344,108 @@ internal static class WriteBatch
         return (figures, entry);
     }
 
+    /// <summary>A gift (Art 15): the resident gets a new grant of the operator's grant's provider, contract, ratio, year
+    /// and expiry, holding the amount, which leaves the operator's grant in one entry on the operator's chain. The
+    /// operator's unit-year commits less and the resident's more; the pool and the contract do not move.</summary>
+    private static WriteOutcome Gift(WriteFacts facts, WritePlan plan, PendingGift item, DateTimeOffset now)
+    {
+        var call = item.Call;
+        var giftFacts = GiftFactsOf(facts, item);
+        if (Gifts.Decide(call, giftFacts, now) is { } refusal)
+        {
+            return new WriteOutcome(null, refusal);
+        }
+
+        var (source, residentUnitYearId, amount) = (giftFacts.Source!, item.ResidentUnitYearId!.Value, call.Amount);
+        var ((grantId, accountId), entryId) = (facts.GrantIds.Dequeue(), facts.EntryIds.Dequeue());
+        var gift = new GrantRow
+        {
+            Id = grantId,
+            ContractId = source.ContractId,
+            ProviderUscc = source.Provider,
+            UnitUscc = call.Resident,
+            Year = source.Year,
+            UnitYearId = residentUnitYearId,
+            AccountId = accountId,
+            RatioBp = source.RatioBp,
+            AmountFen = amount.Value,
+            GrantedAt = now,
+            ExpiresAt = source.ExpiresAt,
+            GiftedFromGrantId = source.Id,
+        };
+        plan.Grants.Add(gift);
+        var entry = plan.Post(facts, source.UnitYearId, new JournalEntryRow
+        {
+            Id = entryId,
+            Kind = EntryKind.Gift,
+            CreatedAt = now,
+            Year = source.Year,
+            UnitUscc = call.Operator,
+            ProviderUscc = source.Provider,
+            GrantId = source.Id,
+            CounterpartyUscc = call.Resident,
+            CounterpartyGrantId = grantId,
+            RequestId = call.RequestId,
+            Caller = call.By,
+            Memo = $"OPC gift to resident {call.Resident}",
+        }, [(accountId, amount.Value), (source.AccountId, -amount.Value)]);
+
+        source.BalanceFen = checked(source.BalanceFen - amount.Value);
+        var operatorBefore = facts.Figures[source.UnitYearId];
+        var operatorFigures = operatorBefore with { GrantedOpen = operatorBefore.GrantedOpen - amount };
+        facts.Figures[source.UnitYearId] = operatorFigures;
+        var residentBefore = facts.Figures[residentUnitYearId];
+        var residentFigures = residentBefore with { GrantedOpen = residentBefore.GrantedOpen + amount };
+        facts.Figures[residentUnitYearId] = residentFigures;
+        WatchUnitYear(facts, plan, operatorFigures, source.Provider, entry);
+        WatchUnitYear(facts, plan, residentFigures, source.Provider, entry);
+
+        return new WriteOutcome(new GiftResponse
+        {
+            Grant = Ledger.Grants.NewInfo(gift, facts.Contracts[source.ContractId].ContractNo),
+            SourceGrantId = source.Id,
+            SourceRemainingFen = source.BalanceFen,
+            OperatorUnitYear = operatorFigures.ToApi(),
+            ResidentUnitYear = residentFigures.ToApi(),
+            Receipt = entry.ToReceipt(),
+        }, null);
+    }
+
+    /// <summary>What <see cref="Gifts.Decide"/> reads for one gift, from the running state.</summary>
+    private static GiftFacts GiftFactsOf(WriteFacts facts, PendingGift item)
+    {
+        var call = item.Call;
+        var source = facts.Grants.GetValueOrDefault(call.GrantId);
+        var operatorKnown = facts.Units.TryGetValue(call.Operator, out var operatorUnit);
+        return new GiftFacts
+        {
+            OperatorKind = operatorKnown ? operatorUnit.Kind : null,
+            OperatorConfirmed = operatorKnown && operatorUnit.OperatorConfirmed,
+            ResidentKnown = facts.Units.ContainsKey(call.Resident),
+            Residency = facts.Residencies.TryGetValue((call.Operator, call.Resident), out var residency) ? residency : null,
+            Source = source,
+            OperatorDealing = source is null ? null : facts.Dealings.GetValueOrDefault((source.Provider, call.Operator)),
+            ResidentDealing = source is null ? null : facts.Dealings.GetValueOrDefault((source.Provider, call.Resident)),
+            Resident = item.ResidentUnitYearId is { } id ? facts.Figures.GetValueOrDefault(id) : null,
+        };
+    }
+
     /// <summary>The figure alerts an entry that moved quota between a pool and a unit-year may cross or re-arm: the
-    /// pool's (net of expired grants, against the year's funding) and the unit-year's (committed against its cap).</summary>
+    /// pool's (net of expired grants, against the year's funding) and the unit-year's (<see cref="WatchUnitYear"/>).</summary>
     private static void WatchFigures(WriteFacts facts, WritePlan plan, PoolFacts pool, UnitYearFigures figures, string provider, JournalEntryRow entry)
     {
         var rules = facts.AlertRulesOf(pool.Year);
         plan.Alert(facts, new AlertSubject(pool.Year, AlertKind.PoolLow, "", null, null),
             FigureAlerts.PoolLow(rules.PoolLowBp, pool.FundedFen, pool.Available.Value), pool.Available.Value, pool.FundedFen, entry);
+        WatchUnitYear(facts, plan, figures, provider, entry);
+    }
+
+    /// <summary>The unit-year's figure alerts an entry may cross or re-arm: what it commits against its cap.</summary>
+    private static void WatchUnitYear(WriteFacts facts, WritePlan plan, UnitYearFigures figures, string provider, JournalEntryRow entry)
+    {
+        var rules = facts.AlertRulesOf(figures.Year);
         var committed = figures.GrantedOpen + figures.Deducted;
-        plan.Alert(facts, new AlertSubject(pool.Year, AlertKind.UnitYearCap, figures.UnitUscc, figures.UnitUscc, provider),
+        plan.Alert(facts, new AlertSubject(figures.Year, AlertKind.UnitYearCap, figures.UnitUscc, figures.UnitUscc, provider),
             FigureAlerts.UnitYearCap(rules.UnitYearCapBp, figures.Cap, committed), committed.Value, figures.Cap.Value, entry);
     }
 
@@ -420,6 +514,7 @@ internal static class WriteBatch
             {
                 PendingGrant => Idempotency.Replay<GrantResponse>(first, item.Method, item.Hash),
                 PendingRelease => Idempotency.Replay<ReleaseResponse>(first, item.Method, item.Hash),
+                PendingGift => Idempotency.Replay<GiftResponse>(first, item.Method, item.Hash),
                 _ => Idempotency.Replay<DeductResponse>(first, item.Method, item.Hash),
             };
             return new WriteOutcome(response, null, Replayed: true);

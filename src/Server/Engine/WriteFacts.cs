@@ -5,6 +5,7 @@ using QuotaLedger.Server.Ledger;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using AlertKind = QuotaLedger.Server.Storage.AlertKind;
+using ResidencyStatus = QuotaLedger.Server.Storage.ResidencyStatus;
 using UnitKind = QuotaLedger.Server.Storage.UnitKind;
 
 namespace QuotaLedger.Server.Engine;
@@ -57,6 +58,12 @@ internal sealed class WriteFacts
     public HashSet<string> SmeUnits { get; } = [];
     public HashSet<string> Providers { get; } = [];
 
+    /// <summary>The units a gift names: each one's kind, and whether the bureau confirmed it an OPC community operator.</summary>
+    public Dictionary<string, (UnitKind Kind, bool OperatorConfirmed)> Units { get; } = [];
+
+    /// <summary>Where each (operator, resident) pair a gift names stands on the operator's list now, when it was ever listed.</summary>
+    public Dictionary<(string Operator, string Resident), ResidencyStatus> Residencies { get; } = [];
+
     /// <summary>What each contract's due grants still hold: committed no longer, from expires_at on.</summary>
     public Dictionary<long, long> LapsedOnContract { get; } = [];
     public Dictionary<int, AlertRules> AlertRulesByYear { get; } = [];
@@ -81,6 +88,9 @@ internal sealed class WriteFacts
         PendingGrant g => g.Target is not { } target || HoldsAll(target.Year, target.ContractId, target.UnitYearId),
         PendingRelease r => r.Grant is not { } home || HoldsAll(home.Year, home.ContractId, home.UnitYearId),
         PendingExpiry e => HoldsAll(e.Home.Year, e.Home.ContractId, e.Home.UnitYearId),
+        PendingGift g => g.Source is not { } source
+            || (UnitYears.ContainsKey(source.UnitYearId) && Contracts.ContainsKey(source.ContractId)
+                && (g.ResidentUnitYearId is not { } resident || UnitYears.ContainsKey(resident))),
         _ => false,
     };
 
@@ -98,19 +108,22 @@ internal sealed class WriteFacts
         var grants = items.OfType<PendingGrant>().ToList();
         var releases = items.OfType<PendingRelease>().ToList();
         var expiries = items.OfType<PendingExpiry>().ToList();
+        var gifts = items.OfType<PendingGift>().ToList();
         var targets = grants.Where(g => g.Target is not null).Select(g => g.Target!.Value).ToList();
         var homes = releases.Where(r => r.Grant is not null).Select(r => r.Grant!.Value).Concat(expiries.Select(e => e.Home)).ToList();
         // Each existing grant a write names, as its caller names it: a grant is read and its contract locked only with
         // the provider it was made by, so another provider's grant is neither read nor locked, and is refused as unknown.
         var named = deductions.Select(d => (d.Request.GrantId, d.Request.Provider))
             .Concat(releases.Select(r => (r.Call.GrantId, r.Call.Provider)))
-            .Concat(expiries.Select(e => (e.GrantId, e.Home.Provider))).Distinct().ToArray();
+            .Concat(expiries.Select(e => (e.GrantId, e.Home.Provider)))
+            .Concat(gifts.Where(g => g.Source is not null).Select(g => (g.Call.GrantId, g.Source!.Value.Provider))).Distinct().ToArray();
         var namedIds = named.Select(g => g.GrantId).ToArray();
         var namedProviders = named.Select(g => g.Provider).ToArray();
         var years = targets.Select(t => t.Year).Concat(homes.Select(h => h.Year)).Distinct().Order().ToArray();
         var grantContractIds = targets.Select(t => t.ContractId).Distinct().ToArray();
         var unitYearIds = deductions.Where(d => d.UnitYearId is not null).Select(d => d.UnitYearId!.Value)
-            .Concat(targets.Select(t => t.UnitYearId)).Concat(homes.Select(h => h.UnitYearId)).Distinct().Order().ToArray();
+            .Concat(targets.Select(t => t.UnitYearId)).Concat(homes.Select(h => h.UnitYearId))
+            .Concat(gifts.SelectMany(g => new[] { g.Source?.UnitYearId, g.ResidentUnitYearId }).OfType<long>()).Distinct().Order().ToArray();
         var locking = reading != Reading.Snapshot;
         var mode = reading switch { Reading.Locked => RowLock.Wait, Reading.SkipLocked => RowLock.Skip, _ => RowLock.None };
 
@@ -172,15 +185,22 @@ internal sealed class WriteFacts
             AddGrantReads(batch, grants, targets, homes, years, now);
         }
 
+        if (gifts.Count > 0)
+        {
+            AddGiftReads(batch, gifts);
+        }
+
+        // A grant's and a gift's new grant each take a grant id and an account id.
+        var newGrants = targets.Count + gifts.Count(g => g.Source is not null);
         if (locking)
         {
             // A dry run draws no ids (nor could it, read-only). Entry ids come from one draw, taken in the order the
             // writes are decided: a chain's order is its entries' id order.
             Add(batch, "SELECT nextval('journal_entries_id_seq') FROM generate_series(1, $1)", items.Count);
             Add(batch, "SELECT nextval('deductions_id_seq') FROM generate_series(1, $1)", deductions.Count);
-            if (targets.Count > 0)
+            if (newGrants > 0)
             {
-                Add(batch, "SELECT nextval('grants_id_seq'), nextval('accounts_id_seq') FROM generate_series(1, $1)", targets.Count);
+                Add(batch, "SELECT nextval('grants_id_seq'), nextval('accounts_id_seq') FROM generate_series(1, $1)", newGrants);
             }
         }
 
@@ -193,6 +213,11 @@ internal sealed class WriteFacts
         if (poolWork)
         {
             await facts.ReadGrantFactsAsync(reader, ct);
+        }
+
+        if (gifts.Count > 0)
+        {
+            await facts.ReadGiftFactsAsync(reader, ct);
         }
 
         if (reading == Reading.Locked)
@@ -217,7 +242,7 @@ internal sealed class WriteFacts
                 facts.DeductionIds.Enqueue(reader.GetInt64(0));
             }
 
-            if (targets.Count > 0)
+            if (newGrants > 0)
             {
                 await reader.NextResultAsync(ct);
                 while (await reader.ReadAsync(ct))
@@ -271,16 +296,79 @@ internal sealed class WriteFacts
             FROM unnest($1::int[]) AS y(year)
             """,
             years, now);
+        AddAlertStateReads(batch, years, [.. targets.Select(t => (t.Year, t.Unit)).Concat(homes.Select(h => (h.Year, h.Unit)))
+            .SelectMany(t => new[] { (t.Year, AlertKind.PoolLow, ""), (t.Year, AlertKind.UnitYearCap, t.Unit) }).Distinct()]);
+    }
+
+    /// <summary>The alert rules of <paramref name="years"/> and the arming of each threshold of <paramref name="subjects"/>
+    /// (year, kind, subject key): what a write that moves a watched figure needs to fire or re-arm its alerts.</summary>
+    private static void AddAlertStateReads(NpgsqlBatch batch, int[] years, (int Year, AlertKind Kind, string Key)[] subjects)
+    {
         Add(batch, "SELECT r.year, r.unit_year_cap_bp, r.pool_low_bp FROM alert_rules r WHERE r.year = ANY($1)", years);
-        var subjects = targets.Select(t => (t.Year, t.Unit)).Concat(homes.Select(h => (h.Year, h.Unit)))
-            .SelectMany(t => new[] { (t.Year, AlertKind.PoolLow, ""), (t.Year, AlertKind.UnitYearCap, t.Unit) }).Distinct().ToArray();
         Add(batch,
             """
             SELECT s.year, s.kind, s.subject, x.threshold_bp, x.armed
             FROM unnest($1::int[], $2::smallint[], $3::text[]) AS s(year, kind, subject)
             CROSS JOIN LATERAL (SELECT a.threshold_bp, a.armed FROM alert_arming a WHERE a.year = s.year AND a.kind = s.kind AND a.subject = s.subject) x
             """,
-            subjects.Select(s => s.Year).ToArray(), subjects.Select(s => (short)s.Item2).ToArray(), subjects.Select(s => s.Item3).ToArray());
+            subjects.Select(s => s.Year).ToArray(), subjects.Select(s => (short)s.Kind).ToArray(), subjects.Select(s => s.Key).ToArray());
+    }
+
+    /// <summary>What the gift rules read beside the grant and the unit-years: the units named (kind, operator
+    /// confirmation: the latest row of the operator's is in force), each residency's latest step, and how the grant's
+    /// provider stands with the operator and with the resident.</summary>
+    private static void AddGiftReads(NpgsqlBatch batch, List<PendingGift> gifts)
+    {
+        Add(batch,
+            """
+            SELECT u.uscc, u.kind,
+                   coalesce((SELECT c.confirmed FROM opc_operator_confirmations c WHERE c.operator_uscc = u.uscc ORDER BY c.id DESC LIMIT 1), false)
+            FROM units u WHERE u.uscc = ANY($1::text[]::bpchar[])
+            """,
+            (object)gifts.SelectMany(g => new[] { g.Call.Operator, g.Call.Resident }).Distinct().ToArray());
+        var pairs = gifts.Select(g => (g.Call.Operator, g.Call.Resident)).Distinct().ToArray();
+        Add(batch,
+            """
+            SELECT k.operator_uscc, k.resident_uscc, r.status
+            FROM unnest($1::text[], $2::text[]) AS k(operator_uscc, resident_uscc)
+            CROSS JOIN LATERAL (SELECT x.status FROM opc_residents x
+                                WHERE x.operator_uscc = k.operator_uscc::bpchar AND x.resident_uscc = k.resident_uscc::bpchar
+                                ORDER BY x.id DESC LIMIT 1) r
+            """,
+            pairs.Select(p => p.Operator).ToArray(), pairs.Select(p => p.Resident).ToArray());
+        var dealings = gifts.Where(g => g.Source is not null)
+            .SelectMany(g => new[] { (Provider: g.Source!.Value.Provider, Unit: g.Call.Operator), (Provider: g.Source!.Value.Provider, Unit: g.Call.Resident) })
+            .Distinct().ToArray();
+        Add(batch,
+            $"SELECT d.provider_uscc, d.unit_uscc, {Eligibility.DealingColumns} FROM unnest($1::text[], $2::text[]) AS d(provider_uscc, unit_uscc)",
+            dealings.Select(p => p.Provider).ToArray(), dealings.Select(p => p.Unit).ToArray());
+        var sources = gifts.Where(g => g.Source is not null).ToList();
+        AddAlertStateReads(batch, [.. sources.Select(g => g.Source!.Value.Year).Distinct()],
+            [.. sources.SelectMany(g => new[] { g.Call.Operator, g.Call.Resident }.Select(unit => (g.Source!.Value.Year, AlertKind.UnitYearCap, unit))).Distinct()]);
+    }
+
+    private async Task ReadGiftFactsAsync(NpgsqlDataReader reader, CancellationToken ct)
+    {
+        await reader.NextResultAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            Units[reader.GetString(0)] = ((UnitKind)reader.GetInt16(1), reader.GetBoolean(2));
+        }
+
+        await reader.NextResultAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            Residencies[(reader.GetString(0), reader.GetString(1))] = (ResidencyStatus)reader.GetInt16(2);
+        }
+
+        await reader.NextResultAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            var (provider, unit) = (reader.GetString(0), reader.GetString(1));
+            Dealings[(provider, unit)] = Eligibility.ReadDealing(reader, 2, provider, unit);
+        }
+
+        await ReadAlertStateAsync(reader, ct);
     }
 
     private async Task ReadLockedAsync(NpgsqlDataReader reader, CancellationToken ct)
@@ -440,6 +528,11 @@ internal sealed class WriteFacts
             }
         }
 
+        await ReadAlertStateAsync(reader, ct);
+    }
+
+    private async Task ReadAlertStateAsync(NpgsqlDataReader reader, CancellationToken ct)
+    {
         await reader.NextResultAsync(ct);
         while (await reader.ReadAsync(ct))
         {
@@ -466,7 +559,8 @@ internal sealed class WriteFacts
         var command = new NpgsqlBatchCommand(sql);
         foreach (var parameter in parameters)
         {
-            command.Parameters.Add(new NpgsqlParameter { Value = parameter ?? DBNull.Value });
+            // A parameter given whole (its type spelt out, for an array that may hold only nulls) goes as it is.
+            command.Parameters.Add(parameter as NpgsqlParameter ?? new NpgsqlParameter { Value = parameter ?? DBNull.Value });
         }
 
         batch.BatchCommands.Add(command);

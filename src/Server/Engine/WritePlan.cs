@@ -148,16 +148,17 @@ internal sealed class WritePlan(int count)
         WriteFacts.Add(batch,
             $"""
             INSERT INTO grants (id, contract_id, provider_uscc, unit_uscc, year, unit_year_id, account_id, ratio_bp, amount_fen, state, returned_fen,
-                                clawed_back_fen, granted_at, expires_at)
+                                clawed_back_fen, granted_at, expires_at, gifted_from_grant_id)
             SELECT g.id, g.contract_id, g.provider_uscc, g.unit_uscc, g.year, g.unit_year_id, g.account_id, g.ratio_bp, g.amount_fen,
-                   {(short)GrantState.Open}, 0, 0, $10, g.expires_at
-            FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::int[], $9::bigint[], $11::timestamptz[])
-              AS g(id, contract_id, provider_uscc, unit_uscc, year, unit_year_id, account_id, ratio_bp, amount_fen, expires_at)
+                   {(short)GrantState.Open}, 0, 0, $10, g.expires_at, g.gifted_from_grant_id
+            FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::int[], $9::bigint[], $11::timestamptz[],
+                        $12::bigint[])
+              AS g(id, contract_id, provider_uscc, unit_uscc, year, unit_year_id, account_id, ratio_bp, amount_fen, expires_at, gifted_from_grant_id)
             """,
             Grants.Select(g => g.Id).ToArray(), Grants.Select(g => g.ContractId).ToArray(), Grants.Select(g => g.ProviderUscc).ToArray(),
             Grants.Select(g => g.UnitUscc).ToArray(), Grants.Select(g => g.Year).ToArray(), Grants.Select(g => g.UnitYearId).ToArray(),
             Grants.Select(g => g.AccountId).ToArray(), Grants.Select(g => g.RatioBp).ToArray(), Grants.Select(g => g.AmountFen).ToArray(),
-            Grants[0].GrantedAt, Grants.Select(g => g.ExpiresAt).ToArray());
+            Grants[0].GrantedAt, Grants.Select(g => g.ExpiresAt).ToArray(), Grants.Select(g => g.GiftedFromGrantId).ToArray());
     }
 
     /// <summary>Closes grants that are open (the unit-year lock the batch holds is the one every change of a grant takes).</summary>
@@ -212,18 +213,21 @@ internal sealed class WritePlan(int count)
         WriteFacts.Add(batch,
             """
             INSERT INTO journal_entries (id, kind, created_at, year, unit_uscc, provider_uscc, grant_id, deduction_id, request_id, caller, memo,
-                                         chain_key, prev_hash, hash)
+                                         chain_key, prev_hash, hash, counterparty_uscc, counterparty_grant_id)
             SELECT e.id, e.kind, $12, e.year, e.unit_uscc, e.provider_uscc, e.grant_id, e.deduction_id, e.request_id,
-                   e.caller, e.memo, e.chain_key, e.prev_hash, e.hash
+                   e.caller, e.memo, e.chain_key, e.prev_hash, e.hash, e.counterparty_uscc, e.counterparty_grant_id
             FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[],
-                        $10::text[], $11::bytea[], $13::bytea[], $14::smallint[])
-              AS e(id, year, unit_uscc, provider_uscc, grant_id, deduction_id, request_id, caller, memo, chain_key, prev_hash, hash, kind)
+                        $10::text[], $11::bytea[], $13::bytea[], $14::smallint[], $15::text[], $16::bigint[])
+              AS e(id, year, unit_uscc, provider_uscc, grant_id, deduction_id, request_id, caller, memo, chain_key, prev_hash, hash, kind,
+                   counterparty_uscc, counterparty_grant_id)
             """,
             entries.Select(e => e.Id).ToArray(), entries.Select(e => e.Year).ToArray(), entries.Select(e => e.UnitUscc!).ToArray(),
             entries.Select(e => e.ProviderUscc!).ToArray(), entries.Select(e => e.GrantId!.Value).ToArray(),
             entries.Select(e => e.DeductionId).ToArray(), entries.Select(e => e.RequestId).ToArray(), entries.Select(e => e.Caller).ToArray(),
             entries.Select(e => e.Memo).ToArray(), entries.Select(e => e.ChainKey).ToArray(), entries.Select(e => e.PrevHash).ToArray(),
-            entries[0].CreatedAt, entries.Select(e => e.Hash).ToArray(), entries.Select(e => (short)e.Kind).ToArray());
+            entries[0].CreatedAt, entries.Select(e => e.Hash).ToArray(), entries.Select(e => (short)e.Kind).ToArray(),
+            new NpgsqlParameter { Value = entries.Select(e => e.CounterpartyUscc).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text },
+            entries.Select(e => e.CounterpartyGrantId).ToArray());
         WriteFacts.Add(batch,
             """
             INSERT INTO postings (entry_id, account_id, amount_fen)

@@ -121,6 +121,29 @@ internal sealed partial class WriteQueue(
             [.. requests.Select(r => new PendingDeduction(r, HomeFor(homes.GetValueOrDefault(r.GrantId), r.Provider)?.UnitYearId))], ct);
     }
 
+    /// <summary>A gift, queued on the operator's grant's unit-year and the resident's, which is made on first use (when
+    /// the resident is a unit at all) before the gift is queued, as a grant's unit-year is.</summary>
+    public async Task<GiftResponse> GiftAsync(GiftCall call, GiftRequest sent, CancellationToken ct)
+    {
+        var home = await HomesOfAsync([call.GrantId], ct);
+        GrantHome? source = home.TryGetValue(call.GrantId, out var found) && found.Unit == call.Operator ? found : null;
+        long? resident = null;
+        if (source is { } s && call.Resident != call.Operator)
+        {
+            var id = await UnitYearAsync(call.Resident, s.Year, create: await UnitExistsAsync(call.Resident, ct), ct);
+            resident = id == 0 ? null : id;
+        }
+
+        return (GiftResponse)await SubmitAsync(new PendingGift(call, sent, source, resident), ct);
+    }
+
+    private async Task<bool> UnitExistsAsync(string unit, CancellationToken ct)
+    {
+        await using var command = database.DataSource.CreateCommand("SELECT EXISTS (SELECT 1 FROM units WHERE uscc = $1::bpchar)");
+        command.Parameters.Add(new NpgsqlParameter { Value = unit });
+        return await command.ExecuteScalarAsync(ct) is true;
+    }
+
     /// <summary>A page of the expiry pass: each grant queued on its year's pool and its unit-year, as a release is, and
     /// decided under their locks (<see cref="ExpiryRules.Decide"/>) in whichever transaction its lanes fall into, beside
     /// the deductions, grants and releases of the same rows. Each answer is its own task: the grant's part of the pass

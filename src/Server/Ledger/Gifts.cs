@@ -1,117 +1,91 @@
-using Microsoft.EntityFrameworkCore;
-using QuotaLedger.Server.Grpc;
-using QuotaLedger.Server.Posting;
-using QuotaLedger.Server.Registry;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
-using QuotaLedger.V1;
-using AccountKind = QuotaLedger.Server.Storage.AccountKind;
-using EntryKind = QuotaLedger.Server.Storage.EntryKind;
-using ResidencyStatus = QuotaLedger.Server.Storage.ResidencyStatus;
-using UnitKind = QuotaLedger.Server.Storage.UnitKind;
 
 namespace QuotaLedger.Server.Ledger;
+
+/// <summary>A validated gift: the operator giving, its grant, the resident receiving and the amount.</summary>
+public sealed record GiftCall(string Operator, long GrantId, string Resident, Fen Amount, string RequestId, string By);
+
+/// <summary>What the gift rules read, under the locks of the two unit-years: each unit's kind (null when there is no
+/// such unit), the operator's confirmation and the resident's place on its list, the grant (only when it is the
+/// operator's), how the grant's provider stands with each of the two units, and the resident's figures in the grant's
+/// year (its unit-year is made before the gift is decided, as a grant's is).</summary>
+public sealed record GiftFacts
+{
+    public UnitKind? OperatorKind { get; init; }
+    public bool ResidentKnown { get; init; }
+    public bool OperatorConfirmed { get; init; }
+    public ResidencyStatus? Residency { get; init; }
+    public GrantFacts? Source { get; init; }
+    public Dealing? OperatorDealing { get; init; }
+    public Dealing? ResidentDealing { get; init; }
+    public UnitYearFigures? Resident { get; init; }
+}
 
 /// <summary>The one transfer the measures allow (Art 15): an OPC community operator gives open quota of its grant to
 /// a resident one-person company on its list. The operator's status and the residency are confirmed by the bureau, and
 /// the resident is approved by the grant's provider and not related to it, as a grant's unit would be. The resident's
 /// new grant keeps the original's provider, contract, ratio, year and expiry; the operator's unit-year commitment goes
-/// down and the resident's goes up, within its cap.</summary>
-internal static class Gifts
+/// down and the resident's goes up, within its cap. One pure function, a fixed order of early returns, as the grant,
+/// deduction and release rules are.</summary>
+public static class Gifts
 {
-    public static async Task<GiftResponse> GiveAsync(LedgerDb db, DateTimeOffset now, string requestId, string by,
-        string operatorUscc, long grantId, string residentUscc, Fen amount, CancellationToken ct)
+    public static LedgerException? Decide(GiftCall call, GiftFacts facts, DateTimeOffset now)
     {
-        var operatorKind = await db.Units.Where(u => u.Uscc == operatorUscc).Select(u => (UnitKind?)u.Kind).SingleOrDefaultAsync(ct)
-            ?? throw UnknownUnit(operatorUscc);
-        if (!await db.Units.AnyAsync(u => u.Uscc == residentUscc, ct))
+        if (facts.OperatorKind is not { } kind)
         {
-            throw UnknownUnit(residentUscc);
+            return UnknownUnit(call.Operator);
         }
 
-        if (operatorKind != UnitKind.OpcOperator || operatorUscc == residentUscc || !await OpcCommunity.OperatorConfirmedAsync(db, operatorUscc, ct))
+        if (!facts.ResidentKnown)
         {
-            throw new LedgerException(Reason.NotTransferable,
-                $"Quota cannot be transferred, sold, lent or given (Art 15); the only exception is a gift by an OPC community operator the bureau has confirmed, and {operatorUscc} is not one.");
+            return UnknownUnit(call.Resident);
         }
 
-        if (await OpcCommunity.ResidencyAsync(db, operatorUscc, residentUscc, ct) != ResidencyStatus.Confirmed)
+        if (kind != UnitKind.OpcOperator || call.Operator == call.Resident || !facts.OperatorConfirmed)
         {
-            throw new LedgerException(Reason.NotResident,
-                $"{residentUscc} is not a resident on {operatorUscc}'s list confirmed by the bureau (Art 15); the operator declares it with AddResidentOpc and the bureau confirms it with ConfirmResidentOpc.");
+            return new LedgerException(Reason.NotTransferable,
+                $"Quota cannot be transferred, sold, lent or given (Art 15); the only exception is a gift by an OPC community operator the bureau has confirmed, and {call.Operator} is not one.");
+        }
+
+        if (facts.Residency != ResidencyStatus.Confirmed)
+        {
+            return new LedgerException(Reason.NotResident,
+                $"{call.Resident} is not a resident on {call.Operator}'s list confirmed by the bureau (Art 15); the operator declares it with AddResidentOpc and the bureau confirms it with ConfirmResidentOpc.");
         }
 
         // A grant made to another unit is unknown to the operator, as one that does not exist.
-        var source = await db.Grants.AsNoTracking().SingleOrDefaultAsync(g => g.Id == grantId && g.UnitUscc == operatorUscc, ct)
-            ?? throw Grants.Unknown(grantId);
+        if (facts.Source is not { } source || source.Unit != call.Operator)
+        {
+            return Grants.Unknown(call.GrantId);
+        }
 
-        var residentUnitYear = await UnitYears.EnsureAsync(db, residentUscc, source.Year, ct);
-        await UnitYears.LockAllAsync(db, [source.UnitYearId, residentUnitYear], ct);
+        if (Grants.ClosedRefusal(source.Id, source.State, source.ExpiresAt, now, "gift") is { } closed)
+        {
+            return closed;
+        }
 
-        source = await db.Grants.AsNoTracking().Include(g => g.Account).SingleAsync(g => g.Id == grantId, ct);
-        Grants.EnsureOpen(source, now, "gift");
         // Quota leaves the operator and reaches the resident: each side must be one the grant's provider may deal with.
-        await Eligibility.EnsureMayDealAsync(db, source.ProviderUscc, operatorUscc, ct);
-        await Eligibility.EnsureMayDealAsync(db, source.ProviderUscc, residentUscc, ct);
-
-        var held = new Fen(source.Account!.BalanceFen);
-        if (amount > held)
+        foreach (var dealing in new[] { facts.OperatorDealing, facts.ResidentDealing })
         {
-            throw new LedgerException(Reason.GrantEmpty, $"Grant {grantId} holds {held}; it cannot give {amount}.");
+            if (dealing is not { } pair)
+            {
+                throw new InvalidOperationException($"The gift of grant {source.Id} was decided without how its provider stands with both units.");
+            }
+
+            if (EligibilityRule.Refusal(pair) is { } refusal)
+            {
+                return refusal;
+            }
         }
 
-        var residentBefore = await UnitYears.FiguresAsync(db, residentUscc, source.Year, now, ct);
-        if (UnitYearCap.Refusal($"Resident {residentUscc}", source.Year, residentBefore.Cap, residentBefore.GrantedOpen, residentBefore.Deducted, amount, "given") is { } overCap)
+        if (call.Amount.Value > source.BalanceFen)
         {
-            throw overCap;
+            return new LedgerException(Reason.GrantEmpty, $"Grant {call.GrantId} holds {new Fen(source.BalanceFen)}; it cannot give {call.Amount}.");
         }
 
-        var gift = new GrantRow
-        {
-            ContractId = source.ContractId,
-            ProviderUscc = source.ProviderUscc,
-            UnitUscc = residentUscc,
-            Year = source.Year,
-            UnitYearId = residentUnitYear,
-            Account = new AccountRow { Kind = AccountKind.Grant, Year = source.Year },
-            RatioBp = source.RatioBp,
-            AmountFen = amount.Value,
-            GrantedAt = now,
-            ExpiresAt = source.ExpiresAt,
-            GiftedFromGrantId = source.Id,
-        };
-        db.Grants.Add(gift);
-        await db.SaveChangesAsync(ct);
-
-        var entry = new JournalEntryRow
-        {
-            Kind = EntryKind.Gift,
-            CreatedAt = now,
-            Year = source.Year,
-            UnitUscc = operatorUscc,
-            ProviderUscc = source.ProviderUscc,
-            GrantId = source.Id,
-            CounterpartyUscc = residentUscc,
-            CounterpartyGrantId = gift.Id,
-            RequestId = requestId,
-            Caller = by,
-            Memo = $"OPC gift to resident {residentUscc}",
-        };
-        await Journal.PostAsync(db, entry,
-        [
-            Leg.Debit(gift.AccountId, AccountKind.Grant, amount),
-            Leg.Credit(source.AccountId, AccountKind.Grant, amount, Reason.GrantEmpty),
-        ], ct);
-
-        return new GiftResponse
-        {
-            Grant = await Grants.InfoAsync(db, gift.Id, now, ct),
-            SourceGrantId = source.Id,
-            SourceRemainingFen = (held - amount).Value,
-            OperatorUnitYear = (await UnitYears.FiguresAsync(db, operatorUscc, source.Year, now, ct)).ToApi(),
-            ResidentUnitYear = (residentBefore with { GrantedOpen = residentBefore.GrantedOpen + amount }).ToApi(),
-            Receipt = entry.ToReceipt(),
-        };
+        var resident = facts.Resident ?? throw new InvalidOperationException($"The gift of grant {source.Id} was decided without the resident's unit-year.");
+        return UnitYearCap.Refusal($"Resident {call.Resident}", source.Year, resident.Cap, resident.GrantedOpen, resident.Deducted, call.Amount, "given");
     }
 
     private static LedgerException UnknownUnit(string uscc) => new(Reason.UnknownUnit, $"No unit is registered with USCC {uscc}.");

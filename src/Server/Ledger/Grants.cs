@@ -156,6 +156,10 @@ internal static class Grants
         return grants;
     }
 
+    /// <summary>A grant just made (a gift's, say), as <see cref="InfoAsync"/> reads it at once: holding its whole amount.</summary>
+    public static GrantInfo NewInfo(GrantRow grant, string contractNo) =>
+        Info(new GrantRead(grant, grant.AmountFen, contractNo), new Held(grant.AmountFen, 0, 0, 0), GrantState.Open, grant.GrantedAt);
+
     /// <summary>What a grant's account held and where the rest went, at one time.</summary>
     private readonly record struct Held(long BalanceFen, long DeductedFen, long ReturnedFen, long ClawedBackFen);
 

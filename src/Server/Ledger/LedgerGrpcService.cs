@@ -12,7 +12,7 @@ namespace QuotaLedger.Server.Ledger;
 
 /// <summary>What provider billing systems call: Grant (Art 9) and Deduct (Art 10), and the reads that go with them.</summary>
 internal sealed class LedgerGrpcService(
-    LedgerDb db, Idempotency idempotency, WriteQueue engine, LedgerDatabase database, FeedHub feed, WatchOptions watch, DeductionOptions engineOptions,
+    LedgerDb db, WriteQueue engine, LedgerDatabase database, FeedHub feed, WatchOptions watch, DeductionOptions engineOptions,
     TimeProvider time, ILogger<LedgerGrpcService> logger)
     : LedgerService.LedgerServiceBase
 {
@@ -148,8 +148,8 @@ internal sealed class LedgerGrpcService(
         var resident = Validate.Uscc(request.ResidentUscc, "resident_uscc");
         var amount = Validate.Amount(request.AmountFen, "amount_fen");
 
-        return idempotency.RunAsync(by, request.RequestId, nameof(Gift), request,
-            ct => Gifts.GiveAsync(db, time.GetUtcNow(), request.RequestId, by, operatorUscc, grantId, resident, amount, ct), context.CancellationToken);
+        Validate.RequestId(request.RequestId);
+        return engine.GiftAsync(new GiftCall(operatorUscc, grantId, resident, amount, request.RequestId, by), request, context.CancellationToken);
     }
 
     public override async Task<GrantInfo> GetGrant(GetGrantRequest request, ServerCallContext context)
