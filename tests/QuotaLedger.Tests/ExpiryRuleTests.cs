@@ -1,3 +1,4 @@
+using Npgsql;
 using QuotaLedger.Server.Ledger;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Tests.Infrastructure;
@@ -173,6 +174,41 @@ public sealed class ExpiryRuleTests(LedgerFixture fixture) : IClassFixture<Ledge
         {
             await first.Ledger.ReleaseAsync(new ReleaseRequest { RequestId = Ids.New(), ProviderUscc = deal.Provider, GrantId = grant, StatementRef = "JS-3" });
         }
+    }
+
+    [Fact]
+    public async Task A_pass_that_outlasts_the_idle_in_transaction_limit_answers_what_it_did_and_replays_it()
+    {
+        var start = new DateTimeOffset(2026, 6, 12, 2, 0, 0, TimeSpan.Zero);
+        await using var server = fixture.StartServer(start, settings: new Dictionary<string, string?>
+        {
+            ["Database:IdleInTransactionTimeout"] = "00:00:01",
+            ["Database:LockTimeout"] = "00:00:30",
+        });
+        var deal = await server.NewDealAsync();
+        var grant = await server.GrantAsync(deal, 3_000);
+        server.Clock.Advance(TimeSpan.FromDays(32));
+
+        // A second session holds the grant's unit-year for three times PostgreSQL's idle limit: the pass waits for it.
+        await using var holder = new NpgsqlConnection(fixture.Database.ConnectionString);
+        await holder.OpenAsync();
+        await using var transaction = await holder.BeginTransactionAsync();
+        await using (var hold = new NpgsqlCommand("SELECT id FROM unit_years WHERE id = (SELECT unit_year_id FROM grants WHERE id = $1) FOR UPDATE", holder, transaction))
+        {
+            hold.Parameters.Add(new NpgsqlParameter { Value = grant.GrantId });
+            await hold.ExecuteNonQueryAsync();
+        }
+
+        var request = new ExpireDueGrantsRequest { RequestId = Ids.New() };
+        var pass = server.Admin.ExpireDueGrantsAsync(request).ResponseAsync;
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.False(pass.IsCompleted);
+        await transaction.CommitAsync();
+
+        var outcome = await pass;
+        Assert.Equal((1, 3_000L, 0), (outcome.ExpiredGrants, outcome.ReturnedFen, outcome.FailedGrants));
+        Assert.Equal(outcome, await server.Admin.ExpireDueGrantsAsync(request));
+        await Books.AssertHoldAsync(server);
     }
 
     private static GrantFacts Grant(GrantState state, long balanceFen) => new()
