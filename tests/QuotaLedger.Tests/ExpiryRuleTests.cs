@@ -1,9 +1,11 @@
+using Grpc.Core;
 using Npgsql;
 using QuotaLedger.Server.Ledger;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Tests.Infrastructure;
 using QuotaLedger.V1;
 using GrantState = QuotaLedger.Server.Storage.GrantState;
+using StorageEntryKind = QuotaLedger.Server.Storage.EntryKind;
 
 namespace QuotaLedger.Tests;
 
@@ -209,6 +211,113 @@ public sealed class ExpiryRuleTests(LedgerFixture fixture) : IClassFixture<Ledge
         Assert.Equal((1, 3_000L, 0), (outcome.ExpiredGrants, outcome.ReturnedFen, outcome.FailedGrants));
         Assert.Equal(outcome, await server.Admin.ExpireDueGrantsAsync(request));
         await Books.AssertHoldAsync(server);
+    }
+
+    [Fact]
+    public async Task An_expiry_coalesced_with_grants_of_its_unit_year_keeps_the_cap_where_expiry_put_it()
+    {
+        const int year = 2051;
+        await using var server = fixture.StartServer(new DateTimeOffset(year, 3, 2, 2, 0, 0, TimeSpan.Zero),
+            settings: new Dictionary<string, string?> { ["Database:LockTimeout"] = "00:00:30" });
+        await server.SetSmallYearAsync(year, capFen: 10_000, totalFen: 1_000_000, fundFen: 500_000);
+        var deal = await server.NewDealAsync(contractAmountFen: 1_000_000);
+        var due = await server.GrantAsync(deal, 6_000);
+        server.Clock.Advance(TimeSpan.FromDays(20));
+        var live = await server.GrantAsync(deal, 1_000);
+        server.Clock.Advance(TimeSpan.FromDays(12));
+        // Grants on a contract of the unit's with nothing due, so the sweep before each finds nothing to expire, and the
+        // pool holds enough: the due grant is left to the pass.
+        var other = deal with { ContractNo = await server.NewContractAsync(deal.Provider, deal.Unit, amountFen: 1_000_000) };
+
+        // A second session holds the unit-year; a deduction of it goes to a lock waiter, which keeps the unit-year's lane
+        // while the pass's expiry and two grants of the unit-year queue behind it. When the row is let go, one
+        // transaction takes the three of them.
+        await using var holder = new NpgsqlConnection(fixture.Database.ConnectionString);
+        await holder.OpenAsync();
+        await using var transaction = await holder.BeginTransactionAsync();
+        await using (var hold = new NpgsqlCommand("SELECT id FROM unit_years WHERE id = (SELECT unit_year_id FROM grants WHERE id = $1) FOR UPDATE", holder, transaction))
+        {
+            hold.Parameters.Add(new NpgsqlParameter { Value = live.GrantId });
+            await hold.ExecuteNonQueryAsync();
+        }
+
+        var deduction = server.DeductAsync(deal, live.GrantId, 200);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var pass = server.Admin.ExpireDueGrantsAsync(new ExpireDueGrantsRequest { RequestId = Ids.New() }).ResponseAsync;
+        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        // 1,000 live and 9,000 more is the cap; 1 more is past it, whichever of the two is decided second.
+        var grants = new[] { Answer(server.GrantAsync(other, 9_000)), Answer(server.GrantAsync(other, 1)) };
+        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        await transaction.CommitAsync();
+
+        await deduction;
+        Assert.Equal((1, 6_000L), ((await pass).ExpiredGrants, (await pass).ReturnedFen));
+        var answers = await Task.WhenAll(grants);
+        Assert.Single(answers, a => a.Refusal == "UNIT_YEAR_CAP_EXCEEDED");
+        var figures = await server.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = deal.Unit, Year = year });
+        Assert.True(figures.GrantedOpenFen + figures.DeductedFen <= 10_000, $"{figures.GrantedOpenFen} open and {figures.DeductedFen} deducted, past a cap of 10,000");
+
+        // The expiry and the grant that applied were written by one transaction.
+        var applied = answers.Single(a => a.Refusal is null).GrantId;
+        Assert.Equal(await WriterOfAsync(due.GrantId, StorageEntryKind.Expiry), await WriterOfAsync(applied, StorageEntryKind.Grant));
+        await Books.AssertHoldAsync(server);
+    }
+
+    [Fact]
+    public async Task A_duplicate_sent_during_a_pass_gets_the_first_pass_s_answer()
+    {
+        await using var server = fixture.StartServer(new DateTimeOffset(2026, 6, 15, 2, 0, 0, TimeSpan.Zero),
+            settings: new Dictionary<string, string?> { ["Database:LockTimeout"] = "00:00:30" });
+        var deal = await server.NewDealAsync();
+        var grants = new List<GrantResponse>();
+        for (var i = 0; i < 5; i++)
+        {
+            grants.Add(await server.GrantAsync(deal, 1_000));
+        }
+
+        server.Clock.Advance(TimeSpan.FromDays(32));
+        await using var holder = new NpgsqlConnection(fixture.Database.ConnectionString);
+        await holder.OpenAsync();
+        await using var transaction = await holder.BeginTransactionAsync();
+        await using (var hold = new NpgsqlCommand("SELECT id FROM unit_years WHERE id = (SELECT unit_year_id FROM grants WHERE id = $1) FOR UPDATE", holder, transaction))
+        {
+            hold.Parameters.Add(new NpgsqlParameter { Value = grants[0].GrantId });
+            await hold.ExecuteNonQueryAsync();
+        }
+
+        var request = new ExpireDueGrantsRequest { RequestId = Ids.New() };
+        var first = server.Admin.ExpireDueGrantsAsync(request).ResponseAsync;
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var duplicate = server.Admin.ExpireDueGrantsAsync(request).ResponseAsync;
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.False(first.IsCompleted || duplicate.IsCompleted);
+        await transaction.CommitAsync();
+
+        Assert.Equal((5, 5_000L, 0), ((await first).ExpiredGrants, (await first).ReturnedFen, (await first).FailedGrants));
+        Assert.Equal(await first, await duplicate);
+    }
+
+    private static async Task<(long GrantId, string? Refusal)> Answer(Task<GrantResponse> grant)
+    {
+        try
+        {
+            return ((await grant).GrantId, null);
+        }
+        catch (RpcException e)
+        {
+            return (0, Refusal.ReasonOf(e));
+        }
+    }
+
+    /// <summary>The transaction that wrote the grant's entry of <paramref name="kind"/> (its xmin).</summary>
+    private async Task<string> WriterOfAsync(long grantId, StorageEntryKind kind)
+    {
+        await using var connection = new NpgsqlConnection(fixture.Database.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT xmin::text FROM journal_entries WHERE grant_id = $1 AND kind = $2", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = grantId });
+        command.Parameters.Add(new NpgsqlParameter { Value = (short)kind });
+        return (string)(await command.ExecuteScalarAsync())!;
     }
 
     private static GrantFacts Grant(GrantState state, long balanceFen) => new()

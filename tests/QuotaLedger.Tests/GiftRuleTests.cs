@@ -121,9 +121,17 @@ public sealed class GiftRuleTests(LedgerFixture fixture) : IClassFixture<LedgerF
 
         var first = Gift(opc, grant.GrantId, resident, 1_000);
         var applied = await Record("applied", () => Send(first));
+        // What the gift answers is what the ledger then reads: the new grant, both unit-years, and the entry.
+        Assert.NotNull(applied);
+        Assert.Equal((grant.GrantId, 4_000L), (applied.SourceGrantId, applied.SourceRemainingFen));
+        Assert.Equal((resident, grant.GrantId, 1_000L, GrantStatus.Open), (applied.Grant.UnitUscc, applied.Grant.GiftedFromGrantId, applied.Grant.RemainingFen, applied.Grant.Status));
+        Assert.Equal(applied.Grant, await server.Ledger.GetGrantAsync(new GetGrantRequest { GrantId = applied.Grant.GrantId }));
+        Assert.Equal(applied.OperatorUnitYear, await server.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = opc, Year = 2026 }));
+        Assert.Equal(applied.ResidentUnitYear, await server.Ledger.GetUnitYearAsync(new GetUnitYearRequest { UnitUscc = resident, Year = 2026 }));
+        var entry = Assert.Single(await Statement.ReadAsync(server, new ListEntriesRequest { GrantId = grant.GrantId }), e => e.Kind == V1.EntryKind.Gift);
+        Assert.Equal((resident, applied.Grant.GrantId, applied.Receipt.EntryId), (entry.CounterpartyUscc, entry.CounterpartyGrantId, entry.EntryId));
         var replayed = await Record("replayed", () => Send(first));
-        Assert.Equal(applied?.Grant.GrantId, replayed?.Grant.GrantId);
-        Assert.Equal((grant.GrantId, 4_000L, applied!.Grant.GrantId), (applied.SourceGrantId, applied.SourceRemainingFen, applied.Grant.GrantId));
+        Assert.Equal(applied, replayed);
         var reused = Gift(opc, grant.GrantId, resident, 2_000);
         reused.RequestId = first.RequestId;
         await Record("request id reused", () => Send(reused));

@@ -306,7 +306,11 @@ internal static class WriteBatch
 
     /// <summary>Closes a grant (released or expired): what it holds returns to its year's pool in one entry (none when it
     /// holds nothing), no longer committed on its contract or counted against its unit-year's cap (Art 11: reclaimed
-    /// for reuse). Returns the unit-year's figures after it, and the entry.</summary>
+    /// for reuse). Returns the unit-year's figures after it, and the entry.
+    /// <para>The figures the rules read already count a due grant as returned (expiry takes effect at expires_at): an
+    /// expiry moves the stored rows to where the figures are, so it leaves the unit-year's open quota, the pool net of
+    /// due grants and the contract's commitment as they are, and only moves what the due grant held from "due" to the
+    /// stored balances. A release closes a live grant: its quota leaves the figures now.</para></summary>
     private static (UnitYearFigures Figures, JournalEntryRow? Entry) ReturnToPool(WriteFacts facts, WritePlan plan, GrantFacts grant, GrantHome home,
         GrantState closedAs, Fen returned, string? statementRef, string requestId, string caller, string memo, DateTimeOffset now)
     {
@@ -314,8 +318,9 @@ internal static class WriteBatch
         grant.State = closedAs;
         grant.BalanceFen = 0;
         plan.Closes.Add(new GrantClose(grant.Id, closedAs, returned.Value, statementRef));
+        var expired = closedAs == GrantState.Expired;
         var before = facts.Figures[home.UnitYearId];
-        var figures = before with { GrantedOpen = before.GrantedOpen - returned };
+        var figures = expired ? before : before with { GrantedOpen = before.GrantedOpen - returned };
         facts.Figures[home.UnitYearId] = figures;
         if (!returned.IsPositive)
         {
@@ -340,6 +345,16 @@ internal static class WriteBatch
         contract.GrantedFen = checked(contract.GrantedFen - returned.Value);
         plan.GrantedDeltas[contract.Id] = checked(plan.GrantedDeltas.GetValueOrDefault(contract.Id) - returned.Value);
         pool.BalanceFen = checked(pool.BalanceFen + returned.Value);
+        if (expired)
+        {
+            // What the due grant held was counted as returned already (net of due grants); now it is stored so.
+            pool.LapsedFen = checked(pool.LapsedFen - returned.Value);
+            if (facts.LapsedOnContract.TryGetValue(contract.Id, out var lapsed))
+            {
+                facts.LapsedOnContract[contract.Id] = checked(lapsed - returned.Value);
+            }
+        }
+
         WatchFigures(facts, plan, pool, figures, grant.Provider, entry);
         return (figures, entry);
     }

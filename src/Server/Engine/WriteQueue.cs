@@ -6,6 +6,7 @@ using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.Server.Telemetry;
 using QuotaLedger.V1;
+using ResidencyStatus = QuotaLedger.Server.Storage.ResidencyStatus;
 
 namespace QuotaLedger.Server.Engine;
 
@@ -121,8 +122,9 @@ internal sealed partial class WriteQueue(
             [.. requests.Select(r => new PendingDeduction(r, HomeFor(homes.GetValueOrDefault(r.GrantId), r.Provider)?.UnitYearId))], ct);
     }
 
-    /// <summary>A gift, queued on the operator's grant's unit-year and the resident's, which is made on first use (when
-    /// the resident is a unit at all) before the gift is queued, as a grant's unit-year is.</summary>
+    /// <summary>A gift, queued on the operator's grant's unit-year and the resident's, which is made on first use before
+    /// the gift is queued, as a grant's unit-year is: only for a resident the bureau has confirmed on the operator's list
+    /// (a gift to anyone else is refused without one).</summary>
     public async Task<GiftResponse> GiftAsync(GiftCall call, GiftRequest sent, CancellationToken ct)
     {
         var home = await HomesOfAsync([call.GrantId], ct);
@@ -130,17 +132,23 @@ internal sealed partial class WriteQueue(
         long? resident = null;
         if (source is { } s && call.Resident != call.Operator)
         {
-            var id = await UnitYearAsync(call.Resident, s.Year, create: await UnitExistsAsync(call.Resident, ct), ct);
+            var id = await UnitYearAsync(call.Resident, s.Year, create: await ConfirmedResidentAsync(call.Operator, call.Resident, ct), ct);
             resident = id == 0 ? null : id;
         }
 
         return (GiftResponse)await SubmitAsync(new PendingGift(call, sent, source, resident), ct);
     }
 
-    private async Task<bool> UnitExistsAsync(string unit, CancellationToken ct)
+    /// <summary>Whether the resident's latest step on the operator's list is the bureau's confirmation.</summary>
+    private async Task<bool> ConfirmedResidentAsync(string operatorUscc, string residentUscc, CancellationToken ct)
     {
-        await using var command = database.DataSource.CreateCommand("SELECT EXISTS (SELECT 1 FROM units WHERE uscc = $1::bpchar)");
-        command.Parameters.Add(new NpgsqlParameter { Value = unit });
+        await using var command = database.DataSource.CreateCommand(
+            $"""
+            SELECT coalesce((SELECT r.status FROM opc_residents r WHERE r.operator_uscc = $1::bpchar AND r.resident_uscc = $2::bpchar
+                             ORDER BY r.id DESC LIMIT 1) = {(short)ResidencyStatus.Confirmed}, false)
+            """);
+        command.Parameters.Add(new NpgsqlParameter { Value = operatorUscc });
+        command.Parameters.Add(new NpgsqlParameter { Value = residentUscc });
         return await command.ExecuteScalarAsync(ct) is true;
     }
 

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Google.Protobuf;
 using Microsoft.EntityFrameworkCore;
+using Npgsql;
 using QuotaLedger.Server.Rules;
 
 namespace QuotaLedger.Server.Storage;
@@ -65,11 +66,11 @@ public sealed class Idempotency(LedgerDb db, TimeProvider time)
     }
 
     /// <summary>Runs a call whose effect is many transactions of its own, each safe to repeat (the expiry pass: a grant
-    /// no longer open and due is left as it is), exactly once per request id as far as its answer goes. A recorded outcome
-    /// replays; otherwise the effect runs with no transaction of this call held open (a claim held for the whole of a
-    /// long pass would sit idle in its transaction, and PostgreSQL would end it), and its outcome is recorded after. A
-    /// duplicate sent meanwhile runs the effect too, which then finds nothing left to do; whichever records first is the
-    /// answer both get.</summary>
+    /// no longer open and due is left as it is), exactly once per request id. The id is held by a session-level advisory
+    /// lock on this call's connection, outside any transaction: a claim held in a transaction for the whole of a long
+    /// pass would sit idle in it, and PostgreSQL would end it. A duplicate sent meanwhile waits for the lock, then
+    /// replays the outcome the first recorded. Should this call's connection break, its lock goes with it, and a
+    /// duplicate runs the effect again, which finds done what the first did.</summary>
     public async Task<TResponse> RecordAfterAsync<TResponse>(
         string caller,
         string requestId,
@@ -81,40 +82,63 @@ public sealed class Idempotency(LedgerDb db, TimeProvider time)
     {
         Validate.RequestId(requestId);
         var hash = Hash(method, request);
-        if (await FirstAsync(caller, requestId, cancellationToken) is { Outcome: not null } first)
-        {
-            return Replay<TResponse>(first, method, hash);
-        }
-
-        string outcome = Ok;
-        string? message = null;
-        byte[]? response = null;
-        LedgerException? refused = null;
+        var key = $"{caller}/{requestId}";
+        await db.Database.OpenConnectionAsync(cancellationToken);
         try
         {
-            response = (await effect(cancellationToken)).ToByteArray();
-        }
-        catch (LedgerException refusal)
-        {
-            (outcome, message, refused) = (refusal.Reason.Word(), refusal.Message, refusal);
-        }
+            await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_lock({RecordAfterLockSpace}, hashtext({key}))", cancellationToken);
+            try
+            {
+                if (await FirstAsync(caller, requestId, cancellationToken) is { Outcome: not null } first)
+                {
+                    return Replay<TResponse>(first, method, hash);
+                }
 
-        await db.Database.ExecuteSqlAsync(
-            $"""
-            INSERT INTO idempotency_records (caller, request_id, method, request_hash, outcome, message, response, created_at)
-            VALUES ({caller}, {requestId}, {method}, {hash}, {outcome}, {message}, {response}, {time.GetUtcNow()})
-            ON CONFLICT DO NOTHING
-            """,
-            cancellationToken);
-        var recorded = await FirstAsync(caller, requestId, cancellationToken)
-            ?? throw new InvalidOperationException($"The outcome of '{requestId}' was neither recorded nor found.");
-        if (refused is not null && recorded.Outcome == outcome && recorded.Response is null)
-        {
-            throw refused;
-        }
+                string outcome = Ok;
+                string? message = null;
+                byte[]? response = null;
+                try
+                {
+                    response = (await effect(cancellationToken)).ToByteArray();
+                }
+                catch (LedgerException refusal)
+                {
+                    (outcome, message) = (refusal.Reason.Word(), refusal.Message);
+                }
 
-        return Replay<TResponse>(recorded, method, hash);
+                // The effect took place: its answer is recorded even if the caller has gone meanwhile.
+                await db.Database.ExecuteSqlAsync(
+                    $"""
+                    INSERT INTO idempotency_records (caller, request_id, method, request_hash, outcome, message, response, created_at)
+                    VALUES ({caller}, {requestId}, {method}, {hash}, {outcome}, {message}, {response}, {time.GetUtcNow()})
+                    ON CONFLICT DO NOTHING
+                    """,
+                    CancellationToken.None);
+                var recorded = await FirstAsync(caller, requestId, CancellationToken.None)
+                    ?? throw new InvalidOperationException($"The outcome of '{requestId}' was neither recorded nor found.");
+                return Replay<TResponse>(recorded, method, hash);
+            }
+            finally
+            {
+                try
+                {
+                    await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_unlock({RecordAfterLockSpace}, hashtext({key}))", CancellationToken.None);
+                }
+                catch (NpgsqlException)
+                {
+                    // A broken connection ended its session, and the session's locks with it.
+                }
+            }
+        }
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
     }
+
+    /// <summary>The first key of the advisory locks <see cref="RecordAfterAsync"/> holds (the second is the request id's
+    /// hash); two-key advisory locks never meet the one-key ones the server takes elsewhere.</summary>
+    private const int RecordAfterLockSpace = 7_170_004;
 
     private Task<IdempotencyRow?> FirstAsync(string caller, string requestId, CancellationToken cancellationToken) =>
         db.IdempotencyRecords.AsNoTracking().SingleOrDefaultAsync(r => r.Caller == caller && r.RequestId == requestId, cancellationToken);
