@@ -91,6 +91,10 @@ internal sealed partial class WriteQueue(
     private int _inFlight;
     private bool _stopping;
 
+    /// <summary>The most writes that may wait at once (<see cref="DeductionOptions.MaxWaiting"/>): a page of the expiry
+    /// pass is never larger, or the queue could never take it.</summary>
+    public int MaxWaiting => options.MaxWaiting;
+
     public async Task<DeductResponse> DeductAsync(DeductionRequest request, CancellationToken ct) =>
         (DeductResponse)await SubmitAsync(new PendingDeduction(request, (await HomeOfAsync(request.GrantId, request.Provider, ct))?.UnitYearId), ct);
 

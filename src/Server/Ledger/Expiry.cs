@@ -84,7 +84,7 @@ internal static partial class Expiry
                 .Where(g => g.State == GrantState.Open && g.Id > after).Where(Grants.DueAt(now))
                 .OrderBy(g => g.Id)
                 .Select(g => g.Id)
-                .Take(Math.Min(PageSize, limit - tried))
+                .Take(Math.Min(Math.Min(PageSize, engine.MaxWaiting), limit - tried))
                 .ToListAsync(ct);
             if (due.Count == 0)
             {
