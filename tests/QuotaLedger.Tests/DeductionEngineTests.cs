@@ -264,43 +264,8 @@ public sealed class DeductionEngineTests(LedgerFixture fixture) : IClassFixture<
         }
     }
 
-    /// <summary>Holds the row of a grant's unit-year (or contract) FOR UPDATE from a connection of the test, as another
-    /// server instance or a person in psql would, until released or disposed.</summary>
-    private Task<Holder> HoldUnitYearAsync(long grantId) =>
-        HoldAsync("SELECT id FROM unit_years WHERE id = (SELECT unit_year_id FROM grants WHERE id = $1) FOR UPDATE", grantId);
+    /// <summary>Holds the row of a grant's unit-year (or contract) FOR UPDATE from a connection of the test.</summary>
+    private Task<RowHolder> HoldUnitYearAsync(long grantId) => RowHolder.UnitYearOfAsync(fixture.Database, grantId);
 
-    private Task<Holder> HoldContractAsync(long grantId) =>
-        HoldAsync("SELECT id FROM contracts WHERE id = (SELECT contract_id FROM grants WHERE id = $1) FOR UPDATE", grantId);
-
-    private async Task<Holder> HoldAsync(string sql, long grantId)
-    {
-        var connection = new NpgsqlConnection(fixture.Database.ConnectionString);
-        await connection.OpenAsync();
-        var transaction = await connection.BeginTransactionAsync();
-        await using var lockRow = new NpgsqlCommand(sql, connection, transaction);
-        lockRow.Parameters.Add(new NpgsqlParameter { Value = grantId });
-        Assert.NotNull(await lockRow.ExecuteScalarAsync());
-        return new Holder(connection, transaction);
-    }
-
-    private sealed class Holder(NpgsqlConnection connection, NpgsqlTransaction transaction) : IAsyncDisposable
-    {
-        private bool _released;
-
-        public async Task ReleaseAsync()
-        {
-            if (!_released)
-            {
-                _released = true;
-                await transaction.RollbackAsync();
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await ReleaseAsync();
-            await transaction.DisposeAsync();
-            await connection.DisposeAsync();
-        }
-    }
+    private Task<RowHolder> HoldContractAsync(long grantId) => RowHolder.ContractOfAsync(fixture.Database, grantId);
 }

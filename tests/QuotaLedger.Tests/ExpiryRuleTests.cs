@@ -192,20 +192,13 @@ public sealed class ExpiryRuleTests(LedgerFixture fixture) : IClassFixture<Ledge
         server.Clock.Advance(TimeSpan.FromDays(32));
 
         // A second session holds the grant's unit-year for three times PostgreSQL's idle limit: the pass waits for it.
-        await using var holder = new NpgsqlConnection(fixture.Database.ConnectionString);
-        await holder.OpenAsync();
-        await using var transaction = await holder.BeginTransactionAsync();
-        await using (var hold = new NpgsqlCommand("SELECT id FROM unit_years WHERE id = (SELECT unit_year_id FROM grants WHERE id = $1) FOR UPDATE", holder, transaction))
-        {
-            hold.Parameters.Add(new NpgsqlParameter { Value = grant.GrantId });
-            await hold.ExecuteNonQueryAsync();
-        }
+        await using var holder = await RowHolder.UnitYearOfAsync(fixture.Database, grant.GrantId);
 
         var request = new ExpireDueGrantsRequest { RequestId = Ids.New() };
         var pass = server.Admin.ExpireDueGrantsAsync(request).ResponseAsync;
         await Task.Delay(TimeSpan.FromSeconds(3));
         Assert.False(pass.IsCompleted);
-        await transaction.CommitAsync();
+        await holder.ReleaseAsync();
 
         var outcome = await pass;
         Assert.Equal((1, 3_000L, 0), (outcome.ExpiredGrants, outcome.ReturnedFen, outcome.FailedGrants));
@@ -232,14 +225,7 @@ public sealed class ExpiryRuleTests(LedgerFixture fixture) : IClassFixture<Ledge
         // A second session holds the unit-year; a deduction of it goes to a lock waiter, which keeps the unit-year's lane
         // while the pass's expiry and two grants of the unit-year queue behind it. When the row is let go, one
         // transaction takes the three of them.
-        await using var holder = new NpgsqlConnection(fixture.Database.ConnectionString);
-        await holder.OpenAsync();
-        await using var transaction = await holder.BeginTransactionAsync();
-        await using (var hold = new NpgsqlCommand("SELECT id FROM unit_years WHERE id = (SELECT unit_year_id FROM grants WHERE id = $1) FOR UPDATE", holder, transaction))
-        {
-            hold.Parameters.Add(new NpgsqlParameter { Value = live.GrantId });
-            await hold.ExecuteNonQueryAsync();
-        }
+        await using var holder = await RowHolder.UnitYearOfAsync(fixture.Database, live.GrantId);
 
         var deduction = server.DeductAsync(deal, live.GrantId, 200);
         await Task.Delay(TimeSpan.FromSeconds(1));
@@ -248,7 +234,7 @@ public sealed class ExpiryRuleTests(LedgerFixture fixture) : IClassFixture<Ledge
         // 1,000 live and 9,000 more is the cap; 1 more is past it, whichever of the two is decided second.
         var grants = new[] { Answer(server.GrantAsync(other, 9_000)), Answer(server.GrantAsync(other, 1)) };
         await Task.Delay(TimeSpan.FromSeconds(1.5));
-        await transaction.CommitAsync();
+        await holder.ReleaseAsync();
 
         await deduction;
         Assert.Equal((1, 6_000L), ((await pass).ExpiredGrants, (await pass).ReturnedFen));
@@ -276,14 +262,7 @@ public sealed class ExpiryRuleTests(LedgerFixture fixture) : IClassFixture<Ledge
         }
 
         server.Clock.Advance(TimeSpan.FromDays(32));
-        await using var holder = new NpgsqlConnection(fixture.Database.ConnectionString);
-        await holder.OpenAsync();
-        await using var transaction = await holder.BeginTransactionAsync();
-        await using (var hold = new NpgsqlCommand("SELECT id FROM unit_years WHERE id = (SELECT unit_year_id FROM grants WHERE id = $1) FOR UPDATE", holder, transaction))
-        {
-            hold.Parameters.Add(new NpgsqlParameter { Value = grants[0].GrantId });
-            await hold.ExecuteNonQueryAsync();
-        }
+        await using var holder = await RowHolder.UnitYearOfAsync(fixture.Database, grants[0].GrantId);
 
         var request = new ExpireDueGrantsRequest { RequestId = Ids.New() };
         var first = server.Admin.ExpireDueGrantsAsync(request).ResponseAsync;
@@ -291,7 +270,7 @@ public sealed class ExpiryRuleTests(LedgerFixture fixture) : IClassFixture<Ledge
         var duplicate = server.Admin.ExpireDueGrantsAsync(request).ResponseAsync;
         await Task.Delay(TimeSpan.FromSeconds(1));
         Assert.False(first.IsCompleted || duplicate.IsCompleted);
-        await transaction.CommitAsync();
+        await holder.ReleaseAsync();
 
         Assert.Equal((5, 5_000L, 0), ((await first).ExpiredGrants, (await first).ReturnedFen, (await first).FailedGrants));
         Assert.Equal(await first, await duplicate);
