@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Npgsql;
 using QuotaLedger.Server.Alerts;
 using QuotaLedger.Server.Ledger;
+using QuotaLedger.Server.Registry;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using AlertKind = QuotaLedger.Server.Storage.AlertKind;
@@ -320,20 +321,13 @@ internal sealed class WriteFacts
     private static void AddGiftReads(NpgsqlBatch batch, List<PendingGift> gifts)
     {
         Add(batch,
-            """
-            SELECT u.uscc, u.kind,
-                   coalesce((SELECT c.confirmed FROM opc_operator_confirmations c WHERE c.operator_uscc = u.uscc ORDER BY c.id DESC LIMIT 1), false)
-            FROM units u WHERE u.uscc = ANY($1::text[]::bpchar[])
-            """,
+            $"SELECT u.uscc, u.kind, {OpcCommunity.OperatorConfirmedSql("u.uscc")} FROM units u WHERE u.uscc = ANY($1::text[]::bpchar[])",
             (object)gifts.SelectMany(g => new[] { g.Call.Operator, g.Call.Resident }).Distinct().ToArray());
         var pairs = gifts.Select(g => (g.Call.Operator, g.Call.Resident)).Distinct().ToArray();
         Add(batch,
-            """
-            SELECT k.operator_uscc, k.resident_uscc, r.status
+            $"""
+            SELECT k.operator_uscc, k.resident_uscc, {OpcCommunity.ResidencySql("k.operator_uscc::bpchar", "k.resident_uscc::bpchar")}
             FROM unnest($1::text[], $2::text[]) AS k(operator_uscc, resident_uscc)
-            CROSS JOIN LATERAL (SELECT x.status FROM opc_residents x
-                                WHERE x.operator_uscc = k.operator_uscc::bpchar AND x.resident_uscc = k.resident_uscc::bpchar
-                                ORDER BY x.id DESC LIMIT 1) r
             """,
             pairs.Select(p => p.Operator).ToArray(), pairs.Select(p => p.Resident).ToArray());
         var dealings = gifts.Where(g => g.Source is not null)
@@ -358,7 +352,10 @@ internal sealed class WriteFacts
         await reader.NextResultAsync(ct);
         while (await reader.ReadAsync(ct))
         {
-            Residencies[(reader.GetString(0), reader.GetString(1))] = (ResidencyStatus)reader.GetInt16(2);
+            if (!reader.IsDBNull(2))
+            {
+                Residencies[(reader.GetString(0), reader.GetString(1))] = (ResidencyStatus)reader.GetInt16(2);
+            }
         }
 
         await reader.NextResultAsync(ct);

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Npgsql;
 using Google.Protobuf;
 using QuotaLedger.Server.Ledger;
+using QuotaLedger.Server.Registry;
 using QuotaLedger.Server.Rules;
 using QuotaLedger.Server.Storage;
 using QuotaLedger.Server.Telemetry;
@@ -147,10 +148,7 @@ internal sealed partial class WriteQueue(
     private async Task<bool> ConfirmedResidentAsync(string operatorUscc, string residentUscc, CancellationToken ct)
     {
         await using var command = database.DataSource.CreateCommand(
-            $"""
-            SELECT coalesce((SELECT r.status FROM opc_residents r WHERE r.operator_uscc = $1::bpchar AND r.resident_uscc = $2::bpchar
-                             ORDER BY r.id DESC LIMIT 1) = {(short)ResidencyStatus.Confirmed}, false)
-            """);
+            $"SELECT coalesce({OpcCommunity.ResidencySql("$1::bpchar", "$2::bpchar")} = {(short)ResidencyStatus.Confirmed}, false)");
         command.Parameters.Add(new NpgsqlParameter { Value = operatorUscc });
         command.Parameters.Add(new NpgsqlParameter { Value = residentUscc });
         return await command.ExecuteScalarAsync(ct) is true;

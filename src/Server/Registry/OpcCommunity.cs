@@ -17,6 +17,17 @@ internal static class OpcCommunity
         await db.OpcOperatorConfirmations.Where(c => c.OperatorUscc == operatorUscc)
             .OrderByDescending(c => c.Id).Select(c => (bool?)c.Confirmed).FirstOrDefaultAsync(ct) ?? false;
 
+    /// <summary><see cref="OperatorConfirmedAsync"/> in SQL: whether the operator in SQL expression
+    /// <paramref name="operatorUscc"/> (a bpchar) is confirmed now, by its latest row.</summary>
+    public static string OperatorConfirmedSql(string operatorUscc) =>
+        $"coalesce((SELECT c.confirmed FROM opc_operator_confirmations c WHERE c.operator_uscc = {operatorUscc} ORDER BY c.id DESC LIMIT 1), false)";
+
+    /// <summary><see cref="ResidencyAsync"/> in SQL: the status of the resident in SQL expression
+    /// <paramref name="residentUscc"/> on the list of the operator in <paramref name="operatorUscc"/> (both bpchar), by
+    /// the latest row of the pair; null when it was never listed.</summary>
+    public static string ResidencySql(string operatorUscc, string residentUscc) =>
+        $"(SELECT r.status FROM opc_residents r WHERE r.operator_uscc = {operatorUscc} AND r.resident_uscc = {residentUscc} ORDER BY r.id DESC LIMIT 1)";
+
     /// <summary>Where the resident stands on the operator's list now; null when it was never listed.</summary>
     public static Task<ResidencyStatus?> ResidencyAsync(LedgerDb db, string operatorUscc, string residentUscc, CancellationToken ct) =>
         db.OpcResidents.Where(r => r.OperatorUscc == operatorUscc && r.ResidentUscc == residentUscc)
